@@ -1,0 +1,2 @@
+//! forwarden
+pub mod yaml;
