@@ -1,2 +1,20 @@
-//! forwarden
+//! forwarden: a forward-auth sidecar.
+//!
+//! The proxy (nginx `auth_request`, ingress-nginx `auth-url`, Traefik `forwardAuth`, Caddy
+//! `forward_auth`, HAProxy) asks forwarden once per request whether the request may pass.
+//!
+//! Map of the components:
+//! - [`yaml`]: YAML with line and column on every value (the raw layer of config and policy).
+//! - [`config`]: the configuration file, validated into typed values.
+//! - [`policy`]: routes, Pomerium Policy Language, the decision. Pure.
+//! - [`request`]: the original request rebuilt from a trusted proxy's headers. Pure.
+//! - [`session`]: the sealed session cookie (AES-256-GCM, chunked, key rotation). Pure.
+//! - [`identity`]: who the user is.
+//! - [`http`]: the axum router and the one mapping from decisions and errors to responses.
+//! - [`server`]: listening, hot reload of policies, graceful shutdown.
+
+pub mod diag;
+pub mod identity;
+pub mod policy;
+pub mod request;
 pub mod yaml;

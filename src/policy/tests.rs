@@ -1,0 +1,223 @@
+use super::*;
+
+fn set(src: &str) -> PolicySet {
+    match PolicySet::from_sources(&[("p.yaml".into(), src.into())]) {
+        Ok(s) => s,
+        Err(d) => panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")),
+    }
+}
+
+fn errors(src: &str) -> Vec<String> {
+    PolicySet::from_sources(&[("p.yaml".into(), src.into())])
+        .err()
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn user(email: &str, groups: &[&str]) -> Identity {
+    Identity {
+        subject: "sub-1".into(),
+        email: Some(email.into()),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        ..Identity::default()
+    }
+}
+
+fn decide(s: &PolicySet, url: &str, u: Option<&Identity>) -> Outcome {
+    let req = Request::from_url(url, "GET").unwrap();
+    s.decide(&req, u, &Narrowing::default()).outcome
+}
+
+const SEED: &str = "\
+- from: https://app1.external.domain
+  to: http://app1containername:8080
+  allowed_users:
+    - user1@azuread.domain
+- from: https://app2.external.domain
+  to: http://app2containername
+  allowed_users:
+    - user2@azuread.domain
+";
+
+#[test]
+fn seed_policy_loads_and_decides() {
+    let s = set(SEED);
+    assert_eq!(s.routes().len(), 2);
+    assert_eq!(s.notes.len(), 1, "`to` is noted once");
+    let u1 = user("User1@AzureAD.domain", &[]);
+    assert_eq!(decide(&s, "https://app1.external.domain/", Some(&u1)), Outcome::Allow);
+    assert_eq!(decide(&s, "https://app2.external.domain/", Some(&u1)), Outcome::Forbidden);
+    assert_eq!(decide(&s, "https://app1.external.domain/", None), Outcome::Login);
+    assert_eq!(decide(&s, "https://other.external.domain/", Some(&u1)), Outcome::Forbidden);
+}
+
+#[test]
+fn most_specific_route_wins() {
+    let s = set("\
+- from: https://*.example.com
+  allow_public_unauthenticated_access: true
+- from: https://app.example.com
+  allow_any_authenticated_user: true
+- from: https://app.example.com
+  prefix: /admin
+  allowed_groups: [admins]
+- from: https://app.example.com
+  prefix: /admin/public/
+  allow_public_unauthenticated_access: true
+- from: https://app.example.com
+  path: /admin/exact
+  allowed_users: [boss@example.com]
+- from: https://*.deep.example.com
+  allowed_domains: [deep.com]
+");
+    let u = user("a@example.com", &[]);
+    let admin = user("b@example.com", &["admins"]);
+    // exact host over wildcard
+    assert_eq!(decide(&s, "https://app.example.com/x", None), Outcome::Login);
+    assert_eq!(decide(&s, "https://other.example.com/x", None), Outcome::Allow);
+    // longer wildcard suffix over shorter
+    assert_eq!(decide(&s, "https://x.deep.example.com/", Some(&u)), Outcome::Forbidden);
+    // longer prefix over shorter
+    assert_eq!(decide(&s, "https://app.example.com/admin/x", Some(&u)), Outcome::Forbidden);
+    assert_eq!(decide(&s, "https://app.example.com/admin/x", Some(&admin)), Outcome::Allow);
+    assert_eq!(decide(&s, "https://app.example.com/admin/public/x", None), Outcome::Allow);
+    // prefix covers whole segments only
+    assert_eq!(decide(&s, "https://app.example.com/administrator", Some(&u)), Outcome::Allow);
+    // exact path over prefix
+    assert_eq!(decide(&s, "https://app.example.com/admin/exact", Some(&admin)), Outcome::Forbidden);
+}
+
+#[test]
+fn ppl_deny_beats_allow() {
+    let s = set("\
+routes:
+  - from: https://app.example.com
+    policy:
+      allow:
+        or:
+          - domain: {is: example.com}
+      deny:
+        or:
+          - email: {is: mallory@example.com}
+");
+    assert_eq!(decide(&s, "https://app.example.com/", Some(&user("a@example.com", &[]))), Outcome::Allow);
+    assert_eq!(decide(&s, "https://app.example.com/", Some(&user("Mallory@example.com", &[]))), Outcome::Forbidden);
+}
+
+#[test]
+fn named_policies_are_shared() {
+    let s = set("\
+policies:
+  staff:
+    allow:
+      or:
+        - domain: {is: example.com}
+  admins:
+    - allow:
+        and:
+          - groups: {has: admins}
+routes:
+  - from: https://a.example.com
+    policy: staff
+  - from: https://b.example.com
+    policy: staff
+");
+    let u = user("a@example.com", &[]);
+    assert_eq!(decide(&s, "https://b.example.com/", Some(&u)), Outcome::Allow);
+    let req = Request::from_url("https://a.example.com/", "GET").unwrap();
+    let n = Narrowing { policy: Some("admins".into()), ..Narrowing::default() };
+    assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
+    let n = Narrowing { policy: Some("nope".into()), ..Narrowing::default() };
+    assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
+}
+
+#[test]
+fn narrowing_never_widens() {
+    let s = set("- from: https://a.example.com\n  allowed_groups: [g1]\n");
+    let req = Request::from_url("https://a.example.com/", "GET").unwrap();
+    let outsider = user("x@example.com", &["g2"]);
+    let n = Narrowing::from_query("allowed_groups=g2");
+    assert_eq!(s.decide(&req, Some(&outsider), &n).outcome, Outcome::Forbidden);
+    let member = user("x@example.com", &["g1"]);
+    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Forbidden);
+    let n = Narrowing::from_query("allowed_groups=g2,g1&allowed_email_domains=example.com");
+    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Allow);
+    let n = Narrowing::from_query("allowed_emails=y@example.com");
+    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Forbidden);
+}
+
+#[test]
+fn double_at_address_never_matches_a_domain_rule() {
+    let s = set("- from: https://a.example.com\n  allowed_domains: [evil.com]\n  allowed_users: ['a@b@evil.com']\n");
+    let u = user("a@b@evil.com", &[]);
+    assert_eq!(decide(&s, "https://a.example.com/", Some(&u)), Outcome::Forbidden);
+}
+
+#[test]
+fn methods_and_regex() {
+    let s = set("\
+- from: https://a.example.com
+  regex: '/api/v[0-9]+/.*'
+  methods: [get]
+  allow_public_unauthenticated_access: true
+- from: https://a.example.com
+  allow_any_authenticated_user: true
+");
+    assert_eq!(decide(&s, "https://a.example.com/api/v2/x", None), Outcome::Allow);
+    let post = Request::from_url("https://a.example.com/api/v2/x", "POST").unwrap();
+    assert_eq!(s.decide(&post, None, &Narrowing::default()).outcome, Outcome::Login);
+    assert_eq!(decide(&s, "https://a.example.com/xapi/v2/x", None), Outcome::Login);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors("\
+- from: https://a.example.com
+  allowed_user: [x@example.com]
+- from: not a url
+  regex: '(['
+- from: https://b.example.com
+  policy:
+    allow:
+      or:
+        - emial: x
+- from: https://c.example.com
+  policy: missing
+");
+    insta::assert_snapshot!(e.join("\n"), @r"
+    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    p.yaml:3:9: `from` must be a URL like https://app.example.com, not `not a url`
+    p.yaml:4:10: invalid regex: error: unclosed character class
+    p.yaml:9:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, claim/<name>, http_method, http_path or source_ip
+    p.yaml:11:11: unknown policy `missing` (no policy file defines named policies)
+    ");
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let e = errors("- from: https://a\n  allowed_users: [a\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("p.yaml:"), "{}", e[0]);
+}
+
+#[test]
+fn anonymous_allowed_by_non_user_rule() {
+    let s = set("\
+- from: https://a.example.com
+  policy:
+    allow:
+      or:
+        - http_path: {starts_with: /health}
+        - email: {is: a@example.com}
+    deny:
+      or:
+        - source_ip: 10.0.0.0/8
+");
+    assert_eq!(decide(&s, "https://a.example.com/health", None), Outcome::Allow);
+    assert_eq!(decide(&s, "https://a.example.com/other", None), Outcome::Login);
+    let mut req = Request::from_url("https://a.example.com/health", "GET").unwrap();
+    req.client_ip = Some("10.1.2.3".parse().unwrap());
+    assert_eq!(s.decide(&req, None, &Narrowing::default()).outcome, Outcome::Forbidden);
+}

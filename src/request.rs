@@ -1,0 +1,332 @@
+//! The original request, rebuilt from what the proxy forwards.
+//!
+//! The auth endpoints never see the user's request itself, only a subrequest from the proxy
+//! that describes it in headers. Those headers count only when the peer is a trusted proxy;
+//! anything else could be forged by the client. The path is normalized here, once, so that
+//! policy matching sees what the upstream will serve, and a path that cannot be normalized
+//! safely is refused rather than guessed at.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The request the user made, as far as policy is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lower-case host name without port or trailing dot.
+    pub host: String,
+    /// Port, when the forwarded host named one.
+    pub port: Option<u16>,
+    /// The normalized path used for matching (decoded, no dot segments, single slashes).
+    pub path: String,
+    /// Path and query exactly as the user sent them, for the redirect back after login.
+    pub uri: String,
+    /// Upper-case method.
+    pub method: String,
+    /// The user's address, from `X-Forwarded-For` / `X-Real-IP` of a trusted proxy.
+    pub client_ip: Option<IpAddr>,
+    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
+    pub preflight: bool,
+    /// Whether the request looks like a browser navigation (`Accept: text/html`).
+    pub wants_html: bool,
+}
+
+impl Request {
+    /// The whole original URL, query included.
+    pub fn url(&self) -> String {
+        match self.port {
+            Some(p) if !is_default_port(&self.scheme, p) => {
+                format!("{}://{}:{}{}", self.scheme, self.host, p, self.uri)
+            }
+            _ => format!("{}://{}{}", self.scheme, self.host, self.uri),
+        }
+    }
+
+    /// A request for `url` as `explain` and tests describe one.
+    pub fn from_url(url: &str, method: &str) -> Result<Self, RequestError> {
+        let (scheme, rest) = url.split_once("://").ok_or(RequestError::BadUrl)?;
+        let scheme = parse_scheme(scheme)?;
+        let (authority, uri) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        let (host, port) = parse_host(authority)?;
+        let path = normalize_path(&uri)?;
+        Ok(Request {
+            scheme,
+            host,
+            port,
+            path,
+            uri,
+            method: parse_method(method)?,
+            client_ip: None,
+            preflight: false,
+            wants_html: true,
+        })
+    }
+}
+
+fn is_default_port(scheme: &str, port: u16) -> bool {
+    (scheme == "https" && port == 443) || (scheme == "http" && port == 80)
+}
+
+/// Why the original request could not be established. Every one means "deny".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The peer is not a trusted proxy, so its forwarded headers do not count.
+    #[error("the peer {0} is not a trusted proxy; its forwarded headers are ignored")]
+    UntrustedPeer(IpAddr),
+    /// No header said what the original request was.
+    #[error("the proxy did not say which URL was requested (X-Original-URL or X-Forwarded-Uri)")]
+    Missing,
+    /// The forwarded URL is malformed.
+    #[error("the forwarded URL is malformed")]
+    BadUrl,
+    /// The host is not a valid host name.
+    #[error("the forwarded host is not a valid host name")]
+    BadHost,
+    /// The scheme is neither http nor https.
+    #[error("the forwarded scheme is not http or https")]
+    BadScheme,
+    /// The method is not a valid HTTP method.
+    #[error("the forwarded method is not a valid HTTP method")]
+    BadMethod,
+    /// The path cannot be normalized without guessing how the upstream reads it.
+    #[error("the path cannot be normalized safely: {0}")]
+    UnsafePath(&'static str),
+}
+
+/// The auth subrequest as the HTTP layer sees it.
+pub struct Subrequest<'a, H: Fn(&str) -> Option<&'a str>> {
+    /// The TCP peer of the subrequest.
+    pub peer: IpAddr,
+    /// Header lookup by lower-case name (first value).
+    pub header: H,
+}
+
+/// Rebuild the original request from a trusted proxy's headers.
+///
+/// Sources, first match wins: `X-Original-URL` (ingress-nginx, with `X-Original-Method`);
+/// `X-Forwarded-Uri` with `X-Forwarded-Proto` and `X-Forwarded-Host` (Traefik, Caddy, our nginx
+/// include, HAProxy). When `X-Forwarded-Host` is absent the subrequest's own `Host` is used
+/// (Caddy keeps the original host on the subrequest; Traefik always sends X-Forwarded-Host).
+pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request, RequestError>
+where
+    H: Fn(&str) -> Option<&'a str>,
+{
+    let peer = canonical(sub.peer);
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Err(RequestError::UntrustedPeer(peer));
+    }
+    let h = |name: &str| (sub.header)(name).map(str::trim).filter(|v| !v.is_empty());
+    let client_ip = h("x-forwarded-for")
+        .and_then(|v| v.split(',').next())
+        .or_else(|| h("x-real-ip"))
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .map(canonical);
+    let (mut req, method) = if let Some(url) = h("x-original-url") {
+        let method = h("x-original-method").or_else(|| h("x-forwarded-method"));
+        (Request::from_url(url, "GET")?, method)
+    } else if let Some(uri) = h("x-forwarded-uri") {
+        let scheme = parse_scheme(h("x-forwarded-proto").unwrap_or("https"))?;
+        let authority = h("x-forwarded-host").or_else(|| h("host")).ok_or(RequestError::Missing)?;
+        // Several proxies in a row append; the first is the client-facing one.
+        let authority = authority.split(',').next().unwrap_or_default().trim();
+        let (host, port) = parse_host(authority)?;
+        if !uri.starts_with('/') {
+            return Err(RequestError::BadUrl);
+        }
+        let path = normalize_path(uri)?;
+        let req = Request {
+            scheme,
+            host,
+            port,
+            path,
+            uri: uri.to_string(),
+            method: String::new(),
+            client_ip: None,
+            preflight: false,
+            wants_html: true,
+        };
+        (req, h("x-forwarded-method"))
+    } else {
+        return Err(RequestError::Missing);
+    };
+    req.method = parse_method(method.unwrap_or("GET"))?;
+    req.client_ip = client_ip;
+    req.preflight = req.method == "OPTIONS" && h("access-control-request-method").is_some();
+    req.wants_html = wants_html(&req.method, h("accept"));
+    Ok(req)
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// A browser navigation: GET or HEAD that accepts HTML and does not come from `fetch`/XHR.
+fn wants_html(method: &str, accept: Option<&str>) -> bool {
+    (method == "GET" || method == "HEAD") && accept.is_some_and(|a| a.contains("text/html"))
+}
+
+fn parse_scheme(s: &str) -> Result<String, RequestError> {
+    let s = s.split(',').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match s.as_str() {
+        "http" | "https" | "ws" | "wss" => {
+            Ok(if s.starts_with("ws") { s.replacen("ws", "http", 1) } else { s })
+        }
+        _ => Err(RequestError::BadScheme),
+    }
+}
+
+fn parse_method(m: &str) -> Result<String, RequestError> {
+    if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(RequestError::BadMethod);
+    }
+    Ok(m.to_ascii_uppercase())
+}
+
+/// Split `host[:port]` and normalize the host: lower case, no trailing dot, only characters
+/// that can appear in a DNS name or an IP literal.
+pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError> {
+    if authority.contains('@') {
+        return Err(RequestError::BadHost);
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or(RequestError::BadHost)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
+            None if after.is_empty() => None,
+            None => return Err(RequestError::BadHost),
+        };
+        h.parse::<std::net::Ipv6Addr>().map_err(|_| RequestError::BadHost)?;
+        (format!("[{}]", h.to_ascii_lowercase()), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => {
+                (h.to_string(), Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?))
+            }
+            None => (authority.to_string(), None),
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && (host.starts_with('[')
+            || host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+        && !host.contains("..")
+        && !host.starts_with('.');
+    if !valid {
+        return Err(RequestError::BadHost);
+    }
+    Ok((host, port))
+}
+
+/// Normalize the path of a request URI for matching.
+///
+/// Decodes percent-encoding, resolves `.` and `..` segments (encoded ones too), merges repeated
+/// slashes. Refuses what different upstreams read differently: an encoded slash (`%2F`), a
+/// backslash (raw or `%5C`), `;` path parameters, a `#` fragment, control characters, invalid
+/// UTF-8 and `..` above the root.
+pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
+    let raw = uri.split('?').next().unwrap_or_default();
+    if !raw.starts_with('/') {
+        return Err(RequestError::UnsafePath("it does not start with /"));
+    }
+    if raw.contains('#') {
+        return Err(RequestError::UnsafePath("it contains a fragment (#)"));
+    }
+    if raw.contains('\\') {
+        return Err(RequestError::UnsafePath("it contains a backslash"));
+    }
+    if raw.contains(';') {
+        return Err(RequestError::UnsafePath("it contains ; path parameters"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for seg in raw.split('/') {
+        let decoded = percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .map_err(|_| RequestError::UnsafePath("it is not valid UTF-8 once decoded"))?;
+        if decoded.contains('/') {
+            return Err(RequestError::UnsafePath("it contains an encoded slash (%2F)"));
+        }
+        if decoded.contains('\\') {
+            return Err(RequestError::UnsafePath("it contains an encoded backslash (%5C)"));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(RequestError::UnsafePath("it contains control characters"));
+        }
+        match decoded.as_ref() {
+            "" | "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(RequestError::UnsafePath("it climbs above the root (..)"));
+                }
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    let trailing = (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/.."))
+        && !out.is_empty();
+    let mut path = String::with_capacity(raw.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || trailing {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        let n = |p: &str| normalize_path(p);
+        assert_eq!(n("/a/b/../c").unwrap(), "/a/c");
+        assert_eq!(n("//admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2E%2E/admin").unwrap(), "/admin");
+        assert_eq!(n("/a/./b/").unwrap(), "/a/b/");
+        assert_eq!(n("/").unwrap(), "/");
+        assert_eq!(n("/x?y=/../z").unwrap(), "/x");
+        assert_eq!(n("/caf%C3%A9").unwrap(), "/café");
+        assert!(n("/public/..%2Fadmin").is_err());
+        assert!(n("/a%2Fb").is_err());
+        assert!(n("/a\\b").is_err());
+        assert!(n("/a%5cb").is_err());
+        assert!(n("/admin;x=1").is_err());
+        assert!(n("/..").is_err());
+        assert!(n("/a#b").is_err());
+        assert!(n("/a%00").is_err());
+        assert!(n("/%ff").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(parse_host("App.Example.COM.").unwrap(), ("app.example.com".into(), None));
+        assert_eq!(parse_host("a.example.com:8443").unwrap(), ("a.example.com".into(), Some(8443)));
+        assert_eq!(parse_host("[::1]:80").unwrap(), ("[::1]".into(), Some(80)));
+        assert!(parse_host("a b").is_err());
+        assert!(parse_host("user@host").is_err());
+        assert!(parse_host("").is_err());
+    }
+
+    #[test]
+    fn url_roundtrip() {
+        let r = Request::from_url("https://App.example.com/x/../y?a=1&b=2", "get").unwrap();
+        assert_eq!(r.host, "app.example.com");
+        assert_eq!(r.path, "/y");
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.url(), "https://app.example.com/x/../y?a=1&b=2");
+    }
+}
