@@ -13,8 +13,10 @@
 //! - [`http`]: the axum router and the one mapping from decisions and errors to responses.
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
 
+pub mod config;
 pub mod diag;
 pub mod identity;
 pub mod policy;
 pub mod request;
+pub mod session;
 pub mod yaml;
