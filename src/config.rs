@@ -219,7 +219,7 @@ impl Validator<'_> {
         if raw.policy_files.is_empty() {
             self.err("policy_files", "no policy_files: list at least one policy file");
         }
-        let policy_files = raw.policy_files.iter().map(|p| base.join(p)).collect();
+        let policy_files = raw.policy_files.iter().map(|p| clean(&base.join(p))).collect();
         let headers = self.headers(raw.headers);
         let reload_interval = match raw.reload_interval.as_deref() {
             None => Some(Duration::from_secs(2)),
@@ -350,6 +350,22 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// `a/b/../c` to `a/c`, lexically, so messages name files as a person would.
+fn clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn is_header_name(s: &str) -> bool {

@@ -15,8 +15,10 @@
 
 pub mod config;
 pub mod diag;
+pub mod http;
 pub mod identity;
 pub mod policy;
 pub mod request;
+pub mod server;
 pub mod session;
 pub mod yaml;

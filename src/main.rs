@@ -1,1 +1,205 @@
-fn main() {}
+//! The `forwarden` command: `serve`, `check`, `explain`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use forwarden::config::Config;
+use forwarden::diag::Diagnostic;
+use forwarden::http::{AppState, system_clock};
+use forwarden::identity::Identity;
+use forwarden::policy::{Narrowing, PolicySet};
+use forwarden::request::Request;
+
+#[derive(Parser)]
+#[command(name = "forwarden", version, about = "Forward-auth sidecar: OpenID Connect login and YAML policies for nginx, Traefik, Caddy and HAProxy")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the auth server.
+    Serve {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every policy file; print every problem.
+    Check {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Decide one request: first line allow, deny or login; then the route and the rule.
+    Explain {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+        /// The requested URL.
+        #[arg(long)]
+        url: String,
+        /// The method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The user's (verified) email.
+        #[arg(long)]
+        email: Option<String>,
+        /// The user id (subject).
+        #[arg(long)]
+        user: Option<String>,
+        /// A group the user is in (repeat for more).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// An app role the user has (repeat for more).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A claim as name=value (repeat for more).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// The client's address.
+        #[arg(long)]
+        source_ip: Option<IpAddr>,
+        /// Decide for a request without a session.
+        #[arg(long)]
+        anonymous: bool,
+        /// The auth endpoint's query, as the proxy sends it (allowed_groups=…, policy=…).
+        #[arg(long, default_value = "")]
+        auth_query: String,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("forwarden: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FORWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Config and policies, or every problem of both.
+fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
+    let cfg = Config::load(config, &env)?;
+    let set = PolicySet::load(&cfg.policy_files)?;
+    Ok((cfg, set))
+}
+
+fn print_problems(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Check { config } => match load(&config) {
+            Ok((cfg, set)) => {
+                for n in &set.notes {
+                    println!("{n}");
+                }
+                println!(
+                    "ok: {} is valid ({} routes, {} named policies, {} policy files)",
+                    config.display(),
+                    set.routes().len(),
+                    set.policy_names().len(),
+                    cfg.policy_files.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(diags) => {
+                print_problems(&diags);
+                eprintln!("{} problem(s); {} is not valid", diags.len(), config.display());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Explain { config, url, method, email, user, groups, roles, claims, source_ip, anonymous, auth_query } => {
+            let (_, set) = match load(&config) {
+                Ok(x) => x,
+                Err(diags) => {
+                    print_problems(&diags);
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let mut req = Request::from_url(&url, &method).with_context(|| format!("cannot use --url {url}"))?;
+            req.client_ip = source_ip;
+            let mut claim_map = BTreeMap::new();
+            for c in claims {
+                let (k, v) = c.split_once('=').with_context(|| format!("--claim {c}: expected name=value"))?;
+                claim_map.insert(k.to_string(), v.to_string());
+            }
+            let identity = Identity {
+                subject: user.clone().or_else(|| email.clone()).unwrap_or_else(|| "explain-user".into()),
+                email,
+                groups,
+                roles,
+                claims: claim_map,
+                ..Identity::default()
+            };
+            let who = (!anonymous).then_some(&identity);
+            let d = set.decide(&req, who, &Narrowing::from_query(&auth_query));
+            println!("{}", d.outcome);
+            match d.route {
+                Some(r) => println!("route: {} ({})", r.origin, r.describe()),
+                None => println!("route: none"),
+            }
+            println!("rule: {}", d.reason);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let (cfg, set) = match load(&config) {
+                Ok(x) => x,
+                Err(diags) => {
+                    print_problems(&diags);
+                    anyhow::bail!("{} problem(s) in the configuration; not starting", diags.len());
+                }
+            };
+            for n in &set.notes {
+                tracing::info!("{n}");
+            }
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+                tracing::info!(listen = %cfg.listen, routes = set.routes().len(), "forwarden serving");
+                let state = AppState::new(cfg, set, system_clock());
+                forwarden::server::run(listener, state, forwarden::server::terminate_signal()).await?;
+                tracing::info!("stopped");
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

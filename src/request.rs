@@ -99,12 +99,25 @@ pub enum RequestError {
     UnsafePath(&'static str),
 }
 
+/// Which headers describe the original request, by proxy contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// `/oauth2/auth`: `X-Original-URL` (ingress-nginx sets it; our nginx include clears it and
+    /// sets `X-Forwarded-*`), then `X-Forwarded-*`.
+    Nginx,
+    /// `/oauth2/forward-auth`: `X-Forwarded-*` only. Traefik and Caddy copy every client header
+    /// onto the subrequest but overwrite these, so a client's `X-Original-URL` must not count.
+    ForwardAuth,
+}
+
 /// The auth subrequest as the HTTP layer sees it.
 pub struct Subrequest<'a, H: Fn(&str) -> Option<&'a str>> {
     /// The TCP peer of the subrequest.
     pub peer: IpAddr,
     /// Header lookup by lower-case name (first value).
     pub header: H,
+    /// Which headers count.
+    pub sources: Sources,
 }
 
 /// Rebuild the original request from a trusted proxy's headers.
@@ -122,12 +135,17 @@ where
         return Err(RequestError::UntrustedPeer(peer));
     }
     let h = |name: &str| (sub.header)(name).map(str::trim).filter(|v| !v.is_empty());
+    // The rightmost hop is the one the trusted proxy added; earlier ones are the client's word.
     let client_ip = h("x-forwarded-for")
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .or_else(|| h("x-real-ip"))
         .and_then(|v| v.trim().parse::<IpAddr>().ok())
         .map(canonical);
-    let (mut req, method) = if let Some(url) = h("x-original-url") {
+    let original = match sub.sources {
+        Sources::Nginx => h("x-original-url"),
+        Sources::ForwardAuth => None,
+    };
+    let (mut req, method) = if let Some(url) = original {
         let method = h("x-original-method").or_else(|| h("x-forwarded-method"));
         (Request::from_url(url, "GET")?, method)
     } else if let Some(uri) = h("x-forwarded-uri") {

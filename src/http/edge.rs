@@ -1,0 +1,130 @@
+//! The one place where refusals become HTTP responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::identity::Identity;
+
+/// Which proxy contract the response follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// nginx `auth_request`: only 200, 401 and 403 (anything else becomes a 500 in nginx).
+    Nginx,
+    /// Traefik / Caddy / HAProxy: the response goes to the browser as it is.
+    ForwardAuth,
+}
+
+/// A request that may not pass, and what the user is told.
+#[derive(Debug)]
+pub enum Denial {
+    /// Not signed in. `login` is the relative login URL, `absolute` the same on the original host.
+    Login {
+        /// `/oauth2/start?rd=…`, URL-encoded.
+        login: String,
+        /// `https://host/oauth2/start?rd=…`.
+        absolute: String,
+        /// Redirect (browser navigation) or 401.
+        navigate: bool,
+    },
+    /// Signed in (or not needed) but not allowed.
+    Forbidden {
+        /// Who the user is, if signed in.
+        user: Option<Box<Identity>>,
+        /// What was refused.
+        url: String,
+        /// Why, for the page.
+        reason: String,
+        /// Whether the client wants HTML.
+        html: bool,
+    },
+}
+
+/// Response header carrying the login URL on a 401, for the nginx include's `error_page`.
+pub const LOGIN_HEADER: &str = "x-forwarden-login";
+
+impl Denial {
+    /// The response under one contract.
+    pub fn into_response(self, contract: Contract) -> Response {
+        match self {
+            Denial::Login { login, absolute, navigate } => {
+                let mut r = if contract == Contract::ForwardAuth && navigate {
+                    let mut r = StatusCode::FOUND.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&absolute) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    r
+                } else {
+                    let body = serde_json::json!({"error": "not signed in", "login": absolute}).to_string();
+                    (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                };
+                if let Ok(v) = HeaderValue::from_str(&login) {
+                    r.headers_mut().insert(LOGIN_HEADER, v);
+                }
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Denial::Forbidden { user, url, reason, html } => {
+                let who = user.as_ref().map(|u| {
+                    u.email.clone().or_else(|| u.preferred_username.clone()).unwrap_or_else(|| u.subject.clone())
+                });
+                let mut r = if html {
+                    let page = forbidden_page(who.as_deref(), &url, &reason);
+                    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+                } else {
+                    let body = serde_json::json!({
+                        "error": "forbidden",
+                        "user": who,
+                        "url": url,
+                        "reason": reason,
+                        "sign_out": "/oauth2/sign_out",
+                    });
+                    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+                };
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+        }
+    }
+}
+
+/// HTML-escape text for the pages.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small page in the house style.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>{t}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}}\
+h1{{font-size:1.4em}}code{{background:#f3f3f3;padding:0 .2em}}</style></head>\n<body><h1>{t}</h1>\n{body}\n</body></html>\n",
+        t = escape(title),
+    )
+}
+
+/// The 403 page: what was refused, who you are, how to sign out.
+pub fn forbidden_page(who: Option<&str>, url: &str, reason: &str) -> String {
+    let who = match who {
+        Some(w) => format!("<p>You are signed in as <b>{}</b>.</p>", escape(w)),
+        None => "<p>You are not signed in.</p>".to_string(),
+    };
+    page(
+        "Access denied",
+        &format!(
+            "<p>You may not open <code>{}</code>.</p>\n{who}\n<p>{}</p>\n<p><a href=\"/oauth2/sign_out\">Sign out</a> to use another account, or ask the owner of this site for access.</p>",
+            escape(url),
+            escape(reason)
+        ),
+    )
+}

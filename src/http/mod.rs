@@ -1,0 +1,78 @@
+//! The HTTP layer: the only module that knows axum.
+//!
+//! `router(state)` builds the whole app so tests can drive it with `oneshot` or a real socket.
+//! Endpoints:
+//! - `GET /oauth2/auth`: nginx `auth_request`, ingress-nginx `auth-url` (200 / 401 / 403 only);
+//! - `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy (200 /
+//!   302 to the login page for browser navigations / 401 for other requests / 403 with a page);
+//! - `/oauth2/sign_out`, `/healthz`, and `/oauth2/start` (sign-in arrives with the login issue).
+
+mod auth;
+mod edge;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::{any, get};
+
+use crate::config::Config;
+use crate::policy::PolicySet;
+
+pub use edge::Denial;
+
+/// A source of the current time in Unix seconds (a parameter, so tests can move it).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// The current policies; swapped whole on reload, read without locks.
+    pub policy: ArcSwap<PolicySet>,
+    /// The clock.
+    pub clock: Clock,
+    /// Identity header names, parsed once.
+    headers: auth::IdentityHeaders,
+}
+
+impl AppState {
+    /// State from a configuration and its loaded policies.
+    pub fn new(config: Config, policy: PolicySet, clock: Clock) -> Arc<Self> {
+        let headers = auth::IdentityHeaders::new(&config.headers);
+        Arc::new(AppState { config, policy: ArcSwap::from_pointee(policy), clock, headers })
+    }
+}
+
+/// The whole application.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/oauth2/auth", any(auth::nginx))
+        .route("/oauth2/forward-auth", any(auth::forward_auth))
+        .route("/oauth2/start", get(auth::start))
+        .route("/oauth2/sign_in", get(auth::start))
+        .route("/oauth2/sign_out", get(auth::sign_out).post(auth::sign_out))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` completes; requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
