@@ -1,0 +1,6 @@
+//! The one integration-test binary: forwarden behind real proxies, the proxy contracts, the
+//! security cases (each named after its attack), the CLI, and hot reload.
+
+mod util;
+
+mod nginx;

@@ -1,0 +1,252 @@
+//! Test helpers: forwarden in-process on port 0, an echo upstream, real proxies as processes.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::Request;
+use forwarden::config::Config;
+use forwarden::http::AppState;
+use forwarden::identity::Identity;
+use forwarden::policy::PolicySet;
+use forwarden::session::{self, Keys, Session};
+use tempfile::TempDir;
+
+pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// The repository root (for the shipped nginx/Caddy/HAProxy files).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A forwarden server running in this process.
+pub struct Fw {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub dir: TempDir,
+    /// The clock the server reads; tests may move it.
+    pub clock: Arc<AtomicU64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Fw {
+    /// Start with this policy file and the default test config.
+    pub async fn start(policy: &str) -> Fw {
+        Fw::start_with(policy, "trusted_proxies: [127.0.0.1/32, ::1/128]\n").await
+    }
+
+    /// Start with this policy file and extra top-level config lines.
+    pub async fn start_with(policy: &str, extra: &str) -> Fw {
+        let dir = TempDir::new().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let cfg = format!(
+            "listen: 127.0.0.1:0\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\npolicy_files: [policy.yaml]\nreload_interval: 1s\n{extra}"
+        );
+        std::fs::write(dir.path().join("forwarden.yaml"), &cfg).unwrap();
+        let config = Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
+        let set = PolicySet::load(&config.policy_files).unwrap();
+        let clock = Arc::new(AtomicU64::new(now()));
+        let c = clock.clone();
+        let state = AppState::new(config, set, Arc::new(move || c.load(Ordering::SeqCst)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        tokio::spawn(async move {
+            forwarden::server::run(listener, st, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Fw { addr, state, dir, clock, stop: Some(tx) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The Cookie header value of a fresh session for `id`.
+    pub fn cookie(&self, id: &Identity) -> String {
+        cookie_with(&Keys::new(&[SECRET]), id, now(), now() + 3600)
+    }
+}
+
+impl Drop for Fw {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A Cookie header value for a session sealed with `keys`.
+pub fn cookie_with(keys: &Keys, id: &Identity, issued: u64, expires: u64) -> String {
+    let s = Session { identity: id.clone(), issued_at: issued, expires_at: expires };
+    let nonce: [u8; 12] = rand::random();
+    session::seal(&s, keys, "_forwarden", nonce)
+        .into_iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn alice() -> Identity {
+    Identity {
+        subject: "alice-oid".into(),
+        tenant: "tenant-1".into(),
+        email: Some("alice@example.com".into()),
+        preferred_username: Some("alice@example.com".into()),
+        name: Some("Alice".into()),
+        groups: vec!["admins".into(), "staff".into()],
+        roles: vec!["Reader".into()],
+        ..Identity::default()
+    }
+}
+
+pub fn bob() -> Identity {
+    Identity {
+        subject: "bob-oid".into(),
+        email: Some("bob@example.com".into()),
+        groups: vec!["staff".into()],
+        ..Identity::default()
+    }
+}
+
+/// A user in `n` Entra groups (GUID object ids).
+pub fn many_groups(n: usize) -> Identity {
+    Identity {
+        groups: (0..n).map(|i| format!("{:08x}-aaaa-4bbb-8ccc-{:012x}", i, i * 7919 + 1)).collect(),
+        ..alice()
+    }
+}
+
+/// An HTTP client that never follows redirects and resolves `*.test` hosts to 127.0.0.1.
+pub fn client(hosts: &[(&str, u16)]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy();
+    for (h, p) in hosts {
+        b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], *p)));
+    }
+    b.build().unwrap()
+}
+
+/// An upstream that answers every request with JSON describing it.
+pub async fn echo_upstream() -> SocketAddr {
+    let app = axum::Router::new().fallback(|req: Request| async move {
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        let body = serde_json::json!({
+            "method": req.method().as_str(),
+            "uri": req.uri().to_string(),
+            "headers": headers,
+        });
+        ([("content-type", "application/json")], body.to_string())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A real component's binary, or `None` (skip) outside CI. With `CI=true` a missing component
+/// fails the test: the test script installs it.
+pub fn require(bin: &str) -> Option<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(bin);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{bin} is not installed; scripts/test installs it (CI=true: a missing component is a failure)");
+    }
+    eprintln!("SKIPPED: {bin} is not installed (run scripts/test to install it)");
+    None
+}
+
+/// A free TCP port on 127.0.0.1 (for processes that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed on drop, with its working folder.
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+    pub name: &'static str,
+}
+
+impl Proc {
+    /// What the process wrote to its log files, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in ["stderr.log", "stdout.log", "error.log"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.path().join(f)) {
+                s.push_str(&format!("--- {} {f}\n{t}\n", self.name));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawn `cmd` with logs in `dir` and wait until `port` accepts connections.
+pub async fn spawn(name: &'static str, mut cmd: Command, dir: TempDir, port: u16) -> Proc {
+    let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+    let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap();
+    let mut p = Proc { child, port, dir, name };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return p;
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            panic!("{name} exited with {status}\n{}", p.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} did not listen on {port}\n{}", p.logs());
+}
+
+/// nginx with the shipped includes, in front of `fw` and `upstream`. `locations` is extra
+/// server-block configuration.
+pub async fn nginx(fw: SocketAddr, upstream: SocketAddr, locations: &str) -> Option<Proc> {
+    let bin = require("nginx")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let inc = repo().join("nginx");
+    let inc = inc.display();
+    let conf = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  upstream forwarden {{ server {fw}; keepalive 8; }}\n  upstream app {{ server {upstream}; }}\n\
+  server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    include {inc}/forwarden-server.conf;\n\
+    location / {{\n      include {inc}/forwarden-location.conf;\n      proxy_pass http://app;\n    }}\n{locations}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p").arg(dir.path()).arg("-c").arg(dir.path().join("nginx.conf"));
+    cmd.arg("-g").arg("daemon off; master_process off;");
+    Some(spawn("nginx", cmd, dir, port).await)
+}
