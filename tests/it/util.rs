@@ -250,3 +250,34 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     cmd.arg("-g").arg("daemon off; master_process off;");
     Some(spawn("nginx", cmd, dir, port).await)
 }
+
+/// Caddy with the shipped `caddy/Caddyfile`.
+pub async fn caddy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
+    let bin = require("caddy")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--adapter", "caddyfile", "--config"]).arg(repo().join("caddy/Caddyfile"));
+    cmd.env("CADDY_ADMIN", "off")
+        .env("SITE_ADDRESS", format!("http://app.test:{port}"))
+        .env("FORWARDEN_ADDR", fw.to_string())
+        .env("UPSTREAM", upstream.to_string())
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"));
+    Some(spawn("caddy", cmd, dir, port).await)
+}
+
+/// HAProxy with the shipped `haproxy/haproxy.cfg` and `haproxy/forwarden.lua`.
+pub async fn haproxy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
+    let bin = require("haproxy")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-db").arg("-f").arg(repo().join("haproxy/haproxy.cfg"));
+    cmd.env("FORWARDEN_LUA", repo().join("haproxy/forwarden.lua"))
+        .env("HAPROXY_BIND", format!("127.0.0.1:{port}"))
+        .env("FORWARDEN_ADDR", fw.to_string())
+        .env("APP_ADDR", upstream.to_string());
+    Some(spawn("haproxy", cmd, dir, port).await)
+}

@@ -1,0 +1,66 @@
+-- forwarden for HAProxy (2.5+): ask forwarden about every request with core.httpclient.
+-- No extra Lua libraries. Set FORWARDEN_ADDR (default 127.0.0.1:4180) in HAProxy's environment.
+--
+--   global
+--       lua-load /etc/haproxy/forwarden.lua
+--   frontend ...
+--       http-request lua.forwarden-auth if !{ path_beg /oauth2/ }
+--       (see haproxy.cfg beside this file for what to do with the answer)
+
+local auth_url = "http://" .. (os.getenv("FORWARDEN_ADDR") or "127.0.0.1:4180") .. "/oauth2/forward-auth"
+
+local identity_headers = {
+  "X-Auth-Request-User",
+  "X-Auth-Request-Email",
+  "X-Auth-Request-Preferred-Username",
+  "X-Auth-Request-Groups",
+  "X-Auth-Request-Roles",
+}
+
+-- The first value of a response header (httpclient gives each header as a list).
+local function header(headers, name)
+  if headers == nil then return nil end
+  local v = headers[string.lower(name)]
+  if type(v) == "table" then return v[0] or v[1] end
+  return v
+end
+
+core.register_action("forwarden-auth", { "http-req" }, function(txn)
+  -- Identity headers come from forwarden only; drop the client's copies first, so that even
+  -- an unreachable forwarden cannot let a forged one through.
+  for _, name in ipairs(identity_headers) do
+    txn.http:req_del_header(name)
+  end
+  local ssl = txn.f:ssl_fc()
+  local headers = {
+    ["X-Forwarded-Proto"] = { (ssl == true or ssl == 1) and "https" or "http" },
+    ["X-Forwarded-Host"] = { txn.f:req_hdr("host") or "" },
+    ["X-Forwarded-Uri"] = { txn.f:pathq() or "/" },
+    ["X-Forwarded-Method"] = { txn.f:method() or "GET" },
+    ["X-Forwarded-For"] = { txn.f:src() or "" },
+    ["Cookie"] = { txn.f:req_fhdr("cookie") or "" },
+    ["Accept"] = { txn.f:req_fhdr("accept") or "" },
+  }
+  local ok, res = pcall(function()
+    return core.httpclient():get({ url = auth_url, headers = headers, timeout = 5000 })
+  end)
+  if not ok or res == nil or res.status == nil then
+    core.Warning("forwarden: auth request failed: " .. tostring(res))
+    txn:set_var("txn.forwarden_status", 503)
+    return
+  end
+  txn:set_var("txn.forwarden_status", res.status)
+  if res.status == 200 then
+    for _, name in ipairs(identity_headers) do
+      local v = header(res.headers, name)
+      if v ~= nil and v ~= "" then
+        txn.http:req_set_header(name, v)
+      end
+    end
+  elseif res.status == 302 then
+    txn:set_var("txn.forwarden_location", header(res.headers, "Location") or "/")
+  else
+    txn:set_var("txn.forwarden_body", res.body or "")
+    txn:set_var("txn.forwarden_type", header(res.headers, "Content-Type") or "text/plain")
+  end
+end)

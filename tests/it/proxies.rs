@@ -1,0 +1,83 @@
+//! Real Caddy and HAProxy with the shipped configurations.
+
+use crate::util::*;
+
+const POLICY: &str = "\
+- from: http://app.test
+  allowed_domains: [example.com]
+- from: http://app.test
+  prefix: /admin
+  allowed_groups: [admins]
+- from: http://app.test
+  prefix: /public
+  allow_public_unauthenticated_access: true
+";
+
+/// The same story through any forward-auth proxy.
+async fn story(p: &Proc, fw: &Fw) {
+    let http = client(&[("app.test", p.port)]);
+    let url = |path: &str| format!("http://app.test:{}{path}", p.port);
+    // A browser without a session goes to sign in, with the whole URL.
+    let r = http.get(url("/docs?a=1&b=2")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", p.logs());
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        loc,
+        format!("http://app.test:{0}/oauth2/start?rd=http%3A%2F%2Fapp%2Etest%3A{0}%2Fdocs%3Fa%3D1%26b%3D2", p.port)
+    );
+    // An API client gets 401.
+    let r = http.get(url("/api")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A valid session reaches the upstream with identity headers; the client's copy is replaced.
+    let r = http
+        .get(url("/x"))
+        .header("cookie", fw.cookie(&alice()))
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", p.logs());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-auth-request-user"], "alice-oid", "{body}");
+    assert_eq!(body["headers"]["x-auth-request-groups"], "admins,staff");
+    // Forbidden: 403 with forwarden's page.
+    let r = http.get(url("/admin/")).header("cookie", fw.cookie(&bob())).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("bob@example.com") && page.contains("/oauth2/sign_out"), "{page}");
+    // A public route: no identity, and the client's forged header never arrives as it was sent.
+    let r = http.get(url("/public/x")).header("x-auth-request-user", "mallory").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let user = body["headers"].get("x-auth-request-user").and_then(|v| v.as_str()).unwrap_or("");
+    assert_eq!(user, "", "{body}");
+    // A spoofed X-Original-URL is not believed on the forward-auth endpoint.
+    let r = http
+        .get(url("/admin/"))
+        .header("cookie", fw.cookie(&bob()))
+        .header("x-original-url", "http://app.test/public/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Sign-out through the proxy reaches forwarden.
+    let r = http.get(url("/oauth2/sign_out")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("_forwarden=;")));
+}
+
+#[tokio::test]
+async fn caddy_forward_auth() {
+    let fw = Fw::start(POLICY).await;
+    let up = echo_upstream().await;
+    let Some(p) = caddy(fw.addr, up).await else { return };
+    story(&p, &fw).await;
+}
+
+#[tokio::test]
+async fn haproxy_lua_httpclient() {
+    let fw = Fw::start(POLICY).await;
+    let up = echo_upstream().await;
+    let Some(p) = haproxy(fw.addr, up).await else { return };
+    story(&p, &fw).await;
+}
