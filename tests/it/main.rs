@@ -5,3 +5,5 @@ mod util;
 
 mod nginx;
 mod proxies;
+mod contract;
+mod security;

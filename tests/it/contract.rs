@@ -1,0 +1,146 @@
+//! Proxy contracts without the proxy: exactly the headers Traefik and ingress-nginx send.
+
+use crate::util::*;
+
+const POLICY: &str = "\
+- from: https://app.example.com
+  allowed_domains: [example.com]
+- from: https://app.example.com
+  prefix: /admin
+  allowed_groups: [admins]
+- from: https://app.example.com
+  prefix: /public
+  allow_public_unauthenticated_access: true
+";
+
+/// What Traefik's forwardAuth sends: Host is the auth server, the original request is in
+/// X-Forwarded-*, and the client's own headers (cookies, Accept, anything forged) come along.
+fn traefik(http: &reqwest::Client, fw: &Fw, query: &str, uri: &str) -> reqwest::RequestBuilder {
+    http.get(fw.url(&format!("/oauth2/forward-auth{query}")))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", uri)
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-real-ip", "203.0.113.7")
+        .header("user-agent", "Mozilla/5.0")
+}
+
+fn traefik_response_headers() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("traefik/dynamic.yml")).unwrap();
+    let mut names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- X-"))
+        .map(|h| format!("x-{}", h.to_ascii_lowercase()))
+        .collect();
+    names.dedup();
+    assert!(names.len() >= 5, "{names:?}");
+    names
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_contract() {
+    let fw = Fw::start(POLICY).await;
+    let http = client(&[]);
+    // Browser navigation without a session: 302 to the absolute login URL on the app's host.
+    let r = traefik(&http, &fw, "", "/docs?a=1&b=2").header("accept", "text/html,*/*").send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://app.example.com/oauth2/start?rd=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fdocs%3Fa%3D1%26b%3D2"
+    );
+    // XHR: 401.
+    let r = traefik(&http, &fw, "", "/api").header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Allowed: every header the shipped middleware copies is present.
+    let r = traefik(&http, &fw, "", "/x").header("cookie", fw.cookie(&alice())).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for h in traefik_response_headers() {
+        assert!(r.headers().contains_key(h.as_str()), "missing {h}");
+    }
+    assert_eq!(r.headers()["x-auth-request-email"], "alice@example.com");
+    // Public route: every header still present, empty.
+    let r = traefik(&http, &fw, "", "/public/").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for h in traefik_response_headers() {
+        assert_eq!(r.headers()[h.as_str()], "", "{h}");
+    }
+    // The narrower middleware.
+    let r = traefik(&http, &fw, "?allowed_groups=admins", "/x").header("cookie", fw.cookie(&bob())).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Forbidden: JSON for API clients, with who you are and how to sign out.
+    let r = traefik(&http, &fw, "", "/admin/x")
+        .header("cookie", fw.cookie(&bob()))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["user"], "bob@example.com");
+    assert_eq!(body["sign_out"], "/oauth2/sign_out");
+}
+
+#[tokio::test]
+async fn caddy_style_subrequest_with_original_host_and_query() {
+    // Caddy keeps the original Host and query on the subrequest.
+    let fw = Fw::start(POLICY).await;
+    let http = client(&[("app.example.com", fw.addr.port())]);
+    let r = http
+        .get(format!("http://app.example.com:{}/oauth2/forward-auth?a=1&b=2", fw.addr.port()))
+        .header("host", "app.example.com")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-uri", "/docs?a=1&b=2")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("https://app.example.com/oauth2/start?rd="));
+}
+
+#[tokio::test]
+async fn ingress_nginx_auth_url_contract() {
+    let fw = Fw::start(POLICY).await;
+    let http = client(&[]);
+    // What ingress-nginx's auth subrequest carries.
+    let ingress = |uri: &str| {
+        http.get(fw.url("/oauth2/auth"))
+            .header("x-original-url", format!("https://app.example.com{uri}"))
+            .header("x-original-method", "GET")
+            .header("x-sent-from", "nginx-ingress-controller")
+            .header("x-real-ip", "203.0.113.7")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-auth-request-redirect", uri.to_string())
+    };
+    let r = ingress("/docs?a=1&b=2").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["x-forwarden-login"],
+        "/oauth2/start?rd=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fdocs%3Fa%3D1%26b%3D2"
+    );
+    let r = ingress("/x").header("cookie", fw.cookie(&alice())).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = ingress("/admin/").header("cookie", fw.cookie(&bob())).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn auth_endpoint_only_ever_answers_200_401_403() {
+    let fw = Fw::start(POLICY).await;
+    let http = client(&[]);
+    let cases: Vec<reqwest::RequestBuilder> = vec![
+        http.get(fw.url("/oauth2/auth")),
+        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "not-a-path"),
+        http.get(fw.url("/oauth2/auth")).header("x-original-url", "::::"),
+        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "bad host"),
+        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "a.test").header("x-forwarded-method", "G E T"),
+        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "app.example.com").header("cookie", "_forwarden=%%%"),
+    ];
+    for c in cases {
+        let s = c.send().await.unwrap().status().as_u16();
+        assert!([200, 401, 403].contains(&s), "{s}");
+    }
+}
