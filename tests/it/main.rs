@@ -7,3 +7,5 @@ mod nginx;
 mod proxies;
 mod contract;
 mod security;
+mod cli;
+mod reload;

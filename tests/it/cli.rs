@@ -1,0 +1,104 @@
+//! The `forwarden` command: check and explain, with their output under snapshot.
+
+use std::process::Command;
+
+use crate::util::*;
+
+fn forwarden(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_forwarden"))
+        .args(args)
+        .current_dir(repo())
+        .env("FORWARDEN_COOKIE_SECRET", SECRET)
+        .env_remove("FORWARDEN_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_seed_and_the_examples() {
+    let (code, out, err) = forwarden(&["check", "--config", "examples/forwarden.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out, @r"
+    policies/homelab.yaml:13:3: note: `allow_websockets` is accepted and ignored (1 route): it is a Pomerium proxy setting; configure it in your proxy
+    policies/homelab.yaml:4:3: note: `to` is accepted and ignored (3 routes): the proxy forwards the traffic, forwarden only decides
+    ok: examples/forwarden.yaml is valid (9 routes, 3 named policies, 2 policy files)
+    ");
+}
+
+#[test]
+fn check_lists_every_problem_with_file_line_column() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "- from: https://a.example.com\n  allowed_user: [x]\n- from: https://b.example.com\n  regex: '(['\n  policy:\n    allow:\n      or:\n        - emial: x@example.com\n        - source_ip: 10.0.0.300/8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        "cookie:\n  secrets: [too-short]\n  lifetime: forever\npolicy_files: [bad.yaml, missing.yaml]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("f.yaml");
+    let (code, out, err) = forwarden(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    let err = err.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(err, @r"
+    DIR/f.yaml:2:13: secret is 9 bytes; at least 32 are needed (openssl rand -base64 32)
+    DIR/f.yaml:3:13: `forever` is not a duration like 90s, 30m, 12h or 7d
+    2 problem(s); DIR/f.yaml is not valid
+    ");
+    // With the config fixed, every problem of the policy files, at once.
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [bad.yaml, missing.yaml]\n"),
+    )
+    .unwrap();
+    let (code, _, err) = forwarden(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let err = err.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(err, @r"
+    DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
+    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
+    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, claim/<name>, http_method, http_path or source_ip
+    DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range
+    5 problem(s); DIR/f.yaml is not valid
+    ");
+}
+
+#[test]
+fn explain_first_line_is_one_word() {
+    let cfg = "examples/forwarden.yaml";
+    let (code, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://app1.external.domain/", "--email", "user1@azuread.domain"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!(out, @r"
+    allow
+    route: policies/homelab.yaml:3 (https://app1.external.domain)
+    rule: allow if user is user1@azuread.domain (policies/homelab.yaml:5:3)
+    ");
+    let (_, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://grafana.example.com/admin/x", "--email", "a@example.com"]);
+    insta::assert_snapshot!(out, @r"
+    deny
+    route: policies/platform.yaml:27 (https://grafana.example.com prefix /admin/)
+    rule: no allow rule of the route matches this user
+    ");
+    let (_, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://grafana.example.com/admin/x", "--group", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"]);
+    assert_eq!(out.lines().next(), Some("allow"));
+    let (_, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://wiki.example.com/", "--anonymous"]);
+    assert_eq!(out.lines().next(), Some("login"));
+    let (_, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://nowhere.example.org/", "--email", "a@example.com"]);
+    insta::assert_snapshot!(out, @r"
+    deny
+    route: none
+    rule: no route covers this URL; requests no route covers are denied
+    ");
+    let (_, out, _) = forwarden(&["explain", "--config", cfg, "--url", "https://demo.example.com/x", "--method", "DELETE", "--email", "alice@partner.org"]);
+    assert_eq!(out.lines().next(), Some("deny"));
+    assert!(out.contains("deny if method is DELETE"), "{out}");
+}
