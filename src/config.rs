@@ -153,8 +153,12 @@ impl Config {
     /// Read and validate the config file at `path`.
     pub fn load(path: &Path, env: Env<'_>) -> Result<Config, Vec<Diagnostic>> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![Diagnostic::file_error(&name, format!("cannot read config file: {e}"))])?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Diagnostic::file_error(
+                &name,
+                format!("cannot read config file: {e}"),
+            )]
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&name, &text, base, env)
     }
@@ -163,12 +167,19 @@ impl Config {
     pub fn parse(name: &str, text: &str, base: &Path, env: Env<'_>) -> Result<Config, Vec<Diagnostic>> {
         let node = yaml::parse(text).map_err(|p| vec![Diagnostic::error(name, p)])?;
         let raw: RawConfig = node.typed().map_err(|p| vec![Diagnostic::error(name, p)])?;
-        let mut v = Validator { node: &node, problems: Vec::new() };
+        let mut v = Validator {
+            node: &node,
+            problems: Vec::new(),
+        };
         let cfg = v.config(raw, base, env);
         if v.problems.is_empty() {
             cfg.ok_or_else(Vec::new)
         } else {
-            let mut d: Vec<Diagnostic> = v.problems.into_iter().map(|p| Diagnostic::error(name, p)).collect();
+            let mut d: Vec<Diagnostic> = v
+                .problems
+                .into_iter()
+                .map(|p| Diagnostic::error(name, p))
+                .collect();
             d.sort();
             Err(d)
         }
@@ -205,14 +216,22 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig, base: &Path, env: Env<'_>) -> Option<Config> {
         let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:4180");
         let listen = listen.parse::<SocketAddr>().map_err(|_| {
-            self.err("listen", format!("`{listen}` is not an address:port like 127.0.0.1:4180"))
+            self.err(
+                "listen",
+                format!("`{listen}` is not an address:port like 127.0.0.1:4180"),
+            )
         });
-        let trusted = raw.trusted_proxies.unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
+        let trusted = raw
+            .trusted_proxies
+            .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
         let mut trusted_proxies = Vec::new();
         for (i, t) in trusted.iter().enumerate() {
             match crate::policy::ppl::parse_cidr(t) {
                 Some(n) => trusted_proxies.push(n),
-                None => self.err(&format!("trusted_proxies.{i}"), format!("`{t}` is not an IP address or CIDR range")),
+                None => self.err(
+                    &format!("trusted_proxies.{i}"),
+                    format!("`{t}` is not an IP address or CIDR range"),
+                ),
             }
         }
         let cookie = self.cookie(raw.cookie, base, env);
@@ -237,8 +256,15 @@ impl Validator<'_> {
 
     fn cookie(&mut self, raw: RawCookie, base: &Path, env: Env<'_>) -> Option<CookieConfig> {
         let name = raw.name.unwrap_or_else(|| "_forwarden".into());
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
-            self.err("cookie.name", format!("`{name}` is not a valid cookie name (letters, digits, _ - .)"));
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            self.err(
+                "cookie.name",
+                format!("`{name}` is not a valid cookie name (letters, digits, _ - .)"),
+            );
         }
         let mut secrets: Vec<String> = Vec::new();
         for (i, s) in raw.secrets.iter().enumerate() {
@@ -266,13 +292,19 @@ impl Validator<'_> {
             }
         }
         if secrets.is_empty() && raw.secrets.is_empty() {
-            self.err("cookie", "no cookie secret: set cookie.secrets or cookie.secrets_file (openssl rand -base64 32)");
+            self.err(
+                "cookie",
+                "no cookie secret: set cookie.secrets or cookie.secrets_file (openssl rand -base64 32)",
+            );
         }
         let domain = raw.domain.filter(|d| !d.is_empty());
         if let Some(d) = &domain {
             let bare = d.trim_start_matches('.');
             if crate::request::parse_host(bare).is_err() || bare.contains(':') {
-                self.err("cookie.domain", format!("`{d}` is not a domain like .example.com"));
+                self.err(
+                    "cookie.domain",
+                    format!("`{d}` is not a domain like .example.com"),
+                );
             }
         }
         let lifetime = match raw.lifetime.as_deref() {
@@ -301,10 +333,13 @@ impl Validator<'_> {
             None => s.to_string(),
         };
         if value.len() < MIN_SECRET_LEN {
-            self.err(path, format!(
-                "secret is {} bytes; at least {MIN_SECRET_LEN} are needed (openssl rand -base64 32)",
-                value.len()
-            ));
+            self.err(
+                path,
+                format!(
+                    "secret is {} bytes; at least {MIN_SECRET_LEN} are needed (openssl rand -base64 32)",
+                    value.len()
+                ),
+            );
             return None;
         }
         Some(value)
@@ -334,7 +369,10 @@ impl Validator<'_> {
         }
         for (claim, name) in &h.claims {
             if !is_header_name(name) {
-                self.err(&format!("headers.claims.{claim}"), format!("`{name}` is not a valid header name"));
+                self.err(
+                    &format!("headers.claims.{claim}"),
+                    format!("`{name}` is not a valid header name"),
+                );
             }
         }
         h.claims.sort();
@@ -369,7 +407,9 @@ fn clean(p: &Path) -> PathBuf {
 }
 
 fn is_header_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `90s`, `30m`, `12h`, `7d`, `1h30m`.
@@ -435,7 +475,9 @@ mod tests {
 
     #[test]
     fn every_problem_at_once() {
-        let e = errors("listen: nowhere\ntrusted_proxies: [10.0.0.0/8, bogus]\ncookie:\n  secrets: [short, '${MISSING}']\n  lifetime: 12 hours\npolicy_files: []\nheaders:\n  user: 'X User'\n");
+        let e = errors(
+            "listen: nowhere\ntrusted_proxies: [10.0.0.0/8, bogus]\ncookie:\n  secrets: [short, '${MISSING}']\n  lifetime: 12 hours\npolicy_files: []\nheaders:\n  user: 'X User'\n",
+        );
         insta::assert_snapshot!(e, @r"
         f.yaml:1:9: `nowhere` is not an address:port like 127.0.0.1:4180
         f.yaml:2:31: `bogus` is not an IP address or CIDR range
@@ -449,7 +491,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = errors("cookie:\n  secrets: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n  secure_: true\npolicy_files: [p]\n");
+        let e = errors(
+            "cookie:\n  secrets: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n  secure_: true\npolicy_files: [p]\n",
+        );
         assert!(e.starts_with("f.yaml:3:3: unknown field `secure_`"), "{e}");
     }
 

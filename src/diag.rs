@@ -31,17 +31,32 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at a position.
     pub fn error(file: &str, problem: Problem) -> Self {
-        Self { file: file.to_string(), pos: Some(problem.pos), level: Level::Error, message: problem.message }
+        Self {
+            file: file.to_string(),
+            pos: Some(problem.pos),
+            level: Level::Error,
+            message: problem.message,
+        }
     }
 
     /// An error about the file as a whole (it cannot be read, say).
     pub fn file_error(file: &str, message: impl Into<String>) -> Self {
-        Self { file: file.to_string(), pos: None, level: Level::Error, message: message.into() }
+        Self {
+            file: file.to_string(),
+            pos: None,
+            level: Level::Error,
+            message: message.into(),
+        }
     }
 
     /// A note about the file.
     pub fn note(file: &str, pos: Option<Pos>, message: impl Into<String>) -> Self {
-        Self { file: file.to_string(), pos, level: Level::Note, message: message.into() }
+        Self {
+            file: file.to_string(),
+            pos,
+            level: Level::Note,
+            message: message.into(),
+        }
     }
 }
 

@@ -16,7 +16,11 @@ use forwarden::policy::{Narrowing, PolicySet};
 use forwarden::request::Request;
 
 #[derive(Parser)]
-#[command(name = "forwarden", version, about = "Forward-auth sidecar: OpenID Connect login and YAML policies for nginx, Traefik, Caddy and HAProxy")]
+#[command(
+    name = "forwarden",
+    version,
+    about = "Forward-auth sidecar: OpenID Connect login and YAML policies for nginx, Traefik, Caddy and HAProxy"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -46,41 +50,44 @@ enum Command {
         config: PathBuf,
     },
     /// Decide one request: first line allow, deny or login; then the route and the rule.
-    Explain {
-        /// The configuration file.
-        #[arg(long, env = "FORWARDEN_CONFIG")]
-        config: PathBuf,
-        /// The requested URL.
-        #[arg(long)]
-        url: String,
-        /// The method.
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// The user's (verified) email.
-        #[arg(long)]
-        email: Option<String>,
-        /// The user id (subject).
-        #[arg(long)]
-        user: Option<String>,
-        /// A group the user is in (repeat for more).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// An app role the user has (repeat for more).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// A claim as name=value (repeat for more).
-        #[arg(long = "claim")]
-        claims: Vec<String>,
-        /// The client's address.
-        #[arg(long)]
-        source_ip: Option<IpAddr>,
-        /// Decide for a request without a session.
-        #[arg(long)]
-        anonymous: bool,
-        /// The auth endpoint's query, as the proxy sends it (allowed_groups=…, policy=…).
-        #[arg(long, default_value = "")]
-        auth_query: String,
-    },
+    Explain(Box<ExplainArgs>),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The configuration file.
+    #[arg(long, env = "FORWARDEN_CONFIG")]
+    config: PathBuf,
+    /// The requested URL.
+    #[arg(long)]
+    url: String,
+    /// The method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The user's (verified) email.
+    #[arg(long)]
+    email: Option<String>,
+    /// The user id (subject).
+    #[arg(long)]
+    user: Option<String>,
+    /// A group the user is in (repeat for more).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// An app role the user has (repeat for more).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// A claim as name=value (repeat for more).
+    #[arg(long = "claim")]
+    claims: Vec<String>,
+    /// The client's address.
+    #[arg(long)]
+    source_ip: Option<IpAddr>,
+    /// Decide for a request without a session.
+    #[arg(long)]
+    anonymous: bool,
+    /// The auth endpoint's query, as the proxy sends it (allowed_groups=…, policy=…).
+    #[arg(long, default_value = "")]
+    auth_query: String,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -102,7 +109,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FORWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -144,7 +153,20 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Explain { config, url, method, email, user, groups, roles, claims, source_ip, anonymous, auth_query } => {
+        Command::Explain(args) => {
+            let ExplainArgs {
+                config,
+                url,
+                method,
+                email,
+                user,
+                groups,
+                roles,
+                claims,
+                source_ip,
+                anonymous,
+                auth_query,
+            } = *args;
             let (_, set) = match load(&config) {
                 Ok(x) => x,
                 Err(diags) => {
@@ -152,15 +174,21 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let mut req = Request::from_url(&url, &method).with_context(|| format!("cannot use --url {url}"))?;
+            let mut req =
+                Request::from_url(&url, &method).with_context(|| format!("cannot use --url {url}"))?;
             req.client_ip = source_ip;
             let mut claim_map = BTreeMap::new();
             for c in claims {
-                let (k, v) = c.split_once('=').with_context(|| format!("--claim {c}: expected name=value"))?;
+                let (k, v) = c
+                    .split_once('=')
+                    .with_context(|| format!("--claim {c}: expected name=value"))?;
                 claim_map.insert(k.to_string(), v.to_string());
             }
             let identity = Identity {
-                subject: user.clone().or_else(|| email.clone()).unwrap_or_else(|| "explain-user".into()),
+                subject: user
+                    .clone()
+                    .or_else(|| email.clone())
+                    .unwrap_or_else(|| "explain-user".into()),
                 email,
                 groups,
                 roles,

@@ -150,7 +150,9 @@ where
         (Request::from_url(url, "GET")?, method)
     } else if let Some(uri) = h("x-forwarded-uri") {
         let scheme = parse_scheme(h("x-forwarded-proto").unwrap_or("https"))?;
-        let authority = h("x-forwarded-host").or_else(|| h("host")).ok_or(RequestError::Missing)?;
+        let authority = h("x-forwarded-host")
+            .or_else(|| h("host"))
+            .ok_or(RequestError::Missing)?;
         // Several proxies in a row append; the first is the client-facing one.
         let authority = authority.split(',').next().unwrap_or_default().trim();
         let (host, port) = parse_host(authority)?;
@@ -194,11 +196,18 @@ fn wants_html(method: &str, accept: Option<&str>) -> bool {
 }
 
 fn parse_scheme(s: &str) -> Result<String, RequestError> {
-    let s = s.split(',').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let s = s
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match s.as_str() {
-        "http" | "https" | "ws" | "wss" => {
-            Ok(if s.starts_with("ws") { s.replacen("ws", "http", 1) } else { s })
-        }
+        "http" | "https" | "ws" | "wss" => Ok(if s.starts_with("ws") {
+            s.replacen("ws", "http", 1)
+        } else {
+            s
+        }),
         _ => Err(RequestError::BadScheme),
     }
 }
@@ -223,13 +232,15 @@ pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError
             None if after.is_empty() => None,
             None => return Err(RequestError::BadHost),
         };
-        h.parse::<std::net::Ipv6Addr>().map_err(|_| RequestError::BadHost)?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| RequestError::BadHost)?;
         (format!("[{}]", h.to_ascii_lowercase()), port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => {
-                (h.to_string(), Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?))
-            }
+            Some((h, p)) => (
+                h.to_string(),
+                Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
+            ),
             None => (authority.to_string(), None),
         }
     };
@@ -237,7 +248,9 @@ pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError
     let valid = !host.is_empty()
         && host.len() <= 253
         && (host.starts_with('[')
-            || host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
         && !host.contains("..")
         && !host.starts_with('.');
     if !valid {
@@ -290,8 +303,7 @@ pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
             s => out.push(s.to_string()),
         }
     }
-    let trailing = (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/.."))
-        && !out.is_empty();
+    let trailing = (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/..")) && !out.is_empty();
     let mut path = String::with_capacity(raw.len());
     for s in &out {
         path.push('/');
@@ -331,8 +343,14 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(parse_host("App.Example.COM.").unwrap(), ("app.example.com".into(), None));
-        assert_eq!(parse_host("a.example.com:8443").unwrap(), ("a.example.com".into(), Some(8443)));
+        assert_eq!(
+            parse_host("App.Example.COM.").unwrap(),
+            ("app.example.com".into(), None)
+        );
+        assert_eq!(
+            parse_host("a.example.com:8443").unwrap(),
+            ("a.example.com".into(), Some(8443))
+        );
         assert_eq!(parse_host("[::1]:80").unwrap(), ("[::1]".into(), Some(80)));
         assert!(parse_host("a b").is_err());
         assert!(parse_host("user@host").is_err());

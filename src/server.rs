@@ -61,7 +61,10 @@ pub async fn watch_policies(state: Arc<AppState>, mut shutdown: watch::Receiver<
                 for d in &diags {
                     tracing::error!("{d}");
                 }
-                tracing::error!(errors = diags.len(), "policy reload rejected; the last good policy stays");
+                tracing::error!(
+                    errors = diags.len(),
+                    "policy reload rejected; the last good policy stays"
+                );
             }
         }
     }

@@ -125,7 +125,14 @@ fn guid_bytes(s: &str) -> Option<[u8; 16]> {
 
 fn guid_string(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn aad(cookie_name: &str) -> Vec<u8> {
@@ -160,10 +167,18 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         claims: id.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     let plain = postcard::to_allocvec(&wire).unwrap_or_default();
-    let Some(cipher) = keys.ciphers.first() else { return Vec::new() };
+    let Some(cipher) = keys.ciphers.first() else {
+        return Vec::new();
+    };
     let aad = aad(cookie_name);
     let sealed = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad,
+            },
+        )
         .unwrap_or_default();
     let mut raw = Vec::with_capacity(12 + sealed.len());
     raw.extend_from_slice(&nonce);
@@ -183,7 +198,11 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let v = if i == 0 { format!("{n}.{p}") } else { (*p).to_string() };
+            let v = if i == 0 {
+                format!("{n}.{p}")
+            } else {
+                (*p).to_string()
+            };
             (format!("{cookie_name}_{i}"), v)
         })
         .collect()
@@ -227,7 +246,16 @@ pub fn open<'a>(
     let plain = keys
         .ciphers
         .iter()
-        .find_map(|c| c.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).ok())
+        .find_map(|c| {
+            c.decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .ok()
+        })
         .ok_or(SessionError::Sealed)?;
     let wire: Wire = postcard::from_bytes(&plain).map_err(|_| SessionError::Format)?;
     if wire.format != FORMAT {
@@ -267,7 +295,9 @@ mod tests {
                 email: Some("alice@example.com".into()),
                 preferred_username: Some("alice@example.com".into()),
                 name: Some("Alice".into()),
-                groups: (0..groups).map(|i| format!("{:08x}-1111-2222-3333-{:012x}", i, i * 7919)).collect(),
+                groups: (0..groups)
+                    .map(|i| format!("{:08x}-1111-2222-3333-{:012x}", i, i * 7919))
+                    .collect(),
                 roles: vec!["Admin".into()],
                 claims: BTreeMap::from([("department".into(), "R&D".into())]),
             },
@@ -310,7 +340,10 @@ mod tests {
         let both = Keys::new(&["n".repeat(32), "o".repeat(32)]);
         let c = seal(&sample(1), &old, "_fw", [3; 12]);
         assert!(open_jar(&jar(&c), &both, 1_500).is_ok());
-        assert_eq!(open_jar(&jar(&c), &Keys::new(&["n".repeat(32)]), 1_500), Err(SessionError::Sealed));
+        assert_eq!(
+            open_jar(&jar(&c), &Keys::new(&["n".repeat(32)]), 1_500),
+            Err(SessionError::Sealed)
+        );
     }
 
     #[test]

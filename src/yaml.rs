@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::de::DeserializeOwned;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A line and column, both 1-based, as editors count them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -38,7 +38,10 @@ pub struct Problem {
 impl Problem {
     /// A problem at `pos`.
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        Self { pos, message: message.into() }
+        Self {
+            pos,
+            message: message.into(),
+        }
     }
 }
 
@@ -90,12 +93,18 @@ impl Node {
 
     /// The entry `name` of a mapping.
     pub fn get(&self, name: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.name == name).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| v)
     }
 
     /// The key `name` of a mapping.
     pub fn key(&self, name: &str) -> Option<&Key> {
-        self.as_map()?.iter().find(|(k, _)| k.name == name).map(|(k, _)| k)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, _)| k)
     }
 
     /// The scalar as text (strings, numbers and booleans), if it is one.
@@ -132,7 +141,10 @@ impl Node {
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
-                entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -187,7 +199,10 @@ impl Node {
 /// Parse a YAML document into a positioned tree. An empty document is `Null`.
 pub fn parse(src: &str) -> Result<Node, Problem> {
     if src.trim().is_empty() {
-        return Ok(Node { pos: Pos { line: 1, column: 1 }, value: Value::Null });
+        return Ok(Node {
+            pos: Pos { line: 1, column: 1 },
+            value: Value::Null,
+        });
     }
     let spanned: serde_saphyr::Spanned<NodeValue> = serde_saphyr::from_str(src).map_err(|e| {
         let pos = e.location().map(to_pos).unwrap_or(Pos { line: 1, column: 1 });
@@ -195,7 +210,10 @@ pub fn parse(src: &str) -> Result<Node, Problem> {
         let text = e.render_with_options(opts);
         Problem::new(pos, first_line(&text))
     })?;
-    Ok(Node { pos: to_pos(spanned.referenced), value: spanned.value.0 })
+    Ok(Node {
+        pos: to_pos(spanned.referenced),
+        value: spanned.value.0,
+    })
 }
 
 fn first_line(s: &str) -> String {
@@ -226,7 +244,10 @@ impl<'de> Deserialize<'de> for NodeValue {
 struct NodeVisitor;
 
 fn child(s: serde_saphyr::Spanned<NodeValue>) -> Node {
-    Node { pos: to_pos(s.referenced), value: s.value.0 }
+    Node {
+        pos: to_pos(s.referenced),
+        value: s.value.0,
+    }
 }
 
 impl<'de> Visitor<'de> for NodeVisitor {
@@ -276,7 +297,10 @@ impl<'de> Visitor<'de> for NodeVisitor {
         let mut entries: Vec<(Key, Node)> = Vec::new();
         while let Some(k) = map.next_key::<serde_saphyr::Spanned<KeyText>>()? {
             let v = map.next_value::<serde_saphyr::Spanned<NodeValue>>()?;
-            let key = Key { pos: to_pos(k.referenced), name: k.value.0 };
+            let key = Key {
+                pos: to_pos(k.referenced),
+                name: k.value.0,
+            };
             if entries.iter().any(|(e, _)| e.name == key.name) {
                 return Err(de::Error::custom(format!("duplicate key `{}`", key.name)));
             }
@@ -292,7 +316,10 @@ struct KeyText(String);
 impl<'de> Deserialize<'de> for KeyText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = NodeValue::deserialize(d)?;
-        let node = Node { pos: Pos::default(), value: v.0 };
+        let node = Node {
+            pos: Pos::default(),
+            value: v.0,
+        };
         match node.as_scalar() {
             Some(s) => Ok(KeyText(s)),
             None if matches!(node.value, Value::Null) => Ok(KeyText(String::new())),
@@ -309,12 +336,19 @@ mod tests {
     fn positions_of_nested_values() {
         let src = "- from: https://a.example.com\n  allowed_users:\n    - alice@example.com\n";
         let n = parse(src).unwrap();
-        let Value::Seq(items) = &n.value else { panic!("seq") };
+        let Value::Seq(items) = &n.value else {
+            panic!("seq")
+        };
         let route = &items[0];
         assert_eq!(route.pos, Pos { line: 1, column: 3 });
-        assert_eq!(route.key("allowed_users").unwrap().pos, Pos { line: 2, column: 3 });
+        assert_eq!(
+            route.key("allowed_users").unwrap().pos,
+            Pos { line: 2, column: 3 }
+        );
         let users = route.get("allowed_users").unwrap();
-        let Value::Seq(u) = &users.value else { panic!("seq") };
+        let Value::Seq(u) = &users.value else {
+            panic!("seq")
+        };
         assert_eq!(u[0].pos, Pos { line: 3, column: 7 });
     }
 

@@ -51,7 +51,10 @@ impl IdentityHeaders {
         let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).unwrap_or(HeaderValue::from_static(""));
         let get = |f: fn(&Identity) -> String| id.map(f).unwrap_or_default();
         out.insert(self.user.clone(), value(&get(|i| i.subject.clone())));
-        out.insert(self.email.clone(), value(&get(|i| i.email.clone().unwrap_or_default())));
+        out.insert(
+            self.email.clone(),
+            value(&get(|i| i.email.clone().unwrap_or_default())),
+        );
         out.insert(
             self.preferred_username.clone(),
             value(&get(|i| i.preferred_username.clone().unwrap_or_default())),
@@ -108,7 +111,11 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
         Contract::Nginx => Sources::Nginx,
         Contract::ForwardAuth => Sources::ForwardAuth,
     };
-    let sub = Subrequest { peer: peer.ip(), header: |n: &str| header_str(headers, n), sources };
+    let sub = Subrequest {
+        peer: peer.ip(),
+        header: |n: &str| header_str(headers, n),
+        sources,
+    };
     let wants_html = header_str(headers, "accept").is_some_and(|a| a.contains("text/html"));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
         Ok(r) => r,
@@ -152,7 +159,12 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
                 Some(p) => format!("{}://{}:{}{login}", req.scheme, req.host, p),
                 None => format!("{}://{}{login}", req.scheme, req.host),
             };
-            Denial::Login { login, absolute, navigate: req.wants_html }.into_response(contract)
+            Denial::Login {
+                login,
+                absolute,
+                navigate: req.wants_html,
+            }
+            .into_response(contract)
         }
         Outcome::Forbidden => {
             tracing::info!(
@@ -185,7 +197,12 @@ pub async fn start() -> Response {
         "Sign-in is not available",
         "<p>This forwarden has no identity provider configured yet, so nobody can sign in.</p>",
     );
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET|POST /oauth2/sign_out`: clear the session cookies (every chunk) and go home.
@@ -194,7 +211,11 @@ pub async fn sign_out(State(st): State<Arc<AppState>>) -> Response {
     let c = &st.config.cookie;
     let names = std::iter::once(c.name.clone()).chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)));
     for n in names {
-        let mut k = Cookie::build((n, "")).path("/").http_only(true).secure(c.secure).max_age(cookie::time::Duration::ZERO);
+        let mut k = Cookie::build((n, ""))
+            .path("/")
+            .http_only(true)
+            .secure(c.secure)
+            .max_age(cookie::time::Duration::ZERO);
         if let Some(d) = &c.domain {
             k = k.domain(d.clone());
         }

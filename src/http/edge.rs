@@ -46,7 +46,11 @@ impl Denial {
     /// The response under one contract.
     pub fn into_response(self, contract: Contract) -> Response {
         match self {
-            Denial::Login { login, absolute, navigate } => {
+            Denial::Login {
+                login,
+                absolute,
+                navigate,
+            } => {
                 let mut r = if contract == Contract::ForwardAuth && navigate {
                     let mut r = StatusCode::FOUND.into_response();
                     if let Ok(v) = HeaderValue::from_str(&absolute) {
@@ -55,21 +59,40 @@ impl Denial {
                     r
                 } else {
                     let body = serde_json::json!({"error": "not signed in", "login": absolute}).to_string();
-                    (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response()
                 };
                 if let Ok(v) = HeaderValue::from_str(&login) {
                     r.headers_mut().insert(LOGIN_HEADER, v);
                 }
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            Denial::Forbidden { user, url, reason, html } => {
+            Denial::Forbidden {
+                user,
+                url,
+                reason,
+                html,
+            } => {
                 let who = user.as_ref().map(|u| {
-                    u.email.clone().or_else(|| u.preferred_username.clone()).unwrap_or_else(|| u.subject.clone())
+                    u.email
+                        .clone()
+                        .or_else(|| u.preferred_username.clone())
+                        .unwrap_or_else(|| u.subject.clone())
                 });
                 let mut r = if html {
                     let page = forbidden_page(who.as_deref(), &url, &reason);
-                    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+                    (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        page,
+                    )
+                        .into_response()
                 } else {
                     let body = serde_json::json!({
                         "error": "forbidden",
@@ -78,9 +101,15 @@ impl Denial {
                         "reason": reason,
                         "sign_out": "/oauth2/sign_out",
                     });
-                    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+                    (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body.to_string(),
+                    )
+                        .into_response()
                 };
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
         }

@@ -25,7 +25,8 @@ pub use edge::Denial;
 /// A source of the current time in Unix seconds (a parameter, so tests can move it).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// The system clock.
+/// The system clock: the one place that reads it.
+#[allow(clippy::disallowed_methods)]
 pub fn system_clock() -> Clock {
     Arc::new(|| {
         std::time::SystemTime::now()
@@ -51,7 +52,12 @@ impl AppState {
     /// State from a configuration and its loaded policies.
     pub fn new(config: Config, policy: PolicySet, clock: Clock) -> Arc<Self> {
         let headers = auth::IdentityHeaders::new(&config.headers);
-        Arc::new(AppState { config, policy: ArcSwap::from_pointee(policy), clock, headers })
+        Arc::new(AppState {
+            config,
+            policy: ArcSwap::from_pointee(policy),
+            clock,
+            headers,
+        })
     }
 }
 

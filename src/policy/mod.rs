@@ -168,7 +168,11 @@ impl Narrowing {
     pub fn from_query(query: &str) -> Self {
         let mut n = Narrowing::default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let values = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+            let values = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from);
             match k.as_ref() {
                 "allowed_groups" => n.groups.extend(values),
                 "allowed_emails" => n.emails.extend(values),
@@ -241,7 +245,10 @@ impl fmt::Display for Reason<'_> {
             Reason::NoAllowMatched => write!(f, "no allow rule of the route matches this user"),
             Reason::LoginRequired => write!(f, "no allow rule matches an anonymous request: sign in first"),
             Reason::Narrowed(p) => write!(f, "the proxy's {p} parameter does not include this user"),
-            Reason::UnknownPolicy(n) => write!(f, "the proxy asked for policy `{n}`, which no policy file defines"),
+            Reason::UnknownPolicy(n) => write!(
+                f,
+                "the proxy asked for policy `{n}`, which no policy file defines"
+            ),
         }
     }
 }
@@ -266,7 +273,10 @@ impl PolicySet {
             let name = f.as_ref().display().to_string();
             match std::fs::read_to_string(f) {
                 Ok(text) => sources.push((name, text)),
-                Err(e) => diags.push(Diagnostic::file_error(&name, format!("cannot read policy file: {e}"))),
+                Err(e) => diags.push(Diagnostic::file_error(
+                    &name,
+                    format!("cannot read policy file: {e}"),
+                )),
             }
         }
         match Self::from_sources(&sources) {
@@ -327,7 +337,10 @@ impl PolicySet {
                         }
                     }
                 }
-                _ => problems.push(Problem::new(tree.pos, "a policy file must be a list of routes or a mapping with `routes`")),
+                _ => problems.push(Problem::new(
+                    tree.pos,
+                    "a policy file must be a list of routes or a mapping with `routes`",
+                )),
             }
             diags.extend(problems.into_iter().map(|p| Diagnostic::error(file, p)));
         }
@@ -347,18 +360,31 @@ impl PolicySet {
         let notes = ignored
             .into_iter()
             .map(|((file, field), (pos, n))| {
-                let routes = if n == 1 { "1 route".to_string() } else { format!("{n} routes") };
+                let routes = if n == 1 {
+                    "1 route".to_string()
+                } else {
+                    format!("{n} routes")
+                };
                 let why = if field == "to" {
                     "the proxy forwards the traffic, forwarden only decides"
                 } else {
                     "it is a Pomerium proxy setting; configure it in your proxy"
                 };
-                Diagnostic::note(file, Some(pos), format!("`{field}` is accepted and ignored ({routes}): {why}"))
+                Diagnostic::note(
+                    file,
+                    Some(pos),
+                    format!("`{field}` is accepted and ignored ({routes}): {why}"),
+                )
             })
             .collect();
         let index = route::Index::build(&routes);
         let named = named.into_iter().map(|(k, (rules, _))| (k, rules)).collect();
-        Ok(PolicySet { routes, index, named, notes })
+        Ok(PolicySet {
+            routes,
+            index,
+            named,
+            notes,
+        })
     }
 
     /// Every route, in file order.
@@ -381,9 +407,17 @@ impl PolicySet {
     /// Decide one request.
     pub fn decide<'a>(&'a self, req: &Request, user: Option<&Identity>, narrow: &Narrowing) -> Decision<'a> {
         let Some(route) = self.find_route(req) else {
-            return Decision { outcome: Outcome::Forbidden, route: None, reason: Reason::NoRoute };
+            return Decision {
+                outcome: Outcome::Forbidden,
+                route: None,
+                reason: Reason::NoRoute,
+            };
         };
-        let decide = |outcome, reason| Decision { outcome, route: Some(route), reason };
+        let decide = |outcome, reason| Decision {
+            outcome,
+            route: Some(route),
+            reason,
+        };
         let facts = Facts { req, user };
         let base = if route.public {
             decide(Outcome::Allow, Reason::Public)
@@ -404,12 +438,19 @@ impl PolicySet {
             return decide(Outcome::Forbidden, Reason::Narrowed("allowed_groups"));
         }
         let email = u.email.as_deref().filter(|e| email_domain(e).is_some());
-        if !narrow.emails.is_empty() && !email.is_some_and(|e| narrow.emails.iter().any(|w| e.eq_ignore_ascii_case(w))) {
+        if !narrow.emails.is_empty()
+            && !email.is_some_and(|e| narrow.emails.iter().any(|w| e.eq_ignore_ascii_case(w)))
+        {
             return decide(Outcome::Forbidden, Reason::Narrowed("allowed_emails"));
         }
         if !narrow.domains.is_empty() {
             let dom = email.and_then(email_domain);
-            if !dom.is_some_and(|d| narrow.domains.iter().any(|w| d.eq_ignore_ascii_case(w.trim_start_matches('@')))) {
+            if !dom.is_some_and(|d| {
+                narrow
+                    .domains
+                    .iter()
+                    .any(|w| d.eq_ignore_ascii_case(w.trim_start_matches('@')))
+            }) {
                 return decide(Outcome::Forbidden, Reason::Narrowed("allowed_email_domains"));
             }
         }
@@ -457,7 +498,10 @@ fn compile_route<'f>(
     ignored: &mut BTreeMap<(&'f str, &'static str), (Pos, usize)>,
 ) -> Option<Route> {
     let Some(entries) = node.as_map() else {
-        problems.push(Problem::new(node.pos, format!("a route must be a mapping with `from`, found {}", node.kind())));
+        problems.push(Problem::new(
+            node.pos,
+            format!("a route must be a mapping with `from`, found {}", node.kind()),
+        ));
         return None;
     };
     // Set the proxy-only settings aside, then read the rest strictly.
@@ -468,7 +512,10 @@ fn compile_route<'f>(
             None => kept.push((k.clone(), v.clone())),
         }
     }
-    let stripped = Node { pos: node.pos, value: Value::Map(kept) };
+    let stripped = Node {
+        pos: node.pos,
+        value: Value::Map(kept),
+    };
     let raw: RawRoute = match stripped.typed() {
         Ok(r) => r,
         Err(p) => {
@@ -494,30 +541,51 @@ fn compile_route<'f>(
         }
         Some(p.trim_end_matches('/').to_string())
     });
-    let path = raw.path.as_ref().and_then(|p| match crate::request::normalize_path(p) {
-        Ok(n) if n == *p => Some(n),
-        Ok(n) => {
-            problems.push(Problem::new(vat("path"), format!("`path` must be normalized; write `{n}`")));
-            None
-        }
-        Err(e) => {
-            problems.push(Problem::new(vat("path"), format!("`path` is not a valid path: {e}")));
-            None
-        }
-    });
-    let regex = raw.regex.as_ref().and_then(|r| match Regex::new(&format!("^(?:{r})$")) {
-        Ok(re) => Some(re),
-        Err(e) => {
-            let msg = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
-            problems.push(Problem::new(vat("regex"), format!("invalid regex: {msg}")));
-            None
-        }
-    });
+    let path = raw
+        .path
+        .as_ref()
+        .and_then(|p| match crate::request::normalize_path(p) {
+            Ok(n) if n == *p => Some(n),
+            Ok(n) => {
+                problems.push(Problem::new(
+                    vat("path"),
+                    format!("`path` must be normalized; write `{n}`"),
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(Problem::new(
+                    vat("path"),
+                    format!("`path` is not a valid path: {e}"),
+                ));
+                None
+            }
+        });
+    let regex = raw
+        .regex
+        .as_ref()
+        .and_then(|r| match Regex::new(&format!("^(?:{r})$")) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let msg = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("invalid")
+                    .trim()
+                    .to_string();
+                problems.push(Problem::new(vat("regex"), format!("invalid regex: {msg}")));
+                None
+            }
+        });
     let methods = raw.methods.as_ref().map(|ms| {
         ms.iter()
             .filter_map(|m| {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    problems.push(Problem::new(vat("methods"), format!("`{m}` is not an HTTP method")));
+                    problems.push(Problem::new(
+                        vat("methods"),
+                        format!("`{m}` is not an HTTP method"),
+                    ));
                     None
                 } else {
                     Some(m.to_ascii_uppercase())
@@ -536,19 +604,39 @@ fn compile_route<'f>(
         origin: origin(key),
         expr: Expr::Or(crits.into_iter().map(Expr::Crit).collect()),
     };
-    let is = |v: &String| StrMatch { fold: true, tests: vec![StrTest::Is(v.clone())] };
+    let is = |v: &String| StrMatch {
+        fold: true,
+        tests: vec![StrTest::Is(v.clone())],
+    };
     if !raw.allowed_users.is_empty() {
-        rules.push(allow("allowed_users", raw.allowed_users.iter().map(|u| Criterion::User(is(u))).collect()));
+        rules.push(allow(
+            "allowed_users",
+            raw.allowed_users.iter().map(|u| Criterion::User(is(u))).collect(),
+        ));
     }
     if !raw.allowed_domains.is_empty() {
-        rules.push(allow("allowed_domains", raw.allowed_domains.iter().map(|d| Criterion::Domain(is(d))).collect()));
+        rules.push(allow(
+            "allowed_domains",
+            raw.allowed_domains
+                .iter()
+                .map(|d| Criterion::Domain(is(d)))
+                .collect(),
+        ));
     }
     if !raw.allowed_groups.is_empty() {
-        let crits = raw.allowed_groups.iter().map(|g| Criterion::Groups(ListMatch { has: vec![g.clone()], exclude: vec![] }));
+        let crits = raw.allowed_groups.iter().map(|g| {
+            Criterion::Groups(ListMatch {
+                has: vec![g.clone()],
+                exclude: vec![],
+            })
+        });
         rules.push(allow("allowed_groups", crits.collect()));
     }
     if !raw.allowed_roles.is_empty() {
-        let crits = raw.allowed_roles.iter().map(|r| Criterion::Claim("roles".into(), r.clone()));
+        let crits = raw
+            .allowed_roles
+            .iter()
+            .map(|r| Criterion::Claim("roles".into(), r.clone()));
         rules.push(allow("allowed_roles", crits.collect()));
     }
     if !raw.allowed_idp_claims.is_empty() {
@@ -563,7 +651,10 @@ fn compile_route<'f>(
         rules.push(allow("allowed_idp_claims", crits));
     }
     if raw.allow_any_authenticated_user {
-        rules.push(allow("allow_any_authenticated_user", vec![Criterion::AuthenticatedUser]));
+        rules.push(allow(
+            "allow_any_authenticated_user",
+            vec![Criterion::AuthenticatedUser],
+        ));
     }
     if let Some(pnode) = node.get("policy") {
         match &pnode.value {
@@ -575,9 +666,15 @@ fn compile_route<'f>(
                     let hint = if known.is_empty() {
                         "no policy file defines named policies".to_string()
                     } else {
-                        format!("known: {}", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "known: {}",
+                            known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        )
                     };
-                    problems.push(Problem::new(pnode.pos, format!("unknown policy `{name}` ({hint})")));
+                    problems.push(Problem::new(
+                        pnode.pos,
+                        format!("unknown policy `{name}` ({hint})"),
+                    ));
                 }
             },
             _ => {
@@ -629,8 +726,13 @@ fn parse_from(from: &str) -> Result<(String, HostMatch, Option<u16>), String> {
         Some(a) => (true, a),
         None => (false, authority),
     };
-    let (host, port) = parse_host(authority).map_err(|_| format!("`{authority}` is not a valid host name"))?;
-    let host = if wild { HostMatch::Wildcard(host) } else { HostMatch::Exact(host) };
+    let (host, port) =
+        parse_host(authority).map_err(|_| format!("`{authority}` is not a valid host name"))?;
+    let host = if wild {
+        HostMatch::Wildcard(host)
+    } else {
+        HostMatch::Exact(host)
+    };
     Ok((scheme, host, port))
 }
 

@@ -137,9 +137,7 @@ impl StrTest {
         let (sb, f) = (s.as_bytes(), fold);
         match self {
             StrTest::Is(v) => eq(f, s, v),
-            StrTest::StartsWith(v) => {
-                sb.len() >= v.len() && bytes_eq(f, &sb[..v.len()], v.as_bytes())
-            }
+            StrTest::StartsWith(v) => sb.len() >= v.len() && bytes_eq(f, &sb[..v.len()], v.as_bytes()),
             StrTest::EndsWith(v) => {
                 sb.len() >= v.len() && bytes_eq(f, &sb[sb.len() - v.len()..], v.as_bytes())
             }
@@ -182,9 +180,7 @@ impl Expr {
     /// Whether the condition looks at the user (so an anonymous request should log in first).
     pub fn needs_user(&self) -> bool {
         match self {
-            Expr::And(xs) | Expr::Or(xs) | Expr::Not(xs) | Expr::Nor(xs) => {
-                xs.iter().any(Expr::needs_user)
-            }
+            Expr::And(xs) | Expr::Or(xs) | Expr::Not(xs) | Expr::Nor(xs) => xs.iter().any(Expr::needs_user),
             Expr::Crit(c) => !matches!(
                 c,
                 Criterion::Accept
@@ -210,7 +206,9 @@ impl Criterion {
             Criterion::Domain(m) => user.and_then(Identity::email_domain).is_some_and(|d| m.holds(d)),
             Criterion::User(m) => user.is_some_and(|u| {
                 m.holds(&u.subject)
-                    || u.email.as_deref().is_some_and(|e| email_domain(e).is_some() && m.holds(e))
+                    || u.email
+                        .as_deref()
+                        .is_some_and(|e| email_domain(e).is_some() && m.holds(e))
             }),
             Criterion::Groups(l) => user.is_some_and(|u| {
                 l.has.iter().all(|g| u.groups.iter().any(|x| x == g))
@@ -221,9 +219,10 @@ impl Criterion {
             }
             Criterion::Method(m) => m.holds(&facts.req.method),
             Criterion::Path(m) => m.holds(&facts.req.path),
-            Criterion::SourceIp(nets) => {
-                facts.req.client_ip.is_some_and(|ip: IpAddr| nets.iter().any(|n| n.contains(&ip)))
-            }
+            Criterion::SourceIp(nets) => facts
+                .req
+                .client_ip
+                .is_some_and(|ip: IpAddr| nets.iter().any(|n| n.contains(&ip))),
         }
     }
 }
@@ -314,7 +313,10 @@ pub struct Parser<'a> {
 impl<'a> Parser<'a> {
     /// A parser for `file`.
     pub fn new(file: &'a str) -> Self {
-        Self { file, problems: Vec::new() }
+        Self {
+            file,
+            problems: Vec::new(),
+        }
     }
 
     fn origin(&self, pos: Pos) -> String {
@@ -337,7 +339,10 @@ impl<'a> Parser<'a> {
             Value::Map(_) => self.rule_object(node, &mut rules),
             _ => self.err(
                 node.pos,
-                format!("a policy must be a mapping of allow/deny rules or a list of them, not {}", node.kind()),
+                format!(
+                    "a policy must be a mapping of allow/deny rules or a list of them, not {}",
+                    node.kind()
+                ),
             ),
         }
         rules
@@ -345,7 +350,10 @@ impl<'a> Parser<'a> {
 
     fn rule_object(&mut self, node: &Node, out: &mut Vec<Rule>) {
         let Some(entries) = node.as_map() else {
-            self.err(node.pos, format!("expected a mapping with allow or deny, found {}", node.kind()));
+            self.err(
+                node.pos,
+                format!("expected a mapping with allow or deny, found {}", node.kind()),
+            );
             return;
         };
         for (k, v) in entries {
@@ -358,7 +366,11 @@ impl<'a> Parser<'a> {
                 }
             };
             if let Some(expr) = self.block(v) {
-                out.push(Rule { action, origin: self.origin(k.pos), expr });
+                out.push(Rule {
+                    action,
+                    origin: self.origin(k.pos),
+                    expr,
+                });
             }
         }
     }
@@ -367,7 +379,10 @@ impl<'a> Parser<'a> {
     /// in one block match when any of them does, as in Pomerium.
     fn block(&mut self, node: &Node) -> Option<Expr> {
         let Some(entries) = node.as_map() else {
-            self.err(node.pos, format!("expected a mapping of and/or/not/nor, found {}", node.kind()));
+            self.err(
+                node.pos,
+                format!("expected a mapping of and/or/not/nor, found {}", node.kind()),
+            );
             return None;
         };
         let mut ops = Vec::new();
@@ -378,12 +393,18 @@ impl<'a> Parser<'a> {
                 "not" => Expr::Not,
                 "nor" => Expr::Nor,
                 other => {
-                    self.err(k.pos, format!("unknown operator `{other}`: expected and, or, not or nor"));
+                    self.err(
+                        k.pos,
+                        format!("unknown operator `{other}`: expected and, or, not or nor"),
+                    );
                     continue;
                 }
             };
             let Value::Seq(items) = &v.value else {
-                self.err(v.pos, format!("`{}` takes a list of criteria, found {}", k.name, v.kind()));
+                self.err(
+                    v.pos,
+                    format!("`{}` takes a list of criteria, found {}", k.name, v.kind()),
+                );
                 continue;
             };
             let xs: Vec<Expr> = items.iter().filter_map(|i| self.item(i)).collect();
@@ -404,7 +425,10 @@ impl<'a> Parser<'a> {
         let entries = match node.as_map() {
             Some(e) if e.len() == 1 => e,
             _ => {
-                self.err(node.pos, "each item must be a mapping with exactly one criterion, like `email: {is: a@b.c}`");
+                self.err(
+                    node.pos,
+                    "each item must be a mapping with exactly one criterion, like `email: {is: a@b.c}`",
+                );
                 return None;
             }
         };
@@ -414,10 +438,18 @@ impl<'a> Parser<'a> {
             return self.block(node);
         }
         let crit = match name {
-            "accept" => self.flag(v, name).map(|b| if b { Criterion::Accept } else { Criterion::Reject }),
-            "reject" => self.flag(v, name).map(|b| if b { Criterion::Reject } else { Criterion::Accept }),
+            "accept" => self
+                .flag(v, name)
+                .map(|b| if b { Criterion::Accept } else { Criterion::Reject }),
+            "reject" => self
+                .flag(v, name)
+                .map(|b| if b { Criterion::Reject } else { Criterion::Accept }),
             "authenticated_user" => self.flag(v, name).map(|b| {
-                if b { Criterion::AuthenticatedUser } else { Criterion::Accept }
+                if b {
+                    Criterion::AuthenticatedUser
+                } else {
+                    Criterion::Accept
+                }
             }),
             "email" => self.str_match(v, true).map(Criterion::Email),
             "domain" => self.str_match(v, true).map(Criterion::Domain),
@@ -429,7 +461,10 @@ impl<'a> Parser<'a> {
             _ => match name.strip_prefix("claim/") {
                 Some(claim) if !claim.is_empty() => {
                     let vals = self.scalars(v)?;
-                    let xs = vals.into_iter().map(|x| Expr::Crit(Criterion::Claim(claim.to_string(), x))).collect();
+                    let xs = vals
+                        .into_iter()
+                        .map(|x| Expr::Crit(Criterion::Claim(claim.to_string(), x)))
+                        .collect();
                     return Some(Expr::Or(xs));
                 }
                 _ => {
@@ -469,7 +504,10 @@ impl<'a> Parser<'a> {
             _ => match v.as_scalar() {
                 Some(s) => Some(vec![s]),
                 None => {
-                    self.err(v.pos, format!("expected a value or a list of values, found {}", v.kind()));
+                    self.err(
+                        v.pos,
+                        format!("expected a value or a list of values, found {}", v.kind()),
+                    );
                     None
                 }
             },
@@ -478,10 +516,16 @@ impl<'a> Parser<'a> {
 
     fn str_match(&mut self, v: &Node, fold: bool) -> Option<StrMatch> {
         if let Some(s) = v.as_scalar() {
-            return Some(StrMatch { fold, tests: vec![StrTest::Is(s)] });
+            return Some(StrMatch {
+                fold,
+                tests: vec![StrTest::Is(s)],
+            });
         }
         let Some(entries) = v.as_map() else {
-            self.err(v.pos, format!("expected a value or a matcher like `is: …`, found {}", v.kind()));
+            self.err(
+                v.pos,
+                format!("expected a value or a matcher like `is: …`, found {}", v.kind()),
+            );
             return None;
         };
         let mut tests = Vec::new();
@@ -490,7 +534,10 @@ impl<'a> Parser<'a> {
             let one = |p: &mut Self| match val.as_scalar() {
                 Some(s) => Some(s),
                 None => {
-                    p.err(val.pos, format!("`{}` takes a single value, found {}", k.name, val.kind()));
+                    p.err(
+                        val.pos,
+                        format!("`{}` takes a single value, found {}", k.name, val.kind()),
+                    );
                     None
                 }
             };
@@ -519,10 +566,19 @@ impl<'a> Parser<'a> {
 
     fn list_match(&mut self, v: &Node) -> Option<ListMatch> {
         if let Some(s) = v.as_scalar() {
-            return Some(ListMatch { has: vec![s], exclude: vec![] });
+            return Some(ListMatch {
+                has: vec![s],
+                exclude: vec![],
+            });
         }
         let Some(entries) = v.as_map() else {
-            self.err(v.pos, format!("expected `has: <group>` or `exclude: <group>`, found {}", v.kind()));
+            self.err(
+                v.pos,
+                format!(
+                    "expected `has: <group>` or `exclude: <group>`, found {}",
+                    v.kind()
+                ),
+            );
             return None;
         };
         let mut m = ListMatch::default();
@@ -530,7 +586,10 @@ impl<'a> Parser<'a> {
             match k.name.as_str() {
                 "has" => m.has.extend(self.scalars(val).unwrap_or_default()),
                 "exclude" => m.exclude.extend(self.scalars(val).unwrap_or_default()),
-                other => self.err(k.pos, format!("unknown list matcher `{other}`: expected has or exclude")),
+                other => self.err(
+                    k.pos,
+                    format!("unknown list matcher `{other}`: expected has or exclude"),
+                ),
             }
         }
         if m.has.is_empty() && m.exclude.is_empty() {
@@ -555,7 +614,9 @@ impl<'a> Parser<'a> {
 
 /// `10.0.0.0/8`, or a bare address meaning just that address.
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]
@@ -586,7 +647,9 @@ mod tests {
 
     #[test]
     fn nested_blocks() {
-        let r = rules("allow:\n  or:\n    - and:\n        - domain: {is: example.com}\n        - groups: {has: admins}\n    - email: {is: boss@other.com}\n");
+        let r = rules(
+            "allow:\n  or:\n    - and:\n        - domain: {is: example.com}\n        - groups: {has: admins}\n    - email: {is: boss@other.com}\n",
+        );
         let u = "https://a.example.com/";
         assert!(eval(&r[0], Some(&user("a@example.com", &["admins"])), u));
         assert!(!eval(&r[0], Some(&user("a@example.com", &[])), u));
@@ -606,17 +669,28 @@ mod tests {
     #[test]
     fn all_problems_reported() {
         let mut p = Parser::new("t.yaml");
-        p.policy(&parse("allow:\n  or:\n    - emial: a\n    - email: {iz: b}\n    - source_ip: nope\n").unwrap());
+        p.policy(
+            &parse("allow:\n  or:\n    - emial: a\n    - email: {iz: b}\n    - source_ip: nope\n").unwrap(),
+        );
         assert_eq!(p.problems.len(), 3, "{:?}", p.problems);
         assert_eq!(p.problems[0].pos, Pos { line: 3, column: 7 });
     }
 
     #[test]
     fn matchers() {
-        let m = StrMatch { fold: true, tests: vec![StrTest::EndsWith("@Example.com".into())] };
+        let m = StrMatch {
+            fold: true,
+            tests: vec![StrTest::EndsWith("@Example.com".into())],
+        };
         assert!(m.holds("a@example.COM"));
         assert!(!m.holds("com"));
-        let m = StrMatch { fold: false, tests: vec![StrTest::StartsWith("/api".into()), StrTest::NotIn(vec!["/api/x".into()])] };
+        let m = StrMatch {
+            fold: false,
+            tests: vec![
+                StrTest::StartsWith("/api".into()),
+                StrTest::NotIn(vec!["/api/x".into()]),
+            ],
+        };
         assert!(m.holds("/api/y"));
         assert!(!m.holds("/api/x"));
     }

@@ -63,7 +63,7 @@ impl Route {
             }
         }
         if let Some(m) = &self.methods {
-            if !m.iter().any(|x| *x == req.method) {
+            if !m.contains(&req.method) {
                 return false;
             }
         }
@@ -96,7 +96,11 @@ impl Route {
         } else {
             0
         };
-        (kind, self.prefix.as_ref().map_or(0, String::len), self.methods.is_some())
+        (
+            kind,
+            self.prefix.as_ref().map_or(0, String::len),
+            self.methods.is_some(),
+        )
     }
 
     /// A short description for `explain`.

@@ -3,7 +3,10 @@ use super::*;
 fn set(src: &str) -> PolicySet {
     match PolicySet::from_sources(&[("p.yaml".into(), src.into())]) {
         Ok(s) => s,
-        Err(d) => panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")),
+        Err(d) => panic!(
+            "{}",
+            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        ),
     }
 }
 
@@ -47,10 +50,19 @@ fn seed_policy_loads_and_decides() {
     assert_eq!(s.routes().len(), 2);
     assert_eq!(s.notes.len(), 1, "`to` is noted once");
     let u1 = user("User1@AzureAD.domain", &[]);
-    assert_eq!(decide(&s, "https://app1.external.domain/", Some(&u1)), Outcome::Allow);
-    assert_eq!(decide(&s, "https://app2.external.domain/", Some(&u1)), Outcome::Forbidden);
+    assert_eq!(
+        decide(&s, "https://app1.external.domain/", Some(&u1)),
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(&s, "https://app2.external.domain/", Some(&u1)),
+        Outcome::Forbidden
+    );
     assert_eq!(decide(&s, "https://app1.external.domain/", None), Outcome::Login);
-    assert_eq!(decide(&s, "https://other.external.domain/", Some(&u1)), Outcome::Forbidden);
+    assert_eq!(
+        decide(&s, "https://other.external.domain/", Some(&u1)),
+        Outcome::Forbidden
+    );
 }
 
 #[test]
@@ -78,15 +90,33 @@ fn most_specific_route_wins() {
     assert_eq!(decide(&s, "https://app.example.com/x", None), Outcome::Login);
     assert_eq!(decide(&s, "https://other.example.com/x", None), Outcome::Allow);
     // longer wildcard suffix over shorter
-    assert_eq!(decide(&s, "https://x.deep.example.com/", Some(&u)), Outcome::Forbidden);
+    assert_eq!(
+        decide(&s, "https://x.deep.example.com/", Some(&u)),
+        Outcome::Forbidden
+    );
     // longer prefix over shorter
-    assert_eq!(decide(&s, "https://app.example.com/admin/x", Some(&u)), Outcome::Forbidden);
-    assert_eq!(decide(&s, "https://app.example.com/admin/x", Some(&admin)), Outcome::Allow);
-    assert_eq!(decide(&s, "https://app.example.com/admin/public/x", None), Outcome::Allow);
+    assert_eq!(
+        decide(&s, "https://app.example.com/admin/x", Some(&u)),
+        Outcome::Forbidden
+    );
+    assert_eq!(
+        decide(&s, "https://app.example.com/admin/x", Some(&admin)),
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(&s, "https://app.example.com/admin/public/x", None),
+        Outcome::Allow
+    );
     // prefix covers whole segments only
-    assert_eq!(decide(&s, "https://app.example.com/administrator", Some(&u)), Outcome::Allow);
+    assert_eq!(
+        decide(&s, "https://app.example.com/administrator", Some(&u)),
+        Outcome::Allow
+    );
     // exact path over prefix
-    assert_eq!(decide(&s, "https://app.example.com/admin/exact", Some(&admin)), Outcome::Forbidden);
+    assert_eq!(
+        decide(&s, "https://app.example.com/admin/exact", Some(&admin)),
+        Outcome::Forbidden
+    );
 }
 
 #[test]
@@ -102,8 +132,18 @@ routes:
         or:
           - email: {is: mallory@example.com}
 ");
-    assert_eq!(decide(&s, "https://app.example.com/", Some(&user("a@example.com", &[]))), Outcome::Allow);
-    assert_eq!(decide(&s, "https://app.example.com/", Some(&user("Mallory@example.com", &[]))), Outcome::Forbidden);
+    assert_eq!(
+        decide(&s, "https://app.example.com/", Some(&user("a@example.com", &[]))),
+        Outcome::Allow
+    );
+    assert_eq!(
+        decide(
+            &s,
+            "https://app.example.com/",
+            Some(&user("Mallory@example.com", &[]))
+        ),
+        Outcome::Forbidden
+    );
 }
 
 #[test]
@@ -127,9 +167,15 @@ routes:
     let u = user("a@example.com", &[]);
     assert_eq!(decide(&s, "https://b.example.com/", Some(&u)), Outcome::Allow);
     let req = Request::from_url("https://a.example.com/", "GET").unwrap();
-    let n = Narrowing { policy: Some("admins".into()), ..Narrowing::default() };
+    let n = Narrowing {
+        policy: Some("admins".into()),
+        ..Narrowing::default()
+    };
     assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
-    let n = Narrowing { policy: Some("nope".into()), ..Narrowing::default() };
+    let n = Narrowing {
+        policy: Some("nope".into()),
+        ..Narrowing::default()
+    };
     assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
 }
 
@@ -150,7 +196,9 @@ fn narrowing_never_widens() {
 
 #[test]
 fn double_at_address_never_matches_a_domain_rule() {
-    let s = set("- from: https://a.example.com\n  allowed_domains: [evil.com]\n  allowed_users: ['a@b@evil.com']\n");
+    let s = set(
+        "- from: https://a.example.com\n  allowed_domains: [evil.com]\n  allowed_users: ['a@b@evil.com']\n",
+    );
     let u = user("a@b@evil.com", &[]);
     assert_eq!(decide(&s, "https://a.example.com/", Some(&u)), Outcome::Forbidden);
 }
@@ -167,13 +215,20 @@ fn methods_and_regex() {
 ");
     assert_eq!(decide(&s, "https://a.example.com/api/v2/x", None), Outcome::Allow);
     let post = Request::from_url("https://a.example.com/api/v2/x", "POST").unwrap();
-    assert_eq!(s.decide(&post, None, &Narrowing::default()).outcome, Outcome::Login);
-    assert_eq!(decide(&s, "https://a.example.com/xapi/v2/x", None), Outcome::Login);
+    assert_eq!(
+        s.decide(&post, None, &Narrowing::default()).outcome,
+        Outcome::Login
+    );
+    assert_eq!(
+        decide(&s, "https://a.example.com/xapi/v2/x", None),
+        Outcome::Login
+    );
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let e = errors("\
+    let e = errors(
+        "\
 - from: https://a.example.com
   allowed_user: [x@example.com]
 - from: not a url
@@ -185,7 +240,8 @@ fn every_problem_is_reported_at_once() {
         - emial: x
 - from: https://c.example.com
   policy: missing
-");
+",
+    );
     insta::assert_snapshot!(e.join("\n"), @r"
     p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     p.yaml:3:9: `from` must be a URL like https://app.example.com, not `not a url`
@@ -219,5 +275,8 @@ fn anonymous_allowed_by_non_user_rule() {
     assert_eq!(decide(&s, "https://a.example.com/other", None), Outcome::Login);
     let mut req = Request::from_url("https://a.example.com/health", "GET").unwrap();
     req.client_ip = Some("10.1.2.3".parse().unwrap());
-    assert_eq!(s.decide(&req, None, &Narrowing::default()).outcome, Outcome::Forbidden);
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).outcome,
+        Outcome::Forbidden
+    );
 }

@@ -44,17 +44,29 @@ async fn traefik_forward_auth_contract() {
     let fw = Fw::start(POLICY).await;
     let http = client(&[]);
     // Browser navigation without a session: 302 to the absolute login URL on the app's host.
-    let r = traefik(&http, &fw, "", "/docs?a=1&b=2").header("accept", "text/html,*/*").send().await.unwrap();
+    let r = traefik(&http, &fw, "", "/docs?a=1&b=2")
+        .header("accept", "text/html,*/*")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],
         "https://app.example.com/oauth2/start?rd=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fdocs%3Fa%3D1%26b%3D2"
     );
     // XHR: 401.
-    let r = traefik(&http, &fw, "", "/api").header("accept", "application/json").send().await.unwrap();
+    let r = traefik(&http, &fw, "", "/api")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // Allowed: every header the shipped middleware copies is present.
-    let r = traefik(&http, &fw, "", "/x").header("cookie", fw.cookie(&alice())).send().await.unwrap();
+    let r = traefik(&http, &fw, "", "/x")
+        .header("cookie", fw.cookie(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     for h in traefik_response_headers() {
         assert!(r.headers().contains_key(h.as_str()), "missing {h}");
@@ -67,7 +79,11 @@ async fn traefik_forward_auth_contract() {
         assert_eq!(r.headers()[h.as_str()], "", "{h}");
     }
     // The narrower middleware.
-    let r = traefik(&http, &fw, "?allowed_groups=admins", "/x").header("cookie", fw.cookie(&bob())).send().await.unwrap();
+    let r = traefik(&http, &fw, "?allowed_groups=admins", "/x")
+        .header("cookie", fw.cookie(&bob()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // Forbidden: JSON for API clients, with who you are and how to sign out.
     let r = traefik(&http, &fw, "", "/admin/x")
@@ -88,7 +104,10 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
     let fw = Fw::start(POLICY).await;
     let http = client(&[("app.example.com", fw.addr.port())]);
     let r = http
-        .get(format!("http://app.example.com:{}/oauth2/forward-auth?a=1&b=2", fw.addr.port()))
+        .get(format!(
+            "http://app.example.com:{}/oauth2/forward-auth?a=1&b=2",
+            fw.addr.port()
+        ))
         .header("host", "app.example.com")
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-proto", "https")
@@ -98,7 +117,12 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("https://app.example.com/oauth2/start?rd="));
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("https://app.example.com/oauth2/start?rd=")
+    );
 }
 
 #[tokio::test]
@@ -121,9 +145,17 @@ async fn ingress_nginx_auth_url_contract() {
         r.headers()["x-forwarden-login"],
         "/oauth2/start?rd=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fdocs%3Fa%3D1%26b%3D2"
     );
-    let r = ingress("/x").header("cookie", fw.cookie(&alice())).send().await.unwrap();
+    let r = ingress("/x")
+        .header("cookie", fw.cookie(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = ingress("/admin/").header("cookie", fw.cookie(&bob())).send().await.unwrap();
+    let r = ingress("/admin/")
+        .header("cookie", fw.cookie(&bob()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 }
 
@@ -133,11 +165,20 @@ async fn auth_endpoint_only_ever_answers_200_401_403() {
     let http = client(&[]);
     let cases: Vec<reqwest::RequestBuilder> = vec![
         http.get(fw.url("/oauth2/auth")),
-        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "not-a-path"),
+        http.get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-uri", "not-a-path"),
         http.get(fw.url("/oauth2/auth")).header("x-original-url", "::::"),
-        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "bad host"),
-        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "a.test").header("x-forwarded-method", "G E T"),
-        http.get(fw.url("/oauth2/auth")).header("x-forwarded-uri", "/").header("x-forwarded-host", "app.example.com").header("cookie", "_forwarden=%%%"),
+        http.get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-uri", "/")
+            .header("x-forwarded-host", "bad host"),
+        http.get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-uri", "/")
+            .header("x-forwarded-host", "a.test")
+            .header("x-forwarded-method", "G E T"),
+        http.get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-uri", "/")
+            .header("x-forwarded-host", "app.example.com")
+            .header("cookie", "_forwarden=%%%"),
     ];
     for c in cases {
         let s = c.send().await.unwrap().status().as_u16();

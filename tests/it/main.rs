@@ -1,11 +1,18 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
 //! The one integration-test binary: forwarden behind real proxies, the proxy contracts, the
 //! security cases (each named after its attack), the CLI, and hot reload.
 
 mod util;
 
+mod cli;
+mod contract;
 mod nginx;
 mod proxies;
-mod contract;
-mod security;
-mod cli;
 mod reload;
+mod security;

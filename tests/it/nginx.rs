@@ -30,8 +30,14 @@ async fn setup() -> Option<Setup> {
     let nginx = nginx(fw.addr, up, &narrow).await?;
     let http = client(&[("app.test", nginx.port)]);
     let keys = forwarden::session::Keys::new(&[SECRET]);
-    let fw_cookie = Box::new(move |id: &forwarden::identity::Identity| cookie_with(&keys, id, now(), now() + 3600));
-    Some(Setup { _fw: fw, fw_cookie, nginx, http })
+    let fw_cookie =
+        Box::new(move |id: &forwarden::identity::Identity| cookie_with(&keys, id, now(), now() + 3600));
+    Some(Setup {
+        _fw: fw,
+        fw_cookie,
+        nginx,
+        http,
+    })
 }
 
 impl Setup {
@@ -43,7 +49,12 @@ impl Setup {
 #[tokio::test]
 async fn no_session_redirects_to_login_with_the_whole_url() {
     let Some(s) = setup().await else { return };
-    let r = s.http.get(s.url("/docs/page?a=1&b=two%20words")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/docs/page?a=1&b=two%20words"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "{}", s.nginx.logs());
     let loc = r.headers()["location"].to_str().unwrap();
     let port = s.nginx.port;
@@ -58,7 +69,13 @@ async fn no_session_redirects_to_login_with_the_whole_url() {
 #[tokio::test]
 async fn valid_session_reaches_upstream_with_identity_headers() {
     let Some(s) = setup().await else { return };
-    let r = s.http.get(s.url("/x")).header("cookie", (s.fw_cookie)(&alice())).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/x"))
+        .header("cookie", (s.fw_cookie)(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", s.nginx.logs());
     let body: serde_json::Value = r.json().await.unwrap();
     let h = &body["headers"];
@@ -73,9 +90,21 @@ async fn valid_session_reaches_upstream_with_identity_headers() {
 #[tokio::test]
 async fn forbidden_is_403() {
     let Some(s) = setup().await else { return };
-    let r = s.http.get(s.url("/admin/users")).header("cookie", (s.fw_cookie)(&bob())).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/admin/users"))
+        .header("cookie", (s.fw_cookie)(&bob()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = s.http.get(s.url("/admin/users")).header("cookie", (s.fw_cookie)(&alice())).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/admin/users"))
+        .header("cookie", (s.fw_cookie)(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -83,7 +112,13 @@ async fn forbidden_is_403() {
 async fn spoofed_identity_header_never_reaches_upstream() {
     let Some(s) = setup().await else { return };
     // On a public route (no identity) the client's header is removed…
-    let r = s.http.get(s.url("/public/x")).header("x-auth-request-user", "admin").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/public/x"))
+        .header("x-auth-request-user", "admin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["headers"].get("x-auth-request-user").is_none(), "{body}");
@@ -112,7 +147,11 @@ async fn spoofed_x_original_url_through_nginx_is_ignored() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 302, "the /admin route decides, so an anonymous user must log in");
+    assert_eq!(
+        r.status(),
+        302,
+        "the /admin route decides, so an anonymous user must log in"
+    );
 }
 
 #[tokio::test]
@@ -126,9 +165,17 @@ async fn websocket_upgrade_is_checked_like_any_request() {
     };
     let r = ws(s.http.get(s.url("/socket"))).send().await.unwrap();
     assert_eq!(r.status(), 302);
-    let r = ws(s.http.get(s.url("/admin/socket"))).header("cookie", (s.fw_cookie)(&bob())).send().await.unwrap();
+    let r = ws(s.http.get(s.url("/admin/socket")))
+        .header("cookie", (s.fw_cookie)(&bob()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = ws(s.http.get(s.url("/socket"))).header("cookie", (s.fw_cookie)(&alice())).send().await.unwrap();
+    let r = ws(s.http.get(s.url("/socket")))
+        .header("cookie", (s.fw_cookie)(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["headers"]["upgrade"], "websocket");
@@ -139,8 +186,17 @@ async fn websocket_upgrade_is_checked_like_any_request() {
 async fn two_hundred_entra_groups_pass_default_header_buffers() {
     let Some(s) = setup().await else { return };
     let cookie = (s.fw_cookie)(&many_groups(200));
-    assert!(cookie.contains("_forwarden_1="), "the session is split over cookies");
-    let r = s.http.get(s.url("/x")).header("cookie", cookie).send().await.unwrap();
+    assert!(
+        cookie.contains("_forwarden_1="),
+        "the session is split over cookies"
+    );
+    let r = s
+        .http
+        .get(s.url("/x"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", s.nginx.logs());
     let body: serde_json::Value = r.json().await.unwrap();
     let groups = body["headers"]["x-auth-request-groups"].as_str().unwrap();
@@ -150,17 +206,41 @@ async fn two_hundred_entra_groups_pass_default_header_buffers() {
 #[tokio::test]
 async fn per_location_allowed_groups_narrow_the_route() {
     let Some(s) = setup().await else { return };
-    let r = s.http.get(s.url("/narrow/x")).header("cookie", (s.fw_cookie)(&bob())).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/narrow/x"))
+        .header("cookie", (s.fw_cookie)(&bob()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = s.http.get(s.url("/narrow/x")).header("cookie", (s.fw_cookie)(&alice())).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/narrow/x"))
+        .header("cookie", (s.fw_cookie)(&alice()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn path_traversal_through_nginx_never_reaches_admin() {
     let Some(s) = setup().await else { return };
-    for p in ["/public/../admin/x", "/public/%2e%2e/admin/x", "/public/..%2Fadmin/x", "//admin/x", "/public;/../admin/x"] {
-        let r = s.http.get(s.url(p)).header("cookie", (s.fw_cookie)(&bob())).send().await.unwrap();
+    for p in [
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public/..%2Fadmin/x",
+        "//admin/x",
+        "/public;/../admin/x",
+    ] {
+        let r = s
+            .http
+            .get(s.url(p))
+            .header("cookie", (s.fw_cookie)(&bob()))
+            .send()
+            .await
+            .unwrap();
         assert_ne!(r.status(), 200, "{p}");
     }
 }

@@ -18,15 +18,28 @@ async fn story(p: &Proc, fw: &Fw) {
     let http = client(&[("app.test", p.port)]);
     let url = |path: &str| format!("http://app.test:{}{path}", p.port);
     // A browser without a session goes to sign in, with the whole URL.
-    let r = http.get(url("/docs?a=1&b=2")).header("accept", "text/html").send().await.unwrap();
+    let r = http
+        .get(url("/docs?a=1&b=2"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "{}", p.logs());
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(
         loc,
-        format!("http://app.test:{0}/oauth2/start?rd=http%3A%2F%2Fapp%2Etest%3A{0}%2Fdocs%3Fa%3D1%26b%3D2", p.port)
+        format!(
+            "http://app.test:{0}/oauth2/start?rd=http%3A%2F%2Fapp%2Etest%3A{0}%2Fdocs%3Fa%3D1%26b%3D2",
+            p.port
+        )
     );
     // An API client gets 401.
-    let r = http.get(url("/api")).header("accept", "application/json").send().await.unwrap();
+    let r = http
+        .get(url("/api"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // A valid session reaches the upstream with identity headers; the client's copy is replaced.
     let r = http
@@ -41,15 +54,32 @@ async fn story(p: &Proc, fw: &Fw) {
     assert_eq!(body["headers"]["x-auth-request-user"], "alice-oid", "{body}");
     assert_eq!(body["headers"]["x-auth-request-groups"], "admins,staff");
     // Forbidden: 403 with forwarden's page.
-    let r = http.get(url("/admin/")).header("cookie", fw.cookie(&bob())).header("accept", "text/html").send().await.unwrap();
+    let r = http
+        .get(url("/admin/"))
+        .header("cookie", fw.cookie(&bob()))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let page = r.text().await.unwrap();
-    assert!(page.contains("bob@example.com") && page.contains("/oauth2/sign_out"), "{page}");
+    assert!(
+        page.contains("bob@example.com") && page.contains("/oauth2/sign_out"),
+        "{page}"
+    );
     // A public route: no identity, and the client's forged header never arrives as it was sent.
-    let r = http.get(url("/public/x")).header("x-auth-request-user", "mallory").send().await.unwrap();
+    let r = http
+        .get(url("/public/x"))
+        .header("x-auth-request-user", "mallory")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
-    let user = body["headers"].get("x-auth-request-user").and_then(|v| v.as_str()).unwrap_or("");
+    let user = body["headers"]
+        .get("x-auth-request-user")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     assert_eq!(user, "", "{body}");
     // A spoofed X-Original-URL is not believed on the forward-auth endpoint.
     let r = http
@@ -63,7 +93,12 @@ async fn story(p: &Proc, fw: &Fw) {
     // Sign-out through the proxy reaches forwarden.
     let r = http.get(url("/oauth2/sign_out")).send().await.unwrap();
     assert_eq!(r.status(), 302);
-    assert!(r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("_forwarden=;")));
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("_forwarden=;"))
+    );
 }
 
 #[tokio::test]
@@ -78,6 +113,8 @@ async fn caddy_forward_auth() {
 async fn haproxy_lua_httpclient() {
     let fw = Fw::start(POLICY).await;
     let up = echo_upstream().await;
-    let Some(p) = haproxy(fw.addr, up).await else { return };
+    let Some(p) = haproxy(fw.addr, up).await else {
+        return;
+    };
     story(&p, &fw).await;
 }

@@ -29,8 +29,14 @@ async fn server(interval: &str) -> Server {
     )
     .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forwarden"));
-    cmd.arg("serve").arg("--config").arg(dir.path().join("forwarden.yaml")).stdout(Stdio::null());
-    Server { proc: spawn("forwarden", cmd, dir, port).await, policy }
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("forwarden.yaml"))
+        .stdout(Stdio::null());
+    Server {
+        proc: spawn("forwarden", cmd, dir, port).await,
+        policy,
+    }
 }
 
 async fn status(http: &reqwest::Client, port: u16, cookie: &str) -> Result<u16, reqwest::Error> {
@@ -75,7 +81,13 @@ async fn edited_policy_takes_effect_without_restart_or_dropped_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let load = {
-        let (stop, sent, failed, http, cookie) = (stop.clone(), sent.clone(), failed.clone(), http.clone(), cookie.clone());
+        let (stop, sent, failed, http, cookie) = (
+            stop.clone(),
+            sent.clone(),
+            failed.clone(),
+            http.clone(),
+            cookie.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 sent.fetch_add(1, Ordering::SeqCst);
@@ -93,12 +105,18 @@ async fn edited_policy_takes_effect_without_restart_or_dropped_request() {
     wait_for(&http, port, &cookie, 200).await;
 
     // An invalid version is rejected with its errors logged; the last good policy stays.
-    replace(&s.policy, "- from: https://app.example.com\n  allowed_users: [alice@example.com\n");
+    replace(
+        &s.policy,
+        "- from: https://app.example.com\n  allowed_users: [alice@example.com\n",
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(status(&http, port, &cookie).await.unwrap(), 200);
     let logs = s.proc.logs();
     assert!(logs.contains("policy reload rejected"), "{logs}");
-    assert!(logs.contains("policy.yaml:"), "errors carry file:line:column\n{logs}");
+    assert!(
+        logs.contains("policy.yaml:"),
+        "errors carry file:line:column\n{logs}"
+    );
 
     replace(&s.policy, DENY);
     wait_for(&http, port, &cookie, 403).await;
@@ -117,7 +135,11 @@ async fn sighup_reloads_at_once() {
     let cookie = cookie_with(&Keys::new(&[SECRET]), &alice(), now(), now() + 3600);
     assert_eq!(status(&http, port, &cookie).await.unwrap(), 403);
     replace(&s.policy, ALLOW);
-    let kill = Command::new("kill").arg("-HUP").arg(s.proc.child.id().to_string()).status().unwrap();
+    let kill = Command::new("kill")
+        .arg("-HUP")
+        .arg(s.proc.child.id().to_string())
+        .status()
+        .unwrap();
     assert!(kill.success());
     wait_for(&http, port, &cookie, 200).await;
 }

@@ -41,7 +41,10 @@ async fn forwarded_headers_from_untrusted_peer_are_ignored() {
     let fw = Fw::start_with(POLICY, "trusted_proxies: [192.0.2.1/32]\n").await;
     let http = client(&[]);
     // Even a public route: without a trusted proxy the original URL is unknown, so: deny.
-    assert_eq!(status(&fw, &http, "app.example.com", "/public/x", None).await, 403);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/public/x", None).await,
+        403
+    );
     let c = fw.cookie(&alice());
     assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 403);
 }
@@ -50,7 +53,10 @@ async fn forwarded_headers_from_untrusted_peer_are_ignored() {
 async fn path_normalizing_into_another_route() {
     let (fw, http) = fw().await;
     let bob = fw.cookie(&bob());
-    assert_eq!(status(&fw, &http, "app.example.com", "/public/x", None).await, 200);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/public/x", None).await,
+        200
+    );
     for p in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -71,14 +77,23 @@ async fn path_normalizing_into_another_route() {
         assert_eq!(s, 403, "bob {p}");
     }
     // `/admin` never grants `/administrator`, and `/public` never grants `/publicity`.
-    assert_eq!(status(&fw, &http, "app.example.com", "/publicity", None).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/publicity", None).await,
+        401
+    );
 }
 
 #[tokio::test]
 async fn fragment_in_x_forwarded_uri() {
     let (fw, http) = fw().await;
-    assert_eq!(status(&fw, &http, "app.example.com", "/public#/../admin", None).await, 403);
-    assert_eq!(status(&fw, &http, "app.example.com", "/public/x#frag", None).await, 403);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/public#/../admin", None).await,
+        403
+    );
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/public/x#frag", None).await,
+        403
+    );
 }
 
 #[tokio::test]
@@ -87,7 +102,12 @@ async fn host_case_and_trailing_dot() {
     // The wildcard route is public; secret.example.com is not. Case and a trailing dot must not
     // turn the exact host into one the wildcard catches.
     assert_eq!(status(&fw, &http, "other.example.com", "/", None).await, 200);
-    for host in ["secret.example.com", "SECRET.Example.COM", "secret.example.com.", "Secret.Example.Com.:443"] {
+    for host in [
+        "secret.example.com",
+        "SECRET.Example.COM",
+        "secret.example.com.",
+        "Secret.Example.Com.:443",
+    ] {
         assert_eq!(status(&fw, &http, host, "/", None).await, 401, "{host}");
     }
     assert_eq!(status(&fw, &http, "secret.example.com..", "/", None).await, 403);
@@ -152,22 +172,41 @@ fn pairs(cookie: &str) -> Vec<(String, String)> {
 }
 
 fn join(p: &[(String, String)]) -> String {
-    p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[tokio::test]
 async fn cookie_tampering() {
     let (fw, http) = fw().await;
     let good = fw.cookie(&alice());
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&good)).await, 200);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&good)).await,
+        200
+    );
     let mut p = pairs(&good);
     let v = &mut p[0].1;
     let mid = v.len() / 2;
     let flipped = if &v[mid..mid + 1] == "A" { "B" } else { "A" };
     v.replace_range(mid..mid + 1, flipped);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
+        401
+    );
     // Not even base64.
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some("_forwarden=!!!notbase64")).await, 401);
+    assert_eq!(
+        status(
+            &fw,
+            &http,
+            "app.example.com",
+            "/x",
+            Some("_forwarden=!!!notbase64")
+        )
+        .await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -176,13 +215,29 @@ async fn cookie_truncation() {
     let mut p = pairs(&fw.cookie(&alice()));
     let n = p[0].1.len();
     p[0].1.truncate(n - 5);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
+        401
+    );
     p[0].1.truncate(10);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
+        401
+    );
     // A chunked session with its last chunk missing.
     let p = pairs(&fw.cookie(&many_groups(300)));
     assert!(p.len() >= 2);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&p[..p.len() - 1]))).await, 401);
+    assert_eq!(
+        status(
+            &fw,
+            &http,
+            "app.example.com",
+            "/x",
+            Some(&join(&p[..p.len() - 1]))
+        )
+        .await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -190,18 +245,27 @@ async fn cookie_swapped_chunks() {
     let (fw, http) = fw().await;
     let p = pairs(&fw.cookie(&many_groups(500)));
     assert!(p.len() >= 3, "{} chunks", p.len());
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await, 200);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
+        200
+    );
     // Swap the values of chunks 1 and 2.
     let mut s = p.clone();
     let (a, b) = (s[1].1.clone(), s[2].1.clone());
     s[1].1 = b;
     s[2].1 = a;
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&s))).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&s))).await,
+        401
+    );
     // A chunk from another session of the same user.
     let other = pairs(&fw.cookie(&many_groups(500)));
     let mut mixed = p.clone();
     mixed[1] = other[1].clone();
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&join(&mixed))).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&join(&mixed))).await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -209,7 +273,10 @@ async fn cookie_expiry() {
     let (fw, http) = fw().await;
     let keys = Keys::new(&[SECRET]);
     let expired = cookie_with(&keys, &alice(), now() - 7200, now() - 3600);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&expired)).await, 401);
+    assert_eq!(
+        status(&fw, &http, "app.example.com", "/x", Some(&expired)).await,
+        401
+    );
     // A valid session stops working when the clock passes its expiry.
     let c = fw.cookie(&alice());
     assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 200);
@@ -230,7 +297,11 @@ async fn cookie_from_another_cookie_name_is_foreign() {
     let (fw, http) = fw().await;
     // A value sealed with our key but for another cookie name (associated data differs).
     let keys = Keys::new(&[SECRET]);
-    let s = forwarden::session::Session { identity: alice(), issued_at: now(), expires_at: now() + 3600 };
+    let s = forwarden::session::Session {
+        identity: alice(),
+        issued_at: now(),
+        expires_at: now() + 3600,
+    };
     let sealed = forwarden::session::seal(&s, &keys, "_other", [7; 12]);
     let c = format!("_forwarden={}", sealed[0].1);
     assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 401);

@@ -25,7 +25,10 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A forwarden server running in this process.
@@ -68,7 +71,13 @@ impl Fw {
             .await
             .unwrap();
         });
-        Fw { addr, state, dir, clock, stop: Some(tx) }
+        Fw {
+            addr,
+            state,
+            dir,
+            clock,
+            stop: Some(tx),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -91,7 +100,11 @@ impl Drop for Fw {
 
 /// A Cookie header value for a session sealed with `keys`.
 pub fn cookie_with(keys: &Keys, id: &Identity, issued: u64, expires: u64) -> String {
-    let s = Session { identity: id.clone(), issued_at: issued, expires_at: expires };
+    let s = Session {
+        identity: id.clone(),
+        issued_at: issued,
+        expires_at: expires,
+    };
     let nonce: [u8; 12] = rand::random();
     session::seal(&s, keys, "_forwarden", nonce)
         .into_iter()
@@ -125,14 +138,18 @@ pub fn bob() -> Identity {
 /// A user in `n` Entra groups (GUID object ids).
 pub fn many_groups(n: usize) -> Identity {
     Identity {
-        groups: (0..n).map(|i| format!("{:08x}-aaaa-4bbb-8ccc-{:012x}", i, i * 7919 + 1)).collect(),
+        groups: (0..n)
+            .map(|i| format!("{:08x}-aaaa-4bbb-8ccc-{:012x}", i, i * 7919 + 1))
+            .collect(),
         ..alice()
     }
 }
 
 /// An HTTP client that never follows redirects and resolves `*.test` hosts to 127.0.0.1.
 pub fn client(hosts: &[(&str, u16)]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy();
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
     for (h, p) in hosts {
         b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], *p)));
     }
@@ -145,7 +162,12 @@ pub async fn echo_upstream() -> SocketAddr {
         let headers: serde_json::Map<String, serde_json::Value> = req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect();
         let body = serde_json::json!({
             "method": req.method().as_str(),
@@ -170,7 +192,9 @@ pub fn require(bin: &str) -> Option<PathBuf> {
         }
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{bin} is not installed; scripts/test installs it (CI=true: a missing component is a failure)");
+        panic!(
+            "{bin} is not installed; scripts/test installs it (CI=true: a missing component is a failure)"
+        );
     }
     eprintln!("SKIPPED: {bin} is not installed (run scripts/test to install it)");
     None
@@ -178,7 +202,11 @@ pub fn require(bin: &str) -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1 (for processes that cannot report the port they bound).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed on drop, with its working folder.
@@ -214,7 +242,12 @@ pub async fn spawn(name: &'static str, mut cmd: Command, dir: TempDir, port: u16
     let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
     let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap();
-    let mut p = Proc { child, port, dir, name };
+    let mut p = Proc {
+        child,
+        port,
+        dir,
+        name,
+    };
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return p;
@@ -246,7 +279,10 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new(bin);
-    cmd.arg("-p").arg(dir.path()).arg("-c").arg(dir.path().join("nginx.conf"));
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"));
     cmd.arg("-g").arg("daemon off; master_process off;");
     Some(spawn("nginx", cmd, dir, port).await)
 }
@@ -257,7 +293,8 @@ pub async fn caddy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
     let dir = TempDir::new().unwrap();
     let port = free_port();
     let mut cmd = Command::new(bin);
-    cmd.args(["run", "--adapter", "caddyfile", "--config"]).arg(repo().join("caddy/Caddyfile"));
+    cmd.args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(repo().join("caddy/Caddyfile"));
     cmd.env("CADDY_ADMIN", "off")
         .env("SITE_ADDRESS", format!("http://app.test:{port}"))
         .env("FORWARDEN_ADDR", fw.to_string())
