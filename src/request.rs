@@ -279,40 +279,56 @@ pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
     if raw.contains(';') {
         return Err(RequestError::UnsafePath("it contains ; path parameters"));
     }
-    let mut out: Vec<String> = Vec::new();
-    for seg in raw.split('/') {
-        let decoded = percent_encoding::percent_decode_str(seg)
-            .decode_utf8()
-            .map_err(|_| RequestError::UnsafePath("it is not valid UTF-8 once decoded"))?;
-        if decoded.contains('/') {
-            return Err(RequestError::UnsafePath("it contains an encoded slash (%2F)"));
-        }
-        if decoded.contains('\\') {
-            return Err(RequestError::UnsafePath("it contains an encoded backslash (%5C)"));
-        }
-        if decoded.chars().any(char::is_control) {
+    // Segments are pushed onto `path` and popped by truncating to the previous slash.
+    let mut path = String::with_capacity(raw.len());
+    let mut decoded_buf = String::new();
+    for seg in raw.split('/').skip(1) {
+        let seg: &str = if seg.contains('%') {
+            let d = percent_encoding::percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| RequestError::UnsafePath("it is not valid UTF-8 once decoded"))?;
+            if d.contains('/') {
+                return Err(RequestError::UnsafePath("it contains an encoded slash (%2F)"));
+            }
+            if d.contains('\\') {
+                return Err(RequestError::UnsafePath("it contains an encoded backslash (%5C)"));
+            }
+            decoded_buf.clear();
+            decoded_buf.push_str(&d);
+            &decoded_buf
+        } else {
+            seg
+        };
+        if seg.chars().any(char::is_control) {
             return Err(RequestError::UnsafePath("it contains control characters"));
         }
-        match decoded.as_ref() {
+        match seg {
             "" | "." => {}
-            ".." => {
-                if out.pop().is_none() {
-                    return Err(RequestError::UnsafePath("it climbs above the root (..)"));
-                }
+            ".." => match path.rfind('/') {
+                Some(i) => path.truncate(i),
+                None => return Err(RequestError::UnsafePath("it climbs above the root (..)")),
+            },
+            s => {
+                path.push('/');
+                path.push_str(s);
             }
-            s => out.push(s.to_string()),
         }
     }
-    let trailing = (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/..")) && !out.is_empty();
-    let mut path = String::with_capacity(raw.len());
-    for s in &out {
-        path.push('/');
-        path.push_str(s);
-    }
+    let last = raw.rsplit('/').next().unwrap_or_default();
+    let trailing = matches!(last, "" | "." | "..") || is_dot_segment(last);
     if path.is_empty() || trailing {
         path.push('/');
     }
     Ok(path)
+}
+
+/// An encoded `.` or `..` segment (`%2e`, `.%2E`, …).
+fn is_dot_segment(seg: &str) -> bool {
+    seg.contains('%')
+        && matches!(
+            percent_encoding::percent_decode_str(seg).decode_utf8().as_deref(),
+            Ok(".") | Ok("..")
+        )
 }
 
 #[cfg(test)]

@@ -124,15 +124,16 @@ fn guid_bytes(s: &str) -> Option<[u8; 16]> {
 }
 
 fn guid_string(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 0xf)]));
+    }
+    s
 }
 
 fn aad(cookie_name: &str) -> Vec<u8> {
@@ -208,6 +209,29 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         .collect()
 }
 
+/// The sealed value from the request's cookies: the single cookie, or the chunks joined in
+/// the order the first chunk announces (`get` looks a cookie up by name).
+pub fn sealed_value<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    cookie_name: &str,
+) -> Result<std::borrow::Cow<'a, str>, SessionError> {
+    if let Some(v) = get(cookie_name) {
+        return Ok(std::borrow::Cow::Borrowed(v));
+    }
+    let first = get(&format!("{cookie_name}_0")).ok_or(SessionError::Missing)?;
+    let (n, head) = first.split_once('.').ok_or(SessionError::Malformed)?;
+    let n: usize = n.parse().map_err(|_| SessionError::Malformed)?;
+    if !(2..=MAX_CHUNKS).contains(&n) {
+        return Err(SessionError::Malformed);
+    }
+    let mut all = String::with_capacity(n * CHUNK);
+    all.push_str(head);
+    for i in 1..n {
+        all.push_str(get(&format!("{cookie_name}_{i}")).ok_or(SessionError::Malformed)?);
+    }
+    Ok(std::borrow::Cow::Owned(all))
+}
+
 /// Open the session from the request's cookies (`get` looks a cookie up by name).
 pub fn open<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
@@ -215,25 +239,17 @@ pub fn open<'a>(
     cookie_name: &str,
     now: u64,
 ) -> Result<Session, SessionError> {
-    let joined;
-    let value = match get(cookie_name) {
-        Some(v) => v,
-        None => {
-            let first = get(&format!("{cookie_name}_0")).ok_or(SessionError::Missing)?;
-            let (n, head) = first.split_once('.').ok_or(SessionError::Malformed)?;
-            let n: usize = n.parse().map_err(|_| SessionError::Malformed)?;
-            if !(2..=MAX_CHUNKS).contains(&n) {
-                return Err(SessionError::Malformed);
-            }
-            let mut all = String::with_capacity(n * CHUNK);
-            all.push_str(head);
-            for i in 1..n {
-                all.push_str(get(&format!("{cookie_name}_{i}")).ok_or(SessionError::Malformed)?);
-            }
-            joined = all;
-            &joined
-        }
-    };
+    let value = sealed_value(get, cookie_name)?;
+    open_value(&value, keys, cookie_name, now)
+}
+
+/// Whether a session is valid at `now` (not expired, not issued in the future).
+pub fn is_current(s: &Session, now: u64) -> bool {
+    now < s.expires_at && s.issued_at <= now + SKEW
+}
+
+/// Open a sealed value (as [`sealed_value`] returns it).
+pub fn open_value(value: &str, keys: &Keys, cookie_name: &str, now: u64) -> Result<Session, SessionError> {
     if value.len() > MAX_CHUNKS * CHUNK {
         return Err(SessionError::Malformed);
     }

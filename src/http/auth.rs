@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use cookie::Cookie;
@@ -45,51 +45,103 @@ impl IdentityHeaders {
         }
     }
 
+    /// The values for a user, in the order of [`IdentityHeaders::names`].
+    pub fn values(&self, id: &Identity) -> Vec<HeaderValue> {
+        let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+        let opt = |s: Option<&String>| s.map_or(HeaderValue::from_static(""), |s| value(s));
+        let mut v = vec![
+            value(&id.subject),
+            opt(id.email.as_ref()),
+            opt(id.preferred_username.as_ref()),
+            value(&id.groups.join(",")),
+            value(&id.roles.join(",")),
+        ];
+        v.extend(
+            self.claims
+                .iter()
+                .map(|(c, _)| value(&id.claim_values(c).join(","))),
+        );
+        v
+    }
+
+    fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.groups,
+            &self.roles,
+        ]
+        .into_iter()
+        .chain(self.claims.iter().map(|(_, h)| h))
+    }
+
     /// Every header, always present, empty when there is no value (Caddy 2.6 would otherwise
     /// forward a literal placeholder).
-    fn write(&self, id: Option<&Identity>, out: &mut HeaderMap) {
-        let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).unwrap_or(HeaderValue::from_static(""));
-        let get = |f: fn(&Identity) -> String| id.map(f).unwrap_or_default();
-        out.insert(self.user.clone(), value(&get(|i| i.subject.clone())));
-        out.insert(
-            self.email.clone(),
-            value(&get(|i| i.email.clone().unwrap_or_default())),
-        );
-        out.insert(
-            self.preferred_username.clone(),
-            value(&get(|i| i.preferred_username.clone().unwrap_or_default())),
-        );
-        out.insert(self.groups.clone(), value(&get(|i| i.groups.join(","))));
-        out.insert(self.roles.clone(), value(&get(|i| i.roles.join(","))));
-        for (claim, h) in &self.claims {
-            let v = id.map(|i| i.claim_values(claim).join(",")).unwrap_or_default();
-            out.insert(h.clone(), value(&v));
+    fn write(&self, values: Option<&[HeaderValue]>, out: &mut HeaderMap) {
+        for (i, name) in self.names().enumerate() {
+            let v = values
+                .and_then(|v| v.get(i))
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(""));
+            out.insert(name.clone(), v);
         }
     }
+}
+
+/// An opened session with its identity headers, as cached.
+pub struct Opened {
+    /// The session.
+    pub session: session::Session,
+    /// Identity header values, computed once per session.
+    values: Vec<HeaderValue>,
 }
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
 pub async fn nginx(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    check(&st, peer, &uri, &headers, Contract::Nginx)
+    check(&st, peer, req.uri(), req.headers(), Contract::Nginx)
 }
 
 /// `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy.
 pub async fn forward_auth(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    check(&st, peer, &uri, &headers, Contract::ForwardAuth)
+    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth)
 }
 
+/// The headers the auth endpoints read, parsed once (a lookup by `&str` parses the name on
+/// every call, and this runs on every request).
+static KNOWN: [(&str, HeaderName); 10] = [
+    ("x-original-url", HeaderName::from_static("x-original-url")),
+    ("x-original-method", HeaderName::from_static("x-original-method")),
+    ("x-forwarded-uri", HeaderName::from_static("x-forwarded-uri")),
+    ("x-forwarded-proto", HeaderName::from_static("x-forwarded-proto")),
+    ("x-forwarded-host", HeaderName::from_static("x-forwarded-host")),
+    (
+        "x-forwarded-method",
+        HeaderName::from_static("x-forwarded-method"),
+    ),
+    ("x-forwarded-for", HeaderName::from_static("x-forwarded-for")),
+    ("x-real-ip", HeaderName::from_static("x-real-ip")),
+    (
+        "access-control-request-method",
+        HeaderName::from_static("access-control-request-method"),
+    ),
+    ("accept", header::ACCEPT),
+];
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+    let value = match KNOWN.iter().find(|(n, _)| *n == name) {
+        Some((_, h)) => headers.get(h),
+        None => headers.get(name),
+    };
+    value.and_then(|v| v.to_str().ok())
 }
 
 /// Every cookie of the request, by name (first wins).
@@ -132,14 +184,8 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
     };
     let jar = cookies(headers);
     let lookup = |n: &str| jar.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
-    let cookie_name = &st.config.cookie.name;
-    let session = session::open(lookup, &st.config.cookie.keys, cookie_name, (st.clock)());
-    if let Err(e) = &session {
-        if *e != session::SessionError::Missing {
-            tracing::debug!(error = %e, "session cookie ignored");
-        }
-    }
-    let user = session.as_ref().ok().map(|s| &s.identity);
+    let session = open_session(st, lookup);
+    let user = session.as_deref().map(|s| &s.session.identity);
     let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
     let policy = st.policy.load();
     let d = policy.decide(&req, user, &narrow);
@@ -148,7 +194,8 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
         Outcome::Allow => {
             tracing::debug!(host = %req.host, path = %req.path, route, "allow");
             let mut r = StatusCode::OK.into_response();
-            st.headers.write(user, r.headers_mut());
+            st.headers
+                .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut());
             r
         }
         Outcome::Login => {
@@ -187,6 +234,35 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
                 html: req.wants_html,
             }
             .into_response(contract)
+        }
+    }
+}
+
+/// The request's session, from the cache of opened sessions or by opening the cookie.
+fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Arc<Opened>> {
+    let cookie = &st.config.cookie;
+    let now = (st.clock)();
+    let value = match session::sealed_value(lookup, &cookie.name) {
+        Ok(v) => v,
+        Err(session::SessionError::Missing) => return None,
+        Err(e) => {
+            tracing::debug!(error = %e, "session cookie ignored");
+            return None;
+        }
+    };
+    if let Some(s) = st.sessions.get(value.as_ref()) {
+        return session::is_current(&s.session, now).then_some(s);
+    }
+    match session::open_value(&value, &cookie.keys, &cookie.name, now) {
+        Ok(s) => {
+            let values = st.headers.values(&s.identity);
+            let s = Arc::new(Opened { session: s, values });
+            st.sessions.insert(value.into_owned(), s.clone());
+            Some(s)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "session cookie ignored");
+            None
         }
     }
 }
