@@ -27,9 +27,15 @@ pub struct IdentityHeaders {
     claims: Vec<(String, HeaderName)>,
 }
 
+/// A configured header name as a static one. Cloning a name parsed at run time shares a
+/// reference count between worker threads on every request; a static name clones for free.
+/// The few bytes leaked here are allocated once per configuration.
 fn name(s: &str) -> HeaderName {
-    // The config validated every name, so this fallback is never taken.
-    HeaderName::from_bytes(s.as_bytes()).unwrap_or(HeaderName::from_static("x-auth-request-invalid"))
+    match HeaderName::from_bytes(s.as_bytes()) {
+        Ok(valid) => HeaderName::from_static(Box::leak(valid.as_str().to_owned().into_boxed_str())),
+        // The config validated every name, so this fallback is never taken.
+        Err(_) => HeaderName::from_static("x-auth-request-invalid"),
+    }
 }
 
 impl IdentityHeaders {
@@ -79,10 +85,13 @@ impl IdentityHeaders {
     /// Every header, always present, empty when there is no value (Caddy 2.6 would otherwise
     /// forward a literal placeholder).
     fn write(&self, values: Option<&[HeaderValue]>, out: &mut HeaderMap) {
+        out.reserve(self.claims.len() + 5);
         for (i, name) in self.names().enumerate() {
+            // A fresh copy: cloning the cached value would share its reference count between
+            // worker threads, which costs more than copying a few bytes.
             let v = values
                 .and_then(|v| v.get(i))
-                .cloned()
+                .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
                 .unwrap_or(HeaderValue::from_static(""));
             out.insert(name.clone(), v);
         }
@@ -95,6 +104,16 @@ pub struct Opened {
     pub session: session::Session,
     /// Identity header values, computed once per session.
     values: Vec<HeaderValue>,
+    /// The whole sealed value: a cache hit must match it exactly.
+    sealed: String,
+}
+
+/// The cache key of a sealed value: its last 22 characters, which encode the AES-GCM tag
+/// (unique to each seal). Hashing these instead of the whole ~500-byte cookie matters on a
+/// path every request takes; the full value is compared on a hit.
+fn cache_key(sealed: &str) -> &str {
+    let start = sealed.len().saturating_sub(22);
+    sealed.get(start..).unwrap_or(sealed)
 }
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
@@ -115,47 +134,65 @@ pub async fn forward_auth(
     check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth)
 }
 
-/// The headers the auth endpoints read, parsed once (a lookup by `&str` parses the name on
-/// every call, and this runs on every request).
-static KNOWN: [(&str, HeaderName); 10] = [
-    ("x-original-url", HeaderName::from_static("x-original-url")),
-    ("x-original-method", HeaderName::from_static("x-original-method")),
-    ("x-forwarded-uri", HeaderName::from_static("x-forwarded-uri")),
-    ("x-forwarded-proto", HeaderName::from_static("x-forwarded-proto")),
-    ("x-forwarded-host", HeaderName::from_static("x-forwarded-host")),
-    (
-        "x-forwarded-method",
-        HeaderName::from_static("x-forwarded-method"),
-    ),
-    ("x-forwarded-for", HeaderName::from_static("x-forwarded-for")),
-    ("x-real-ip", HeaderName::from_static("x-real-ip")),
-    (
-        "access-control-request-method",
-        HeaderName::from_static("access-control-request-method"),
-    ),
-    ("accept", header::ACCEPT),
+/// The request headers the auth endpoints read.
+const READ: [&str; 11] = [
+    "x-original-url",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-method",
+    "x-forwarded-for",
+    "x-real-ip",
+    "access-control-request-method",
+    "accept",
+    "host",
 ];
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let value = match KNOWN.iter().find(|(n, _)| *n == name) {
-        Some((_, h)) => headers.get(h),
-        None => headers.get(name),
-    };
-    value.and_then(|v| v.to_str().ok())
+/// The headers of one auth subrequest, found in a single pass (this runs on every request,
+/// and one pass is cheaper than a hashed lookup per name).
+struct Seen<'a> {
+    values: [Option<&'a str>; READ.len()],
+    cookies: [Option<&'a str>; 4],
 }
 
-/// Every cookie of the request, by name (first wins).
-fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
-    for h in headers.get_all(header::COOKIE) {
-        let Ok(s) = h.to_str() else { continue };
-        for c in Cookie::split_parse(s).flatten() {
-            if let (Some(n), Some(v)) = (c.name_raw(), c.value_raw()) {
-                out.push((n, v));
+impl<'a> Seen<'a> {
+    fn new(headers: &'a HeaderMap) -> Self {
+        let mut seen = Seen {
+            values: [None; READ.len()],
+            cookies: [None; 4],
+        };
+        let mut n_cookies = 0;
+        for (name, value) in headers {
+            let name = name.as_str();
+            if name == "cookie" {
+                if let (Some(slot), Ok(v)) = (seen.cookies.get_mut(n_cookies), value.to_str()) {
+                    *slot = Some(v);
+                    n_cookies += 1;
+                }
+            } else if let Some(i) = READ.iter().position(|r| *r == name) {
+                if seen.values[i].is_none() {
+                    seen.values[i] = value.to_str().ok();
+                }
             }
         }
+        seen
     }
-    out
+
+    /// The first value of a header (by lower-case name).
+    fn get(&self, name: &str) -> Option<&'a str> {
+        READ.iter().position(|r| *r == name).and_then(|i| self.values[i])
+    }
+
+    /// The value of the first cookie called `name`.
+    fn cookie(&self, name: &str) -> Option<&'a str> {
+        self.cookies.iter().flatten().find_map(|h| {
+            h.split(';').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == name).then(|| v.trim())
+            })
+        })
+    }
 }
 
 fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contract: Contract) -> Response {
@@ -163,12 +200,13 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
         Contract::Nginx => Sources::Nginx,
         Contract::ForwardAuth => Sources::ForwardAuth,
     };
+    let seen = Seen::new(headers);
     let sub = Subrequest {
         peer: peer.ip(),
-        header: |n: &str| header_str(headers, n),
+        header: |n: &str| seen.get(n),
         sources,
     };
-    let wants_html = header_str(headers, "accept").is_some_and(|a| a.contains("text/html"));
+    let wants_html = seen.get("accept").is_some_and(|a| a.contains("text/html"));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
         Ok(r) => r,
         Err(e) => {
@@ -182,8 +220,7 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
             .into_response(contract);
         }
     };
-    let jar = cookies(headers);
-    let lookup = |n: &str| jar.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    let lookup = |n: &str| seen.cookie(n);
     let session = open_session(st, lookup);
     let user = session.as_deref().map(|s| &s.session.identity);
     let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
@@ -250,14 +287,21 @@ fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> 
             return None;
         }
     };
-    if let Some(s) = st.sessions.get(value.as_ref()) {
-        return session::is_current(&s.session, now).then_some(s);
+    if let Some(s) = st.sessions.get(cache_key(&value)) {
+        if s.sealed == value {
+            return session::is_current(&s.session, now).then_some(s);
+        }
     }
     match session::open_value(&value, &cookie.keys, &cookie.name, now) {
         Ok(s) => {
             let values = st.headers.values(&s.identity);
-            let s = Arc::new(Opened { session: s, values });
-            st.sessions.insert(value.into_owned(), s.clone());
+            let key = cache_key(&value).to_string();
+            let s = Arc::new(Opened {
+                session: s,
+                values,
+                sealed: value.into_owned(),
+            });
+            st.sessions.insert(key, s.clone());
             Some(s)
         }
         Err(e) => {
