@@ -6,25 +6,26 @@
 //! policy matching sees what the upstream will serve, and a path that cannot be normalized
 //! safely is refused rather than guessed at.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 /// The request the user made, as far as policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<'a> {
     /// `http` or `https`.
-    pub scheme: String,
+    pub scheme: &'static str,
     /// Lower-case host name without port or trailing dot.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// Port, when the forwarded host named one.
     pub port: Option<u16>,
     /// The normalized path used for matching (decoded, no dot segments, single slashes).
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// Path and query exactly as the user sent them, for the redirect back after login.
-    pub uri: String,
+    pub uri: Cow<'a, str>,
     /// Upper-case method.
-    pub method: String,
+    pub method: Cow<'a, str>,
     /// The user's address, from `X-Forwarded-For` / `X-Real-IP` of a trusted proxy.
     pub client_ip: Option<IpAddr>,
     /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
@@ -33,11 +34,11 @@ pub struct Request {
     pub wants_html: bool,
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// The whole original URL, query included.
     pub fn url(&self) -> String {
         match self.port {
-            Some(p) if !is_default_port(&self.scheme, p) => {
+            Some(p) if !is_default_port(self.scheme, p) => {
                 format!("{}://{}:{}{}", self.scheme, self.host, p, self.uri)
             }
             _ => format!("{}://{}{}", self.scheme, self.host, self.uri),
@@ -45,16 +46,19 @@ impl Request {
     }
 
     /// A request for `url` as `explain` and tests describe one.
-    pub fn from_url(url: &str, method: &str) -> Result<Self, RequestError> {
+    pub fn from_url(url: &'a str, method: &'a str) -> Result<Self, RequestError> {
         let (scheme, rest) = url.split_once("://").ok_or(RequestError::BadUrl)?;
         let scheme = parse_scheme(scheme)?;
         let (authority, uri) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], Cow::Borrowed(&rest[i..])),
+            Some(i) => (&rest[..i], Cow::Owned(format!("/{}", &rest[i..]))),
+            None => (rest, Cow::Borrowed("/")),
         };
         let (host, port) = parse_host(authority)?;
-        let path = normalize_path(&uri)?;
+        let path = match &uri {
+            Cow::Borrowed(u) => normalize_path(u)?,
+            Cow::Owned(u) => Cow::Owned(normalize_path(u)?.into_owned()),
+        };
         Ok(Request {
             scheme,
             host,
@@ -126,7 +130,7 @@ pub struct Subrequest<'a, H: Fn(&str) -> Option<&'a str>> {
 /// `X-Forwarded-Uri` with `X-Forwarded-Proto` and `X-Forwarded-Host` (Traefik, Caddy, our nginx
 /// include, HAProxy). When `X-Forwarded-Host` is absent the subrequest's own `Host` is used
 /// (Caddy keeps the original host on the subrequest; Traefik always sends X-Forwarded-Host).
-pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request, RequestError>
+pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request<'a>, RequestError>
 where
     H: Fn(&str) -> Option<&'a str>,
 {
@@ -165,8 +169,8 @@ where
             host,
             port,
             path,
-            uri: uri.to_string(),
-            method: String::new(),
+            uri: Cow::Borrowed(uri),
+            method: Cow::Borrowed("GET"),
             client_ip: None,
             preflight: false,
             wants_html: true,
@@ -195,37 +199,35 @@ fn wants_html(method: &str, accept: Option<&str>) -> bool {
     (method == "GET" || method == "HEAD") && accept.is_some_and(|a| a.contains("text/html"))
 }
 
-fn parse_scheme(s: &str) -> Result<String, RequestError> {
-    let s = s
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match s.as_str() {
-        "http" | "https" | "ws" | "wss" => Ok(if s.starts_with("ws") {
-            s.replacen("ws", "http", 1)
-        } else {
-            s
-        }),
-        _ => Err(RequestError::BadScheme),
+fn parse_scheme(s: &str) -> Result<&'static str, RequestError> {
+    let s = s.split(',').next().unwrap_or_default().trim();
+    if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") {
+        Ok("https")
+    } else if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") {
+        Ok("http")
+    } else {
+        Err(RequestError::BadScheme)
     }
 }
 
-fn parse_method(m: &str) -> Result<String, RequestError> {
+fn parse_method(m: &str) -> Result<Cow<'_, str>, RequestError> {
     if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(RequestError::BadMethod);
     }
-    Ok(m.to_ascii_uppercase())
+    Ok(if m.bytes().all(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(m)
+    } else {
+        Cow::Owned(m.to_ascii_uppercase())
+    })
 }
 
 /// Split `host[:port]` and normalize the host: lower case, no trailing dot, only characters
 /// that can appear in a DNS name or an IP literal.
-pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError> {
+pub fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
     if authority.contains('@') {
         return Err(RequestError::BadHost);
     }
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+    if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']').ok_or(RequestError::BadHost)?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
@@ -234,28 +236,28 @@ pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError
         };
         h.parse::<std::net::Ipv6Addr>()
             .map_err(|_| RequestError::BadHost)?;
-        (format!("[{}]", h.to_ascii_lowercase()), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
-            ),
-            None => (authority.to_string(), None),
-        }
+        return Ok((Cow::Owned(format!("[{}]", h.to_ascii_lowercase())), port));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?)),
+        None => (authority, None),
     };
-    let host = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty()
         && host.len() <= 253
-        && (host.starts_with('[')
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         && !host.contains("..")
         && !host.starts_with('.');
     if !valid {
         return Err(RequestError::BadHost);
     }
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     Ok((host, port))
 }
 
@@ -265,7 +267,7 @@ pub fn parse_host(authority: &str) -> Result<(String, Option<u16>), RequestError
 /// slashes. Refuses what different upstreams read differently: an encoded slash (`%2F`), a
 /// backslash (raw or `%5C`), `;` path parameters, a `#` fragment, control characters, invalid
 /// UTF-8 and `..` above the root.
-pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
+pub fn normalize_path(uri: &str) -> Result<Cow<'_, str>, RequestError> {
     let raw = uri.split('?').next().unwrap_or_default();
     if !raw.starts_with('/') {
         return Err(RequestError::UnsafePath("it does not start with /"));
@@ -278,6 +280,14 @@ pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
     }
     if raw.contains(';') {
         return Err(RequestError::UnsafePath("it contains ; path parameters"));
+    }
+    // Already normal (the common case): nothing to decode, no dot segments, no empty segments.
+    let plain = !raw.contains(['%', '\\'])
+        && !raw.contains("//")
+        && !raw.contains("/.")
+        && !raw.bytes().any(|b| b.is_ascii_control());
+    if plain {
+        return Ok(Cow::Borrowed(raw));
     }
     // Segments are pushed onto `path` and popped by truncating to the previous slash.
     let mut path = String::with_capacity(raw.len());
@@ -319,7 +329,7 @@ pub fn normalize_path(uri: &str) -> Result<String, RequestError> {
     if path.is_empty() || trailing {
         path.push('/');
     }
-    Ok(path)
+    Ok(Cow::Owned(path))
 }
 
 /// An encoded `.` or `..` segment (`%2e`, `.%2E`, …).
@@ -337,7 +347,7 @@ mod tests {
 
     #[test]
     fn normalizes() {
-        let n = |p: &str| normalize_path(p);
+        let n = |p: &str| normalize_path(p).map(std::borrow::Cow::into_owned);
         assert_eq!(n("/a/b/../c").unwrap(), "/a/c");
         assert_eq!(n("//admin").unwrap(), "/admin");
         assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");

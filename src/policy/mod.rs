@@ -545,7 +545,7 @@ fn compile_route<'f>(
         .path
         .as_ref()
         .and_then(|p| match crate::request::normalize_path(p) {
-            Ok(n) if n == *p => Some(n),
+            Ok(n) if n.as_ref() == p.as_str() => Some(n.into_owned()),
             Ok(n) => {
                 problems.push(Problem::new(
                     vat("path"),
@@ -729,9 +729,9 @@ fn parse_from(from: &str) -> Result<(String, HostMatch, Option<u16>), String> {
     let (host, port) =
         parse_host(authority).map_err(|_| format!("`{authority}` is not a valid host name"))?;
     let host = if wild {
-        HostMatch::Wildcard(host)
+        HostMatch::Wildcard(host.into_owned())
     } else {
-        HostMatch::Exact(host)
+        HostMatch::Exact(host.into_owned())
     };
     Ok((scheme, host, port))
 }

@@ -123,7 +123,7 @@ pub struct ListMatch {
 /// Everything a criterion can look at.
 pub struct Facts<'a> {
     /// The request.
-    pub req: &'a Request,
+    pub req: &'a Request<'a>,
     /// The user, if signed in.
     pub user: Option<&'a Identity>,
 }

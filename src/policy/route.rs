@@ -58,17 +58,17 @@ impl Route {
             return false;
         }
         if let Some(p) = self.port {
-            if req.port.unwrap_or(default_port(&req.scheme)) != p {
+            if req.port.unwrap_or(default_port(req.scheme)) != p {
                 return false;
             }
         }
         if let Some(m) = &self.methods {
-            if !m.contains(&req.method) {
+            if !m.iter().any(|x| x == req.method.as_ref()) {
                 return false;
             }
         }
         if let Some(p) = &self.path {
-            if *p != req.path {
+            if p.as_str() != req.path.as_ref() {
                 return false;
             }
         }
@@ -163,14 +163,14 @@ impl Index {
         let first = |list: Option<&Vec<usize>>| {
             list.and_then(|l| l.iter().map(|i| &routes[*i]).find(|r| r.matches(req)))
         };
-        if let Some(r) = first(self.exact.get(&req.host)) {
+        if let Some(r) = first(self.exact.get(req.host.as_ref())) {
             return Some(r);
         }
         if self.wildcard.is_empty() {
             return None;
         }
         // Longest suffix first: for a.b.example.com try b.example.com, then example.com, …
-        let mut rest = req.host.as_str();
+        let mut rest: &str = &req.host;
         while let Some(i) = rest.find('.') {
             rest = &rest[i + 1..];
             if let Some(r) = first(self.wildcard.get(rest)) {
