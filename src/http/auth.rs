@@ -1,6 +1,9 @@
 //! The auth endpoints: rebuild the request, open the session, decide, answer.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -106,6 +109,8 @@ pub struct Opened {
     values: Vec<HeaderValue>,
     /// The whole sealed value: a cache hit must match it exactly.
     sealed: String,
+    /// Which server state opened it (keys differ between instances).
+    instance: u64,
 }
 
 /// The cache key of a sealed value: its last 22 characters, which encode the AES-GCM tag
@@ -275,8 +280,27 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
     }
 }
 
-/// The request's session, from the cache of opened sessions or by opening the cookie.
-fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Arc<Opened>> {
+/// Bounds of each worker thread's cache; it is emptied when either is reached.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 4 << 20;
+
+/// Sessions a worker thread has opened, by [`cache_key`], and their sealed bytes.
+#[derive(Default)]
+struct ThreadCache {
+    map: HashMap<Box<str>, Rc<Opened>>,
+    bytes: usize,
+}
+
+thread_local! {
+    /// Each worker thread keeps its own, so the hot path shares nothing between cores (no lock,
+    /// no shared reference count). Only successfully opened sessions are kept; a hit must match
+    /// the whole sealed value and the server instance, and expiry is checked again on every
+    /// hit, so a hit answers exactly what opening the cookie again would.
+    static OPENED: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+}
+
+/// The request's session, from this thread's cache or by opening the cookie.
+fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Rc<Opened>> {
     let cookie = &st.config.cookie;
     let now = (st.clock)();
     let value = match session::sealed_value(lookup, &cookie.name) {
@@ -287,22 +311,37 @@ fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> 
             return None;
         }
     };
-    if let Some(s) = st.sessions.get(cache_key(&value)) {
-        if s.sealed == value {
-            return session::is_current(&s.session, now).then_some(s);
-        }
+    let key = cache_key(&value);
+    let hit = OPENED.with_borrow(|m| {
+        m.map
+            .get(key)
+            .filter(|o| o.instance == st.instance && o.sealed == value)
+            .cloned()
+    });
+    if let Some(o) = hit {
+        return session::is_current(&o.session, now).then_some(o);
     }
     match session::open_value(&value, &cookie.keys, &cookie.name, now) {
         Ok(s) => {
             let values = st.headers.values(&s.identity);
-            let key = cache_key(&value).to_string();
-            let s = Arc::new(Opened {
+            let key: Box<str> = key.into();
+            let o = Rc::new(Opened {
                 session: s,
                 values,
                 sealed: value.into_owned(),
+                instance: st.instance,
             });
-            st.sessions.insert(key, s.clone());
-            Some(s)
+            OPENED.with_borrow_mut(|c| {
+                if c.map.len() >= CACHE_ENTRIES || c.bytes + o.sealed.len() > CACHE_BYTES {
+                    c.map.clear();
+                    c.bytes = 0;
+                }
+                c.bytes += o.sealed.len();
+                if let Some(old) = c.map.insert(key, o.clone()) {
+                    c.bytes = c.bytes.saturating_sub(old.sealed.len());
+                }
+            });
+            Some(o)
         }
         Err(e) => {
             tracing::debug!(error = %e, "session cookie ignored");

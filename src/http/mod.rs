@@ -46,26 +46,22 @@ pub struct AppState {
     pub clock: Clock,
     /// Identity header names, parsed once.
     headers: auth::IdentityHeaders,
-    /// Sessions already opened, by their exact sealed value. Only successfully opened sessions
-    /// are kept, and expiry is checked again on every hit, so a hit answers exactly what
-    /// opening the cookie again would; it saves the AES-GCM open and decoding on the hot path.
-    sessions: moka::sync::Cache<String, Arc<auth::Opened>>,
+    /// Distinguishes server instances in the per-thread session cache.
+    instance: u64,
 }
 
 impl AppState {
     /// State from a configuration and its loaded policies.
     pub fn new(config: Config, policy: PolicySet, clock: Clock) -> Arc<Self> {
         let headers = auth::IdentityHeaders::new(&config.headers);
-        let sessions = moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(std::time::Duration::from_secs(300))
-            .build();
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
             clock,
             headers,
-            sessions,
+            instance,
         })
     }
 }
