@@ -49,6 +49,12 @@ enum Command {
         #[arg(long, env = "FORWARDEN_CONFIG")]
         config: PathBuf,
     },
+    /// Exit 0 when the server of this configuration answers /healthz (for container health checks).
+    Healthcheck {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+    },
     /// Decide one request: first line allow, deny or login; then the route and the rule.
     Explain(Box<ExplainArgs>),
 }
@@ -123,6 +129,31 @@ fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
     let cfg = Config::load(config, &env)?;
     let set = PolicySet::load(&cfg.policy_files)?;
     Ok((cfg, set))
+}
+
+/// `GET /healthz` over plain TCP, so the container image needs no curl.
+fn healthy(listen: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && buf[9..12] == *b"200")
 }
 
 fn print_problems(diags: &[Diagnostic]) {
@@ -204,6 +235,20 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             println!("rule: {}", d.reason);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { config } => {
+            let cfg = match Config::load(&config, &env) {
+                Ok(c) => c,
+                Err(diags) => {
+                    print_problems(&diags);
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            Ok(if healthy(cfg.listen) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Serve { config } => {
             let (cfg, set) = match load(&config) {

@@ -373,6 +373,7 @@ pub async fn sign_out(State(st): State<Arc<AppState>>) -> Response {
         let mut k = Cookie::build((n, ""))
             .path("/")
             .http_only(true)
+            .same_site(cookie::SameSite::Lax)
             .secure(c.secure)
             .max_age(cookie::time::Duration::ZERO);
         if let Some(d) = &c.domain {

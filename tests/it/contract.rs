@@ -185,3 +185,26 @@ async fn auth_endpoint_only_ever_answers_200_401_403() {
         assert!([200, 401, 403].contains(&s), "{s}");
     }
 }
+
+#[tokio::test]
+async fn sign_out_clears_every_session_cookie() {
+    let fw = Fw::start(POLICY).await;
+    let r = client(&[]).get(fw.url("/oauth2/sign_out")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    for name in ["_forwarden=", "_forwarden_0=", "_forwarden_7="] {
+        let c = cookies
+            .iter()
+            .find(|c| c.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} {cookies:?}"));
+        assert!(
+            c.contains("Max-Age=0") && c.contains("HttpOnly") && c.contains("SameSite=Lax"),
+            "{c}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ const ALLOW: &str = "- from: https://app.example.com\n  allowed_users: [alice@ex
 struct Server {
     proc: Proc,
     policy: std::path::PathBuf,
+    config: std::path::PathBuf,
 }
 
 async fn server(interval: &str) -> Server {
@@ -33,9 +34,11 @@ async fn server(interval: &str) -> Server {
         .arg("--config")
         .arg(dir.path().join("forwarden.yaml"))
         .stdout(Stdio::null());
+    let config = dir.path().join("forwarden.yaml");
     Server {
         proc: spawn("forwarden", cmd, dir, port).await,
         policy,
+        config,
     }
 }
 
@@ -134,6 +137,14 @@ async fn sighup_reloads_at_once() {
     let http = client(&[]);
     let cookie = cookie_with(&Keys::new(&[SECRET]), &alice(), now(), now() + 3600);
     assert_eq!(status(&http, port, &cookie).await.unwrap(), 403);
+    // The container health check: exit 0 while the server answers /healthz.
+    let health = Command::new(env!("CARGO_BIN_EXE_forwarden"))
+        .arg("healthcheck")
+        .arg("--config")
+        .arg(&s.config)
+        .status()
+        .unwrap();
+    assert!(health.success());
     replace(&s.policy, ALLOW);
     let kill = Command::new("kill")
         .arg("-HUP")
