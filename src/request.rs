@@ -37,11 +37,14 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The whole original URL, query included.
     pub fn url(&self) -> String {
+        format!("{}{}", self.origin(), self.uri)
+    }
+
+    /// `scheme://host[:port]`, the port only when it is not the scheme's default.
+    pub fn origin(&self) -> String {
         match self.port {
-            Some(p) if !is_default_port(self.scheme, p) => {
-                format!("{}://{}:{}{}", self.scheme, self.host, p, self.uri)
-            }
-            _ => format!("{}://{}{}", self.scheme, self.host, self.uri),
+            Some(p) if !is_default_port(self.scheme, p) => format!("{}://{}:{}", self.scheme, self.host, p),
+            _ => format!("{}://{}", self.scheme, self.host),
         }
     }
 

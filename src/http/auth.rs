@@ -244,10 +244,7 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
             tracing::info!(host = %req.host, path = %req.path, method = %req.method, route, reason = %d.reason, "login required");
             let url = req.url();
             let login = format!("/oauth2/start?rd={}", utf8_percent_encode(&url, NON_ALPHANUMERIC));
-            let absolute = match req.port {
-                Some(p) => format!("{}://{}:{}{login}", req.scheme, req.host, p),
-                None => format!("{}://{}{login}", req.scheme, req.host),
-            };
+            let absolute = format!("{}{login}", req.origin());
             Denial::Login {
                 login,
                 absolute,
