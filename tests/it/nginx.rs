@@ -1,48 +1,43 @@
 //! Real nginx with the shipped includes (`nginx/`).
 
-use crate::util::*;
+use forwarden::identity::Identity;
 
-const POLICY: &str = "\
-- from: http://app.test
-  allowed_domains: [example.com]
-- from: http://app.test
-  prefix: /admin
-  allowed_groups: [admins]
-- from: http://app.test
-  prefix: /public
-  allow_public_unauthenticated_access: true
-";
+use crate::util::*;
 
 /// A location restricted further by the proxy itself.
 const NARROW: &str = "    location /narrow/ {\n      set $forwarden_args \"allowed_groups=admins\";\n      include NGINX/forwarden-location.conf;\n      proxy_pass http://app;\n    }\n";
 
 struct Setup {
-    _fw: Fw,
-    fw_cookie: Box<dyn Fn(&forwarden::identity::Identity) -> String>,
+    fw: Fw,
     nginx: Proc,
     http: reqwest::Client,
 }
 
 async fn setup() -> Option<Setup> {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(APP_POLICY).await;
     let up = echo_upstream().await;
     let narrow = NARROW.replace("NGINX", &repo().join("nginx").display().to_string());
     let nginx = nginx(fw.addr, up, &narrow).await?;
     let http = client(&[("app.test", nginx.port)]);
-    let keys = forwarden::session::Keys::new(&[SECRET]);
-    let fw_cookie =
-        Box::new(move |id: &forwarden::identity::Identity| cookie_with(&keys, id, now(), now() + 3600));
-    Some(Setup {
-        _fw: fw,
-        fw_cookie,
-        nginx,
-        http,
-    })
+    Some(Setup { fw, nginx, http })
 }
 
 impl Setup {
     fn url(&self, path: &str) -> String {
         format!("http://app.test:{}{path}", self.nginx.port)
+    }
+
+    /// GET `path` through nginx, signed in as `user` when given.
+    fn get(&self, path: &str, user: Option<&Identity>) -> reqwest::RequestBuilder {
+        let r = self.http.get(self.url(path));
+        match user {
+            Some(u) => r.header("cookie", self.fw.cookie(u)),
+            None => r,
+        }
+    }
+
+    async fn status(&self, path: &str, user: Option<&Identity>) -> u16 {
+        self.get(path, user).send().await.unwrap().status().as_u16()
     }
 }
 
@@ -72,7 +67,7 @@ async fn valid_session_reaches_upstream_with_identity_headers() {
     let r = s
         .http
         .get(s.url("/x"))
-        .header("cookie", (s.fw_cookie)(&alice()))
+        .header("cookie", s.fw.cookie(&alice()))
         .send()
         .await
         .unwrap();
@@ -90,22 +85,8 @@ async fn valid_session_reaches_upstream_with_identity_headers() {
 #[tokio::test]
 async fn forbidden_is_403() {
     let Some(s) = setup().await else { return };
-    let r = s
-        .http
-        .get(s.url("/admin/users"))
-        .header("cookie", (s.fw_cookie)(&bob()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = s
-        .http
-        .get(s.url("/admin/users"))
-        .header("cookie", (s.fw_cookie)(&alice()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/admin/users", Some(&bob())).await, 403);
+    assert_eq!(s.status("/admin/users", Some(&alice())).await, 200);
 }
 
 #[tokio::test]
@@ -126,7 +107,7 @@ async fn spoofed_identity_header_never_reaches_upstream() {
     let r = s
         .http
         .get(s.url("/x"))
-        .header("cookie", (s.fw_cookie)(&bob()))
+        .header("cookie", s.fw.cookie(&bob()))
         .header("x-auth-request-user", "admin")
         .header("x-auth-request-groups", "admins")
         .send()
@@ -166,13 +147,13 @@ async fn websocket_upgrade_is_checked_like_any_request() {
     let r = ws(s.http.get(s.url("/socket"))).send().await.unwrap();
     assert_eq!(r.status(), 302);
     let r = ws(s.http.get(s.url("/admin/socket")))
-        .header("cookie", (s.fw_cookie)(&bob()))
+        .header("cookie", s.fw.cookie(&bob()))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
     let r = ws(s.http.get(s.url("/socket")))
-        .header("cookie", (s.fw_cookie)(&alice()))
+        .header("cookie", s.fw.cookie(&alice()))
         .send()
         .await
         .unwrap();
@@ -185,7 +166,7 @@ async fn websocket_upgrade_is_checked_like_any_request() {
 #[tokio::test]
 async fn two_hundred_entra_groups_pass_default_header_buffers() {
     let Some(s) = setup().await else { return };
-    let cookie = (s.fw_cookie)(&many_groups(200));
+    let cookie = s.fw.cookie(&many_groups(200));
     assert!(
         cookie.contains("_forwarden_1="),
         "the session is split over cookies"
@@ -206,22 +187,8 @@ async fn two_hundred_entra_groups_pass_default_header_buffers() {
 #[tokio::test]
 async fn per_location_allowed_groups_narrow_the_route() {
     let Some(s) = setup().await else { return };
-    let r = s
-        .http
-        .get(s.url("/narrow/x"))
-        .header("cookie", (s.fw_cookie)(&bob()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = s
-        .http
-        .get(s.url("/narrow/x"))
-        .header("cookie", (s.fw_cookie)(&alice()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/narrow/x", Some(&bob())).await, 403);
+    assert_eq!(s.status("/narrow/x", Some(&alice())).await, 200);
 }
 
 #[tokio::test]
@@ -237,7 +204,7 @@ async fn path_traversal_through_nginx_never_reaches_admin() {
         let r = s
             .http
             .get(s.url(p))
-            .header("cookie", (s.fw_cookie)(&bob()))
+            .header("cookie", s.fw.cookie(&bob()))
             .send()
             .await
             .unwrap();

@@ -2,17 +2,6 @@
 
 use crate::util::*;
 
-const POLICY: &str = "\
-- from: http://app.test
-  allowed_domains: [example.com]
-- from: http://app.test
-  prefix: /admin
-  allowed_groups: [admins]
-- from: http://app.test
-  prefix: /public
-  allow_public_unauthenticated_access: true
-";
-
 /// The same story through any forward-auth proxy.
 async fn story(p: &Proc, fw: &Fw) {
     let http = client(&[("app.test", p.port)]);
@@ -103,7 +92,7 @@ async fn story(p: &Proc, fw: &Fw) {
 
 #[tokio::test]
 async fn caddy_forward_auth() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(APP_POLICY).await;
     let up = echo_upstream().await;
     let Some(p) = caddy(fw.addr, up).await else { return };
     story(&p, &fw).await;
@@ -111,7 +100,7 @@ async fn caddy_forward_auth() {
 
 #[tokio::test]
 async fn haproxy_lua_httpclient() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(APP_POLICY).await;
     let up = echo_upstream().await;
     let Some(p) = haproxy(fw.addr, up).await else {
         return;

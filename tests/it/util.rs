@@ -17,6 +17,18 @@ use forwarden::policy::PolicySet;
 use forwarden::session::{self, Keys, Session};
 use tempfile::TempDir;
 
+/// The policy the proxy tests put behind each proxy, on host `app.test`.
+pub const APP_POLICY: &str = "\
+- from: http://app.test
+  allowed_domains: [example.com]
+- from: http://app.test
+  prefix: /admin
+  allowed_groups: [admins]
+- from: http://app.test
+  prefix: /public
+  allow_public_unauthenticated_access: true
+";
+
 pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The repository root (for the shipped nginx/Caddy/HAProxy files).
