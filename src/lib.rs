@@ -17,6 +17,7 @@ pub mod config;
 pub mod diag;
 pub mod http;
 pub mod identity;
+pub mod oidc;
 pub mod policy;
 pub mod request;
 pub mod server;
