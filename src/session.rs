@@ -143,6 +143,51 @@ fn aad(cookie_name: &str) -> Vec<u8> {
     v
 }
 
+/// Seal bytes for the cookie `cookie_name`: base64url of nonce and AES-256-GCM ciphertext, the
+/// cookie name bound as associated data. The first key seals.
+pub fn seal_bytes(plain: &[u8], keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> String {
+    let Some(cipher) = keys.ciphers.first() else {
+        return String::new();
+    };
+    let aad = aad(cookie_name);
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut raw = Vec::with_capacity(12 + sealed.len());
+    raw.extend_from_slice(&nonce);
+    raw.extend_from_slice(&sealed);
+    B64.encode(raw)
+}
+
+/// Open what [`seal_bytes`] sealed for `cookie_name`, with any of the keys.
+pub fn open_bytes(value: &str, keys: &Keys, cookie_name: &str) -> Result<Vec<u8>, SessionError> {
+    let raw = B64.decode(value).map_err(|_| SessionError::Malformed)?;
+    if raw.len() < 12 + 16 {
+        return Err(SessionError::Malformed);
+    }
+    let (nonce, sealed) = raw.split_at(12);
+    let aad = aad(cookie_name);
+    keys.ciphers
+        .iter()
+        .find_map(|c| {
+            c.decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .ok()
+        })
+        .ok_or(SessionError::Sealed)
+}
+
 /// Seal a session into `(cookie name, value)` pairs: one cookie `name`, or chunks `name_0…`.
 pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> Vec<(String, String)> {
     let id = &session.identity;
@@ -168,23 +213,7 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         claims: id.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     };
     let plain = postcard::to_allocvec(&wire).unwrap_or_default();
-    let Some(cipher) = keys.ciphers.first() else {
-        return Vec::new();
-    };
-    let aad = aad(cookie_name);
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &plain,
-                aad: &aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut raw = Vec::with_capacity(12 + sealed.len());
-    raw.extend_from_slice(&nonce);
-    raw.extend_from_slice(&sealed);
-    let value = B64.encode(raw);
+    let value = seal_bytes(&plain, keys, cookie_name, nonce);
     if value.len() <= CHUNK {
         return vec![(cookie_name.to_string(), value)];
     }
@@ -253,26 +282,7 @@ pub fn open_value(value: &str, keys: &Keys, cookie_name: &str, now: u64) -> Resu
     if value.len() > MAX_CHUNKS * CHUNK {
         return Err(SessionError::Malformed);
     }
-    let raw = B64.decode(value).map_err(|_| SessionError::Malformed)?;
-    if raw.len() < 12 + 16 {
-        return Err(SessionError::Malformed);
-    }
-    let (nonce, sealed) = raw.split_at(12);
-    let aad = aad(cookie_name);
-    let plain = keys
-        .ciphers
-        .iter()
-        .find_map(|c| {
-            c.decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
-            .ok()
-        })
-        .ok_or(SessionError::Sealed)?;
+    let plain = open_bytes(value, keys, cookie_name)?;
     let wire: Wire = postcard::from_bytes(&plain).map_err(|_| SessionError::Format)?;
     if wire.format != FORMAT {
         return Err(SessionError::Format);
