@@ -12,6 +12,7 @@ mod util;
 
 mod cli;
 mod contract;
+mod idp;
 mod nginx;
 mod proxies;
 mod reload;

@@ -330,3 +330,39 @@ pub async fn haproxy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
         .env("APP_ADDR", upstream.to_string());
     Some(spawn("haproxy", cmd, dir, port).await)
 }
+
+/// The test identity provider (`tests/idp`, oidc-provider set up like Entra ID).
+pub struct Idp {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT/<tenant>/v2.0`
+    pub issuer: String,
+}
+
+pub const IDP_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const IDP_CLIENT: &str = "forwarden-test";
+pub const IDP_SECRET: &str = "forwarden-test-secret-0123456789";
+
+/// Start the test identity provider; `redirect_uris` are the client's registered callbacks.
+pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
+    let node = require("node")?;
+    let dir_idp = repo().join("tests/idp");
+    if !dir_idp.join("node_modules/oidc-provider").exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tests/idp/node_modules is missing; scripts/test runs npm ci there");
+        }
+        eprintln!("SKIPPED: run `npm ci` in tests/idp (scripts/test does)");
+        return None;
+    }
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(node);
+    cmd.arg(dir_idp.join("server.mjs"))
+        .env("PORT", port.to_string())
+        .env("TENANT", IDP_TENANT)
+        .env("CLIENT_ID", IDP_CLIENT)
+        .env("CLIENT_SECRET", IDP_SECRET)
+        .env("REDIRECT_URIS", redirect_uris.join(","));
+    let proc = spawn("idp", cmd, dir, port).await;
+    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+    Some(Idp { proc, issuer })
+}

@@ -1,0 +1,127 @@
+// The identity provider forwarden's tests (and the demo) run against: oidc-provider, set up to
+// look like Entra ID. The issuer is http://127.0.0.1:PORT/<tenant-id>/v2.0 and ID tokens carry
+// oid, tid, preferred_username, email, groups and roles.
+//
+//   PORT=0 CLIENT_ID=... CLIENT_SECRET=... REDIRECT_URIS=a,b node server.mjs
+//
+// Prints one JSON line {"issuer": ...} when listening. A test signs in without a browser by
+// passing login_hint=<user> on the authorization request; without it a small form asks.
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const TENANT = process.env.TENANT || '72f988bf-86f1-41af-91ab-2d7cd011db47';
+const CLIENT_ID = process.env.CLIENT_ID || 'forwarden-test';
+const CLIENT_SECRET = process.env.CLIENT_SECRET || 'forwarden-test-secret-0123456789';
+const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1/oauth2/callback').split(',');
+const LOGOUT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS || REDIRECT_URIS.join(',')).split(',');
+
+const guid = (n) => `${n.toString(16).padStart(8, '0')}-aaaa-4bbb-8ccc-${n.toString(16).padStart(12, '0')}`;
+
+// The test users. `groups` are object ids, as `az ad group show --query id` prints them.
+export const USERS = {
+  alice: { oid: guid(1), name: 'Alice', email: 'alice@contoso.com', groups: [guid(1001)], roles: ['Reader', 'Admin'] },
+  bob: { oid: guid(2), name: 'Bob', email: 'bob@contoso.com', groups: [guid(1002)], roles: ['Reader'] },
+  carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
+};
+
+function claimsOf(id) {
+  const u = USERS[id];
+  return {
+    sub: id,
+    oid: u.oid,
+    tid: TENANT,
+    name: u.name,
+    preferred_username: u.email,
+    email: u.email,
+    email_verified: true,
+    groups: u.groups,
+    roles: u.roles,
+  };
+}
+
+function listen(port) {
+  return new Promise((resolve) => {
+    const server = http.createServer();
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+const server = await listen(Number(process.env.PORT || 0));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const prefix = `/${TENANT}/v2.0`;
+const issuer = `${origin}${prefix}`;
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: CLIENT_ID,
+    client_secret: CLIENT_SECRET,
+    redirect_uris: REDIRECT_URIS,
+    post_logout_redirect_uris: LOGOUT_URIS,
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_post',
+  }],
+  claims: {
+    openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  conformIdTokenClaims: false,
+  findAccount: (ctx, id) => (USERS[id] ? { accountId: id, claims: () => claimsOf(id) } : undefined),
+  features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
+  interactions: { url: (ctx, interaction) => `${prefix}/interaction/${interaction.uid}` },
+  issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+  cookies: { keys: ['forwarden-test-idp-cookie-key'] },
+  pkce: { required: () => true },
+});
+provider.proxy = false;
+
+const page = (body) => `<!doctype html><html><head><meta charset="utf-8"><title>Test sign-in</title></head><body>${body}</body></html>`;
+
+async function finish(req, res, accountId) {
+  const details = await provider.interactionDetails(req, res);
+  const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
+  grant.addOIDCScope(details.params.scope);
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
+}
+
+async function interaction(req, res, path) {
+  const uid = path.split('/')[2];
+  if (req.method === 'POST') {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const user = new URLSearchParams(body).get('user');
+    if (!USERS[user]) { res.writeHead(400); res.end('unknown user'); return; }
+    await finish(req, res, user);
+    return;
+  }
+  const details = await provider.interactionDetails(req, res);
+  const hint = details.params.login_hint;
+  if (hint && USERS[hint]) { await finish(req, res, hint); return; }
+  const options = Object.keys(USERS).map((u) => `<button name="user" value="${u}">${u}</button>`).join(' ');
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(page(`<h1>Sign in (test provider)</h1><form method="post" action="${prefix}/interaction/${uid}">${options}</form>`));
+}
+
+const callback = provider.callback();
+server.on('request', async (req, res) => {
+  try {
+    if (!req.url.startsWith(prefix)) { res.writeHead(404); res.end(); return; }
+    const path = req.url.slice(prefix.length) || '/';
+    if (path.startsWith('/interaction/')) {
+      req.originalUrl = req.url;
+      req.url = path;
+      await interaction(req, res, path.split('?')[0]);
+      return;
+    }
+    req.originalUrl = req.url;
+    req.url = path;
+    callback(req, res);
+  } catch (e) {
+    res.writeHead(500);
+    res.end(String(e));
+  }
+});
+
+process.stdout.write(JSON.stringify({ issuer, port: server.address().port }) + '\n');

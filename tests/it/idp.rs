@@ -1,0 +1,111 @@
+//! The real identity provider (tests/idp) against forwarden's ID-token verification.
+
+use forwarden::oidc::flow::{self, Authorize, Randomness};
+use forwarden::oidc::idtoken::{Expect, IssuerRule, TokenError, verify};
+
+use crate::util::*;
+
+/// Sign `user` in without a browser (login_hint) and return the callback's query.
+async fn sign_in(http: &reqwest::Client, mut url: String) -> url::Url {
+    for _ in 0..10 {
+        let r = http.get(&url).send().await.unwrap();
+        let loc = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        let Some(loc) = loc else {
+            panic!("no redirect from {url}: {}", r.status())
+        };
+        let next = url::Url::parse(&url).unwrap().join(&loc).unwrap();
+        if next.path() == "/oauth2/callback" {
+            return next;
+        }
+        url = next.to_string();
+    }
+    panic!("the provider never redirected back");
+}
+
+#[tokio::test]
+async fn provider_id_token_verifies_with_its_jwks() {
+    let callback = "http://127.0.0.1/oauth2/callback".to_string();
+    let Some(idp) = idp(std::slice::from_ref(&callback)).await else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let discovery: serde_json::Value = http
+        .get(format!("{}/.well-known/openid-configuration", idp.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scopes = vec!["openid".to_string(), "email".to_string(), "profile".to_string()];
+    let random = Randomness {
+        state: rand::random(),
+        nonce: rand::random(),
+        verifier: rand::random(),
+    };
+    let authorize = Authorize {
+        endpoint: discovery["authorization_endpoint"].as_str().unwrap(),
+        client_id: IDP_CLIENT,
+        redirect_uri: &callback,
+        scopes: &scopes,
+    };
+    let (url, pending) = flow::begin(&authorize, "/".into(), &random, now()).unwrap();
+    let back = sign_in(&http, format!("{url}&login_hint=alice")).await;
+    let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], pending.state);
+    let tokens: serde_json::Value = http
+        .post(discovery["token_endpoint"].as_str().unwrap())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", callback.as_str()),
+            ("client_id", IDP_CLIENT),
+            ("client_secret", IDP_SECRET),
+            ("code_verifier", pending.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("{tokens}"));
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issuer = IssuerRule::from_discovery(discovery["issuer"].as_str().unwrap());
+    let tenants = vec![IDP_TENANT.to_string()];
+    let expect = |nonce| Expect {
+        issuer: &issuer,
+        client_id: IDP_CLIENT,
+        nonce,
+        now: now(),
+        leeway: 120,
+        allowed_tenants: &tenants,
+    };
+    let claims = verify(id_token, &jwks, &expect(&pending.nonce)).unwrap();
+    let id = claims.identity(&tenants, &[]);
+    assert_eq!(id.subject, "00000001-aaaa-4bbb-8ccc-000000000001");
+    assert_eq!(id.tenant, IDP_TENANT);
+    assert_eq!(id.email.as_deref(), Some("alice@contoso.com"));
+    assert_eq!(id.groups, vec!["000003e9-aaaa-4bbb-8ccc-0000000003e9"]);
+    assert_eq!(id.roles, vec!["Reader", "Admin"]);
+    // The same token for another login's nonce is refused.
+    assert_eq!(
+        verify(id_token, &jwks, &expect("another")).unwrap_err(),
+        TokenError::Nonce
+    );
+}
