@@ -33,6 +33,36 @@ struct RawConfig {
     headers: RawHeaders,
     #[serde(default)]
     reload_interval: Option<String>,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_redirect_domains: Vec<String>,
+    #[serde(default)]
+    oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    azure: Option<RawAzure>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAzure {
+    #[serde(default)]
+    allowed_tenants: Vec<String>,
+    #[serde(default)]
+    graph_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +114,47 @@ pub struct Config {
     pub headers: HeaderNames,
     /// How often policy files are checked for changes.
     pub reload_interval: Duration,
+    /// Central mode: the one public address of forwarden (`https://auth.example.com`), where the
+    /// callback lives. Without it, each protected host serves `/oauth2/` itself.
+    pub public_url: Option<url::Url>,
+    /// Where redirects after login and sign-out may go besides the protected host.
+    pub allowed_redirect_domains: Vec<crate::oidc::redirect::AllowedDomain>,
+    /// The identity provider; `None` until one is configured.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer; discovery is read from `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client (application) id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// Entra tenants allowed to sign in (their users' UPNs count as email).
+    pub allowed_tenants: Vec<String>,
+    /// Microsoft Graph, for group overage.
+    pub graph_url: String,
 }
 
 /// The session cookie's settings.
@@ -244,6 +315,30 @@ impl Validator<'_> {
             None => Some(Duration::from_secs(2)),
             Some(s) => self.duration("reload_interval", s),
         };
+        let public_url = raw.public_url.as_deref().and_then(|u| match url::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Some(url),
+            _ => {
+                self.err(
+                    "public_url",
+                    format!("`{u}` is not an http(s) URL like https://auth.example.com"),
+                );
+                None
+            }
+        });
+        let mut allowed_redirect_domains = Vec::new();
+        for (i, d) in raw.allowed_redirect_domains.iter().enumerate() {
+            match crate::oidc::redirect::AllowedDomain::parse(d) {
+                Some(a) => allowed_redirect_domains.push(a),
+                None => self.err(
+                    &format!("allowed_redirect_domains.{i}"),
+                    format!("`{d}` is not a domain like .example.com"),
+                ),
+            }
+        }
+        let oidc = match raw.oidc {
+            Some(o) => Some(self.oidc(o, base, env)?),
+            None => None,
+        };
         Some(Config {
             listen: listen.ok()?,
             trusted_proxies,
@@ -251,7 +346,98 @@ impl Validator<'_> {
             policy_files,
             headers,
             reload_interval: reload_interval?,
+            public_url,
+            allowed_redirect_domains,
+            oidc,
         })
+    }
+
+    fn oidc(&mut self, raw: RawOidc, base: &Path, env: Env<'_>) -> Option<OidcConfig> {
+        match url::Url::parse(&raw.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => self.err("oidc.issuer", format!("`{}` is not an issuer URL", raw.issuer)),
+        }
+        if raw.client_id.trim().is_empty() {
+            self.err("oidc.client_id", "client_id is empty");
+        }
+        let secret = match (&raw.client_secret, &raw.client_secret_file) {
+            (Some(s), None) => self.env_value("oidc.client_secret", s, env),
+            (None, Some(f)) => {
+                let p = base.join(f);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                    Ok(_) => {
+                        self.err("oidc.client_secret_file", format!("{} is empty", p.display()));
+                        None
+                    }
+                    Err(e) => {
+                        self.err(
+                            "oidc.client_secret_file",
+                            format!("cannot read {}: {e}", p.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                self.err(
+                    "oidc.client_secret_file",
+                    "set client_secret or client_secret_file, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.err(
+                    "oidc",
+                    "no client_secret: set oidc.client_secret or oidc.client_secret_file",
+                );
+                None
+            }
+        };
+        let azure = raw.azure.unwrap_or_default();
+        for (i, t) in azure.allowed_tenants.iter().enumerate() {
+            if !crate::oidc::idtoken::is_guid(&t.to_ascii_lowercase()) {
+                self.err(
+                    &format!("oidc.azure.allowed_tenants.{i}"),
+                    format!("`{t}` is not a tenant id (a GUID)"),
+                );
+            }
+        }
+        let scopes = raw.scopes.unwrap_or_else(|| {
+            ["openid", "profile", "email", "offline_access"]
+                .map(String::from)
+                .to_vec()
+        });
+        Some(OidcConfig {
+            issuer: raw.issuer.trim_end_matches('/').to_string(),
+            client_id: raw.client_id,
+            client_secret: Secret(secret?),
+            scopes,
+            allowed_tenants: azure
+                .allowed_tenants
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+            graph_url: azure
+                .graph_url
+                .unwrap_or_else(|| "https://graph.microsoft.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+        })
+    }
+
+    /// A value written inline or as `${ENV_VAR}`.
+    fn env_value(&mut self, path: &str, s: &str, env: Env<'_>) -> Option<String> {
+        match s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            Some(var) => match env(var) {
+                Some(v) => Some(v),
+                None => {
+                    self.err(path, format!("environment variable {var} is not set"));
+                    None
+                }
+            },
+            None => Some(s.to_string()),
+        }
     }
 
     fn cookie(&mut self, raw: RawCookie, base: &Path, env: Env<'_>) -> Option<CookieConfig> {
@@ -322,16 +508,7 @@ impl Validator<'_> {
 
     /// A secret written inline or as `${ENV_VAR}`.
     fn secret(&mut self, path: &str, s: &str, env: Env<'_>) -> Option<String> {
-        let value = match s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            Some(var) => match env(var) {
-                Some(v) => v,
-                None => {
-                    self.err(path, format!("environment variable {var} is not set"));
-                    return None;
-                }
-            },
-            None => s.to_string(),
-        };
+        let value = self.env_value(path, s, env)?;
         if value.len() < MIN_SECRET_LEN {
             self.err(
                 path,
@@ -495,6 +672,49 @@ mod tests {
             "cookie:\n  secrets: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n  secure_: true\npolicy_files: [p]\n",
         );
         assert!(e.starts_with("f.yaml:3:3: unknown field `secure_`"), "{e}");
+    }
+
+    #[test]
+    fn oidc_section() {
+        let env = |k: &str| (k == "CS").then(|| "client-secret-value".to_string());
+        let text = r"cookie:
+  secrets: ['0123456789abcdef0123456789abcdef']
+policy_files: [p]
+public_url: https://auth.example.com
+allowed_redirect_domains: [.example.com]
+oidc:
+  issuer: https://login.microsoftonline.com/organizations/v2.0/
+  client_id: app
+  client_secret: ${CS}
+  azure:
+    allowed_tenants: [72F988BF-86F1-41AF-91AB-2D7CD011DB47]
+";
+        let c = Config::parse("f.yaml", text, Path::new("."), &env).unwrap();
+        let o = c.oidc.as_ref().unwrap();
+        assert_eq!(o.issuer, "https://login.microsoftonline.com/organizations/v2.0");
+        assert_eq!(o.client_secret.expose(), "client-secret-value");
+        assert_eq!(o.allowed_tenants, vec!["72f988bf-86f1-41af-91ab-2d7cd011db47"]);
+        assert_eq!(o.scopes, vec!["openid", "profile", "email", "offline_access"]);
+        assert!(
+            !format!("{c:?}").contains("client-secret-value"),
+            "Debug never prints secrets"
+        );
+        let e = errors(
+            r"cookie:
+  secrets: ['0123456789abcdef0123456789abcdef']
+policy_files: [p]
+oidc:
+  issuer: nope
+  client_id: app
+  azure:
+    allowed_tenants: [contoso]
+",
+        );
+        insta::assert_snapshot!(e, @r"
+        f.yaml:5:3: no client_secret: set oidc.client_secret or oidc.client_secret_file
+        f.yaml:5:11: `nope` is not an issuer URL
+        f.yaml:8:23: `contoso` is not a tenant id (a GUID)
+        ");
     }
 
     #[test]
