@@ -128,6 +128,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, rx) = watch::channel(false);
+    if let Some(p) = &state.provider {
+        // Existing sessions keep working while the provider is unreachable; sign-in waits.
+        tokio::spawn(p.clone().discover_until_ready(rx.clone()));
+    }
     let watcher = tokio::spawn(watch_policies(state.clone(), rx));
     let result = crate::http::serve(listener, state, shutdown).await;
     let _ = tx.send(true);

@@ -13,8 +13,8 @@ use cookie::Cookie;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
-use super::edge::{Contract, Denial, page};
-use crate::config::HeaderNames;
+use super::edge::{Contract, Denial};
+use crate::config::{CookieConfig, HeaderNames};
 use crate::identity::Identity;
 use crate::policy::{Narrowing, Outcome, Reason};
 use crate::request::{Sources, Subrequest, rebuild};
@@ -191,12 +191,7 @@ impl<'a> Seen<'a> {
 
     /// The value of the first cookie called `name`.
     fn cookie(&self, name: &str) -> Option<&'a str> {
-        self.cookies.iter().flatten().find_map(|h| {
-            h.split(';').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == name).then(|| v.trim())
-            })
-        })
+        find_cookie(self.cookies.iter().flatten().copied(), name)
     }
 }
 
@@ -347,38 +342,59 @@ fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> 
     }
 }
 
-/// `GET /oauth2/start`: sign-in, which the OpenID Connect login builds on.
-pub async fn start() -> Response {
-    let body = page(
-        "Sign-in is not available",
-        "<p>This forwarden has no identity provider configured yet, so nobody can sign in.</p>",
-    );
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET|POST /oauth2/sign_out`: clear the session cookies (every chunk) and go home.
 pub async fn sign_out(State(st): State<Arc<AppState>>) -> Response {
     let mut r = (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response();
     let c = &st.config.cookie;
     let names = std::iter::once(c.name.clone()).chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)));
     for n in names {
-        let mut k = Cookie::build((n, ""))
-            .path("/")
-            .http_only(true)
-            .same_site(cookie::SameSite::Lax)
-            .secure(c.secure)
-            .max_age(cookie::time::Duration::ZERO);
-        if let Some(d) = &c.domain {
-            k = k.domain(d.clone());
-        }
-        if let Ok(v) = HeaderValue::from_str(&k.build().to_string()) {
+        if let Some(v) = set_cookie(c, &n, "", "/", Some(0)) {
             r.headers_mut().append(header::SET_COOKIE, v);
         }
     }
     r
+}
+
+/// The value of the first cookie called `name` in these `Cookie` header values.
+pub fn find_cookie<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    headers.into_iter().find_map(|h| {
+        h.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    })
+}
+
+/// The value of the first cookie called `name` in a request.
+pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    find_cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+}
+
+/// A `Set-Cookie` value with forwarden's attributes: HttpOnly, SameSite=Lax, Secure as
+/// configured, the configured domain. `max_age` in seconds (`Some(0)` deletes).
+pub fn set_cookie(
+    c: &CookieConfig,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<i64>,
+) -> Option<HeaderValue> {
+    let mut k = Cookie::build((name.to_string(), value.to_string()))
+        .path(path.to_string())
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(c.secure);
+    if let Some(s) = max_age {
+        k = k.max_age(cookie::time::Duration::seconds(s));
+    }
+    if let Some(d) = &c.domain {
+        k = k.domain(d.clone());
+    }
+    HeaderValue::from_str(&k.build().to_string()).ok()
 }

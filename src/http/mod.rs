@@ -9,6 +9,7 @@
 
 mod auth;
 mod edge;
+mod login;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AppState {
     headers: auth::IdentityHeaders,
     /// Distinguishes server instances in the per-thread session cache.
     instance: u64,
+    /// The identity provider, when one is configured.
+    pub provider: Option<Arc<crate::oidc::transport::Provider>>,
 }
 
 impl AppState {
@@ -56,12 +59,23 @@ impl AppState {
         let headers = auth::IdentityHeaders::new(&config.headers);
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let provider = config
+            .oidc
+            .clone()
+            .and_then(|o| match crate::oidc::transport::Provider::new(o) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the identity provider client");
+                    None
+                }
+            });
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
             clock,
             headers,
             instance,
+            provider,
         })
     }
 }
@@ -71,8 +85,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/oauth2/auth", any(auth::nginx))
         .route("/oauth2/forward-auth", any(auth::forward_auth))
-        .route("/oauth2/start", get(auth::start))
-        .route("/oauth2/sign_in", get(auth::start))
+        .route("/oauth2/start", get(login::start))
+        .route("/oauth2/sign_in", get(login::start))
+        .route("/oauth2/callback", get(login::callback))
         .route("/oauth2/sign_out", get(auth::sign_out).post(auth::sign_out))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)

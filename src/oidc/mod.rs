@@ -13,3 +13,4 @@
 pub mod flow;
 pub mod idtoken;
 pub mod redirect;
+pub mod transport;

@@ -13,6 +13,7 @@ mod util;
 mod cli;
 mod contract;
 mod idp;
+mod login;
 mod nginx;
 mod proxies;
 mod reload;

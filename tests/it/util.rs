@@ -275,9 +275,13 @@ pub async fn spawn(name: &'static str, mut cmd: Command, dir: TempDir, port: u16
 /// nginx with the shipped includes, in front of `fw` and `upstream`. `locations` is extra
 /// server-block configuration.
 pub async fn nginx(fw: SocketAddr, upstream: SocketAddr, locations: &str) -> Option<Proc> {
+    nginx_on(free_port(), fw, upstream, locations).await
+}
+
+/// [`nginx`] on a port chosen beforehand (when the identity provider must know the callback).
+pub async fn nginx_on(port: u16, fw: SocketAddr, upstream: SocketAddr, locations: &str) -> Option<Proc> {
     let bin = require("nginx")?;
     let dir = TempDir::new().unwrap();
-    let port = free_port();
     let d = dir.path().display();
     let inc = repo().join("nginx");
     let inc = inc.display();

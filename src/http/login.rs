@@ -1,0 +1,354 @@
+//! Sign-in: `/oauth2/start` sends the browser to the identity provider, `/oauth2/callback`
+//! receives it back, checks everything, and sets the session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{request_cookie, set_cookie};
+use super::edge::{escape, page};
+use crate::oidc::flow::{self, Authorize, LOGIN_TTL, Randomness};
+use crate::oidc::idtoken::{self, Expect, TokenError};
+use crate::oidc::redirect::safe_target;
+use crate::request::parse_host;
+use crate::session::{self, MAX_CHUNKS, Session};
+
+/// Allowed clock skew for ID tokens, in seconds.
+const LEEWAY: u64 = 120;
+
+/// Why sign-in failed, and the page the user sees. Never a token, never a stack trace.
+enum LoginError {
+    /// No provider, or not discovered yet.
+    Unavailable(String),
+    /// The request itself is wrong (no trusted origin, state mismatch, expired).
+    Bad(String),
+    /// The provider said no (`error=`), or the account's tenant is not allowed.
+    Refused(String),
+    /// The provider could not be reached or answered wrongly.
+    Provider(String),
+}
+
+impl IntoResponse for LoginError {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match self {
+            LoginError::Unavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is not available right now",
+                why,
+            ),
+            LoginError::Bad(why) => (StatusCode::BAD_REQUEST, "Sign-in did not work", why),
+            LoginError::Refused(why) => (StatusCode::FORBIDDEN, "Sign-in was refused", why),
+            LoginError::Provider(why) => (
+                StatusCode::BAD_GATEWAY,
+                "The identity provider had a problem",
+                why,
+            ),
+        };
+        let body = page(
+            title,
+            &format!(
+                "<p>{}</p>\n<p><a href=\"/oauth2/start\">Sign in again</a> · <a href=\"/oauth2/sign_out\">Sign out</a></p>",
+                escape(&text)
+            ),
+        );
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// `scheme://host[:port]` of the request as the browser sent it: from a trusted proxy's
+/// forwarded headers, otherwise the Host header.
+fn origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<String> {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let trusted = st.config.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
+    let default_scheme = if st.config.cookie.secure { "https" } else { "http" };
+    let (scheme, authority) = if trusted {
+        (
+            h("x-forwarded-proto").unwrap_or(default_scheme),
+            h("x-forwarded-host").or_else(|| h("host"))?,
+        )
+    } else {
+        (default_scheme, h("host")?)
+    };
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "https",
+        "http" => "http",
+        _ => return None,
+    };
+    let authority = authority.split(',').next()?.trim();
+    let (host, port) = parse_host(authority).ok()?;
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+fn host_of(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
+    rest.rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(rest, |(h, _)| h)
+}
+
+/// Where the provider sends the browser back: the public URL in central mode, else this host.
+fn redirect_uri(st: &AppState, origin: &str) -> String {
+    match &st.config.public_url {
+        Some(u) => format!("{}/oauth2/callback", u.as_str().trim_end_matches('/')),
+        None => format!("{origin}/oauth2/callback"),
+    }
+}
+
+fn login_cookie_name(st: &AppState) -> String {
+    format!("{}_login", st.config.cookie.name)
+}
+
+fn pending_logins(st: &AppState, headers: &HeaderMap) -> Vec<flow::Pending> {
+    let name = login_cookie_name(st);
+    request_cookie(headers, &name)
+        .and_then(|v| session::open_bytes(v, &st.config.cookie.keys, &name).ok())
+        .map(|b| flow::decode(&b))
+        .unwrap_or_default()
+}
+
+fn store_pending(st: &AppState, list: &[flow::Pending], r: &mut Response) {
+    let name = login_cookie_name(st);
+    let v = if list.is_empty() {
+        set_cookie(&st.config.cookie, &name, "", "/oauth2", Some(0))
+    } else {
+        let sealed = session::seal_bytes(&flow::encode(list), &st.config.cookie.keys, &name, rand::random());
+        set_cookie(
+            &st.config.cookie,
+            &name,
+            &sealed,
+            "/oauth2",
+            Some(LOGIN_TTL as i64),
+        )
+    };
+    if let Some(v) = v {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Query of `/oauth2/start`.
+#[derive(Deserialize)]
+pub struct StartQuery {
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+/// `GET /oauth2/start?rd=…`
+pub async fn start(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match begin(&st, peer, q, &headers) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn begin(
+    st: &AppState,
+    peer: SocketAddr,
+    q: StartQuery,
+    headers: &HeaderMap,
+) -> Result<Response, LoginError> {
+    let provider = st.provider.as_ref().ok_or_else(|| {
+        LoginError::Unavailable(
+            "This forwarden has no identity provider configured, so nobody can sign in.".into(),
+        )
+    })?;
+    let ready = provider.ready().ok_or_else(|| {
+        let why = provider
+            .last_error
+            .load_full()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        LoginError::Unavailable(format!(
+            "forwarden cannot reach the identity provider yet ({why}). Try again in a minute."
+        ))
+    })?;
+    let origin = origin(st, peer, headers)
+        .ok_or_else(|| LoginError::Bad("The request did not say which site it is for.".into()))?;
+    let rd = safe_target(
+        q.rd.as_deref().unwrap_or("/"),
+        host_of(&origin),
+        &st.config.allowed_redirect_domains,
+    );
+    let callback = redirect_uri(st, &origin);
+    let o = &provider.config;
+    let authorize = Authorize {
+        endpoint: &ready.discovery.authorization_endpoint,
+        client_id: &o.client_id,
+        redirect_uri: &callback,
+        scopes: &o.scopes,
+    };
+    let random = Randomness {
+        state: rand::random(),
+        nonce: rand::random(),
+        verifier: rand::random(),
+    };
+    let now = (st.clock)();
+    let (url, pending) =
+        flow::begin(&authorize, rd, &random, now).map_err(|e| LoginError::Provider(e.to_string()))?;
+    let list = flow::push(pending_logins(st, headers), pending, now);
+    let mut r = StatusCode::FOUND.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&url).map_err(|_| LoginError::Provider("bad authorization URL".into()))?,
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    store_pending(st, &list, &mut r);
+    Ok(r)
+}
+
+/// Query of `/oauth2/callback`.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// `GET /oauth2/callback?code=…&state=…`
+pub async fn callback(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match finish(&st, peer, q, &headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn finish(
+    st: &AppState,
+    peer: SocketAddr,
+    q: CallbackQuery,
+    headers: &HeaderMap,
+) -> Result<Response, LoginError> {
+    if let Some(err) = q.error {
+        let desc = q.error_description.unwrap_or_default();
+        tracing::info!(error = %err, "identity provider refused the sign-in");
+        return Err(LoginError::Refused(format!(
+            "The identity provider said: {err}. {desc}"
+        )));
+    }
+    let provider = st
+        .provider
+        .as_ref()
+        .ok_or_else(|| LoginError::Unavailable("No identity provider is configured.".into()))?;
+    let ready = provider
+        .ready()
+        .ok_or_else(|| LoginError::Unavailable("forwarden cannot reach the identity provider yet.".into()))?;
+    let (Some(code), Some(state)) = (q.code, q.state) else {
+        return Err(LoginError::Bad(
+            "The identity provider's answer is missing its code or state.".into(),
+        ));
+    };
+    let now = (st.clock)();
+    let (pending, rest) =
+        flow::take(pending_logins(st, headers), &state, now).map_err(|e| LoginError::Bad(format!("{e}.")))?;
+    let origin = origin(st, peer, headers)
+        .ok_or_else(|| LoginError::Bad("The request did not say which site it is for.".into()))?;
+    let callback = redirect_uri(st, &origin);
+    let tokens = provider
+        .exchange_code(&code, &callback, &pending.verifier)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "code exchange failed");
+            LoginError::Provider("The sign-in could not be completed with the identity provider.".into())
+        })?;
+    let id_token = tokens
+        .id_token
+        .as_deref()
+        .ok_or_else(|| LoginError::Provider("The identity provider sent no ID token.".into()))?;
+    let o = &provider.config;
+    let verify = |ready: &crate::oidc::transport::Ready| {
+        let expect = Expect {
+            issuer: &ready.issuer,
+            client_id: &o.client_id,
+            nonce: &pending.nonce,
+            now,
+            leeway: LEEWAY,
+            allowed_tenants: &o.allowed_tenants,
+        };
+        idtoken::verify(id_token, &ready.jwks.load(), &expect)
+    };
+    let claims = match verify(&ready) {
+        Err(TokenError::UnknownKey) if provider.refetch_jwks().await => verify(&ready),
+        other => other,
+    }
+    .map_err(|e| {
+        tracing::warn!(error = %e, "ID token refused");
+        match e {
+            TokenError::Tenant => {
+                LoginError::Refused("Accounts of your organization may not sign in here.".into())
+            }
+            other => LoginError::Provider(format!(
+                "The identity provider's answer could not be verified: {other}."
+            )),
+        }
+    })?;
+    let extra: Vec<String> = st.config.headers.claims.iter().map(|(c, _)| c.clone()).collect();
+    let identity = claims.identity(&o.allowed_tenants, &extra);
+    tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
+    let session = Session {
+        identity,
+        issued_at: now,
+        expires_at: now + st.config.cookie.lifetime.as_secs(),
+    };
+    let mut r = StatusCode::FOUND.into_response();
+    let target = HeaderValue::from_str(&pending.rd).unwrap_or(HeaderValue::from_static("/"));
+    r.headers_mut().insert(header::LOCATION, target);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_session(st, &session, &mut r);
+    store_pending(st, &rest, &mut r);
+    Ok(r)
+}
+
+/// Set the session cookies and delete the names a previous, differently sized session used.
+fn set_session(st: &AppState, session: &Session, r: &mut Response) {
+    let c = &st.config.cookie;
+    let cookies = session::seal(session, &c.keys, &c.name, rand::random());
+    let max_age = c.lifetime.as_secs() as i64;
+    let all = std::iter::once(c.name.clone()).chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)));
+    for name in all {
+        let v = match cookies.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => set_cookie(c, &name, value, "/", Some(max_age)),
+            None => set_cookie(c, &name, "", "/", Some(0)),
+        };
+        if let Some(v) = v {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The one module that talks to the identity provider: discovery, JWKS, token exchange.
+//!
+//! One reqwest client (rustls, redirects off, timeouts). Discovery and keys are cached; until
+//! discovery succeeds the provider is "not ready" (sign-in answers 503, existing sessions keep
+//! working). An unknown `kid` triggers at most one JWKS refetch per [`JWKS_REFETCH`]; a failed
+//! fetch keeps the last good keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+
+use crate::config::OidcConfig;
+use crate::oidc::idtoken::IssuerRule;
+
+/// Least time between two JWKS refetches for an unknown `kid`.
+pub const JWKS_REFETCH: Duration = Duration::from_secs(30);
+
+/// What went wrong talking to the provider.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No connection, a timeout, TLS.
+    #[error("cannot reach the identity provider: {0}")]
+    Network(String),
+    /// An HTTP error status (the provider's `error` code, when it sent one).
+    #[error("the identity provider answered {0}: {1}")]
+    Status(u16, String),
+    /// A body that is not what the protocol says.
+    #[error("the identity provider sent an unexpected answer: {0}")]
+    Body(String),
+}
+
+/// The parts of the discovery document forwarden uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    /// The issuer (Entra multi-tenant: with `{tenantid}`).
+    pub issuer: String,
+    /// Where the browser signs in.
+    pub authorization_endpoint: String,
+    /// Where codes and refresh tokens are exchanged.
+    pub token_endpoint: String,
+    /// The signing keys.
+    pub jwks_uri: String,
+    /// RP-initiated logout.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+}
+
+/// The token endpoint's answer. Never printed.
+#[derive(Clone, Deserialize)]
+pub struct Tokens {
+    /// The ID token.
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// The access token (for Microsoft Graph).
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// The refresh token.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens([redacted])")
+    }
+}
+
+/// The discovered provider.
+pub struct Ready {
+    /// Discovery.
+    pub discovery: Discovery,
+    /// How token issuers are checked.
+    pub issuer: IssuerRule,
+    /// The current keys.
+    pub jwks: ArcSwap<JwkSet>,
+}
+
+/// The provider as the server sees it: configuration, HTTP client, cached discovery and keys.
+pub struct Provider {
+    /// Configuration.
+    pub config: OidcConfig,
+    http: reqwest::Client,
+    ready: ArcSwapOption<Ready>,
+    last_refetch: std::sync::Mutex<Option<Instant>>,
+    /// Why discovery has not succeeded yet, for `/readyz` and the sign-in page.
+    pub last_error: ArcSwapOption<String>,
+}
+
+impl Provider {
+    /// A provider that has not been discovered yet.
+    pub fn new(config: OidcConfig) -> Result<Self, TransportError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        Ok(Provider {
+            config,
+            http,
+            ready: ArcSwapOption::empty(),
+            last_refetch: std::sync::Mutex::new(None),
+            last_error: ArcSwapOption::from_pointee("discovery has not run yet".to_string()),
+        })
+    }
+
+    /// Discovery and keys, once fetched.
+    pub fn ready(&self) -> Option<Arc<Ready>> {
+        self.ready.load_full()
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, TransportError> {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            return Err(TransportError::Status(status.as_u16(), String::new()));
+        }
+        r.json::<T>()
+            .await
+            .map_err(|e| TransportError::Body(e.to_string()))
+    }
+
+    /// Fetch discovery and keys; on success the provider is ready.
+    pub async fn discover(&self) -> Result<(), TransportError> {
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
+        let d: Discovery = self.get_json(&url).await?;
+        // The discovery issuer must be the configured one, except for Entra's multi-tenant
+        // authorities, which publish a `{tenantid}` template checked against each token.
+        if !d.issuer.contains("{tenantid}") && d.issuer.trim_end_matches('/') != self.config.issuer {
+            return Err(TransportError::Body(format!(
+                "discovery names the issuer {} but the configuration says {}",
+                d.issuer, self.config.issuer
+            )));
+        }
+        let jwks: JwkSet = self.get_json(&d.jwks_uri).await?;
+        let issuer = IssuerRule::from_discovery(&d.issuer);
+        self.ready.store(Some(Arc::new(Ready {
+            discovery: d,
+            issuer,
+            jwks: ArcSwap::from_pointee(jwks),
+        })));
+        self.last_error.store(None);
+        Ok(())
+    }
+
+    /// Discover, retrying every few seconds until it works or `stop` resolves.
+    pub async fn discover_until_ready(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.discover().await {
+                Ok(()) => {
+                    tracing::info!(issuer = %self.config.issuer, "identity provider discovered");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %self.config.issuer, error = %e, "identity provider discovery failed; retrying");
+                    self.last_error.store(Some(Arc::new(e.to_string())));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Fetch the keys again after an unknown `kid`: at most once per [`JWKS_REFETCH`]; a failed
+    /// fetch keeps the last good keys. Returns whether new keys were stored.
+    pub async fn refetch_jwks(&self) -> bool {
+        let Some(ready) = self.ready() else { return false };
+        {
+            let Ok(mut last) = self.last_refetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.get_json::<JwkSet>(&ready.discovery.jwks_uri).await {
+            Ok(keys) => {
+                ready.jwks.store(Arc::new(keys));
+                tracing::info!("identity provider keys refetched");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "identity provider keys refetch failed; keeping the last good keys");
+                false
+            }
+        }
+    }
+
+    /// Exchange an authorization code (client_secret_post, PKCE verifier).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<Tokens, TransportError> {
+        let ready = self
+            .ready()
+            .ok_or_else(|| TransportError::Network("not discovered yet".into()))?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", self.config.client_secret.expose()),
+            ("code_verifier", verifier),
+        ];
+        let r = self
+            .http
+            .post(&ready.discovery.token_endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            #[derive(Deserialize)]
+            struct OAuthError {
+                error: String,
+            }
+            let code = r.json::<OAuthError>().await.map(|e| e.error).unwrap_or_default();
+            return Err(TransportError::Status(status.as_u16(), code));
+        }
+        r.json::<Tokens>()
+            .await
+            .map_err(|e| TransportError::Body(e.to_string()))
+    }
+}

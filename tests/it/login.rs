@@ -1,0 +1,153 @@
+//! Sign-in end to end: a protected URL behind real nginx, the real identity provider, and back.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Follow redirects with a cookie jar, as a browser would, until a non-redirect answer.
+/// `login_hint` is added to the provider's authorization request so the test provider signs
+/// the user in without a form.
+async fn browse(
+    http: &reqwest::Client,
+    start: &str,
+    issuer: &str,
+    user: &str,
+) -> (reqwest::Response, Vec<String>) {
+    let mut url = start.to_string();
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        seen.push(url.clone());
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        if !r.status().is_redirection() {
+            return (r, seen);
+        }
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("too many redirects: {seen:#?}");
+}
+
+#[tokio::test]
+async fn protected_url_to_provider_and_back_through_nginx() {
+    let port = free_port();
+    let callback = format!("http://app.test:{port}/oauth2/callback");
+    let Some(idp) = idp(&[callback]).await else { return };
+    let policy = "\
+- from: http://app.test
+  allowed_domains: [contoso.com]
+- from: http://app.test
+  prefix: /admin
+  allowed_groups: [000003e9-aaaa-4bbb-8ccc-0000000003e9]
+";
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
+        idp.issuer
+    );
+    let fw = Fw::start_with(policy, &extra).await;
+    let provider = fw.state.provider.clone().unwrap();
+    for _ in 0..100 {
+        if provider.ready().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        provider.ready().is_some(),
+        "provider never discovered: {}",
+        idp.proc.logs()
+    );
+    let up = echo_upstream().await;
+    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .resolve("app.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    // Alice: the protected URL, the provider, and back at the URL she asked for.
+    let start = format!("http://app.test:{port}/docs/page?a=1&b=two");
+    let (r, path) = browse(&http, &start, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}\n{}{}", nginx.logs(), idp.proc.logs());
+    assert_eq!(
+        path.last().unwrap(),
+        &start,
+        "back at the original URL, query intact"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    let h = &body["headers"];
+    assert_eq!(h["x-auth-request-user"], "00000001-aaaa-4bbb-8ccc-000000000001");
+    assert_eq!(h["x-auth-request-email"], "alice@contoso.com");
+    assert_eq!(h["x-auth-request-groups"], "000003e9-aaaa-4bbb-8ccc-0000000003e9");
+    assert_eq!(h["x-auth-request-roles"], "Reader,Admin");
+    // Her group opens /admin.
+    let r = http
+        .get(format!("http://app.test:{port}/admin/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Bob, in another browser: signed in, but /admin is not for him.
+    let bob = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .resolve("app.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let (r, _) = browse(
+        &bob,
+        &format!("http://app.test:{port}/admin/"),
+        &idp.issuer,
+        "bob",
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // A callback this browser did not start: a clear page, no session.
+    let fresh = client(&[("app.test", port)]);
+    let r = fresh
+        .get(format!(
+            "http://app.test:{port}/oauth2/callback?code=x&state=forged"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("state mismatch") && page.contains("/oauth2/start"),
+        "{page}"
+    );
+
+    // The provider's own error.
+    let r = fresh
+        .get(format!(
+            "http://app.test:{port}/oauth2/callback?error=access_denied&error_description=User%20cancelled"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("User cancelled"));
+}
+
+#[tokio::test]
+async fn start_rejects_open_redirects_and_answers_503_without_provider() {
+    let fw = Fw::start(APP_POLICY).await;
+    let r = client(&[])
+        .get(fw.url("/oauth2/start?rd=https://evil.com/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("no identity provider"));
+}
