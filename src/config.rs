@@ -53,6 +53,8 @@ struct RawOidc {
     #[serde(default)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
+    end_session: bool,
+    #[serde(default)]
     azure: Option<RawAzure>,
 }
 
@@ -155,6 +157,8 @@ pub struct OidcConfig {
     pub allowed_tenants: Vec<String>,
     /// Microsoft Graph, for group overage.
     pub graph_url: String,
+    /// Sign-out continues to the provider's `end_session_endpoint`.
+    pub end_session: bool,
 }
 
 /// The session cookie's settings.
@@ -418,6 +422,7 @@ impl Validator<'_> {
                 .iter()
                 .map(|t| t.to_ascii_lowercase())
                 .collect(),
+            end_session: raw.end_session,
             graph_url: azure
                 .graph_url
                 .unwrap_or_else(|| "https://graph.microsoft.com".into())

@@ -342,17 +342,17 @@ fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> 
     }
 }
 
-/// `GET|POST /oauth2/sign_out`: clear the session cookies (every chunk) and go home.
-pub async fn sign_out(State(st): State<Arc<AppState>>) -> Response {
-    let mut r = (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response();
-    let c = &st.config.cookie;
-    let names = std::iter::once(c.name.clone()).chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)));
-    for n in names {
-        if let Some(v) = set_cookie(c, &n, "", "/", Some(0)) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    r
+/// The session of a request that is not an auth subrequest (userinfo, sign-out).
+pub fn session_of(st: &AppState, headers: &HeaderMap) -> Option<Rc<Opened>> {
+    open_session(st, |n: &str| request_cookie(headers, n))
+}
+
+/// `Set-Cookie` values deleting every session cookie name (the single one and every chunk).
+pub fn clear_session(c: &CookieConfig) -> Vec<HeaderValue> {
+    std::iter::once(c.name.clone())
+        .chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)))
+        .filter_map(|n| set_cookie(c, &n, "", "/", Some(0)))
+        .collect()
 }
 
 /// The value of the first cookie called `name` in these `Cookie` header values.

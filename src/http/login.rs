@@ -352,3 +352,111 @@ fn set_session(st: &AppState, session: &Session, r: &mut Response) {
         }
     }
 }
+
+/// Query of `/oauth2/sign_out`.
+#[derive(Deserialize)]
+pub struct SignOutQuery {
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+/// `GET|POST /oauth2/sign_out?rd=…`: clear the session; with `oidc.end_session`, continue to
+/// the provider's `end_session_endpoint`, which returns the browser to `rd`.
+pub async fn sign_out(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<SignOutQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = origin(&st, peer, &headers);
+    let host = origin.as_deref().map(host_of).unwrap_or_default();
+    let target = safe_target(
+        q.rd.as_deref().unwrap_or("/"),
+        host,
+        &st.config.allowed_redirect_domains,
+    );
+    let end_session = st
+        .provider
+        .as_ref()
+        .filter(|p| p.config.end_session)
+        .and_then(|p| {
+            let ready = p.ready()?;
+            let mut url = url::Url::parse(ready.discovery.end_session_endpoint.as_deref()?).ok()?;
+            let back = if target.starts_with('/') {
+                format!("{}{target}", origin.as_deref()?)
+            } else {
+                target.clone()
+            };
+            url.query_pairs_mut()
+                .append_pair("client_id", &p.config.client_id)
+                .append_pair("post_logout_redirect_uri", &back);
+            Some(url.to_string())
+        });
+    let location = end_session.unwrap_or(target);
+    let mut r = StatusCode::FOUND.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/")),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for v in super::auth::clear_session(&st.config.cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// `GET /oauth2/userinfo`: the session's identity as JSON; 401 without a session.
+pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(o) = super::auth::session_of(&st, &headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":"not signed in"}"#,
+        )
+            .into_response();
+    };
+    let s = &o.session;
+    let id = &s.identity;
+    let body = serde_json::json!({
+        "user": id.subject,
+        "tenant": id.tenant,
+        "email": id.email,
+        "preferred_username": id.preferred_username,
+        "name": id.name,
+        "groups": id.groups,
+        "roles": id.roles,
+        "claims": id.claims,
+        "issued_at": s.issued_at,
+        "expires_at": s.expires_at,
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /readyz`: 200 once policies are loaded and the provider is discovered (or none is
+/// configured); otherwise 503 and why.
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    match &st.provider {
+        Some(p) if p.ready().is_none() => {
+            let why = p
+                .last_error
+                .load_full()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: identity provider not discovered: {why}\n"),
+            )
+                .into_response()
+        }
+        _ => (StatusCode::OK, "ready\n").into_response(),
+    }
+}

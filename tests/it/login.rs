@@ -44,7 +44,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
   allowed_groups: [000003e9-aaaa-4bbb-8ccc-0000000003e9]
 ";
     let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  end_session: true\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
         idp.issuer
     );
     let fw = Fw::start_with(policy, &extra).await;
@@ -94,6 +94,53 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // Who am I.
+    let r = http
+        .get(format!("http://app.test:{port}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let me: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(me["email"], "alice@contoso.com");
+    assert_eq!(me["tenant"], IDP_TENANT);
+    let r = http.get(fw.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Sign-out: an open redirect in rd falls back to this host's root, the session cookies are
+    // cleared, and the browser continues to the provider's end-session endpoint, which accepts
+    // the registered post_logout_redirect_uri.
+    let r = http
+        .get(format!("http://app.test:{port}/oauth2/sign_out?rd=//evil.com/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let expected = format!(
+        "{}/session/end?client_id={IDP_CLIENT}&post_logout_redirect_uri=http%3A%2F%2Fapp.test%3A{port}%2F",
+        idp.issuer
+    );
+    assert_eq!(loc, expected);
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter(|c| c.to_str().unwrap().contains("Max-Age=0"))
+        .count();
+    assert!(cleared >= 2);
+    assert_eq!(
+        http.get(&loc).send().await.unwrap().status(),
+        200,
+        "the provider accepts the logout request"
+    );
+    let r = http
+        .get(format!("http://app.test:{port}/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "signed out");
 
     // Bob, in another browser: signed in, but /admin is not for him.
     let bob = reqwest::Client::builder()
@@ -150,4 +197,42 @@ async fn start_rejects_open_redirects_and_answers_503_without_provider() {
         .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("no identity provider"));
+}
+
+#[tokio::test]
+async fn unreachable_provider_keeps_sessions_and_says_why() {
+    let port = free_port();
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: http://127.0.0.1:{port}/nowhere/v2.0\n  client_id: x\n  client_secret: not-used-secret\n"
+    );
+    let fw = Fw::start_with(APP_POLICY, &extra).await;
+    let http = client(&[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = http.get(fw.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("identity provider"));
+    let r = http
+        .get(fw.url("/oauth2/start"))
+        .header("host", "app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("cannot reach the identity provider")
+    );
+    // An existing session still passes.
+    let r = http
+        .get(fw.url("/oauth2/auth"))
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "app.test")
+        .header("x-forwarded-uri", "/x")
+        .header("cookie", fw.cookie(&alice()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -365,7 +365,15 @@ pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
         .env("TENANT", IDP_TENANT)
         .env("CLIENT_ID", IDP_CLIENT)
         .env("CLIENT_SECRET", IDP_SECRET)
-        .env("REDIRECT_URIS", redirect_uris.join(","));
+        .env("REDIRECT_URIS", redirect_uris.join(","))
+        .env(
+            "POST_LOGOUT_REDIRECT_URIS",
+            redirect_uris
+                .iter()
+                .map(|u| u.replace("/oauth2/callback", "/"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     let proc = spawn("idp", cmd, dir, port).await;
     let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
     Some(Idp { proc, issuer })
