@@ -131,6 +131,42 @@ fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
     Ok((cfg, set))
 }
 
+/// The redirect URIs to register at the identity provider.
+fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
+    if let Some(p) = &cfg.public_url {
+        return vec![format!(
+            "redirect URI to register at the identity provider: {}/oauth2/callback",
+            p.as_str().trim_end_matches('/')
+        )];
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    let mut wildcards = false;
+    for r in set.routes().iter().filter(|r| !r.public) {
+        match &r.host {
+            forwarden::policy::HostMatch::Exact(h) => {
+                let uri = match r.port {
+                    Some(p) => format!("{}://{h}:{p}/oauth2/callback", r.scheme),
+                    None => format!("{}://{h}/oauth2/callback", r.scheme),
+                };
+                if !hosts.contains(&uri) {
+                    hosts.push(uri);
+                }
+            }
+            forwarden::policy::HostMatch::Wildcard(_) => wildcards = true,
+        }
+    }
+    let mut out =
+        vec!["redirect URIs to register at the identity provider (one per protected host):".to_string()];
+    out.extend(hosts.into_iter().map(|h| format!("  {h}")));
+    if wildcards {
+        out.push(
+            "  (wildcard routes need their hosts registered one by one, or public_url for central mode)"
+                .into(),
+        );
+    }
+    out
+}
+
 /// `GET /healthz` over plain TCP, so the container image needs no curl.
 fn healthy(listen: std::net::SocketAddr) -> bool {
     use std::io::{Read, Write};
@@ -168,6 +204,11 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok((cfg, set)) => {
                 for n in &set.notes {
                     println!("{n}");
+                }
+                if cfg.oidc.is_some() {
+                    for line in redirect_uris(&cfg, &set) {
+                        println!("{line}");
+                    }
                 }
                 println!(
                     "ok: {} is valid ({} routes, {} named policies, {} policy files)",

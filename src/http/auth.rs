@@ -238,8 +238,15 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
         Outcome::Login => {
             tracing::info!(host = %req.host, path = %req.path, method = %req.method, route, reason = %d.reason, "login required");
             let url = req.url();
-            let login = format!("/oauth2/start?rd={}", utf8_percent_encode(&url, NON_ALPHANUMERIC));
-            let absolute = format!("{}{login}", req.origin());
+            let start = format!("/oauth2/start?rd={}", utf8_percent_encode(&url, NON_ALPHANUMERIC));
+            // Central mode: sign-in happens on the one public host; otherwise on this host.
+            let (login, absolute) = match &st.config.public_url {
+                Some(p) => {
+                    let abs = format!("{}{start}", p.as_str().trim_end_matches('/'));
+                    (abs.clone(), abs)
+                }
+                None => (start.clone(), format!("{}{start}", req.origin())),
+            };
             Denial::Login {
                 login,
                 absolute,

@@ -151,3 +151,36 @@ fn explain_first_line_is_one_word() {
     assert_eq!(out.lines().next(), Some("deny"));
     assert!(out.contains("deny if method is DELETE"), "{out}");
 }
+
+#[test]
+fn check_prints_the_redirect_uris_to_register() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "- from: https://app.example.com\n  allow_any_authenticated_user: true\n- from: https://wiki.example.com\n  allow_any_authenticated_user: true\n",
+    )
+    .unwrap();
+    let oidc = "oidc:\n  issuer: https://login.microsoftonline.com/organizations/v2.0\n  client_id: app\n  client_secret: s3cret\n";
+    let base = format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n{oidc}");
+    std::fs::write(dir.path().join("a.yaml"), &base).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        format!("{base}public_url: https://auth.example.com\n"),
+    )
+    .unwrap();
+    let (code, out, err) = forwarden(&["check", "--config", dir.path().join("a.yaml").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = out.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(out, @r"
+    redirect URIs to register at the identity provider (one per protected host):
+      https://app.example.com/oauth2/callback
+      https://wiki.example.com/oauth2/callback
+    ok: DIR/a.yaml is valid (2 routes, 0 named policies, 1 policy files)
+    ");
+    let (_, out, _) = forwarden(&["check", "--config", dir.path().join("b.yaml").to_str().unwrap()]);
+    let out = out.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(out, @r"
+    redirect URI to register at the identity provider: https://auth.example.com/oauth2/callback
+    ok: DIR/b.yaml is valid (2 routes, 0 named policies, 1 policy files)
+    ");
+}

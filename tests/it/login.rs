@@ -31,6 +31,81 @@ async fn browse(
     panic!("too many redirects: {seen:#?}");
 }
 
+/// Wait until forwarden has discovered the provider.
+async fn discovered(fw: &Fw, idp: &Idp) {
+    let provider = fw.state.provider.clone().unwrap();
+    for _ in 0..100 {
+        if provider.ready().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("provider never discovered: {}", idp.proc.logs());
+}
+
+/// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.
+fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy();
+    for h in hosts {
+        b = b.resolve(h, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn central_mode_one_callback_for_every_app() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://auth.example.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let policy = "\
+- from: http://app.example.test
+  allowed_domains: [contoso.com]
+- from: http://wiki.example.test
+  allowed_domains: [contoso.com]
+";
+    let extra = format!(
+        "public_url: http://auth.example.test:{port}\nallowed_redirect_domains: [.example.test]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
+        idp.issuer
+    );
+    let fw = Fw::start_full(policy, "  domain: .example.test\n", &extra).await;
+    discovered(&fw, &idp).await;
+    let up = echo_upstream().await;
+    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(
+        port,
+        &["app.example.test", "wiki.example.test", "auth.example.test"],
+    );
+    let start = format!("http://app.example.test:{port}/docs?a=1&b=2");
+    let (r, path) = browse(&http, &start, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}\n{}", nginx.logs());
+    assert_eq!(path.last().unwrap(), &start);
+    assert!(
+        path.iter()
+            .any(|u| u.starts_with(&format!("http://auth.example.test:{port}/oauth2/start?rd="))),
+        "{path:#?}"
+    );
+    assert!(
+        path.iter()
+            .any(|u| u.starts_with(&format!("http://auth.example.test:{port}/oauth2/callback?"))),
+        "{path:#?}"
+    );
+    // The session (cookie domain .example.test) opens the other app without signing in again.
+    let r = http
+        .get(format!("http://wiki.example.test:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-auth-request-email"], "alice@contoso.com");
+}
+
 #[tokio::test]
 async fn protected_url_to_provider_and_back_through_nginx() {
     let port = free_port();

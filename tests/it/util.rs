@@ -61,10 +61,16 @@ impl Fw {
 
     /// Start with this policy file and extra top-level config lines.
     pub async fn start_with(policy: &str, extra: &str) -> Fw {
+        Fw::start_full(policy, "", extra).await
+    }
+
+    /// Start with this policy file, extra `cookie:` lines (indented two spaces) and extra
+    /// top-level config lines.
+    pub async fn start_full(policy: &str, cookie: &str, extra: &str) -> Fw {
         let dir = TempDir::new().unwrap();
         std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
         let cfg = format!(
-            "listen: 127.0.0.1:0\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\npolicy_files: [policy.yaml]\nreload_interval: 1s\n{extra}"
+            "listen: 127.0.0.1:0\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\n{cookie}policy_files: [policy.yaml]\nreload_interval: 1s\n{extra}"
         );
         std::fs::write(dir.path().join("forwarden.yaml"), &cfg).unwrap();
         let config = Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
