@@ -319,7 +319,24 @@ async fn finish(
         }
     })?;
     let extra: Vec<String> = st.config.headers.claims.iter().map(|(c, _)| c.clone()).collect();
-    let identity = claims.identity(&o.allowed_tenants, &extra);
+    let mut identity = claims.identity(&o.allowed_tenants, &extra);
+    if claims.groups_overage() {
+        // The groups did not fit in the token: ask Graph. If that fails, the user has no groups,
+        // so group rules deny; they never allow by mistake.
+        let fetched = match tokens.access_token.as_deref() {
+            Some(at) => provider.member_objects(at).await,
+            None => Err(crate::oidc::transport::TransportError::Body(
+                "no access token for Graph".into(),
+            )),
+        };
+        match fetched {
+            Ok(groups) => identity.groups = groups,
+            Err(e) => {
+                tracing::warn!(user = %identity.subject, error = %e, "group overage: Microsoft Graph failed; group rules will deny");
+                identity.groups.clear();
+            }
+        }
+    }
     tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
     let session = Session {
         identity,

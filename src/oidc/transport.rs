@@ -236,4 +236,30 @@ impl Provider {
             .await
             .map_err(|e| TransportError::Body(e.to_string()))
     }
+
+    /// Every group the user is a member of, from Microsoft Graph (`/me/getMemberObjects`),
+    /// for tokens whose groups did not fit (overage).
+    pub async fn member_objects(&self, access_token: &str) -> Result<Vec<String>, TransportError> {
+        #[derive(Deserialize)]
+        struct Objects {
+            value: Vec<String>,
+        }
+        let url = format!("{}/v1.0/me/getMemberObjects", self.config.graph_url);
+        let r = self
+            .http
+            .post(&url)
+            .bearer_auth(access_token)
+            .json(&serde_json::json!({ "securityEnabledOnly": false }))
+            .send()
+            .await
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            return Err(TransportError::Status(status.as_u16(), String::new()));
+        }
+        Ok(r.json::<Objects>()
+            .await
+            .map_err(|e| TransportError::Body(e.to_string()))?
+            .value)
+    }
 }

@@ -22,9 +22,22 @@ export const USERS = {
   alice: { oid: guid(1), name: 'Alice', email: 'alice@contoso.com', groups: [guid(1001)], roles: ['Reader', 'Admin'] },
   bob: { oid: guid(2), name: 'Bob', email: 'bob@contoso.com', groups: [guid(1002)], roles: ['Reader'] },
   carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
+  // More groups than fit in a token: the ID token says where to get them (overage).
+  dave: { oid: guid(4), name: 'Dave', email: 'dave@contoso.com', groups: Array.from({ length: 250 }, (_, i) => guid(2001 + i)), roles: [], overage: true },
 };
 
+let graphEndpoint = '';
+
 function claimsOf(id) {
+  const u = USERS[id];
+  if (u.overage) {
+    const { groups, ...rest } = claimsOfPlain(id);
+    return { ...rest, _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: graphEndpoint } } };
+  }
+  return claimsOfPlain(id);
+}
+
+function claimsOfPlain(id) {
   const u = USERS[id];
   return {
     sub: id,
@@ -50,6 +63,7 @@ const server = await listen(Number(process.env.PORT || 0));
 const origin = `http://127.0.0.1:${server.address().port}`;
 const prefix = `/${TENANT}/v2.0`;
 const issuer = `${origin}${prefix}`;
+graphEndpoint = `${origin}/graph/v1.0/me/getMemberObjects`;
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -104,9 +118,21 @@ async function interaction(req, res, path) {
   res.end(page(`<h1>Sign in (test provider)</h1><form method="post" action="${prefix}/interaction/${uid}">${options}</form>`));
 }
 
+// A fake Microsoft Graph: POST /graph/v1.0/me/getMemberObjects with the user's access token.
+async function graph(req, res) {
+  const json = (status, body) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)); };
+  if (req.method !== 'POST' || !req.url.startsWith('/graph/v1.0/me/getMemberObjects')) return json(404, { error: { code: 'NotFound' } });
+  const auth = req.headers.authorization || '';
+  const token = auth.startsWith('Bearer ') ? await provider.AccessToken.find(auth.slice(7)) : undefined;
+  if (!token) return json(401, { error: { code: 'InvalidAuthenticationToken' } });
+  const user = USERS[token.accountId];
+  return json(200, { value: user ? user.groups : [] });
+}
+
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
+    if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
     if (!req.url.startsWith(prefix)) { res.writeHead(404); res.end(); return; }
     const path = req.url.slice(prefix.length) || '/';
     if (path.startsWith('/interaction/')) {

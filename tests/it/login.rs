@@ -311,3 +311,73 @@ async fn unreachable_provider_keeps_sessions_and_says_why() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
+    let (good, bad) = (free_port(), free_port());
+    let callbacks = [good, bad].map(|p| format!("http://app.test:{p}/oauth2/callback"));
+    let Some(idp) = idp(&callbacks).await else { return };
+    let idp_origin = idp
+        .issuer
+        .split(&format!("/{IDP_TENANT}"))
+        .next()
+        .unwrap()
+        .to_string();
+    // The 250th group, which only Graph knows about.
+    let policy = "\
+- from: http://app.test
+  allowed_domains: [contoso.com]
+- from: http://app.test
+  prefix: /admin
+  allowed_groups: [000008ca-aaaa-4bbb-8ccc-0000000008ca]
+";
+    let config = |graph: &str| {
+        format!(
+            "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n    graph_url: {graph}\n",
+            idp.issuer
+        )
+    };
+    let up = echo_upstream().await;
+
+    // Graph answers: all 250 groups, and the 250th opens /admin.
+    let fw = Fw::start_with(policy, &config(&format!("{idp_origin}/graph"))).await;
+    discovered(&fw, &idp).await;
+    let Some(_nginx) = nginx_on(good, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(good, &["app.test"]);
+    let (r, path) = browse(
+        &http,
+        &format!("http://app.test:{good}/admin/"),
+        &idp.issuer,
+        "dave",
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{path:#?}\n{}", idp.proc.logs());
+    let body: serde_json::Value = r.json().await.unwrap();
+    let groups = body["headers"]["x-auth-request-groups"].as_str().unwrap();
+    assert_eq!(groups.split(',').count(), 250);
+
+    // Graph unreachable: Dave signs in, his domain rule still allows, his group rule denies.
+    let closed = free_port();
+    let fw2 = Fw::start_with(policy, &config(&format!("http://127.0.0.1:{closed}/graph"))).await;
+    discovered(&fw2, &idp).await;
+    let Some(_nginx2) = nginx_on(bad, fw2.addr, up, "").await else {
+        return;
+    };
+    let http = browser(bad, &["app.test"]);
+    let (r, _) = browse(
+        &http,
+        &format!("http://app.test:{bad}/admin/"),
+        &idp.issuer,
+        "dave",
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("http://app.test:{bad}/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
