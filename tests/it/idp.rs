@@ -1,4 +1,4 @@
-//! The real identity provider (tests/idp) against forwarden's ID-token verification.
+//! The real identity provider (tests/e2e) against forwarden's ID-token verification.
 
 use forwarden::oidc::flow::{self, Authorize, Randomness};
 use forwarden::oidc::idtoken::{Expect, IssuerRule, TokenError, verify};

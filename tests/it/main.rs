@@ -10,6 +10,7 @@
 
 mod util;
 
+mod browser;
 mod cli;
 mod contract;
 mod idp;

@@ -90,6 +90,23 @@ async fn forbidden_is_403() {
 }
 
 #[tokio::test]
+async fn forbidden_page_says_who_you_are_through_nginx() {
+    let Some(s) = setup().await else { return };
+    let r = s
+        .get("/admin/users", Some(&bob()))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("bob@example.com") && page.contains("/oauth2/sign_out"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn spoofed_identity_header_never_reaches_upstream() {
     let Some(s) = setup().await else { return };
     // On a public route (no identity) the client's header is removed…

@@ -341,7 +341,7 @@ pub async fn haproxy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
     Some(spawn("haproxy", cmd, dir, port).await)
 }
 
-/// The test identity provider (`tests/idp`, oidc-provider set up like Entra ID).
+/// The test identity provider (`tests/e2e`, oidc-provider set up like Entra ID).
 pub struct Idp {
     pub proc: Proc,
     /// `http://127.0.0.1:PORT/<tenant>/v2.0`
@@ -355,12 +355,12 @@ pub const IDP_SECRET: &str = "forwarden-test-secret-0123456789";
 /// Start the test identity provider; `redirect_uris` are the client's registered callbacks.
 pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
     let node = require("node")?;
-    let dir_idp = repo().join("tests/idp");
+    let dir_idp = repo().join("tests/e2e");
     if !dir_idp.join("node_modules/oidc-provider").exists() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tests/idp/node_modules is missing; scripts/test runs npm ci there");
+            panic!("tests/e2e/node_modules is missing; scripts/test runs npm ci there");
         }
-        eprintln!("SKIPPED: run `npm ci` in tests/idp (scripts/test does)");
+        eprintln!("SKIPPED: run `npm ci` in tests/e2e (scripts/test does)");
         return None;
     }
     let dir = TempDir::new().unwrap();
