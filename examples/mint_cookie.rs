@@ -31,6 +31,7 @@ fn main() {
         identity,
         issued_at: now,
         expires_at: now + 24 * 3600,
+        refresh_token: None,
     };
     let cookies = seal(&session, &Keys::new(&[secret]), "_forwarden", rand::random());
     let header: Vec<String> = cookies.into_iter().map(|(n, v)| format!("{n}={v}")).collect();

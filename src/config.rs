@@ -82,6 +82,8 @@ struct RawCookie {
     secure: Option<bool>,
     #[serde(default)]
     lifetime: Option<String>,
+    #[serde(default)]
+    refresh: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +176,9 @@ pub struct CookieConfig {
     pub secure: bool,
     /// How long a session lasts.
     pub lifetime: Duration,
+    /// Sessions older than this are refreshed at the provider on the next page load (groups
+    /// and roles re-read; a disabled account loses access). `None`: never.
+    pub refresh: Option<Duration>,
 }
 
 /// Names of the identity headers; every one is always sent, empty when there is no value.
@@ -502,7 +507,12 @@ impl Validator<'_> {
             None => Some(Duration::from_secs(12 * 3600)),
             Some(s) => self.duration("cookie.lifetime", s),
         };
+        let refresh = match raw.refresh.as_deref() {
+            None => None,
+            Some(r) => Some(self.duration("cookie.refresh", r)?),
+        };
         Some(CookieConfig {
+            refresh,
             name,
             keys: Keys::new(&secrets),
             domain,

@@ -26,10 +26,10 @@ pub const CHUNK: usize = 3800;
 pub const MAX_CHUNKS: usize = 8;
 /// Leeway for a session issued "in the future" by a server with a slightly different clock.
 const SKEW: u64 = 60;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// A signed-in session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// Who.
     pub identity: Identity,
@@ -37,6 +37,22 @@ pub struct Session {
     pub issued_at: u64,
     /// When it stops being valid (Unix seconds).
     pub expires_at: u64,
+    /// The provider's refresh token, when it gave one (sealed like the rest; never printed).
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// Why a cookie did not open. All of these mean "not logged in".
@@ -103,6 +119,7 @@ struct Wire {
     other_groups: Vec<String>,
     roles: Vec<String>,
     claims: Vec<(String, String)>,
+    refresh_token: Option<String>,
 }
 
 /// Lower-case hyphenated GUID to bytes, only when it prints back identically.
@@ -211,6 +228,7 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         other_groups,
         roles: id.roles.clone(),
         claims: id.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        refresh_token: session.refresh_token.clone(),
     };
     let plain = postcard::to_allocvec(&wire).unwrap_or_default();
     let value = seal_bytes(&plain, keys, cookie_name, nonce);
@@ -295,6 +313,7 @@ pub fn open_value(value: &str, keys: &Keys, cookie_name: &str, now: u64) -> Resu
     Ok(Session {
         issued_at: wire.issued_at,
         expires_at: wire.expires_at,
+        refresh_token: wire.refresh_token,
         identity: Identity {
             subject: wire.subject,
             tenant: wire.tenant,
@@ -329,6 +348,7 @@ mod tests {
             },
             issued_at: 1_000,
             expires_at: 2_000,
+            refresh_token: Some("rt-0123".into()),
         }
     }
 

@@ -222,6 +222,21 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
     };
     let lookup = |n: &str| seen.cookie(n);
     let session = open_session(st, lookup);
+    if let (Some(o), Some(every)) = (session.as_deref(), st.config.cookie.refresh) {
+        // A page load with a session due for refresh goes through /oauth2/refresh, a plain
+        // request that can set every cookie (a subrequest's Set-Cookie would not reach the
+        // browser whole). Other requests pass on the still-valid session meanwhile.
+        let due = (st.clock)() >= o.session.issued_at.saturating_add(every.as_secs());
+        if due && req.wants_html && o.session.refresh_token.is_some() && st.provider.is_some() {
+            let (login, absolute) = sign_in_urls(st, &req, "/oauth2/refresh");
+            return Denial::Login {
+                login,
+                absolute,
+                navigate: true,
+            }
+            .into_response(contract);
+        }
+    }
     let user = session.as_deref().map(|s| &s.session.identity);
     let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
     let policy = st.policy.load();
@@ -237,16 +252,7 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
         }
         Outcome::Login => {
             tracing::info!(host = %req.host, path = %req.path, method = %req.method, route, reason = %d.reason, "login required");
-            let url = req.url();
-            let start = format!("/oauth2/start?rd={}", utf8_percent_encode(&url, NON_ALPHANUMERIC));
-            // Central mode: sign-in happens on the one public host; otherwise on this host.
-            let (login, absolute) = match &st.config.public_url {
-                Some(p) => {
-                    let abs = format!("{}{start}", p.as_str().trim_end_matches('/'));
-                    (abs.clone(), abs)
-                }
-                None => (start.clone(), format!("{}{start}", req.origin())),
-            };
+            let (login, absolute) = sign_in_urls(st, &req, "/oauth2/start");
             Denial::Login {
                 login,
                 absolute,
@@ -296,6 +302,25 @@ thread_local! {
     /// the whole sealed value and the server instance, and expiry is checked again on every
     /// hit, so a hit answers exactly what opening the cookie again would.
     static OPENED: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+}
+
+/// The URL of a sign-in endpoint (`/oauth2/start`, `/oauth2/refresh`) that returns to the
+/// original URL: relative and absolute on this host, or on `public_url` in central mode.
+fn sign_in_urls(st: &AppState, req: &crate::request::Request<'_>, endpoint: &str) -> (String, String) {
+    let path = format!(
+        "{endpoint}?rd={}",
+        utf8_percent_encode(&req.url(), NON_ALPHANUMERIC)
+    );
+    match &st.config.public_url {
+        Some(p) => {
+            let abs = format!("{}{path}", p.as_str().trim_end_matches('/'));
+            (abs.clone(), abs)
+        }
+        None => {
+            let abs = format!("{}{path}", req.origin());
+            (path, abs)
+        }
+    }
 }
 
 /// The request's session, from this thread's cache or by opening the cookie.

@@ -12,11 +12,14 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::{request_cookie, set_cookie};
 use super::edge::{escape, page};
+use crate::identity::Identity;
 use crate::oidc::flow::{self, Authorize, LOGIN_TTL, Randomness};
 use crate::oidc::idtoken::{self, Expect, TokenError};
 use crate::oidc::redirect::safe_target;
+use crate::oidc::transport::{Provider, Ready, Tokens, TransportError};
 use crate::request::parse_host;
 use crate::session::{self, MAX_CHUNKS, Session};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Allowed clock skew for ID tokens, in seconds.
 const LEEWAY: u64 = 120;
@@ -291,20 +294,49 @@ async fn finish(
         .id_token
         .as_deref()
         .ok_or_else(|| LoginError::Provider("The identity provider sent no ID token.".into()))?;
+    let identity = identity_of(st, provider, &ready, &tokens, id_token, Some(&pending.nonce), now).await?;
+    tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
+    let session = Session {
+        identity,
+        issued_at: now,
+        expires_at: now + st.config.cookie.lifetime.as_secs(),
+        refresh_token: tokens.refresh_token.clone(),
+    };
+    let mut r = StatusCode::FOUND.into_response();
+    let target = HeaderValue::from_str(&pending.rd).unwrap_or(HeaderValue::from_static("/"));
+    r.headers_mut().insert(header::LOCATION, target);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_session(st, &session, &mut r);
+    store_pending(st, &rest, &mut r);
+    Ok(r)
+}
+
+/// The identity a token response stands for: the ID token verified (one JWKS refetch on an
+/// unknown `kid`), and on group overage the groups from Microsoft Graph.
+async fn identity_of(
+    st: &AppState,
+    provider: &Provider,
+    ready: &Ready,
+    tokens: &Tokens,
+    id_token: &str,
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<Identity, LoginError> {
     let o = &provider.config;
-    let verify = |ready: &crate::oidc::transport::Ready| {
+    let verify = || {
         let expect = Expect {
             issuer: &ready.issuer,
             client_id: &o.client_id,
-            nonce: &pending.nonce,
+            nonce,
             now,
             leeway: LEEWAY,
             allowed_tenants: &o.allowed_tenants,
         };
         idtoken::verify(id_token, &ready.jwks.load(), &expect)
     };
-    let claims = match verify(&ready) {
-        Err(TokenError::UnknownKey) if provider.refetch_jwks().await => verify(&ready),
+    let claims = match verify() {
+        Err(TokenError::UnknownKey) if provider.refetch_jwks().await => verify(),
         other => other,
     }
     .map_err(|e| {
@@ -325,9 +357,7 @@ async fn finish(
         // so group rules deny; they never allow by mistake.
         let fetched = match tokens.access_token.as_deref() {
             Some(at) => provider.member_objects(at).await,
-            None => Err(crate::oidc::transport::TransportError::Body(
-                "no access token for Graph".into(),
-            )),
+            None => Err(TransportError::Body("no access token for Graph".into())),
         };
         match fetched {
             Ok(groups) => identity.groups = groups,
@@ -337,20 +367,79 @@ async fn finish(
             }
         }
     }
-    tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
-    let session = Session {
-        identity,
-        issued_at: now,
-        expires_at: now + st.config.cookie.lifetime.as_secs(),
+    Ok(identity)
+}
+
+/// `GET /oauth2/refresh?rd=…`: the auth check sends a browser here when its session is older
+/// than `cookie.refresh`. A plain request (not an auth subrequest), so every session cookie
+/// can be set; then back to `rd`. If the provider refuses the refresh token (revoked,
+/// expired, account disabled), the session ends and the user signs in again.
+pub async fn refresh(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = origin(&st, peer, &headers);
+    let host = origin.as_deref().map(host_of).unwrap_or_default();
+    let rd = safe_target(
+        q.rd.as_deref().unwrap_or("/"),
+        host,
+        &st.config.allowed_redirect_domains,
+    );
+    let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
+    let redirect = |to: &str| {
+        let mut r = StatusCode::FOUND.into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
     };
-    let mut r = StatusCode::FOUND.into_response();
-    let target = HeaderValue::from_str(&pending.rd).unwrap_or(HeaderValue::from_static("/"));
-    r.headers_mut().insert(header::LOCATION, target);
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    set_session(st, &session, &mut r);
-    store_pending(st, &rest, &mut r);
-    Ok(r)
+    // A copy: the cached session is per worker thread and must not be held across awaits.
+    let Some(old) = super::auth::session_of(&st, &headers).map(|o| o.session.clone()) else {
+        return redirect(&sign_in());
+    };
+    let (Some(provider), Some(rt)) = (st.provider.as_ref(), old.refresh_token.as_deref()) else {
+        return redirect(&rd);
+    };
+    let Some(ready) = provider.ready() else {
+        return redirect(&rd);
+    };
+    let now = (st.clock)();
+    let refreshed = match provider.refresh(rt).await {
+        Ok(tokens) => match tokens.id_token.as_deref() {
+            Some(id) => identity_of(&st, provider, &ready, &tokens, id, None, now)
+                .await
+                .map(|i| (i, tokens)),
+            None => Ok((old.identity.clone(), tokens)),
+        },
+        Err(e) => Err(LoginError::Provider(e.to_string())),
+    };
+    match refreshed {
+        Ok((identity, tokens)) => {
+            tracing::info!(user = %identity.subject, "session refreshed");
+            let session = Session {
+                identity,
+                issued_at: now,
+                expires_at: now + st.config.cookie.lifetime.as_secs(),
+                refresh_token: tokens.refresh_token.or_else(|| old.refresh_token.clone()),
+            };
+            let mut r = redirect(&rd);
+            set_session(&st, &session, &mut r);
+            r
+        }
+        Err(_) => {
+            tracing::info!(user = %old.identity.subject, "refresh refused; the session ends");
+            let mut r = redirect(&sign_in());
+            for v in super::auth::clear_session(&st.config.cookie) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r
+        }
+    }
 }
 
 /// Set the session cookies and delete the names a previous, differently sized session used.

@@ -88,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/start", get(login::start))
         .route("/oauth2/sign_in", get(login::start))
         .route("/oauth2/callback", get(login::callback))
+        .route("/oauth2/refresh", get(login::refresh))
         .route("/oauth2/sign_out", get(login::sign_out).post(login::sign_out))
         .route("/oauth2/userinfo", get(login::userinfo))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -55,8 +55,8 @@ pub struct Expect<'a> {
     pub issuer: &'a IssuerRule,
     /// Our client id (the audience).
     pub client_id: &'a str,
-    /// The nonce of this login.
-    pub nonce: &'a str,
+    /// The nonce of this login (`None` for a refresh: refreshed ID tokens need not carry one).
+    pub nonce: Option<&'a str>,
     /// Now, Unix seconds.
     pub now: u64,
     /// Allowed clock skew, seconds (Entra back-dates `iat`/`nbf` by about five minutes, which
@@ -280,8 +280,10 @@ pub fn verify(token: &str, jwks: &JwkSet, e: &Expect<'_>) -> Result<Claims, Toke
             return Err(TokenError::Tenant);
         }
     }
-    if c.nonce.as_deref() != Some(e.nonce) {
-        return Err(TokenError::Nonce);
+    if let Some(n) = e.nonce {
+        if c.nonce.as_deref() != Some(n) {
+            return Err(TokenError::Nonce);
+        }
     }
     Ok(c)
 }

@@ -205,9 +205,6 @@ impl Provider {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<Tokens, TransportError> {
-        let ready = self
-            .ready()
-            .ok_or_else(|| TransportError::Network("not discovered yet".into()))?;
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -216,10 +213,29 @@ impl Provider {
             ("client_secret", self.config.client_secret.expose()),
             ("code_verifier", verifier),
         ];
+        self.token_request(&form).await
+    }
+
+    /// Use a refresh token (client_secret_post). An error means the session cannot go on
+    /// (revoked, expired, or the account disabled) or the provider is down.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, TransportError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", self.config.client_secret.expose()),
+        ];
+        self.token_request(&form).await
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<Tokens, TransportError> {
+        let ready = self
+            .ready()
+            .ok_or_else(|| TransportError::Network("not discovered yet".into()))?;
         let r = self
             .http
             .post(&ready.discovery.token_endpoint)
-            .form(&form)
+            .form(form)
             .send()
             .await
             .map_err(|e| TransportError::Network(e.to_string()))?;

@@ -81,7 +81,7 @@ const provider = new Provider(issuer, {
     profile: ['name', 'preferred_username'],
   },
   conformIdTokenClaims: false,
-  findAccount: (ctx, id) => (USERS[id] ? { accountId: id, claims: () => claimsOf(id) } : undefined),
+  findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) ? { accountId: id, claims: () => claimsOf(id) } : undefined),
   features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
   interactions: { url: (ctx, interaction) => `${prefix}/interaction/${interaction.uid}` },
   issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
@@ -112,6 +112,10 @@ async function interaction(req, res, path) {
   }
   const details = await provider.interactionDetails(req, res);
   const hint = details.params.login_hint;
+  if (hint && disabled.has(hint)) {
+    await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The account is disabled.' }, { mergeWithLastSubmission: false });
+    return;
+  }
   if (hint && USERS[hint]) { await finish(req, res, hint); return; }
   const options = Object.keys(USERS).map((u) => `<button name="user" value="${u}">${u}</button>`).join(' ');
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -129,10 +133,28 @@ async function graph(req, res) {
   return json(200, { value: user ? user.groups : [] });
 }
 
+// Entra grants offline_access without prompt=consent; oidc-provider follows the OIDC default and
+// drops it. Ask for consent (granted at once by the interaction above) to behave like Entra.
+function entraLike(path) {
+  if (!path.startsWith('/auth?')) return path;
+  const u = new URL(path, 'http://x');
+  if ((u.searchParams.get('scope') || '').split(' ').includes('offline_access') && !u.searchParams.has('prompt')) {
+    u.searchParams.set('prompt', 'consent');
+  }
+  return u.pathname + u.search;
+}
+
+// Test controls: disable a user (sign-in and refresh then fail, as for a disabled account).
+const disabled = new Set();
+
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
+    if (req.url.startsWith('/__test/disable?')) {
+      disabled.add(new URL(req.url, origin).searchParams.get('user'));
+      res.writeHead(204); res.end(); return;
+    }
     if (!req.url.startsWith(prefix)) { res.writeHead(404); res.end(); return; }
     const path = req.url.slice(prefix.length) || '/';
     if (path.startsWith('/interaction/')) {
@@ -141,8 +163,22 @@ server.on('request', async (req, res) => {
       await interaction(req, res, path.split('?')[0]);
       return;
     }
-    req.originalUrl = req.url;
-    req.url = path;
+    if (path.startsWith('/auth?')) {
+      // A disabled account is refused the way providers report it: back to the client with
+      // error=access_denied.
+      const q = new URL(path, origin).searchParams;
+      if (disabled.has(q.get('login_hint'))) {
+        const back = new URL(q.get('redirect_uri'));
+        back.searchParams.set('error', 'access_denied');
+        back.searchParams.set('error_description', 'The account is disabled.');
+        back.searchParams.set('state', q.get('state') || '');
+        res.writeHead(303, { location: back.toString() });
+        res.end();
+        return;
+      }
+    }
+    req.url = entraLike(path);
+    req.originalUrl = prefix + req.url;
     callback(req, res);
   } catch (e) {
     res.writeHead(500);

@@ -91,7 +91,7 @@ async fn provider_id_token_verifies_with_its_jwks() {
     let expect = |nonce| Expect {
         issuer: &issuer,
         client_id: IDP_CLIENT,
-        nonce,
+        nonce: Some(nonce),
         now: now(),
         leeway: 120,
         allowed_tenants: &tenants,

@@ -381,3 +381,77 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email, offline_access]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
+        idp.issuer
+    );
+    let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
+    let fw = Fw::start_full(policy, "  refresh: 1s\n", &extra).await;
+    discovered(&fw, &idp).await;
+    let up = echo_upstream().await;
+    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(port, &["app.test"]);
+    let url = format!("http://app.test:{port}/docs?a=1");
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}\n{}", nginx.logs());
+    let me = |http: reqwest::Client| async move {
+        let r = http
+            .get(format!("http://app.test:{port}/oauth2/userinfo"))
+            .send()
+            .await
+            .unwrap();
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    let first = me(http.clone()).await["issued_at"].as_u64().unwrap();
+
+    // Time passes for forwarden (its clock is the test's to move).
+    fw.clock.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+    // An API call passes on the still-valid session, without a redirect.
+    let r = http
+        .get(&url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A page load goes through /oauth2/refresh (the provider, by refresh token) and back.
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(
+        path[1].starts_with(&format!("http://app.test:{port}/oauth2/refresh?rd=")),
+        "{path:#?}"
+    );
+    assert_eq!(path.len(), 3, "no interactive sign-in: {path:#?}");
+    assert!(
+        me(http.clone()).await["issued_at"].as_u64().unwrap() > first,
+        "a new session was set"
+    );
+
+    // The account is disabled at the provider: the next refresh fails, the session ends, and
+    // signing in again is refused.
+    let disable = format!(
+        "{}/__test/disable?user=alice",
+        idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
+    );
+    assert_eq!(client(&[]).get(&disable).send().await.unwrap().status(), 204);
+    fw.clock.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 403, "{path:#?}");
+    assert!(path.iter().any(|p| p.contains("/oauth2/start?rd=")), "{path:#?}");
+    assert!(r.text().await.unwrap().contains("disabled"));
+    let r = http
+        .get(format!("http://app.test:{port}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the session is gone");
+}

@@ -301,6 +301,7 @@ async fn cookie_from_another_cookie_name_is_foreign() {
         identity: alice(),
         issued_at: now(),
         expires_at: now() + 3600,
+        refresh_token: None,
     };
     let sealed = forwarden::session::seal(&s, &keys, "_other", [7; 12]);
     let c = format!("_forwarden={}", sealed[0].1);

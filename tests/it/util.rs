@@ -122,6 +122,7 @@ pub fn cookie_with(keys: &Keys, id: &Identity, issued: u64, expires: u64) -> Str
         identity: id.clone(),
         issued_at: issued,
         expires_at: expires,
+        refresh_token: None,
     };
     let nonce: [u8; 12] = rand::random();
     session::seal(&s, keys, "_forwarden", nonce)

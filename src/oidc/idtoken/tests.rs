@@ -54,7 +54,7 @@ fn check(token: &str, set: &JwkSet) -> Result<Claims, TokenError> {
         &Expect {
             issuer: &issuer,
             client_id: "client-1",
-            nonce: "nonce-1",
+            nonce: Some("nonce-1"),
             now: NOW,
             leeway: 120,
             allowed_tenants: &tenants,
