@@ -6,6 +6,7 @@
 //
 // Prints one JSON line {"issuer": ...} when listening. A test signs in without a browser by
 // passing login_hint=<user> on the authorization request; without it a small form asks.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -65,7 +66,14 @@ const prefix = `/${TENANT}/v2.0`;
 const issuer = `${origin}${prefix}`;
 graphEndpoint = `${origin}/graph/v1.0/me/getMemberObjects`;
 
-const provider = new Provider(issuer, {
+// A fresh RSA signing key with its own kid.
+function signingKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+}
+
+const makeProvider = () => new Provider(issuer, {
+  jwks: { keys: [signingKey()] },
   clients: [{
     client_id: CLIENT_ID,
     client_secret: CLIENT_SECRET,
@@ -88,7 +96,8 @@ const provider = new Provider(issuer, {
   cookies: { keys: ['forwarden-test-idp-cookie-key'] },
   pkce: { required: () => true },
 });
-provider.proxy = false;
+// Replaced whole by /__test/rotate: new signing keys (and, as after a restart, no sessions).
+let provider = makeProvider();
 
 const page = (body) => `<!doctype html><html><head><meta charset="utf-8"><title>Test sign-in</title></head><body>${body}</body></html>`;
 
@@ -147,10 +156,15 @@ function entraLike(path) {
 // Test controls: disable a user (sign-in and refresh then fail, as for a disabled account).
 const disabled = new Set();
 
-const callback = provider.callback();
+let callback = provider.callback();
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
+    if (req.url === '/__test/rotate') {
+      provider = makeProvider();
+      callback = provider.callback();
+      res.writeHead(204); res.end(); return;
+    }
     if (req.url.startsWith('/__test/disable?')) {
       disabled.add(new URL(req.url, origin).searchParams.get('user'));
       res.writeHead(204); res.end(); return;

@@ -455,3 +455,54 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
         .unwrap();
     assert_eq!(r.status(), 401, "the session is gone");
 }
+
+#[tokio::test]
+async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, email]\n",
+        idp.issuer
+    );
+    let fw = Fw::start_with(
+        "- from: http://app.test\n  allowed_domains: [contoso.com]\n",
+        &extra,
+    )
+    .await;
+    discovered(&fw, &idp).await;
+    let provider = fw.state.provider.clone().unwrap();
+    let old_kids: Vec<String> = provider
+        .ready()
+        .unwrap()
+        .jwks
+        .load()
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.clone())
+        .collect();
+    // The provider now signs with a key forwarden has not seen.
+    let rotate = format!(
+        "{}/__test/rotate",
+        idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
+    );
+    assert_eq!(client(&[]).get(&rotate).send().await.unwrap().status(), 204);
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(port, &["app.test"]);
+    let (r, path) = browse(&http, &format!("http://app.test:{port}/x"), &idp.issuer, "carol").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    let new_kids: Vec<String> = provider
+        .ready()
+        .unwrap()
+        .jwks
+        .load()
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.clone())
+        .collect();
+    assert_ne!(old_kids, new_kids, "the keys were refetched");
+}
