@@ -11,6 +11,8 @@ import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const TENANT = process.env.TENANT || '72f988bf-86f1-41af-91ab-2d7cd011db47';
+// A second directory, for multi-tenant (`organizations`) sign-in.
+const TENANT2 = process.env.TENANT2 || '11111111-2222-4333-8444-555555555555';
 const CLIENT_ID = process.env.CLIENT_ID || 'forwarden-test';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'forwarden-test-secret-0123456789';
 const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1/oauth2/callback').split(',');
@@ -25,7 +27,12 @@ export const USERS = {
   carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
   // More groups than fit in a token: the ID token says where to get them (overage).
   dave: { oid: guid(4), name: 'Dave', email: 'dave@contoso.com', groups: Array.from({ length: 250 }, (_, i) => guid(2001 + i)), roles: [], overage: true },
+  // Of the second tenant. Erin is an ordinary user there; Mallory set her (unverified) email
+  // to a contoso.com address: the nOAuth attack.
+  erin: { oid: guid(5), name: 'Erin', email: 'erin@fabrikam.com', groups: [], roles: [], tenant: TENANT2 },
+  mallory: { oid: guid(6), name: 'Mallory', email: 'alice@contoso.com', upn: 'mallory@fabrikam.com', unverified: true, groups: [], roles: [], tenant: TENANT2 },
 };
+const tenantOf = (id) => USERS[id]?.tenant || TENANT;
 
 let graphEndpoint = '';
 
@@ -43,11 +50,11 @@ function claimsOfPlain(id) {
   return {
     sub: id,
     oid: u.oid,
-    tid: TENANT,
+    tid: tenantOf(id),
     name: u.name,
-    preferred_username: u.email,
+    preferred_username: u.upn || u.email,
     email: u.email,
-    email_verified: true,
+    email_verified: !u.unverified,
     groups: u.groups,
     roles: u.roles,
   };
@@ -72,8 +79,9 @@ function signingKey() {
   return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
 }
 
-const makeProvider = () => new Provider(issuer, {
-  jwks: { keys: [signingKey()] },
+let keys = [signingKey()];
+const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0`, {
+  jwks: { keys },
   clients: [{
     client_id: CLIENT_ID,
     client_secret: CLIENT_SECRET,
@@ -89,19 +97,20 @@ const makeProvider = () => new Provider(issuer, {
     profile: ['name', 'preferred_username'],
   },
   conformIdTokenClaims: false,
-  findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) ? { accountId: id, claims: () => claimsOf(id) } : undefined),
+  findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) && tenantOf(id) === tenant ? { accountId: id, claims: () => claimsOf(id) } : undefined),
   features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
-  interactions: { url: (ctx, interaction) => `${prefix}/interaction/${interaction.uid}` },
+  interactions: { url: (ctx, interaction) => `/${tenant}/v2.0/interaction/${interaction.uid}` },
   issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   cookies: { keys: ['forwarden-test-idp-cookie-key'] },
   pkce: { required: () => true },
 });
 // Replaced whole by /__test/rotate: new signing keys (and, as after a restart, no sessions).
 let provider = makeProvider();
+let provider2 = makeProvider(TENANT2);
 
 const page = (body) => `<!doctype html><html><head><meta charset="utf-8"><title>Test sign-in</title></head><body>${body}</body></html>`;
 
-async function finish(req, res, accountId) {
+async function finish(provider, req, res, accountId) {
   const details = await provider.interactionDetails(req, res);
   const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
@@ -109,14 +118,14 @@ async function finish(req, res, accountId) {
   await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
 }
 
-async function interaction(req, res, path) {
+async function interaction(provider, base, req, res, path) {
   const uid = path.split('/')[2];
   if (req.method === 'POST') {
     let body = '';
     for await (const chunk of req) body += chunk;
     const user = new URLSearchParams(body).get('user');
     if (!USERS[user]) { res.writeHead(400); res.end('unknown user'); return; }
-    await finish(req, res, user);
+    await finish(provider, req, res, user);
     return;
   }
   const details = await provider.interactionDetails(req, res);
@@ -125,10 +134,10 @@ async function interaction(req, res, path) {
     await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The account is disabled.' }, { mergeWithLastSubmission: false });
     return;
   }
-  if (hint && USERS[hint]) { await finish(req, res, hint); return; }
+  if (hint && USERS[hint]) { await finish(provider, req, res, hint); return; }
   const options = Object.keys(USERS).map((u) => `<button name="user" value="${u}">${u}</button>`).join(' ');
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(page(`<h1>Sign in (test provider)</h1><form method="post" action="${prefix}/interaction/${uid}">${options}</form>`));
+  res.end(page(`<h1>Sign in (test provider)</h1><form method="post" action="${base}/interaction/${uid}">${options}</form>`));
 }
 
 // A fake Microsoft Graph: POST /graph/v1.0/me/getMemberObjects with the user's access token.
@@ -157,24 +166,74 @@ function entraLike(path) {
 const disabled = new Set();
 
 let callback = provider.callback();
+let callback2 = provider2.callback();
+
+// The multi-tenant authority, as Entra's `organizations`: its discovery publishes the issuer
+// template with {tenantid}; sign-in goes to the user's tenant (chosen by login_hint here) and
+// the code is redeemed at the tenant that issued it. Keys are shared, as Entra's are.
+const ORGS = '/organizations/v2.0';
+async function organizations(req, res) {
+  const path = req.url.slice(ORGS.length);
+  if (path.startsWith('/.well-known/openid-configuration')) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({
+      issuer: `${origin}/{tenantid}/v2.0`,
+      authorization_endpoint: `${origin}${ORGS}/auth`,
+      token_endpoint: `${origin}${ORGS}/token`,
+      jwks_uri: `${origin}${prefix}/jwks`,
+      response_types_supported: ['code'],
+      subject_types_supported: ['pairwise'],
+      id_token_signing_alg_values_supported: ['RS256'],
+    }));
+    return;
+  }
+  if (path.startsWith('/auth?')) {
+    const q = new URL(path, origin).search;
+    const hint = new URL(path, origin).searchParams.get('login_hint');
+    res.writeHead(303, { location: `/${tenantOf(hint)}/v2.0/auth${q}` });
+    res.end();
+    return;
+  }
+  if (path === '/token' && req.method === 'POST') {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const code = new URLSearchParams(body).get('code') || '';
+    const t2 = await provider2.AuthorizationCode.find(code).catch(() => undefined);
+    const r = await fetch(`${origin}/${t2 ? TENANT2 : TENANT}/v2.0/token`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body,
+    });
+    res.writeHead(r.status, { 'content-type': 'application/json' });
+    res.end(await r.text());
+    return;
+  }
+  res.writeHead(404); res.end();
+}
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
     if (req.url === '/__test/rotate') {
+      keys = [signingKey()];
       provider = makeProvider();
       callback = provider.callback();
+      provider2 = makeProvider(TENANT2);
+      callback2 = provider2.callback();
       res.writeHead(204); res.end(); return;
     }
     if (req.url.startsWith('/__test/disable?')) {
       disabled.add(new URL(req.url, origin).searchParams.get('user'));
       res.writeHead(204); res.end(); return;
     }
-    if (!req.url.startsWith(prefix)) { res.writeHead(404); res.end(); return; }
-    const path = req.url.slice(prefix.length) || '/';
+    if (req.url.startsWith(ORGS)) { await organizations(req, res); return; }
+    const prefix2 = `/${TENANT2}/v2.0`;
+    const second = req.url.startsWith(prefix2);
+    if (!req.url.startsWith(prefix) && !second) { res.writeHead(404); res.end(); return; }
+    const base = second ? prefix2 : prefix;
+    const path = req.url.slice(base.length) || '/';
+    const p = second ? provider2 : provider;
     if (path.startsWith('/interaction/')) {
       req.originalUrl = req.url;
       req.url = path;
-      await interaction(req, res, path.split('?')[0]);
+      await interaction(p, base, req, res, path.split('?')[0]);
       return;
     }
     if (path.startsWith('/auth?')) {
@@ -192,8 +251,8 @@ server.on('request', async (req, res) => {
       }
     }
     req.url = entraLike(path);
-    req.originalUrl = prefix + req.url;
-    callback(req, res);
+    req.originalUrl = base + req.url;
+    (second ? callback2 : callback)(req, res);
   } catch (e) {
     res.writeHead(500);
     res.end(String(e));

@@ -506,3 +506,92 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
         .collect();
     assert_ne!(old_kids, new_kids, "the keys were refetched");
 }
+
+#[tokio::test]
+async fn organizations_authority_second_tenant_and_noauth() {
+    let (one, both) = (free_port(), free_port());
+    let callbacks = [one, both].map(|p| format!("http://app.test:{p}/oauth2/callback"));
+    let Some(idp) = idp(&callbacks).await else { return };
+    let origin = idp
+        .issuer
+        .split(&format!("/{IDP_TENANT}"))
+        .next()
+        .unwrap()
+        .to_string();
+    let orgs = format!("{origin}/organizations/v2.0");
+    const TENANT2: &str = "11111111-2222-4333-8444-555555555555";
+    let policy = "\
+- from: http://app.test
+  allowed_users: [alice@contoso.com]
+- from: http://app.test
+  prefix: /team
+  allow_any_authenticated_user: true
+";
+    let config = |tenants: &str| {
+        format!(
+            "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {orgs}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{tenants}]\n"
+        )
+    };
+    let up = echo_upstream().await;
+
+    // Only the first tenant is allowed: a user of the second cannot sign in.
+    let fw = Fw::start_with(policy, &config(IDP_TENANT)).await;
+    discovered(&fw, &idp).await;
+    let Some(_n1) = nginx_on(one, fw.addr, up, "").await else {
+        return;
+    };
+    let (r, path) = browse(
+        &browser(one, &["app.test"]),
+        &format!("http://app.test:{one}/team/"),
+        &orgs,
+        "erin",
+    )
+    .await;
+    assert_eq!(r.status(), 403, "{path:#?}");
+    assert!(r.text().await.unwrap().contains("organization may not sign in"));
+    let (r, _) = browse(
+        &browser(one, &["app.test"]),
+        &format!("http://app.test:{one}/"),
+        &orgs,
+        "alice",
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a first-tenant user signs in through the organizations authority"
+    );
+
+    // Both tenants allowed: Erin signs in; Mallory's unverified email names Alice's address,
+    // but it does not count, so Alice's rule does not let her in (nOAuth).
+    let fw2 = Fw::start_with(policy, &config(&format!("{IDP_TENANT}, {TENANT2}"))).await;
+    discovered(&fw2, &idp).await;
+    let Some(_n2) = nginx_on(both, fw2.addr, up, "").await else {
+        return;
+    };
+    let erin = browser(both, &["app.test"]);
+    let (r, path) = browse(&erin, &format!("http://app.test:{both}/team/"), &orgs, "erin").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-auth-request-email"], "erin@fabrikam.com");
+    let mallory = browser(both, &["app.test"]);
+    let (r, _) = browse(&mallory, &format!("http://app.test:{both}/"), &orgs, "mallory").await;
+    assert_eq!(
+        r.status(),
+        403,
+        "an unverified email of another tenant never matches the victim's rule"
+    );
+    let me: serde_json::Value = mallory
+        .get(format!("http://app.test:{both}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["tenant"], TENANT2);
+    assert_eq!(
+        me["email"], "mallory@fabrikam.com",
+        "her own tenant's UPN, not the claimed address"
+    );
+}
