@@ -157,3 +157,27 @@ pub fn forbidden_page(who: Option<&str>, url: &str, reason: &str) -> String {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_page_escapes_and_explains() {
+        let p = forbidden_page(
+            Some("alice@contoso.com"),
+            "https://app.example.com/a?<script>",
+            "Your account is not on this site's access list.",
+        );
+        insta::assert_snapshot!(p, @r#"
+        <!doctype html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Access denied</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}code{background:#f3f3f3;padding:0 .2em}</style></head>
+        <body><h1>Access denied</h1>
+        <p>You may not open <code>https://app.example.com/a?&lt;script&gt;</code>.</p>
+        <p>You are signed in as <b>alice@contoso.com</b>.</p>
+        <p>Your account is not on this site&#39;s access list.</p>
+        <p><a href="/oauth2/sign_out">Sign out</a> to use another account, or ask the owner of this site for access.</p>
+        </body></html>
+        "#);
+    }
+}

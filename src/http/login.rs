@@ -566,3 +566,24 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         _ => (StatusCode::OK, "ready\n").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn login_error_page_says_what_happened_and_what_to_do() {
+        let r = LoginError::Bad("This sign-in was not started in this browser (state mismatch).".into())
+            .into_response();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let body_only = text.split("<body>").nth(1).unwrap_or_default();
+        insta::assert_snapshot!(body_only, @r#"
+        <h1>Sign-in did not work</h1>
+        <p>This sign-in was not started in this browser (state mismatch).</p>
+        <p><a href="/oauth2/start">Sign in again</a> · <a href="/oauth2/sign_out">Sign out</a></p>
+        </body></html>
+        "#);
+    }
+}

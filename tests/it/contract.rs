@@ -208,3 +208,41 @@ async fn sign_out_clears_every_session_cookie() {
         );
     }
 }
+
+#[tokio::test]
+async fn forward_auth_sends_a_page_load_due_for_refresh_to_oauth2_refresh() {
+    let extra = "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: http://127.0.0.1:9/x/v2.0\n  client_id: x\n  client_secret: not-used-secret\n";
+    let fw = Fw::start_full(POLICY, "  refresh: 1h\n", extra).await;
+    let keys = forwarden::session::Keys::new(&[SECRET]);
+    let s = forwarden::session::Session {
+        identity: alice(),
+        issued_at: now() - 7200,
+        expires_at: now() + 3600,
+        refresh_token: Some("rt".into()),
+    };
+    let cookie: Vec<String> = forwarden::session::seal(&s, &keys, "_forwarden", [5; 12])
+        .into_iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let cookie = cookie.join("; ");
+    let http = client(&[]);
+    let r = traefik(&http, &fw, "", "/docs?a=1")
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://app.example.com/oauth2/refresh?rd=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fdocs%3Fa%3D1"
+    );
+    // An API call passes on the still-valid session.
+    let r = traefik(&http, &fw, "", "/docs")
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

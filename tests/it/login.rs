@@ -117,6 +117,9 @@ async fn protected_url_to_provider_and_back_through_nginx() {
 - from: http://app.test
   prefix: /admin
   allowed_groups: [000003e9-aaaa-4bbb-8ccc-0000000003e9]
+- from: http://app.test
+  prefix: /ops
+  allowed_roles: [Admin]
 ";
     let extra = format!(
         "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  end_session: true\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
@@ -594,4 +597,91 @@ async fn organizations_authority_second_tenant_and_noauth() {
         me["email"], "mallory@fabrikam.com",
         "her own tenant's UPN, not the claimed address"
     );
+}
+
+/// Follow redirects from `url` until the provider sends the browser back to the callback;
+/// return that callback URL without visiting it.
+async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
+    let mut url = url.to_string();
+    for _ in 0..10 {
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.contains("/oauth2/callback?") {
+            return next;
+        }
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("never reached the callback");
+}
+
+#[tokio::test]
+async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, email]\n",
+        idp.issuer
+    );
+    let fw = Fw::start_with(
+        "- from: http://app.test\n  allowed_domains: [contoso.com]\n",
+        &extra,
+    )
+    .await;
+    discovered(&fw, &idp).await;
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(port, &["app.test"]);
+    // Three tabs start signing in; they come back in another order. Each lands where it began.
+    let tabs: Vec<String> = (1..=3)
+        .map(|i| format!("http://app.test:{port}/tab{i}"))
+        .collect();
+    let mut callbacks = Vec::new();
+    for t in &tabs {
+        callbacks.push(to_callback(&http, t, &idp.issuer, "alice").await);
+    }
+    for i in [2, 0, 1] {
+        let r = http.get(&callbacks[i]).send().await.unwrap();
+        assert_eq!(r.status(), 302, "tab {i}");
+        assert_eq!(r.headers()["location"].to_str().unwrap(), tabs[i]);
+    }
+    // One login cookie for all of them, never one per attempt.
+    let cookies = fw.state.config.cookie.name.clone() + "_login";
+    let r = http
+        .get(format!("http://app.test:{port}/oauth2/start?rd=/x"))
+        .send()
+        .await
+        .unwrap();
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        set.iter().filter(|c| c.starts_with(&cookies)).count(),
+        1,
+        "{set:?}"
+    );
+
+    // A login that took longer than ten minutes (another browser, not signed in yet).
+    let slow = browser(port, &["app.test"]);
+    let late = to_callback(
+        &slow,
+        &format!("http://app.test:{port}/late"),
+        &idp.issuer,
+        "alice",
+    )
+    .await;
+    fw.clock.fetch_add(601, std::sync::atomic::Ordering::SeqCst);
+    let r = slow.get(&late).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("took too long"));
 }
