@@ -36,8 +36,13 @@ enum LoginError {
     Provider(String),
 }
 
-impl IntoResponse for LoginError {
-    fn into_response(self) -> Response {
+impl LoginError {
+    /// The page for a browser, or JSON for an API client (`Accept: application/json`).
+    fn respond(self, headers: &HeaderMap) -> Response {
+        let json = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
         let (status, title, text) = match self {
             LoginError::Unavailable(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +57,23 @@ impl IntoResponse for LoginError {
                 why,
             ),
         };
+        if json {
+            let body = serde_json::json!({
+                "error": title,
+                "detail": text,
+                "sign_in": "/oauth2/start",
+                "sign_out": "/oauth2/sign_out",
+            });
+            return (
+                status,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
         let body = page(
             title,
             &format!(
@@ -166,7 +188,7 @@ pub async fn start(
 ) -> Response {
     match begin(&st, peer, q, &headers) {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => e.respond(&headers),
     }
 }
 
@@ -248,7 +270,7 @@ pub async fn callback(
 ) -> Response {
     match finish(&st, peer, q, &headers).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => e.respond(&headers),
     }
 }
 
@@ -573,8 +595,12 @@ mod tests {
 
     #[tokio::test]
     async fn login_error_page_says_what_happened_and_what_to_do() {
-        let r = LoginError::Bad("This sign-in was not started in this browser (state mismatch).".into())
-            .into_response();
+        let err = || LoginError::Bad("This sign-in was not started in this browser (state mismatch).".into());
+        let mut api = HeaderMap::new();
+        api.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let r = err().respond(&api);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = err().respond(&HeaderMap::new());
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();

@@ -93,7 +93,8 @@ struct RawRoute {
     allowed_domains: Vec<String>,
     #[serde(default)]
     allowed_groups: Vec<String>,
-    #[serde(default)]
+    /// App roles; `roles:` is accepted as a shorthand.
+    #[serde(default, alias = "roles")]
     allowed_roles: Vec<String>,
     #[serde(default)]
     allowed_idp_claims: BTreeMap<String, OneOrMany>,

@@ -243,7 +243,7 @@ fn every_problem_is_reported_at_once() {
 ",
     );
     insta::assert_snapshot!(e.join("\n"), @r"
-    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     p.yaml:3:9: `from` must be a URL like https://app.example.com, not `not a url`
     p.yaml:4:10: invalid regex: error: unclosed character class
     p.yaml:9:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, claim/<name>, http_method, http_path or source_ip
@@ -277,6 +277,18 @@ fn anonymous_allowed_by_non_user_rule() {
     req.client_ip = Some("10.1.2.3".parse().unwrap());
     assert_eq!(
         s.decide(&req, None, &Narrowing::default()).outcome,
+        Outcome::Forbidden
+    );
+}
+
+#[test]
+fn roles_shorthand_matches_app_roles() {
+    let s = set("- from: https://a.example.com\n  roles: [Admin]\n");
+    let mut admin = user("a@example.com", &[]);
+    admin.roles = vec!["Reader".into(), "Admin".into()];
+    assert_eq!(decide(&s, "https://a.example.com/", Some(&admin)), Outcome::Allow);
+    assert_eq!(
+        decide(&s, "https://a.example.com/", Some(&user("b@example.com", &[]))),
         Outcome::Forbidden
     );
 }
