@@ -21,6 +21,9 @@ use crate::request::parse_host;
 use crate::session::{self, MAX_CHUNKS, Session};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+/// The claim kept for `logout_hint` at sign-out.
+const LOGIN_HINT: &str = "login_hint";
+
 /// Allowed clock skew for ID tokens, in seconds.
 const LEEWAY: u64 = 120;
 
@@ -374,6 +377,15 @@ async fn identity_of(
     })?;
     let extra: Vec<String> = st.config.headers.claims.iter().map(|(c, _)| c.clone()).collect();
     let mut identity = claims.identity(&o.allowed_tenants, &extra);
+    // Entra's optional `login_hint` claim is what its logout takes as `logout_hint`; kept small.
+    if let Some(hint) = claims
+        .extra
+        .get(LOGIN_HINT)
+        .and_then(|v| v.as_str())
+        .filter(|h| h.len() <= 512)
+    {
+        identity.claims.insert(LOGIN_HINT.into(), hint.into());
+    }
     if claims.groups_overage() {
         // The groups did not fit in the token: ask Graph. If that fails, the user has no groups,
         // so group rules deny; they never allow by mistake.
@@ -503,6 +515,7 @@ pub async fn sign_out(
         host,
         &st.config.allowed_redirect_domains,
     );
+    let session = super::auth::session_of(&st, &headers).map(|o| o.session.clone());
     let end_session = st
         .provider
         .as_ref()
@@ -515,9 +528,13 @@ pub async fn sign_out(
             } else {
                 target.clone()
             };
-            url.query_pairs_mut()
-                .append_pair("client_id", &p.config.client_id)
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &p.config.client_id)
                 .append_pair("post_logout_redirect_uri", &back);
+            if let Some(hint) = session.as_ref().and_then(|s| s.identity.claims.get(LOGIN_HINT)) {
+                q.append_pair("logout_hint", hint);
+            }
+            drop(q);
             Some(url.to_string())
         });
     let location = end_session.unwrap_or(target);

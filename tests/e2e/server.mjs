@@ -53,6 +53,8 @@ function claimsOfPlain(id) {
     tid: tenantOf(id),
     name: u.name,
     preferred_username: u.upn || u.email,
+    // Entra's optional claim, which its logout takes back as logout_hint.
+    login_hint: `O.hint-${id}`,
     email: u.email,
     email_verified: !u.unverified,
     groups: u.groups,
@@ -92,7 +94,7 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     token_endpoint_auth_method: 'client_secret_post',
   }],
   claims: {
-    openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles'],
+    openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles', 'login_hint'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
   },

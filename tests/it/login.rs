@@ -197,7 +197,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let expected = format!(
-        "{}/session/end?client_id={IDP_CLIENT}&post_logout_redirect_uri=http%3A%2F%2Fapp.test%3A{port}%2F",
+        "{}/session/end?client_id={IDP_CLIENT}&post_logout_redirect_uri=http%3A%2F%2Fapp.test%3A{port}%2F&logout_hint=O.hint-alice",
         idp.issuer
     );
     assert_eq!(loc, expected);
