@@ -685,3 +685,27 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("took too long"));
 }
+
+#[tokio::test]
+async fn a_failed_key_refetch_keeps_the_last_good_keys() {
+    let Some(idp) = idp(&["http://app.test/oauth2/callback".to_string()]).await else {
+        return;
+    };
+    let extra = format!(
+        "oidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n",
+        idp.issuer
+    );
+    let fw = Fw::start_with(APP_POLICY, &extra).await;
+    discovered(&fw, &idp).await;
+    let provider = fw.state.provider.clone().unwrap();
+    let before = provider.ready().unwrap().jwks.load().keys.len();
+    assert!(before > 0);
+    drop(idp); // the provider goes away
+    assert!(!provider.refetch_jwks().await, "the refetch fails");
+    assert_eq!(
+        provider.ready().unwrap().jwks.load().keys.len(),
+        before,
+        "the last good keys stay"
+    );
+    assert!(!provider.refetch_jwks().await, "and is rate-limited");
+}
