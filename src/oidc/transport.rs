@@ -114,19 +114,7 @@ impl Provider {
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, TransportError> {
-        let r = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| TransportError::Network(e.to_string()))?;
-        let status = r.status();
-        if !status.is_success() {
-            return Err(TransportError::Status(status.as_u16(), String::new()));
-        }
-        r.json::<T>()
-            .await
-            .map_err(|e| TransportError::Body(e.to_string()))
+        send(self.http.get(url)).await
     }
 
     /// Fetch discovery and keys; on success the provider is ready.
@@ -232,25 +220,7 @@ impl Provider {
         let ready = self
             .ready()
             .ok_or_else(|| TransportError::Network("not discovered yet".into()))?;
-        let r = self
-            .http
-            .post(&ready.discovery.token_endpoint)
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| TransportError::Network(e.to_string()))?;
-        let status = r.status();
-        if !status.is_success() {
-            #[derive(Deserialize)]
-            struct OAuthError {
-                error: String,
-            }
-            let code = r.json::<OAuthError>().await.map(|e| e.error).unwrap_or_default();
-            return Err(TransportError::Status(status.as_u16(), code));
-        }
-        r.json::<Tokens>()
-            .await
-            .map_err(|e| TransportError::Body(e.to_string()))
+        send(self.http.post(&ready.discovery.token_endpoint).form(form)).await
     }
 
     /// Every group the user is a member of, from Microsoft Graph (`/me/getMemberObjects`),
@@ -261,21 +231,33 @@ impl Provider {
             value: Vec<String>,
         }
         let url = format!("{}/v1.0/me/getMemberObjects", self.config.graph_url);
-        let r = self
+        let req = self
             .http
             .post(&url)
             .bearer_auth(access_token)
-            .json(&serde_json::json!({ "securityEnabledOnly": false }))
-            .send()
-            .await
-            .map_err(|e| TransportError::Network(e.to_string()))?;
-        let status = r.status();
-        if !status.is_success() {
-            return Err(TransportError::Status(status.as_u16(), String::new()));
-        }
-        Ok(r.json::<Objects>()
-            .await
-            .map_err(|e| TransportError::Body(e.to_string()))?
-            .value)
+            .json(&serde_json::json!({ "securityEnabledOnly": false }));
+        Ok(send::<Objects>(req).await?.value)
     }
+}
+
+/// Send a request and read a JSON answer; an error status carries the OAuth `error` code when
+/// the body has one.
+async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Result<T, TransportError> {
+    let r = req
+        .send()
+        .await
+        .map_err(|e| TransportError::Network(e.to_string()))?;
+    let status = r.status();
+    if !status.is_success() {
+        #[derive(Deserialize)]
+        struct OAuthError {
+            #[serde(default)]
+            error: String,
+        }
+        let code = r.json::<OAuthError>().await.map(|e| e.error).unwrap_or_default();
+        return Err(TransportError::Status(status.as_u16(), code));
+    }
+    r.json::<T>()
+        .await
+        .map_err(|e| TransportError::Body(e.to_string()))
 }

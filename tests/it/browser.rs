@@ -2,7 +2,6 @@
 //! the protected page and of the 403 page saved under tests/artifacts/.
 
 use std::process::Command;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -21,18 +20,9 @@ async fn sign_in_with_chromium_and_screenshots() {
   prefix: /admin
   allowed_groups: [000003ea-aaaa-4bbb-8ccc-0000000003ea]
 ";
-    let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
-        idp.issuer
-    );
+    let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant());
     let fw = Fw::start_with(policy, &extra).await;
-    let provider = fw.state.provider.clone().unwrap();
-    for _ in 0..100 {
-        if provider.ready().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fw.discovered().await;
     let up = echo_upstream().await;
     let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
         return;

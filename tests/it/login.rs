@@ -31,18 +31,6 @@ async fn browse(
     panic!("too many redirects: {seen:#?}");
 }
 
-/// Wait until forwarden has discovered the provider.
-async fn discovered(fw: &Fw, idp: &Idp) {
-    let provider = fw.state.provider.clone().unwrap();
-    for _ in 0..100 {
-        if provider.ready().is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("provider never discovered: {}", idp.proc.logs());
-}
-
 /// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.
 fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
@@ -72,7 +60,7 @@ async fn central_mode_one_callback_for_every_app() {
         idp.issuer
     );
     let fw = Fw::start_full(policy, "  domain: .example.test\n", &extra).await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let up = echo_upstream().await;
     let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
         return;
@@ -121,9 +109,10 @@ async fn protected_url_to_provider_and_back_through_nginx() {
   prefix: /ops
   allowed_roles: [Admin]
 ";
-    let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email]\n  end_session: true\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
-        idp.issuer
+    let extra = oidc_config(
+        &idp.issuer,
+        "openid, profile, email",
+        &format!("  end_session: true\n{}", home_tenant()),
     );
     let fw = Fw::start_with(policy, &extra).await;
     let provider = fw.state.provider.clone().unwrap();
@@ -344,7 +333,7 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
 
     // Graph answers: all 250 groups, and the 250th opens /admin.
     let fw = Fw::start_with(policy, &config(&format!("{idp_origin}/graph"))).await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let Some(_nginx) = nginx_on(good, fw.addr, up, "").await else {
         return;
     };
@@ -364,7 +353,7 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
     // Graph unreachable: Dave signs in, his domain rule still allows, his group rule denies.
     let closed = free_port();
     let fw2 = Fw::start_with(policy, &config(&format!("http://127.0.0.1:{closed}/graph"))).await;
-    discovered(&fw2, &idp).await;
+    fw2.discovered().await;
     let Some(_nginx2) = nginx_on(bad, fw2.addr, up, "").await else {
         return;
     };
@@ -391,13 +380,14 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
         return;
     };
-    let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, profile, email, offline_access]\n  azure:\n    allowed_tenants: [{IDP_TENANT}]\n",
-        idp.issuer
+    let extra = oidc_config(
+        &idp.issuer,
+        "openid, profile, email, offline_access",
+        &home_tenant(),
     );
     let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
     let fw = Fw::start_full(policy, "  refresh: 1s\n", &extra).await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let up = echo_upstream().await;
     let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
         return;
@@ -465,16 +455,13 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
         return;
     };
-    let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, email]\n",
-        idp.issuer
-    );
+    let extra = oidc_config(&idp.issuer, "openid, email", "");
     let fw = Fw::start_with(
         "- from: http://app.test\n  allowed_domains: [contoso.com]\n",
         &extra,
     )
     .await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let provider = fw.state.provider.clone().unwrap();
     let old_kids: Vec<String> = provider
         .ready()
@@ -539,7 +526,7 @@ async fn organizations_authority_second_tenant_and_noauth() {
 
     // Only the first tenant is allowed: a user of the second cannot sign in.
     let fw = Fw::start_with(policy, &config(IDP_TENANT)).await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let Some(_n1) = nginx_on(one, fw.addr, up, "").await else {
         return;
     };
@@ -568,7 +555,7 @@ async fn organizations_authority_second_tenant_and_noauth() {
     // Both tenants allowed: Erin signs in; Mallory's unverified email names Alice's address,
     // but it does not count, so Alice's rule does not let her in (nOAuth).
     let fw2 = Fw::start_with(policy, &config(&format!("{IDP_TENANT}, {TENANT2}"))).await;
-    discovered(&fw2, &idp).await;
+    fw2.discovered().await;
     let Some(_n2) = nginx_on(both, fw2.addr, up, "").await else {
         return;
     };
@@ -624,16 +611,13 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
         return;
     };
-    let extra = format!(
-        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [openid, email]\n",
-        idp.issuer
-    );
+    let extra = oidc_config(&idp.issuer, "openid, email", "");
     let fw = Fw::start_with(
         "- from: http://app.test\n  allowed_domains: [contoso.com]\n",
         &extra,
     )
     .await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let up = echo_upstream().await;
     let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
         return;
@@ -696,7 +680,7 @@ async fn a_failed_key_refetch_keeps_the_last_good_keys() {
         idp.issuer
     );
     let fw = Fw::start_with(APP_POLICY, &extra).await;
-    discovered(&fw, &idp).await;
+    fw.discovered().await;
     let provider = fw.state.provider.clone().unwrap();
     let before = provider.ready().unwrap().jwks.load().keys.len();
     assert!(before > 0);

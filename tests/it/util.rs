@@ -102,6 +102,18 @@ impl Fw {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Wait until the identity provider has been discovered.
+    pub async fn discovered(&self) {
+        let provider = self.state.provider.clone().expect("an oidc section");
+        for _ in 0..200 {
+            if provider.ready().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the identity provider was never discovered");
+    }
+
     /// The Cookie header value of a fresh session for `id`.
     pub fn cookie(&self, id: &Identity) -> String {
         cookie_with(&Keys::new(&[SECRET]), id, now(), now() + 3600)
@@ -352,6 +364,19 @@ pub struct Idp {
 pub const IDP_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const IDP_CLIENT: &str = "forwarden-test";
 pub const IDP_SECRET: &str = "forwarden-test-secret-0123456789";
+
+/// Config lines for the test provider: trusted local proxy, the `oidc:` section with these
+/// scopes, and `more` lines inside it (indented two spaces).
+pub fn oidc_config(issuer: &str, scopes: &str, more: &str) -> String {
+    format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {issuer}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [{scopes}]\n{more}"
+    )
+}
+
+/// The `azure:` lines allowing the test provider's first tenant.
+pub fn home_tenant() -> String {
+    format!("  azure:\n    allowed_tenants: [{IDP_TENANT}]\n")
+}
 
 /// Start the test identity provider; `redirect_uris` are the client's registered callbacks.
 pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
