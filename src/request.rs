@@ -137,9 +137,8 @@ pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Requ
 where
     H: Fn(&str) -> Option<&'a str>,
 {
-    let peer = canonical(sub.peer);
-    if !trusted.iter().any(|n| n.contains(&peer)) {
-        return Err(RequestError::UntrustedPeer(peer));
+    if !is_trusted(sub.peer, trusted) {
+        return Err(RequestError::UntrustedPeer(canonical(sub.peer)));
     }
     let h = |name: &str| (sub.header)(name).map(str::trim).filter(|v| !v.is_empty());
     // The rightmost hop is the one the trusted proxy added; earlier ones are the client's word.
@@ -187,6 +186,13 @@ where
     req.preflight = req.method == "OPTIONS" && h("access-control-request-method").is_some();
     req.wants_html = wants_html(&req.method, h("accept"));
     Ok(req)
+}
+
+/// Whether `peer` is one of the trusted proxies (an IPv4-mapped IPv6 peer, as a dual-stack
+/// listener reports IPv4 clients, counts as its IPv4 address).
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = canonical(peer);
+    trusted.iter().any(|n| n.contains(&peer))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) compare as IPv4.
@@ -368,6 +374,13 @@ mod tests {
         assert!(n("/a#b").is_err());
         assert!(n("/a%00").is_err());
         assert!(n("/%ff").is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_peer_of_a_dual_stack_listener_is_trusted() {
+        let trusted = ["127.0.0.1/32".parse::<IpNet>().unwrap()];
+        assert!(is_trusted("::ffff:127.0.0.1".parse().unwrap(), &trusted));
+        assert!(!is_trusted("::ffff:10.0.0.1".parse().unwrap(), &trusted));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::oidc::flow::{self, Authorize, LOGIN_TTL, Randomness};
 use crate::oidc::idtoken::{self, Expect, TokenError};
 use crate::oidc::redirect::safe_target;
 use crate::oidc::transport::{Provider, Ready, Tokens, TransportError};
-use crate::request::parse_host;
+use crate::request::{is_trusted, parse_host};
 use crate::session::{self, MAX_CHUNKS, Session};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -96,9 +96,15 @@ impl LoginError {
     }
 }
 
-/// `scheme://host[:port]` of the request as the browser sent it: from a trusted proxy's
-/// forwarded headers, otherwise the Host header.
-fn origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<String> {
+/// Where the browser is: `scheme://host[:port]` and the host alone.
+struct Origin {
+    url: String,
+    host: String,
+}
+
+/// The request's origin as the browser sent it: from a trusted proxy's forwarded headers,
+/// otherwise the Host header.
+fn origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Origin> {
     let h = |n: &str| {
         headers
             .get(n)
@@ -106,9 +112,8 @@ fn origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<String
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let trusted = st.config.trusted_proxies.iter().any(|n| n.contains(&peer.ip()));
     let default_scheme = if st.config.cookie.secure { "https" } else { "http" };
-    let (scheme, authority) = if trusted {
+    let (scheme, authority) = if is_trusted(peer.ip(), &st.config.trusted_proxies) {
         (
             h("x-forwarded-proto").unwrap_or(default_scheme),
             h("x-forwarded-host").or_else(|| h("host"))?,
@@ -121,19 +126,15 @@ fn origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<String
         "http" => "http",
         _ => return None,
     };
-    let authority = authority.split(',').next()?.trim();
-    let (host, port) = parse_host(authority).ok()?;
-    Some(match port {
+    let (host, port) = parse_host(authority.split(',').next()?.trim()).ok()?;
+    let url = match port {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
+    };
+    Some(Origin {
+        url,
+        host: host.into_owned(),
     })
-}
-
-fn host_of(origin: &str) -> &str {
-    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
-    rest.rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(rest, |(h, _)| h)
 }
 
 /// Where the provider sends the browser back: the public URL in central mode, else this host.
@@ -220,10 +221,10 @@ fn begin(
         .ok_or_else(|| LoginError::Bad("The request did not say which site it is for.".into()))?;
     let rd = safe_target(
         q.rd.as_deref().unwrap_or("/"),
-        host_of(&origin),
+        &origin.host,
         &st.config.allowed_redirect_domains,
     );
-    let callback = redirect_uri(st, &origin);
+    let callback = redirect_uri(st, &origin.url);
     let o = &provider.config;
     let authorize = Authorize {
         endpoint: &ready.discovery.authorization_endpoint,
@@ -307,7 +308,7 @@ async fn finish(
         flow::take(pending_logins(st, headers), &state, now).map_err(|e| LoginError::Bad(format!("{e}.")))?;
     let origin = origin(st, peer, headers)
         .ok_or_else(|| LoginError::Bad("The request did not say which site it is for.".into()))?;
-    let callback = redirect_uri(st, &origin);
+    let callback = redirect_uri(st, &origin.url);
     let tokens = provider
         .exchange_code(&code, &callback, &pending.verifier)
         .await
@@ -415,7 +416,7 @@ pub async fn refresh(
     headers: HeaderMap,
 ) -> Response {
     let origin = origin(&st, peer, &headers);
-    let host = origin.as_deref().map(host_of).unwrap_or_default();
+    let host = origin.as_ref().map_or("", |o| o.host.as_str());
     let rd = safe_target(
         q.rd.as_deref().unwrap_or("/"),
         host,
@@ -509,7 +510,7 @@ pub async fn sign_out(
     headers: HeaderMap,
 ) -> Response {
     let origin = origin(&st, peer, &headers);
-    let host = origin.as_deref().map(host_of).unwrap_or_default();
+    let host = origin.as_ref().map_or("", |o| o.host.as_str());
     let target = safe_target(
         q.rd.as_deref().unwrap_or("/"),
         host,
@@ -524,7 +525,7 @@ pub async fn sign_out(
             let ready = p.ready()?;
             let mut url = url::Url::parse(ready.discovery.end_session_endpoint.as_deref()?).ok()?;
             let back = if target.starts_with('/') {
-                format!("{}{target}", origin.as_deref()?)
+                format!("{}{target}", origin.as_ref()?.url)
             } else {
                 target.clone()
             };
