@@ -39,6 +39,23 @@ struct RawConfig {
     allowed_redirect_domains: Vec<String>,
     #[serde(default)]
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    audit: Option<String>,
+    #[serde(default)]
+    identity_jwt: Option<RawIdentityJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentityJwt {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    key_file: Option<String>,
+    #[serde(default)]
+    lifetime: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +142,34 @@ pub struct Config {
     pub allowed_redirect_domains: Vec<crate::oidc::redirect::AllowedDomain>,
     /// The identity provider; `None` until one is configured.
     pub oidc: Option<OidcConfig>,
+    /// Where Prometheus metrics are served (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Which decisions get an audit log line.
+    pub audit: Audit,
+    /// A signed JWT for upstreams on every allowed request with a session.
+    pub identity_jwt: Option<IdentityJwt>,
+}
+
+/// Which decisions are written to the audit log (target `forwarden::audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Audit {
+    /// Every decision that is not a plain allow: login required, forbidden, refresh due,
+    /// and requests whose original URL cannot be trusted.
+    #[default]
+    Denials,
+    /// Every decision, allows included.
+    All,
+}
+
+/// The signed identity header.
+#[derive(Debug, Clone)]
+pub struct IdentityJwt {
+    /// The header name (default `X-Forwarden-Jwt`).
+    pub header: String,
+    /// How long a token is valid.
+    pub lifetime: Duration,
+    /// The signing key.
+    pub signer: std::sync::Arc<crate::jwt::Signer>,
 }
 
 /// A secret value: never printed.
@@ -179,6 +224,9 @@ pub struct CookieConfig {
     /// Sessions older than this are refreshed at the provider on the next page load (groups
     /// and roles re-read; a disabled account loses access). `None`: never.
     pub refresh: Option<Duration>,
+    /// The first (sealing) secret: the identity JWT key is derived from it unless a key file
+    /// is configured.
+    pub(crate) first_secret: Option<Secret>,
 }
 
 /// Names of the identity headers; every one is always sent, empty when there is no value.
@@ -344,6 +392,34 @@ impl Validator<'_> {
                 ),
             }
         }
+        let metrics_listen = raw
+            .metrics_listen
+            .as_deref()
+            .and_then(|m| match m.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        "metrics_listen",
+                        format!("`{m}` is not an address:port like 127.0.0.1:9180"),
+                    );
+                    None
+                }
+            });
+        let audit = match raw.audit.as_deref() {
+            None | Some("denials") => Audit::Denials,
+            Some("all") => Audit::All,
+            Some(other) => {
+                self.err(
+                    "audit",
+                    format!("`{other}` is not an audit mode: use `denials` (the default) or `all`"),
+                );
+                Audit::Denials
+            }
+        };
+        let identity_jwt = match raw.identity_jwt {
+            Some(j) => self.identity_jwt(j, cookie.as_ref(), base),
+            None => None,
+        };
         let oidc = match raw.oidc {
             Some(o) => Some(self.oidc(o, base, env)?),
             None => None,
@@ -358,6 +434,54 @@ impl Validator<'_> {
             public_url,
             allowed_redirect_domains,
             oidc,
+            metrics_listen,
+            audit,
+            identity_jwt,
+        })
+    }
+
+    fn identity_jwt(
+        &mut self,
+        raw: RawIdentityJwt,
+        cookie: Option<&CookieConfig>,
+        base: &Path,
+    ) -> Option<IdentityJwt> {
+        let header = raw.header.unwrap_or_else(|| "X-Forwarden-Jwt".into());
+        if !is_header_name(&header) {
+            self.err(
+                "identity_jwt.header",
+                format!("`{header}` is not a valid header name"),
+            );
+        }
+        let lifetime = match raw.lifetime.as_deref() {
+            None => Some(Duration::from_secs(60)),
+            Some(s) => self.duration("identity_jwt.lifetime", s),
+        };
+        let signer = match &raw.key_file {
+            Some(f) => {
+                let p = base.join(f);
+                match std::fs::read_to_string(&p) {
+                    Ok(pem) => crate::jwt::Signer::from_pem(&pem)
+                        .map_err(|e| self.err("identity_jwt.key_file", format!("{}: {e}", p.display())))
+                        .ok(),
+                    Err(e) => {
+                        self.err(
+                            "identity_jwt.key_file",
+                            format!("cannot read {}: {e}", p.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            // Derived from the first cookie secret (the cookie section reports its own problems).
+            None => cookie
+                .and_then(|c| c.first_secret.as_ref())
+                .and_then(|s| crate::jwt::Signer::from_secret(s.expose().as_bytes()).ok()),
+        };
+        Some(IdentityJwt {
+            header,
+            lifetime: lifetime?,
+            signer: std::sync::Arc::new(signer?),
         })
     }
 
@@ -514,6 +638,7 @@ impl Validator<'_> {
         Some(CookieConfig {
             refresh,
             name,
+            first_secret: secrets.first().cloned().map(Secret),
             keys: Keys::new(&secrets),
             domain,
             secure: raw.secure.unwrap_or(true),

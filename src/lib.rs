@@ -10,6 +10,8 @@
 //! - [`request`]: the original request rebuilt from a trusted proxy's headers. Pure.
 //! - [`session`]: the sealed session cookie (AES-256-GCM, chunked, key rotation). Pure.
 //! - [`identity`]: who the user is.
+//! - [`jwt`]: the signed identity (ES256 JWT) for upstreams and its JWKS. Pure.
+//! - [`metrics`]: Prometheus counters and histograms, and their text exposition.
 //! - [`http`]: the axum router and the one mapping from decisions and errors to responses.
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
 
@@ -17,6 +19,8 @@ pub mod config;
 pub mod diag;
 pub mod http;
 pub mod identity;
+pub mod jwt;
+pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod request;

@@ -307,9 +307,23 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(cfg.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-                tracing::info!(listen = %cfg.listen, routes = set.routes().len(), "forwarden serving");
+                let metrics = match cfg.metrics_listen {
+                    Some(m) => Some(
+                        tokio::net::TcpListener::bind(m)
+                            .await
+                            .with_context(|| format!("cannot listen on {m} (metrics_listen)"))?,
+                    ),
+                    None => None,
+                };
+                tracing::info!(
+                    listen = %cfg.listen,
+                    metrics = %cfg.metrics_listen.map_or("off".to_string(), |m| m.to_string()),
+                    routes = set.routes().len(),
+                    "forwarden serving"
+                );
                 let state = AppState::new(cfg, set, system_clock());
-                forwarden::server::run(listener, state, forwarden::server::terminate_signal()).await?;
+                forwarden::server::run(listener, metrics, state, forwarden::server::terminate_signal())
+                    .await?;
                 tracing::info!("stopped");
                 anyhow::Ok(())
             })?;

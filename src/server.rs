@@ -31,7 +31,8 @@ pub fn fingerprint(files: &[PathBuf]) -> u64 {
 
 /// Load the policy files again and swap them in when valid.
 pub fn reload(state: &AppState) -> Result<usize, Vec<Diagnostic>> {
-    let set = PolicySet::load(&state.config.policy_files)?;
+    let set = PolicySet::load(&state.config.policy_files).inspect_err(|_| state.metrics.reload(false))?;
+    state.metrics.reload(true);
     let n = set.routes().len();
     state.policy.store(Arc::new(set));
     Ok(n)
@@ -121,13 +122,27 @@ pub async fn terminate_signal() {
     }
 }
 
-/// Serve until `shutdown` resolves, watching the policy files meanwhile.
+/// Serve until `shutdown` resolves, watching the policy files meanwhile; metrics on their own
+/// listener when one is given.
 pub async fn run(
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, rx) = watch::channel(false);
+    if let Some(m) = metrics {
+        let mut stop = rx.clone();
+        let done = async move {
+            let _ = stop.changed().await;
+        };
+        let st = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve_metrics(m, st, done).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     if let Some(p) = &state.provider {
         // Existing sessions keep working while the provider is unreachable; sign-in waits.
         tokio::spawn(p.clone().discover_until_ready(rx.clone()));

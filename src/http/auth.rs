@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
@@ -14,7 +15,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
 use super::edge::{Contract, Denial};
-use crate::config::{CookieConfig, HeaderNames};
+use crate::config::{Audit, CookieConfig, HeaderNames};
 use crate::identity::Identity;
 use crate::policy::{Narrowing, Outcome, Reason};
 use crate::request::{Sources, Subrequest, rebuild};
@@ -28,6 +29,8 @@ pub struct IdentityHeaders {
     groups: HeaderName,
     roles: HeaderName,
     claims: Vec<(String, HeaderName)>,
+    /// The signed identity JWT header.
+    jwt: HeaderName,
 }
 
 /// A configured header name as a static one. Cloning a name parsed at run time shares a
@@ -43,7 +46,7 @@ fn name(s: &str) -> HeaderName {
 
 impl IdentityHeaders {
     /// Parse the configured names.
-    pub fn new(h: &HeaderNames) -> Self {
+    pub fn new(h: &HeaderNames, jwt: Option<&str>) -> Self {
         IdentityHeaders {
             user: name(&h.user),
             email: name(&h.email),
@@ -51,6 +54,7 @@ impl IdentityHeaders {
             groups: name(&h.groups),
             roles: name(&h.roles),
             claims: h.claims.iter().map(|(c, n)| (c.clone(), name(n))).collect(),
+            jwt: name(jwt.unwrap_or("x-forwarden-jwt")),
         }
     }
 
@@ -111,6 +115,8 @@ pub struct Opened {
     sealed: String,
     /// Which server state opened it (keys differ between instances).
     instance: u64,
+    /// Signed identity JWTs by audience, with the time each was issued (at most a few).
+    jwts: RefCell<Vec<(String, u64, HeaderValue)>>,
 }
 
 /// The cache key of a sealed value: its last 22 characters, which encode the AES-GCM tag
@@ -127,7 +133,7 @@ pub async fn nginx(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    check(&st, peer, req.uri(), req.headers(), Contract::Nginx)
+    check(&st, peer, req.uri(), req.headers(), Contract::Nginx, true)
 }
 
 /// `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy.
@@ -136,7 +142,17 @@ pub async fn forward_auth(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth)
+    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, true)
+}
+
+/// `GET /oauth2/forbidden`: the 403 page for nginx's `error_page 403`, after `/oauth2/auth`
+/// refused. The same decision as `/oauth2/forward-auth`, but not audited or counted again.
+pub async fn forbidden_page(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false)
 }
 
 /// The request headers the auth endpoints read.
@@ -195,7 +211,16 @@ impl<'a> Seen<'a> {
     }
 }
 
-fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contract: Contract) -> Response {
+/// Decide one auth subrequest; `record`: write the audit line and count it.
+fn check(
+    st: &AppState,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    contract: Contract,
+    record: bool,
+) -> Response {
+    let started = Instant::now();
     let sources = match contract {
         Contract::Nginx => Sources::Nginx,
         Contract::ForwardAuth => Sources::ForwardAuth,
@@ -209,25 +234,62 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
     let wants_html = seen.get("accept").is_some_and(|a| a.contains("text/html"));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
         Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(peer = %peer.ip(), error = %e, "denied: original request unknown");
-            return Denial::Forbidden {
-                user: None,
-                url: String::new(),
-                reason: "forwarden could not tell which address was requested, so it refuses.".into(),
-                html: wants_html,
-            }
-            .into_response(contract);
+        Err(e) if record => {
+            tracing::info!(
+                target: "forwarden::audit",
+                result = "forbidden", reason = "untrusted_request", rule = "-", route = "-",
+                user = "-", tenant = "-", host = "-", path = "-", method = "-",
+                client_ip = %peer.ip(), detail = %e, "decision"
+            );
+            st.metrics
+                .decision("forbidden", "-", started.elapsed().as_secs_f64());
+            return untrusted(wants_html, contract);
         }
+        Err(_) => return untrusted(wants_html, contract),
     };
     let lookup = |n: &str| seen.cookie(n);
     let session = open_session(st, lookup);
+    let user = session.as_deref().map(|s| &s.session.identity);
+    let audit =
+        |result: &'static str, route: &str, reason: &dyn std::fmt::Display, code: &str, rule: &str| {
+            if !record {
+                return;
+            }
+            st.metrics
+                .decision(result, route, started.elapsed().as_secs_f64());
+            if result == "allow" && st.config.audit != Audit::All {
+                return;
+            }
+            tracing::info!(
+                target: "forwarden::audit",
+                result,
+                reason = code,
+                rule,
+                route,
+                user = user.map_or("-", |u| u.subject.as_str()),
+                email = user.and_then(|u| u.email.as_deref()).unwrap_or("-"),
+                tenant = user.map_or("-", |u| if u.tenant.is_empty() { "-" } else { u.tenant.as_str() }),
+                host = %req.host,
+                path = %req.path,
+                method = %req.method,
+                client_ip = %req.client_ip.unwrap_or(peer.ip()),
+                detail = %reason,
+                "decision"
+            );
+        };
     if let (Some(o), Some(every)) = (session.as_deref(), st.config.cookie.refresh) {
         // A page load with a session due for refresh goes through /oauth2/refresh, a plain
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
         // browser whole). Other requests pass on the still-valid session meanwhile.
         let due = (st.clock)() >= o.session.issued_at.saturating_add(every.as_secs());
         if due && req.wants_html && o.session.refresh_token.is_some() && st.provider.is_some() {
+            audit(
+                "refresh",
+                "-",
+                &"the session is due for refresh at the identity provider",
+                "refresh_due",
+                "-",
+            );
             let (login, absolute) = sign_in_urls(st, &req, "/oauth2/refresh");
             return Denial::Login {
                 login,
@@ -237,21 +299,26 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
             .into_response(contract);
         }
     }
-    let user = session.as_deref().map(|s| &s.session.identity);
     let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
     let policy = st.policy.load();
     let d = policy.decide(&req, user, &narrow);
     let route = d.route.map(|r| r.origin.as_str()).unwrap_or("-");
+    let rule = d.reason.rule().map(|r| r.origin.as_str()).unwrap_or("-");
     match d.outcome {
         Outcome::Allow => {
-            tracing::debug!(host = %req.host, path = %req.path, route, "allow");
             let mut r = StatusCode::OK.into_response();
             st.headers
                 .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut());
+            if let (Some(jwt), Some(o)) = (&st.config.identity_jwt, session.as_deref()) {
+                if let Some(v) = signed_identity(st, jwt, o, &req) {
+                    r.headers_mut().insert(st.headers.jwt.clone(), v);
+                }
+            }
+            audit("allow", route, &d.reason, d.reason.code(), rule);
             r
         }
         Outcome::Login => {
-            tracing::info!(host = %req.host, path = %req.path, method = %req.method, route, reason = %d.reason, "login required");
+            audit("login", route, &d.reason, d.reason.code(), rule);
             let (login, absolute) = sign_in_urls(st, &req, "/oauth2/start");
             Denial::Login {
                 login,
@@ -261,11 +328,7 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
             .into_response(contract)
         }
         Outcome::Forbidden => {
-            tracing::info!(
-                host = %req.host, path = %req.path, method = %req.method, route,
-                user = user.map(|u| u.subject.as_str()).unwrap_or("-"),
-                reason = %d.reason, "forbidden"
-            );
+            audit("forbidden", route, &d.reason, d.reason.code(), rule);
             let reason = match d.reason {
                 Reason::NoRoute => "This address is not protected by any route, so it is closed to everyone.",
                 Reason::Denied(_) => "A rule of this site denies access to your account.",
@@ -283,6 +346,58 @@ fn check(st: &AppState, peer: SocketAddr, uri: &Uri, headers: &HeaderMap, contra
             .into_response(contract)
         }
     }
+}
+
+fn untrusted(html: bool, contract: Contract) -> Response {
+    Denial::Forbidden {
+        user: None,
+        url: String::new(),
+        reason: "forwarden could not tell which address was requested, so it refuses.".into(),
+        html,
+    }
+    .into_response(contract)
+}
+
+/// The signed identity JWT for this session and host: reused from the session's cache while
+/// it has more than half its lifetime left (ES256 signing costs far more than the rest of a
+/// check), signed anew otherwise.
+fn signed_identity(
+    st: &AppState,
+    jwt: &crate::config::IdentityJwt,
+    o: &Opened,
+    req: &crate::request::Request<'_>,
+) -> Option<HeaderValue> {
+    let now = (st.clock)();
+    let lifetime = jwt.lifetime.as_secs();
+    let aud = match req.port {
+        Some(p) => format!("{}:{p}", req.host),
+        None => req.host.to_string(),
+    };
+    let mut cache = o.jwts.borrow_mut();
+    if let Some((_, _, v)) = cache
+        .iter()
+        .find(|(a, iat, _)| *a == aud && now < iat.saturating_add(lifetime / 2) && now >= *iat)
+    {
+        return HeaderValue::from_bytes(v.as_bytes()).ok();
+    }
+    let iss = match &st.config.public_url {
+        Some(p) => p.as_str().trim_end_matches('/').to_string(),
+        None => req.origin(),
+    };
+    let token = match jwt.signer.sign(&o.session.identity, &iss, &aud, now, lifetime) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign the identity JWT");
+            return None;
+        }
+    };
+    let v = HeaderValue::from_str(&token).ok()?;
+    cache.retain(|(a, iat, _)| *a != aud && now < iat.saturating_add(lifetime / 2));
+    if cache.len() >= 8 {
+        cache.clear();
+    }
+    cache.push((aud, now, v.clone()));
+    Some(v)
 }
 
 /// Bounds of each worker thread's cache; it is emptied when either is reached.
@@ -354,6 +469,7 @@ fn open_session<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> 
                 values,
                 sealed: value.into_owned(),
                 instance: st.instance,
+                jwts: RefCell::new(Vec::new()),
             });
             OPENED.with_borrow_mut(|c| {
                 if c.map.len() >= CACHE_ENTRIES || c.bytes + o.sealed.len() > CACHE_BYTES {

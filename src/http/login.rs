@@ -40,6 +40,16 @@ enum LoginError {
 }
 
 impl LoginError {
+    /// The result label of the logins metric.
+    fn code(&self) -> &'static str {
+        match self {
+            LoginError::Unavailable(_) => "unavailable",
+            LoginError::Bad(_) => "bad_request",
+            LoginError::Refused(_) => "refused",
+            LoginError::Provider(_) => "provider_error",
+        }
+    }
+
     /// The page for a browser, or JSON for an API client (`Accept: application/json`).
     fn respond(self, headers: &HeaderMap) -> Response {
         let json = headers
@@ -273,8 +283,14 @@ pub async fn callback(
     headers: HeaderMap,
 ) -> Response {
     match finish(&st, peer, q, &headers).await {
-        Ok(r) => r,
-        Err(e) => e.respond(&headers),
+        Ok(r) => {
+            st.metrics.login("success");
+            r
+        }
+        Err(e) => {
+            st.metrics.login(e.code());
+            e.respond(&headers)
+        }
     }
 }
 
@@ -456,6 +472,7 @@ pub async fn refresh(
     match refreshed {
         Ok((identity, tokens)) => {
             tracing::info!(user = %identity.subject, "session refreshed");
+            st.metrics.session_refresh("ok");
             let session = Session {
                 identity,
                 issued_at: now,
@@ -468,6 +485,7 @@ pub async fn refresh(
         }
         Err(_) => {
             tracing::info!(user = %old.identity.subject, "refresh refused; the session ends");
+            st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
             for v in super::auth::clear_session(&st.config.cookie) {
                 r.headers_mut().append(header::SET_COOKIE, v);
@@ -604,6 +622,22 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
                 .into_response()
         }
         _ => (StatusCode::OK, "ready\n").into_response(),
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the public key upstreams verify the identity JWT with (404
+/// when `identity_jwt` is not configured).
+pub async fn jwks(State(st): State<Arc<AppState>>) -> Response {
+    match &st.config.identity_jwt {
+        Some(j) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            j.signer.jwks().to_string(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "identity_jwt is not configured\n").into_response(),
     }
 }
 

@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
 use crate::config::OidcConfig;
+use crate::metrics::Metrics;
 use crate::oidc::idtoken::IssuerRule;
 
 /// Least time between two JWKS refetches for an unknown `kid`.
@@ -85,13 +86,14 @@ pub struct Provider {
     http: reqwest::Client,
     ready: ArcSwapOption<Ready>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
+    metrics: Metrics,
     /// Why discovery has not succeeded yet, for `/readyz` and the sign-in page.
     pub last_error: ArcSwapOption<String>,
 }
 
 impl Provider {
     /// A provider that has not been discovered yet.
-    pub fn new(config: OidcConfig) -> Result<Self, TransportError> {
+    pub fn new(config: OidcConfig, metrics: Metrics) -> Result<Self, TransportError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -104,6 +106,7 @@ impl Provider {
             http,
             ready: ArcSwapOption::empty(),
             last_refetch: std::sync::Mutex::new(None),
+            metrics,
             last_error: ArcSwapOption::from_pointee("discovery has not run yet".to_string()),
         })
     }
@@ -113,14 +116,32 @@ impl Provider {
         self.ready.load_full()
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, TransportError> {
-        send(self.http.get(url)).await
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        operation: &'static str,
+    ) -> Result<T, TransportError> {
+        self.send(self.http.get(url), operation).await
+    }
+
+    /// Send a request and read a JSON answer, counting failures by operation. An error status
+    /// carries the OAuth `error` code when the body has one.
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+        operation: &'static str,
+    ) -> Result<T, TransportError> {
+        let r = send(req).await;
+        if r.is_err() {
+            self.metrics.provider_error(operation);
+        }
+        r
     }
 
     /// Fetch discovery and keys; on success the provider is ready.
     pub async fn discover(&self) -> Result<(), TransportError> {
         let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
-        let d: Discovery = self.get_json(&url).await?;
+        let d: Discovery = self.get_json(&url, "discovery").await?;
         // The discovery issuer must be the configured one, except for Entra's multi-tenant
         // authorities, which publish a `{tenantid}` template checked against each token.
         if !d.issuer.contains("{tenantid}") && d.issuer.trim_end_matches('/') != self.config.issuer {
@@ -129,7 +150,7 @@ impl Provider {
                 d.issuer, self.config.issuer
             )));
         }
-        let jwks: JwkSet = self.get_json(&d.jwks_uri).await?;
+        let jwks: JwkSet = self.get_json(&d.jwks_uri, "jwks").await?;
         let issuer = IssuerRule::from_discovery(&d.issuer);
         self.ready.store(Some(Arc::new(Ready {
             discovery: d,
@@ -173,7 +194,9 @@ impl Provider {
             }
             *last = Some(Instant::now());
         }
-        match self.get_json::<JwkSet>(&ready.discovery.jwks_uri).await {
+        let fetched = self.get_json::<JwkSet>(&ready.discovery.jwks_uri, "jwks").await;
+        self.metrics.jwks_refresh(fetched.is_ok());
+        match fetched {
             Ok(keys) => {
                 ready.jwks.store(Arc::new(keys));
                 tracing::info!("identity provider keys refetched");
@@ -201,7 +224,7 @@ impl Provider {
             ("client_secret", self.config.client_secret.expose()),
             ("code_verifier", verifier),
         ];
-        self.token_request(&form).await
+        self.token_request(&form, "token").await
     }
 
     /// Use a refresh token (client_secret_post). An error means the session cannot go on
@@ -213,14 +236,22 @@ impl Provider {
             ("client_id", self.config.client_id.as_str()),
             ("client_secret", self.config.client_secret.expose()),
         ];
-        self.token_request(&form).await
+        self.token_request(&form, "refresh").await
     }
 
-    async fn token_request(&self, form: &[(&str, &str)]) -> Result<Tokens, TransportError> {
+    async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        operation: &'static str,
+    ) -> Result<Tokens, TransportError> {
         let ready = self
             .ready()
             .ok_or_else(|| TransportError::Network("not discovered yet".into()))?;
-        send(self.http.post(&ready.discovery.token_endpoint).form(form)).await
+        self.send(
+            self.http.post(&ready.discovery.token_endpoint).form(form),
+            operation,
+        )
+        .await
     }
 
     /// Every group the user is a member of, from Microsoft Graph (`/me/getMemberObjects`),
@@ -236,12 +267,11 @@ impl Provider {
             .post(&url)
             .bearer_auth(access_token)
             .json(&serde_json::json!({ "securityEnabledOnly": false }));
-        Ok(send::<Objects>(req).await?.value)
+        Ok(self.send::<Objects>(req, "graph").await?.value)
     }
 }
 
-/// Send a request and read a JSON answer; an error status carries the OAuth `error` code when
-/// the body has one.
+/// Send a request and read a JSON answer.
 async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Result<T, TransportError> {
     let r = req
         .send()

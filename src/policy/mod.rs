@@ -236,6 +236,31 @@ impl PartialEq for Rule {
     }
 }
 
+impl Reason<'_> {
+    /// A short, stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no_route",
+            Reason::Public => "public",
+            Reason::Preflight => "preflight",
+            Reason::Allowed(_) => "allowed",
+            Reason::Denied(_) => "denied",
+            Reason::NoAllowMatched => "no_allow_matched",
+            Reason::LoginRequired => "login_required",
+            Reason::Narrowed(_) => "narrowed",
+            Reason::UnknownPolicy(_) => "unknown_policy",
+        }
+    }
+
+    /// The rule that decided, when one did.
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            Reason::Allowed(r) | Reason::Denied(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -210,9 +210,29 @@ async function organizations(req, res) {
   }
   res.writeHead(404); res.end();
 }
+// Every token endpoint answer, for the test that searches forwarden's logs for tokens.
+const issued = [];
+function recordTokens(res) {
+  const chunks = [];
+  const write = res.write.bind(res);
+  const end = res.end.bind(res);
+  res.write = (c, ...rest) => { if (c) chunks.push(Buffer.from(c)); return write(c, ...rest); };
+  res.end = (c, ...rest) => {
+    if (c && typeof c !== 'function') chunks.push(Buffer.from(c));
+    try { issued.push(JSON.parse(Buffer.concat(chunks).toString())); } catch { /* not JSON */ }
+    return end(c, ...rest);
+  };
+}
+
 server.on('request', async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
+    if (req.url === '/__test/tokens') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(issued));
+      return;
+    }
+    if (req.url.split('?')[0].endsWith('/token')) recordTokens(res);
     if (req.url === '/__test/rotate') {
       keys = [signingKey()];
       provider = makeProvider();

@@ -16,6 +16,7 @@ mod contract;
 mod idp;
 mod login;
 mod nginx;
+mod operate;
 mod proxies;
 mod reload;
 mod security;

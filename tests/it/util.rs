@@ -46,6 +46,8 @@ pub fn now() -> u64 {
 /// A forwarden server running in this process.
 pub struct Fw {
     pub addr: SocketAddr,
+    /// The metrics listener, when the config has `metrics_listen`.
+    pub metrics: Option<SocketAddr>,
     pub state: Arc<AppState>,
     pub dir: TempDir,
     /// The clock the server reads; tests may move it.
@@ -80,10 +82,18 @@ impl Fw {
         let state = AppState::new(config, set, Arc::new(move || c.load(Ordering::SeqCst)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (metrics_listener, metrics) = match state.config.metrics_listen {
+            Some(m) => {
+                let l = tokio::net::TcpListener::bind(m).await.unwrap();
+                let a = l.local_addr().unwrap();
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         tokio::spawn(async move {
-            forwarden::server::run(listener, st, async move {
+            forwarden::server::run(listener, metrics_listener, st, async move {
                 let _ = rx.await;
             })
             .await
@@ -91,6 +101,7 @@ impl Fw {
         });
         Fw {
             addr,
+            metrics,
             state,
             dir,
             clock,
@@ -409,4 +420,48 @@ pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
     let proc = spawn("idp", cmd, dir, port).await;
     let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
     Some(Idp { proc, issuer })
+}
+
+/// The forwarden binary with `--log-format json`, debug logging, this policy, extra `cookie:`
+/// lines (indented two spaces) and these config lines (besides `listen`); logs in the returned process's `stderr.log`.
+pub async fn fw_process(policy: &str, cookie: &str, config: &str) -> Proc {
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    std::fs::write(
+        dir.path().join("forwarden.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\n{cookie}policy_files: [policy.yaml]\n{config}"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forwarden"));
+    cmd.args(["--log-format", "json", "serve", "--config"])
+        .arg(dir.path().join("forwarden.yaml"))
+        .env("FORWARDEN_LOG", "debug");
+    spawn("forwarden", cmd, dir, port).await
+}
+
+/// The JSON log lines of a process's stderr.
+pub fn json_logs(p: &Proc) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p.dir.path().join("stderr.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The audit lines (target `forwarden::audit`) among JSON logs, as their fields.
+pub fn audit_lines(logs: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    logs.iter()
+        .filter(|l| l["target"] == "forwarden::audit")
+        .map(|l| l["fields"].clone())
+        .collect()
+}
+
+/// A metric's value in Prometheus text (`name{labels}` exactly as exposed), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
