@@ -15,6 +15,8 @@ local identity_headers = {
   "X-Auth-Request-Preferred-Username",
   "X-Auth-Request-Groups",
   "X-Auth-Request-Roles",
+  -- The signed identity, when identity_jwt is configured.
+  "X-Forwarden-Jwt",
 }
 
 -- The first value of a response header (httpclient gives each header as a list).

@@ -176,7 +176,9 @@ mod tests {
     fn verify(s: &Signer, token: &str, aud: &str, now: u64) -> Result<serde_json::Value, String> {
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(s.jwks()).unwrap();
         let header = jsonwebtoken::decode_header(token).unwrap();
-        let jwk = jwks.find(header.kid.as_deref().unwrap()).ok_or("unknown key id")?;
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .ok_or("unknown key id")?;
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_audience(&[aud]);

@@ -369,10 +369,8 @@ fn signed_identity(
 ) -> Option<HeaderValue> {
     let now = (st.clock)();
     let lifetime = jwt.lifetime.as_secs();
-    let aud = match req.port {
-        Some(p) => format!("{}:{p}", req.host),
-        None => req.host.to_string(),
-    };
+    // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
+    let aud = req.host.to_string();
     let mut cache = o.jwts.borrow_mut();
     if let Some((_, _, v)) = cache
         .iter()

@@ -41,7 +41,11 @@ fn traefik_response_headers() -> Vec<String> {
 
 #[tokio::test]
 async fn traefik_forward_auth_contract() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start_with(
+        POLICY,
+        "trusted_proxies: [127.0.0.1/32, ::1/128]\nidentity_jwt: {}\n",
+    )
+    .await;
     let http = client(&[]);
     // Browser navigation without a session: 302 to the absolute login URL on the app's host.
     let r = traefik(&http, &fw, "", "/docs?a=1&b=2")
@@ -72,11 +76,16 @@ async fn traefik_forward_auth_contract() {
         assert!(r.headers().contains_key(h.as_str()), "missing {h}");
     }
     assert_eq!(r.headers()["x-auth-request-email"], "alice@example.com");
-    // Public route: every header still present, empty.
+    // Public route: every identity header still present, empty; no signed identity (Traefik
+    // then removes a client's copy).
     let r = traefik(&http, &fw, "", "/public/").send().await.unwrap();
     assert_eq!(r.status(), 200);
     for h in traefik_response_headers() {
-        assert_eq!(r.headers()[h.as_str()], "", "{h}");
+        if h == "x-forwarden-jwt" {
+            assert!(!r.headers().contains_key(h.as_str()));
+        } else {
+            assert_eq!(r.headers()[h.as_str()], "", "{h}");
+        }
     }
     // The narrower middleware.
     let r = traefik(&http, &fw, "?allowed_groups=admins", "/x")

@@ -13,6 +13,7 @@ mod util;
 mod browser;
 mod cli;
 mod contract;
+mod demo;
 mod idp;
 mod login;
 mod nginx;
