@@ -207,17 +207,25 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 for n in &set.notes {
                     println!("{n}");
                 }
+                let warnings = set.lint();
+                for w in &warnings {
+                    println!("{w}");
+                }
                 if cfg.oidc.is_some() {
                     for line in redirect_uris(&cfg, &set) {
                         println!("{line}");
                     }
                 }
                 println!(
-                    "ok: {} is valid ({} routes, {} named policies, {} policy files)",
+                    "ok: {} is valid ({} routes, {} named policies, {} policy files{})",
                     config.display(),
                     set.routes().len(),
                     set.policy_names().len(),
-                    cfg.policy_files.len()
+                    cfg.policy_files.len(),
+                    match warnings.len() {
+                        0 => String::new(),
+                        n => format!(", {n} warning(s)"),
+                    }
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -303,6 +311,9 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             for n in &set.notes {
                 tracing::info!("{n}");
+            }
+            for w in set.lint() {
+                tracing::warn!("{w}");
             }
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async move {

@@ -33,6 +33,9 @@ pub fn fingerprint(files: &[PathBuf]) -> u64 {
 pub fn reload(state: &AppState) -> Result<usize, Vec<Diagnostic>> {
     let set = PolicySet::load(&state.config.policy_files).inspect_err(|_| state.metrics.reload(false))?;
     state.metrics.reload(true);
+    for w in set.lint() {
+        tracing::warn!("{w}");
+    }
     let n = set.routes().len();
     state.policy.store(Arc::new(set));
     Ok(n)

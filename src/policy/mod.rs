@@ -12,6 +12,7 @@
 //! 5. parameters from the proxy (`allowed_groups`, `allowed_emails`, `allowed_email_domains`,
 //!    `policy`) can then only narrow an allow, never widen a refusal.
 
+mod lint;
 pub mod ppl;
 pub mod route;
 
@@ -721,6 +722,8 @@ fn compile_route<'f>(
     }
     Some(Route {
         origin: format!("{file}:{}", node.pos.line),
+        file: file.to_string(),
+        pos: node.pos,
         from: raw.from.clone(),
         scheme,
         host,

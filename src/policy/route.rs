@@ -27,6 +27,10 @@ pub enum HostMatch {
 pub struct Route {
     /// `file:line` of the route.
     pub origin: String,
+    /// The file, as named in the configuration.
+    pub file: String,
+    /// Where the route starts in it.
+    pub pos: crate::yaml::Pos,
     /// The `from` URL as written.
     pub from: String,
     /// `http` or `https`.

@@ -184,3 +184,37 @@ fn check_prints_the_redirect_uris_to_register() {
     ok: DIR/b.yaml is valid (2 routes, 0 named policies, 1 policy files)
     ");
 }
+
+#[test]
+fn check_warns_about_shadowed_routes_overlapping_wildcards_and_rules_that_never_match() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "\
+- from: https://*.example.com
+  allowed_domains: [example.com]
+- from: https://*.dev.example.com
+  allowed_groups: [developers]
+- from: https://*.dev.example.com
+  allowed_users: [alice@example.com]
+- from: https://wiki.example.com
+  allowed_domains: ['@example.com']
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("f.yaml");
+    let (code, out, err) = forwarden(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "warnings do not fail the check: {err}");
+    let out = out.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(out, @r"
+    DIR/p.yaml:5:3: warning: this route is never used: the route at DIR/p.yaml:3 matches the same requests (https://*.dev.example.com) and comes first
+    DIR/p.yaml:3:3: warning: wildcard hosts *.dev.example.com and *.example.com (at DIR/p.yaml:1) overlap: a host under dev.example.com is decided by the *.dev.example.com routes; *.example.com routes apply to it only for paths none of those cover
+    DIR/p.yaml:8:3: warning: this rule can never match: `@example.com` is not a domain (write it without `@` or a scheme), so no email domain equals it (allow if email domain is @example.com (DIR/p.yaml:8:3))
+    ok: DIR/f.yaml is valid (4 routes, 0 named policies, 1 policy files, 3 warning(s))
+    ");
+}

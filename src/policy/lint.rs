@@ -1,0 +1,318 @@
+//! Warnings for policies that load but probably do not say what was meant (`forwarden check`):
+//! routes that can never be reached, overlapping wildcard hosts, and rules that can never
+//! match. Pure; the policy still loads with warnings.
+
+use crate::diag::{Diagnostic, Level};
+
+use super::PolicySet;
+use super::ppl::{Action, Criterion, Expr, Rule, StrMatch, StrTest};
+use super::route::{HostMatch, Route, segment_prefix};
+
+fn warning(r: &Route, message: String) -> Diagnostic {
+    Diagnostic {
+        file: r.file.clone(),
+        pos: Some(r.pos),
+        level: Level::Warning,
+        message,
+    }
+}
+
+fn host_text(h: &HostMatch) -> String {
+    match h {
+        HostMatch::Exact(h) => h.clone(),
+        HostMatch::Wildcard(s) => format!("*.{s}"),
+    }
+}
+
+/// The part of a route that decides which requests reach it.
+fn same_matcher(a: &Route, b: &Route) -> bool {
+    let prefix = |r: &Route| r.prefix.clone().unwrap_or_default();
+    a.host == b.host
+        && a.scheme == b.scheme
+        && a.port == b.port
+        && a.methods == b.methods
+        && a.path == b.path
+        && a.regex.as_ref().map(|r| r.as_str()) == b.regex.as_ref().map(|r| r.as_str())
+        && prefix(a) == prefix(b)
+}
+
+impl PolicySet {
+    /// Every warning about these policies, in file order.
+    pub fn lint(&self) -> Vec<Diagnostic> {
+        let routes = self.routes();
+        let mut out = Vec::new();
+        // Shadowed: an earlier route with the same host, path and methods takes every request.
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(first) = routes[..i].iter().find(|e| same_matcher(e, r)) {
+                out.push(warning(
+                    r,
+                    format!(
+                        "this route is never used: the route at {} matches the same requests ({}) and comes first",
+                        first.origin,
+                        r.describe()
+                    ),
+                ));
+            }
+        }
+        // Overlapping wildcards: hosts under the longer suffix are decided by its routes first.
+        let mut pairs_seen: Vec<(String, String)> = Vec::new();
+        for r in routes {
+            let HostMatch::Wildcard(inner) = &r.host else {
+                continue;
+            };
+            for o in routes {
+                let HostMatch::Wildcard(outer) = &o.host else {
+                    continue;
+                };
+                let nested = inner.len() > outer.len() && inner.ends_with(&format!(".{outer}"));
+                let pair = (inner.clone(), outer.clone());
+                if nested && !pairs_seen.contains(&pair) {
+                    pairs_seen.push(pair);
+                    out.push(warning(
+                        r,
+                        format!(
+                            "wildcard hosts *.{inner} and *.{outer} (at {}) overlap: a host under {inner} is decided by the *.{inner} routes; *.{outer} routes apply to it only for paths none of those cover",
+                            o.origin
+                        ),
+                    ));
+                }
+            }
+        }
+        // Rules that can never match.
+        for r in routes {
+            for rule in &r.rules {
+                if let Some(why) = never(&rule.expr, r) {
+                    out.push(rule_warning(
+                        r,
+                        rule,
+                        &format!("this rule can never match: {why}"),
+                    ));
+                } else if rule.action == Action::Deny && always(&rule.expr) {
+                    out.push(rule_warning(
+                        r,
+                        rule,
+                        "this deny rule matches every request: the route refuses everyone",
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn rule_warning(r: &Route, rule: &Rule, message: &str) -> Diagnostic {
+    let mut d = warning(r, format!("{message} ({rule})"));
+    // `file:line:column` of the rule itself.
+    let mut parts = rule.origin.rsplitn(3, ':');
+    if let (Some(c), Some(l)) = (parts.next(), parts.next()) {
+        if let (Ok(column), Ok(line)) = (c.parse(), l.parse()) {
+            d.pos = Some(crate::yaml::Pos { line, column });
+        }
+    }
+    d
+}
+
+/// Why `e` can never be true on this route, if it cannot.
+fn never(e: &Expr, route: &Route) -> Option<String> {
+    match e {
+        Expr::Crit(Criterion::Reject) => Some("`reject` is never true".into()),
+        Expr::Crit(c) => crit_never(c, route),
+        Expr::Or(xs) if xs.is_empty() => Some("it lists no values".into()),
+        Expr::Or(xs) => {
+            let whys: Vec<String> = xs.iter().filter_map(|x| never(x, route)).collect();
+            (whys.len() == xs.len()).then(|| whys.join("; "))
+        }
+        Expr::And(xs) => xs
+            .iter()
+            .find_map(|x| never(x, route))
+            .or_else(|| contradiction(xs)),
+        Expr::Not(xs) => xs
+            .iter()
+            .any(always)
+            .then(|| "`not` of a condition that is always true".into()),
+        Expr::Nor(_) => None,
+    }
+}
+
+/// Whether `e` is true for every request.
+fn always(e: &Expr) -> bool {
+    match e {
+        Expr::Crit(Criterion::Accept) => true,
+        Expr::And(xs) => xs.iter().all(always),
+        Expr::Or(xs) => xs.iter().any(always),
+        _ => false,
+    }
+}
+
+fn crit_never(c: &Criterion, route: &Route) -> Option<String> {
+    match c {
+        Criterion::Email(m) => {
+            let bad = exact_values(m).find(|v| !v.contains('@'))?;
+            Some(format!(
+                "`{bad}` is not an email address, so no user's email equals it"
+            ))
+        }
+        Criterion::Domain(m) => {
+            let bad = exact_values(m).find(|v| v.contains('@') || v.contains('/'))?;
+            Some(format!(
+                "`{bad}` is not a domain (write it without `@` or a scheme), so no email domain equals it"
+            ))
+        }
+        Criterion::Path(m) => path_outside(m, route),
+        Criterion::Groups(l) => l
+            .has
+            .iter()
+            .find(|g| l.exclude.contains(g))
+            .map(|g| format!("group `{g}` is both required and excluded")),
+        _ => None,
+    }
+}
+
+/// Values a matcher requires exactly (`is`, or every one of `in`).
+fn exact_values(m: &StrMatch) -> impl Iterator<Item = &String> {
+    let all_in = m
+        .tests
+        .iter()
+        .all(|t| matches!(t, StrTest::Is(_) | StrTest::In(_)));
+    m.tests.iter().filter(move |_| all_in).flat_map(|t| match t {
+        StrTest::Is(v) => std::slice::from_ref(v).iter(),
+        StrTest::In(vs) => vs.iter(),
+        _ => [].iter(),
+    })
+}
+
+/// A path test that no request of this route can pass: the route's prefix or exact path
+/// excludes it.
+fn path_outside(m: &StrMatch, route: &Route) -> Option<String> {
+    let under_prefix = |p: &str| match route.prefix.as_deref() {
+        Some(pre) if !pre.is_empty() => segment_prefix(p, pre) || pre.starts_with(p),
+        _ => true,
+    };
+    for t in &m.tests {
+        let bad = match t {
+            StrTest::Is(v) => {
+                !under_prefix(v) || route.path.as_deref().is_some_and(|p| p != v) || !v.starts_with('/')
+            }
+            StrTest::StartsWith(v) => {
+                let prefix_ok = match route.prefix.as_deref() {
+                    Some(pre) if !pre.is_empty() => v.starts_with(pre) || pre.starts_with(v.as_str()),
+                    _ => true,
+                };
+                !prefix_ok || !(v.starts_with('/') || v.is_empty())
+            }
+            _ => false,
+        };
+        if bad {
+            let (op, v) = match t {
+                StrTest::Is(v) => ("is", v),
+                StrTest::StartsWith(v) => ("starts with", v),
+                _ => continue,
+            };
+            return Some(format!(
+                "it needs a path that {op} {v}, but the route covers only {}",
+                match (&route.path, &route.prefix) {
+                    (Some(p), _) => p.clone(),
+                    (_, Some(p)) if !p.is_empty() => format!("{p}/…"),
+                    _ => "paths starting with /".into(),
+                }
+            ));
+        }
+    }
+    None
+}
+
+/// Two exact values for the same thing in one `and`: no request has both.
+fn contradiction(xs: &[Expr]) -> Option<String> {
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    for x in xs {
+        let Expr::Crit(c) = x else { continue };
+        let (what, m) = match c {
+            Criterion::Email(m) => ("email", m),
+            Criterion::Domain(m) => ("domain", m),
+            Criterion::Method(m) => ("http_method", m),
+            Criterion::Path(m) => ("http_path", m),
+            _ => continue,
+        };
+        let [StrTest::Is(v)] = m.tests.as_slice() else {
+            continue;
+        };
+        let v = if m.fold { v.to_ascii_lowercase() } else { v.clone() };
+        if let Some((_, other)) = seen.iter().find(|(w, o)| *w == what && *o != v) {
+            return Some(format!("`and` requires {what} to be both `{other}` and `{v}`"));
+        }
+        seen.push((what, v));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint(yaml: &str) -> Vec<String> {
+        let set = PolicySet::from_sources(&[("p.yaml".to_string(), yaml.to_string())]).unwrap();
+        set.lint().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_clean_policy_has_no_warnings() {
+        let w = lint(
+            "- from: https://app.example.com\n  allowed_domains: [example.com]\n- from: https://app.example.com\n  prefix: /admin\n  allowed_groups: [admins]\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn shadowed_overlapping_and_never_matching_are_each_reported_where_they_are() {
+        let w = lint(
+            "\
+- from: https://app.example.com
+  prefix: /admin
+  allowed_groups: [admins]
+- from: https://app.example.com
+  prefix: /admin/
+  allowed_users: [bob@example.com]
+- from: https://*.example.com
+  allowed_domains: [example.com]
+- from: https://*.team.example.com
+  allowed_domains: [example.com]
+- from: https://app.example.com
+  prefix: /api
+  policy:
+    allow:
+      and:
+        - email:
+            is: alice@example.com
+        - http_path:
+            starts_with: /public
+- from: https://app.example.com
+  prefix: /ops
+  policy:
+    - allow:
+        and:
+          - http_method:
+              is: GET
+          - http_method:
+              is: POST
+    - deny:
+        or:
+          - accept: true
+- from: https://app.example.com
+  prefix: /mail
+  policy:
+    allow:
+      or:
+        - email:
+            is: alice
+",
+        );
+        insta::assert_snapshot!(w.join("\n"), @r"
+        p.yaml:4:3: warning: this route is never used: the route at p.yaml:1 matches the same requests (https://app.example.com prefix /admin/) and comes first
+        p.yaml:9:3: warning: wildcard hosts *.team.example.com and *.example.com (at p.yaml:7) overlap: a host under team.example.com is decided by the *.team.example.com routes; *.example.com routes apply to it only for paths none of those cover
+        p.yaml:14:5: warning: this rule can never match: it needs a path that starts with /public, but the route covers only /api/… (allow if all of [email is alice@example.com; path starts with /public] (p.yaml:14:5))
+        p.yaml:23:7: warning: this rule can never match: `and` requires http_method to be both `get` and `post` (allow if all of [method is GET; method is POST] (p.yaml:23:7))
+        p.yaml:29:7: warning: this deny rule matches every request: the route refuses everyone (deny if anyone (accept) (p.yaml:29:7))
+        p.yaml:35:5: warning: this rule can never match: `alice` is not an email address, so no user's email equals it (allow if email is alice (p.yaml:35:5))
+        ");
+    }
+}
