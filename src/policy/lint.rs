@@ -17,13 +17,6 @@ fn warning(r: &Route, message: String) -> Diagnostic {
     }
 }
 
-fn host_text(h: &HostMatch) -> String {
-    match h {
-        HostMatch::Exact(h) => h.clone(),
-        HostMatch::Wildcard(s) => format!("*.{s}"),
-    }
-}
-
 /// The part of a route that decides which requests reach it.
 fn same_matcher(a: &Route, b: &Route) -> bool {
     let prefix = |r: &Route| r.prefix.clone().unwrap_or_default();
