@@ -14,6 +14,8 @@ mod browser;
 mod cli;
 mod contract;
 mod demo;
+mod docs;
+mod guides;
 mod idp;
 mod login;
 mod nginx;
