@@ -1,15 +1,22 @@
-# forwarden: a small, non-root image.
+# forwarden: a small, non-root image (distroless, no shell).
 #   docker build -t forwarden .
-#   docker run -p 4180:4180 -v $PWD/deploy:/etc/forwarden:ro \
+#   docker run -p 4180:4180 -v $PWD/deploy/config:/etc/forwarden:ro \
 #     -e FORWARDEN_COOKIE_SECRET=... forwarden
 # /etc/forwarden/forwarden.yaml must listen on 0.0.0.0:4180 inside the container.
+# The build stage runs CI's checks that need no proxy or browser (fmt, clippy -D warnings, the
+# unit tests) before the same `cargo build --release --locked` CI's benchmarks use.
 FROM rust:1-bookworm AS build
+RUN rustup component add rustfmt clippy
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY src src
 COPY benches benches
 COPY examples examples
-RUN cargo build --release --locked --bin forwarden
+COPY tests/it tests/it
+RUN cargo fmt --all --check \
+ && cargo clippy --all-targets --locked -- -D warnings \
+ && cargo test --locked --lib \
+ && cargo build --release --locked --bin forwarden
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/forwarden /usr/local/bin/forwarden

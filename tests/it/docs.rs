@@ -125,10 +125,7 @@ fn every_configuration_in_the_docs_is_a_tested_file() {
             }
             let name = Path::new(path).file_name().unwrap().to_str().unwrap();
             if !sources.contains(path.as_str()) && !sources.contains(&format!("\"{name}\"")) {
-                problems.push(format!(
-                    "{}:{}: no integration test names {path}",
-                    b.doc, b.line
-                ));
+                problems.push(format!("{}:{}: no integration test names {path}", b.doc, b.line));
             }
             checked += 1;
         }

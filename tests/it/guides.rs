@@ -56,12 +56,17 @@ async fn nginx_site_example_runs_as_written() {
         "examples/nginx/site.conf",
         &[
             ("listen 80;", format!("listen 127.0.0.1:{port};")),
-            ("/etc/nginx/forwarden/", format!("{}/", repo().join("nginx").display())),
+            (
+                "/etc/nginx/forwarden/",
+                format!("{}/", repo().join("nginx").display()),
+            ),
             ("server 127.0.0.1:4180;", format!("server {};", fw.addr)),
             ("http://127.0.0.1:8443", format!("http://{up}")),
         ],
     );
-    let Some(nginx) = nginx_http(port, &http).await else { return };
+    let Some(nginx) = nginx_http(port, &http).await else {
+        return;
+    };
     let c = client(&[("code.example.com", port)]);
     let url = |p: &str| format!("http://code.example.com:{port}{p}");
     let r = c
@@ -113,7 +118,9 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
     let live = dir.path().join("live");
     std::fs::create_dir_all(&live).unwrap();
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
         .arg("/CN=code.example.com")
         .arg("-keyout")
         .arg(live.join("privkey.pem"))
@@ -124,25 +131,40 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let webroot = dir.path().join("certbot");
     std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
-    std::fs::write(webroot.join(".well-known/acme-challenge/token123"), "token123.key").unwrap();
+    std::fs::write(
+        webroot.join(".well-known/acme-challenge/token123"),
+        "token123.key",
+    )
+    .unwrap();
     let (http_port, https_port) = (free_port(), free_port());
     let http = example(
         "examples/nginx/letsencrypt.conf",
         &[
             ("listen 80;", format!("listen 127.0.0.1:{http_port};")),
-            ("listen 443 ssl http2;", format!("listen 127.0.0.1:{https_port} ssl http2;")),
+            (
+                "listen 443 ssl http2;",
+                format!("listen 127.0.0.1:{https_port} ssl http2;"),
+            ),
             (
                 "return 301 https://$host$request_uri;",
                 format!("return 301 https://$host:{https_port}$request_uri;"),
             ),
-            ("/etc/letsencrypt/live/code.example.com", live.display().to_string()),
+            (
+                "/etc/letsencrypt/live/code.example.com",
+                live.display().to_string(),
+            ),
             ("/var/www/certbot", webroot.display().to_string()),
-            ("/etc/nginx/forwarden/", format!("{}/", repo().join("nginx").display())),
+            (
+                "/etc/nginx/forwarden/",
+                format!("{}/", repo().join("nginx").display()),
+            ),
             ("server 127.0.0.1:4180;", format!("server {};", fw.addr)),
             ("http://127.0.0.1:8443", format!("http://{up}")),
         ],
     );
-    let Some(nginx) = nginx_http(https_port, &http).await else { return };
+    let Some(nginx) = nginx_http(https_port, &http).await else {
+        return;
+    };
     let c = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .danger_accept_invalid_certs(true)
@@ -228,7 +250,11 @@ fn render_ingresses(ingresses: &[serde_json::Value], port: u16, services: &[(&st
         let rule = &ing["spec"]["rules"][0];
         let host = rule["host"].as_str().unwrap();
         let path = rule["http"]["paths"][0]["path"].as_str().unwrap();
-        let backend = addr(rule["http"]["paths"][0]["backend"]["service"]["name"].as_str().unwrap());
+        let backend = addr(
+            rule["http"]["paths"][0]["backend"]["service"]["name"]
+                .as_str()
+                .unwrap(),
+        );
         let a = &ing["metadata"]["annotations"];
         let ann = |k: &str| a[format!("nginx.ingress.kubernetes.io/{k}")].as_str();
         let mut auth = String::new();
@@ -255,7 +281,10 @@ fn render_ingresses(ingresses: &[serde_json::Value], port: u16, services: &[(&st
                 ));
             }
             if let Some(signin) = ann("auth-signin") {
-                let signin = signin.replace("https://auth.example.com", &format!("http://auth.example.com:{port}"));
+                let signin = signin.replace(
+                    "https://auth.example.com",
+                    &format!("http://auth.example.com:{port}"),
+                );
                 auth.push_str(&format!(
                     "    location @auth-signin {{\n        internal;\n        return 302 {signin};\n    }}\n"
                 ));
@@ -272,7 +301,10 @@ fn render_ingresses(ingresses: &[serde_json::Value], port: u16, services: &[(&st
 #[tokio::test]
 async fn ingress_nginx_example_works_as_the_controller_renders_it() {
     // The guide's policy, over http (the test has no TLS in front of nginx).
-    let policy = example("examples/ingress-nginx/policy.yaml", &[("https://", "http://".into())]);
+    let policy = example(
+        "examples/ingress-nginx/policy.yaml",
+        &[("https://", "http://".into())],
+    );
     let extra = "trusted_proxies: [127.0.0.1/32]\npublic_url: http://auth.example.com\nallowed_redirect_domains: [.example.com]\n";
     let fw = Fw::start_full(&policy, "  domain: .example.com\n", extra).await;
     let up = echo_upstream().await;
@@ -292,7 +324,9 @@ async fn ingress_nginx_example_works_as_the_controller_renders_it() {
             ("grafana", up.to_string()),
         ],
     );
-    let Some(nginx) = nginx_http(port, &http).await else { return };
+    let Some(nginx) = nginx_http(port, &http).await else {
+        return;
+    };
     let hosts = [
         ("wiki.example.com", port),
         ("grafana.example.com", port),
@@ -318,7 +352,12 @@ async fn ingress_nginx_example_works_as_the_controller_renders_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503, "no identity provider in this test: {}", nginx.logs());
+    assert_eq!(
+        r.status(),
+        503,
+        "no identity provider in this test: {}",
+        nginx.logs()
+    );
     // The wiki's allowed_groups narrows the route: Alice (example.com, not in the group) is
     // refused; a member passes, and the annotated headers reach the app.
     let get = |host: &str, id: &forwarden::identity::Identity| {
@@ -342,4 +381,178 @@ async fn ingress_nginx_example_works_as_the_controller_renders_it() {
     let mut admin = alice();
     admin.groups = vec!["6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d".into()];
     assert_eq!(get("grafana.example.com", &admin).await.unwrap().status(), 200);
+}
+
+/// An upstream that accepts a WebSocket upgrade (101) and then echoes bytes; it records
+/// whether the upgrade request carried the identity.
+async fn websocket_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = s.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    .await;
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// An upgrade request through nginx; the status line, and the echo of "ping" after a 101.
+async fn upgrade(port: u16, host: &str, cookie: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "GET /socket HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&head));
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let status = head.lines().next().unwrap_or_default().to_string();
+    if !status.contains(" 101 ") {
+        return (status, String::new());
+    }
+    s.write_all(b"ping").await.unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    (status, String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+#[tokio::test]
+async fn compose_deployment_nginx_proxy_layout_protects_code_server_websockets_included() {
+    // deploy/docker-compose.yml: every file it mounts is in the repository.
+    let compose: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap())
+            .unwrap();
+    let services = compose["services"].as_object().unwrap();
+    for name in ["nginx-proxy", "acme-companion", "forwarden", "code-server"] {
+        assert!(services.contains_key(name), "{name}");
+    }
+    for s in services.values() {
+        for v in s["volumes"].as_array().into_iter().flatten() {
+            let host = v.as_str().unwrap().split(':').next().unwrap();
+            if host.starts_with('.') {
+                assert!(
+                    repo().join("deploy").join(host).exists(),
+                    "{host} is mounted but missing"
+                );
+            }
+        }
+    }
+    assert!(repo().join("Dockerfile").exists());
+    assert_eq!(services["forwarden"]["build"], "..");
+
+    // The forwarden config, with its placeholders and Docker secrets filled in.
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("cookie_secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("client_secret"), "client-secret").unwrap();
+    let cfg = example(
+        "deploy/config/forwarden.yaml",
+        &[("/run/secrets/", format!("{}/", dir.path().display()))],
+    )
+    .replace("<tenant-id>", IDP_TENANT)
+    .replace("<application-client-id>", "c");
+    std::fs::write(dir.path().join("forwarden.yaml"), cfg).unwrap();
+    std::fs::copy(
+        repo().join("deploy/config/policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    let config = forwarden::config::Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
+    assert_eq!(config.trusted_proxies.len(), 1);
+    PolicySet::load(&config.policy_files).unwrap();
+
+    // nginx as nginx-proxy renders code.example.com: conf.d at http level, vhost.d/<host> in the
+    // server, vhost.d/<host>_location in `location /` after its proxy_pass (its WebSocket map
+    // and proxy headers included). Over http, with the test's addresses.
+    let fw = Fw::start("- from: http://code.example.com\n  allowed_users: [alice@example.com]\n").await;
+    let (code_server, mut seen) = websocket_upstream().await;
+    let port = free_port();
+    let forwarden_dir = format!("{}/", repo().join("nginx").display());
+    let read = |f: &str| {
+        example(&format!("deploy/nginx/{f}"), &[])
+            .replace("/etc/nginx/forwarden/", &forwarden_dir)
+            .replace("server forwarden:4180;", &format!("server {};", fw.addr))
+    };
+    let http = format!(
+        "{}\nmap $http_upgrade $proxy_connection {{ default upgrade; '' close; }}\nproxy_http_version 1.1;\nproxy_set_header Host $http_host;\nproxy_set_header Upgrade $http_upgrade;\nproxy_set_header Connection $proxy_connection;\nupstream code.example.com {{ server {code_server}; }}\nserver {{\n    server_name code.example.com;\n    listen 127.0.0.1:{port};\n{}\n    location / {{\n        proxy_pass http://code.example.com;\n{}\n    }}\n}}\n",
+        read("conf.d/forwarden-upstream.conf"),
+        read("vhost.d/code.example.com"),
+        read("vhost.d/code.example.com_location"),
+    );
+    let Some(nginx) = nginx_http(port, &http).await else {
+        return;
+    };
+    // Without a session the upgrade never reaches code-server.
+    let (status, _) = upgrade(port, "code.example.com", "").await;
+    assert!(status.contains(" 302 "), "{status}\n{}", nginx.logs());
+    // With one: upgraded, with the identity, and bytes flow both ways.
+    let (status, echo) = upgrade(port, "code.example.com", &fw.cookie(&alice())).await;
+    assert!(status.contains(" 101 "), "{status}\n{}", nginx.logs());
+    assert_eq!(echo, "ping");
+    let head = seen.recv().await.unwrap();
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("x-auth-request-email: alice@example.com"), "{head}");
+    // Bob is signed in but not on the policy.
+    let (status, _) = upgrade(port, "code.example.com", &fw.cookie(&bob())).await;
+    assert!(status.contains(" 403 "), "{status}");
+}
+
+#[test]
+fn traefik_labels_example_says_what_the_tested_dynamic_config_says() {
+    let labels: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("examples/traefik/docker-compose.yml")).unwrap(),
+    )
+    .unwrap();
+    let l = &labels["services"]["forwarden"]["labels"];
+    let label = |k: &str| {
+        l[format!("traefik.http.middlewares.forwarden.forwardauth.{k}")]
+            .as_str()
+            .unwrap()
+    };
+    let dynamic: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(repo().join("traefik/dynamic.yml")).unwrap())
+            .unwrap();
+    let m = &dynamic["http"]["middlewares"]["forwarden"]["forwardAuth"];
+    assert_eq!(label("address"), m["address"].as_str().unwrap());
+    assert_eq!(label("trustForwardHeader"), m["trustForwardHeader"].to_string());
+    let headers: Vec<&str> = m["authResponseHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(label("authResponseHeaders"), headers.join(","));
+    assert_eq!(
+        labels["services"]["app"]["labels"]["traefik.http.routers.app.middlewares"],
+        "forwarden@docker"
+    );
 }
