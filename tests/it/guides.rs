@@ -498,15 +498,15 @@ async fn compose_deployment_nginx_proxy_layout_protects_code_server_websockets_i
     let port = free_port();
     let forwarden_dir = format!("{}/", repo().join("nginx").display());
     let read = |f: &str| {
-        example(&format!("deploy/nginx/{f}"), &[])
+        example(f, &[])
             .replace("/etc/nginx/forwarden/", &forwarden_dir)
             .replace("server forwarden:4180;", &format!("server {};", fw.addr))
     };
     let http = format!(
         "{}\nmap $http_upgrade $proxy_connection {{ default upgrade; '' close; }}\nproxy_http_version 1.1;\nproxy_set_header Host $http_host;\nproxy_set_header Upgrade $http_upgrade;\nproxy_set_header Connection $proxy_connection;\nupstream code.example.com {{ server {code_server}; }}\nserver {{\n    server_name code.example.com;\n    listen 127.0.0.1:{port};\n{}\n    location / {{\n        proxy_pass http://code.example.com;\n{}\n    }}\n}}\n",
-        read("conf.d/forwarden-upstream.conf"),
-        read("vhost.d/code.example.com"),
-        read("vhost.d/code.example.com_location"),
+        read("deploy/nginx/conf.d/forwarden-upstream.conf"),
+        read("deploy/nginx/vhost.d/code.example.com"),
+        read("deploy/nginx/vhost.d/code.example.com_location"),
     );
     let Some(nginx) = nginx_http(port, &http).await else {
         return;
@@ -555,4 +555,41 @@ fn traefik_labels_example_says_what_the_tested_dynamic_config_says() {
         labels["services"]["app"]["labels"]["traefik.http.routers.app.middlewares"],
         "forwarden@docker"
     );
+}
+
+#[test]
+fn ingress_nginx_forwarden_config_is_valid_once_its_placeholders_are_filled() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("cookie-secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("client-secret"), "client-secret").unwrap();
+    let cfg = example(
+        "examples/ingress-nginx/forwarden.yaml",
+        &[
+            ("/etc/forwarden/secrets/", format!("{}/", dir.path().display())),
+            (
+                "/etc/forwarden/policy/policy.yaml",
+                repo()
+                    .join("examples/ingress-nginx/policy.yaml")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+    .replace("<tenant-id>", IDP_TENANT)
+    .replace("<application-client-id>", "c");
+    std::fs::write(dir.path().join("forwarden.yaml"), cfg).unwrap();
+    let config = forwarden::config::Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
+    assert!(config.public_url.is_some());
+    let set = PolicySet::load(&config.policy_files).unwrap();
+    assert!(set.lint().is_empty());
+}
+
+#[test]
+fn pomerium_seed_policy_loads_unchanged() {
+    // The first seed's file (docs/migrate-pomerium.md): `to` and `allow_websockets` are noted
+    // and ignored, the routes decide.
+    let set = PolicySet::load(&[repo().join("policies/homelab.yaml")]).unwrap();
+    assert_eq!(set.routes().len(), 3);
+    assert_eq!(set.notes.len(), 2);
+    assert!(set.lint().is_empty());
 }

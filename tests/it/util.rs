@@ -313,15 +313,16 @@ pub async fn nginx_on(port: u16, fw: SocketAddr, upstream: SocketAddr, locations
     let bin = require("nginx")?;
     let dir = TempDir::new().unwrap();
     let d = dir.path().display();
-    let inc = repo().join("nginx");
-    let inc = inc.display();
+    let server_inc = repo().join("nginx/forwarden-server.conf");
+    let location_inc = repo().join("nginx/forwarden-location.conf");
+    let (server_inc, location_inc) = (server_inc.display(), location_inc.display());
     let conf = format!(
         "pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   upstream forwarden {{ server {fw}; keepalive 8; }}\n  upstream app {{ server {upstream}; }}\n\
-  server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    include {inc}/forwarden-server.conf;\n\
-    location / {{\n      include {inc}/forwarden-location.conf;\n      proxy_pass http://app;\n    }}\n{locations}\n  }}\n}}\n"
+  server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    include {server_inc};\n\
+    location / {{\n      include {location_inc};\n      proxy_pass http://app;\n    }}\n{locations}\n  }}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new(bin);
