@@ -17,16 +17,51 @@
 
 use std::sync::Arc;
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    result: &'static str,
-    route: String,
+/// Decision results, in label order.
+const RESULTS: [&str; 4] = ["allow", "login", "forbidden", "refresh"];
+
+/// Upper bounds of the check-duration buckets: 25 µs doubling to about 200 ms.
+const BUCKETS: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_2, 0.000_4, 0.000_8, 0.001_6, 0.003_2, 0.006_4, 0.012_8, 0.025_6,
+    0.051_2, 0.102_4, 0.204_8,
+];
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's shard of each live `Metrics`, by id.
+    static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One thread's decision counts and check durations. Only that thread writes it, so its lock
+/// is uncontended except during a scrape.
+#[derive(Default)]
+struct Shard {
+    data: Mutex<ShardData>,
+}
+
+#[derive(Default)]
+struct ShardData {
+    decisions: HashMap<Box<str>, [u64; RESULTS.len()]>,
+    /// One more than BUCKETS: the last counts durations above every bound.
+    buckets: [u64; BUCKETS.len() + 1],
+    count: u64,
+    sum: f64,
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,9 +81,11 @@ pub struct Metrics {
 }
 
 struct Inner {
+    /// Distinguishes instances in the per-thread shard lists.
+    id: u64,
     registry: Registry,
-    decisions: Family<DecisionLabels, Counter>,
-    check_seconds: Histogram,
+    /// Decisions and check durations, one shard per worker thread.
+    shards: Mutex<Vec<Arc<Shard>>>,
     logins: Family<ResultLabel, Counter>,
     provider_errors: Family<OperationLabel, Counter>,
     jwks_refreshes: Family<ResultLabel, Counter>,
@@ -72,20 +109,11 @@ impl Metrics {
     /// A registry with every metric at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("forwarden");
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        // 25 µs to about 200 ms.
-        let check_seconds = Histogram::new(exponential_buckets(0.000_025, 2.0, 14));
         let logins = Family::<ResultLabel, Counter>::default();
         let provider_errors = Family::<OperationLabel, Counter>::default();
         let jwks_refreshes = Family::<ResultLabel, Counter>::default();
         let reloads = Family::<ResultLabel, Counter>::default();
         let session_refreshes = Family::<ResultLabel, Counter>::default();
-        registry.register("decisions", "Auth checks by result and route", decisions.clone());
-        registry.register(
-            "check_duration_seconds",
-            "Time an auth check takes inside forwarden",
-            check_seconds.clone(),
-        );
         registry.register("logins", "Sign-in callbacks by result", logins.clone());
         registry.register(
             "provider_errors",
@@ -126,9 +154,9 @@ impl Metrics {
         }
         Metrics {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 registry,
-                decisions,
-                check_seconds,
+                shards: Mutex::new(Vec::new()),
                 logins,
                 provider_errors,
                 jwks_refreshes,
@@ -138,16 +166,106 @@ impl Metrics {
         }
     }
 
-    /// One auth check: its result, the route's `file:line` and how long it took.
+    /// One auth check: its result (`allow`, `login`, `forbidden`, `refresh`), the route's
+    /// `file:line` and how long it took.
+    ///
+    /// This runs on every request, so it touches only the calling thread's shard: no lock or
+    /// counter is shared between cores (shared atomics cost more here than the rest of the
+    /// bookkeeping). A scrape adds the shards up.
     pub fn decision(&self, result: &'static str, route: &str, seconds: f64) {
-        self.inner
-            .decisions
-            .get_or_create(&DecisionLabels {
-                result,
-                route: route.to_owned(),
-            })
-            .inc();
-        self.inner.check_seconds.observe(seconds);
+        let r = RESULTS
+            .iter()
+            .position(|x| *x == result)
+            .unwrap_or(RESULTS.len() - 1);
+        let b = BUCKETS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(BUCKETS.len());
+        self.with_shard(|shard| {
+            let Ok(mut d) = shard.data.lock() else { return };
+            match d.decisions.get_mut(route) {
+                Some(counts) => counts[r] += 1,
+                None => {
+                    let mut counts = [0; RESULTS.len()];
+                    counts[r] = 1;
+                    d.decisions.insert(route.into(), counts);
+                }
+            }
+            d.buckets[b] += 1;
+            d.count += 1;
+            d.sum += seconds;
+        });
+    }
+
+    /// Run `f` on this thread's shard of this instance, created on first use.
+    fn with_shard(&self, f: impl FnOnce(&Shard)) {
+        SHARDS.with_borrow_mut(|mine| {
+            if let Some((_, s)) = mine.iter().find(|(id, _)| *id == self.inner.id) {
+                return f(s);
+            }
+            // Forget shards of instances that are gone (only this list still holds them).
+            mine.retain(|(_, s)| Arc::strong_count(s) > 1);
+            let s = Arc::new(Shard::default());
+            if let Ok(mut all) = self.inner.shards.lock() {
+                all.push(s.clone());
+            }
+            f(&s);
+            mine.push((self.inner.id, s));
+        })
+    }
+
+    /// Decisions and the check-duration histogram, summed over the shards, as exposition text.
+    fn encode_decisions(&self, out: &mut String) {
+        use std::fmt::Write;
+        let mut decisions: BTreeMap<String, [u64; RESULTS.len()]> = BTreeMap::new();
+        let mut buckets = [0u64; BUCKETS.len() + 1];
+        let (mut count, mut sum) = (0u64, 0f64);
+        let shards = self.inner.shards.lock().map(|s| s.clone()).unwrap_or_default();
+        for shard in shards {
+            let Ok(d) = shard.data.lock() else { continue };
+            for (route, counts) in &d.decisions {
+                let total = decisions.entry(route.to_string()).or_default();
+                for (t, c) in total.iter_mut().zip(counts) {
+                    *t += c;
+                }
+            }
+            for (t, c) in buckets.iter_mut().zip(&d.buckets) {
+                *t += c;
+            }
+            count += d.count;
+            sum += d.sum;
+        }
+        // Writing into a String cannot fail.
+        let _ = writeln!(out, "# HELP forwarden_decisions Auth checks by result and route.");
+        let _ = writeln!(out, "# TYPE forwarden_decisions counter");
+        for (route, counts) in &decisions {
+            for (result, n) in RESULTS.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                let _ = writeln!(
+                    out,
+                    "forwarden_decisions_total{{result=\"{result}\",route=\"{}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP forwarden_check_duration_seconds Time an auth check takes inside forwarden."
+        );
+        let _ = writeln!(out, "# TYPE forwarden_check_duration_seconds histogram");
+        let _ = writeln!(out, "forwarden_check_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "forwarden_check_duration_seconds_count {count}");
+        let mut cumulative = 0;
+        for (le, n) in BUCKETS.iter().zip(&buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "forwarden_check_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "forwarden_check_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
     }
 
     /// One sign-in callback.
@@ -189,6 +307,7 @@ impl Metrics {
     /// The Prometheus text exposition (OpenMetrics text format).
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        self.encode_decisions(&mut out);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
         out
