@@ -319,6 +319,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decisions_from_every_thread_are_summed_and_labels_escaped() {
+        let m = Metrics::new();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..250 {
+                        m.decision("allow", "a \"quoted\" path.yaml:1", 0.000_03);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        m.decision("login", "a \"quoted\" path.yaml:1", 1.0);
+        let other = Metrics::new();
+        other.decision("allow", "x:1", 0.1);
+        let text = m.encode();
+        assert!(
+            text.contains("forwarden_decisions_total{result=\"allow\",route=\"a \\\"quoted\\\" path.yaml:1\"} 1000"),
+            "{text}"
+        );
+        assert!(text.contains("forwarden_check_duration_seconds_count 1001"), "{text}");
+        assert!(text.contains("forwarden_check_duration_seconds_bucket{le=\"0.00005\"} 1000"), "{text}");
+        assert!(text.contains("forwarden_check_duration_seconds_bucket{le=\"+Inf\"} 1001"), "{text}");
+        assert!(!text.contains("x:1"), "instances are separate");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
     fn counts_appear_in_the_exposition() {
         let m = Metrics::new();
         m.decision("forbidden", "policy.yaml:3", 0.000_1);
