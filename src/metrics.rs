@@ -339,12 +339,23 @@ mod tests {
         other.decision("allow", "x:1", 0.1);
         let text = m.encode();
         assert!(
-            text.contains("forwarden_decisions_total{result=\"allow\",route=\"a \\\"quoted\\\" path.yaml:1\"} 1000"),
+            text.contains(
+                "forwarden_decisions_total{result=\"allow\",route=\"a \\\"quoted\\\" path.yaml:1\"} 1000"
+            ),
             "{text}"
         );
-        assert!(text.contains("forwarden_check_duration_seconds_count 1001"), "{text}");
-        assert!(text.contains("forwarden_check_duration_seconds_bucket{le=\"0.00005\"} 1000"), "{text}");
-        assert!(text.contains("forwarden_check_duration_seconds_bucket{le=\"+Inf\"} 1001"), "{text}");
+        assert!(
+            text.contains("forwarden_check_duration_seconds_count 1001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forwarden_check_duration_seconds_bucket{le=\"0.00005\"} 1000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forwarden_check_duration_seconds_bucket{le=\"+Inf\"} 1001"),
+            "{text}"
+        );
         assert!(!text.contains("x:1"), "instances are separate");
         assert!(text.ends_with("# EOF\n"));
     }

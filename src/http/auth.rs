@@ -220,7 +220,8 @@ fn check(
     contract: Contract,
     record: bool,
 ) -> Response {
-    let started = Instant::now();
+    // Counted only when metrics are served: with metrics off, the check reads no clock for them.
+    let started = st.config.metrics_listen.map(|_| Instant::now());
     let sources = match contract {
         Contract::Nginx => Sources::Nginx,
         Contract::ForwardAuth => Sources::ForwardAuth,
@@ -241,8 +242,9 @@ fn check(
                 user = "-", tenant = "-", host = "-", path = "-", method = "-",
                 client_ip = %peer.ip(), detail = %e, "decision"
             );
-            st.metrics
-                .decision("forbidden", "-", started.elapsed().as_secs_f64());
+            if let Some(t) = started {
+                st.metrics.decision("forbidden", "-", t.elapsed().as_secs_f64());
+            }
             return untrusted(wants_html, contract);
         }
         Err(_) => return untrusted(wants_html, contract),
@@ -255,8 +257,9 @@ fn check(
             if !record {
                 return;
             }
-            st.metrics
-                .decision(result, route, started.elapsed().as_secs_f64());
+            if let Some(t) = started {
+                st.metrics.decision(result, route, t.elapsed().as_secs_f64());
+            }
             if result == "allow" && st.config.audit != Audit::All {
                 return;
             }
