@@ -210,6 +210,9 @@ async function organizations(req, res) {
   }
   res.writeHead(404); res.end();
 }
+// Test control: the token endpoint answers this many milliseconds late (/__test/slow-token?ms=).
+let tokenDelay = 0;
+
 // Every token endpoint answer, for the test that searches forwarden's logs for tokens.
 const issued = [];
 function recordTokens(res) {
@@ -232,7 +235,14 @@ server.on('request', async (req, res) => {
       res.end(JSON.stringify(issued));
       return;
     }
-    if (req.url.split('?')[0].endsWith('/token')) recordTokens(res);
+    if (req.url.startsWith('/__test/slow-token?')) {
+      tokenDelay = Number(new URL(req.url, origin).searchParams.get('ms') || 0);
+      res.writeHead(204); res.end(); return;
+    }
+    if (req.url.split('?')[0].endsWith('/token')) {
+      recordTokens(res);
+      if (tokenDelay) await new Promise((r) => setTimeout(r, tokenDelay));
+    }
     if (req.url === '/__test/rotate') {
       keys = [signingKey()];
       provider = makeProvider();

@@ -93,7 +93,9 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
             &format!("  end_session: true\n{}", home_tenant())
         )
     );
-    let fw = fw_process(policy, "  refresh: 1s\n", &config).await;
+    // Sessions are issued in whole seconds: 3 s leaves the walk back from a refresh 2 s or more
+    // before the next one falls due.
+    let fw = fw_process(policy, "  refresh: 3s\n", &config).await;
     let plain = client(&[]);
     wait_ready(&plain, fw.port, &fw).await;
     let up = echo_upstream().await;
@@ -126,7 +128,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
     )
     .await;
     assert_eq!(forbidden.status, 403);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let refreshed = walk(&http, &start, &idp.issuer, "alice").await;
     assert_eq!(refreshed.status, 200);
     assert!(
@@ -492,4 +494,77 @@ async fn signed_identity_jwt_verifies_with_the_published_jwks_and_is_reused() {
     assert_eq!(r.status(), 404);
     let r = forward_auth(&http, plain.addr.port(), "/docs", &cookie).await;
     assert!(r.headers().get("x-forwarden-jwt").is_none());
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_sign_in_in_flight_finish_and_refuses_new_connections() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://127.0.0.1:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let config = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant());
+    let mut fw = fw_process_on(port, APP_POLICY, "", &config).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    wait_ready(&http, port, &fw).await;
+    // Start a sign-in and follow it to the callback, without visiting the callback yet.
+    let mut url = format!("http://127.0.0.1:{port}/oauth2/start?rd=/");
+    let callback = loop {
+        let r = http.get(&url).send().await.unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.contains("/oauth2/callback?") {
+            break next;
+        }
+        if next.starts_with(&format!("{}/auth?", idp.issuer)) {
+            next.push_str("&login_hint=alice");
+        }
+        url = next;
+    };
+    // The provider's token endpoint now answers 1.5 s late: the callback is in flight when
+    // SIGTERM arrives.
+    let base = idp.issuer.split("/72f9").next().unwrap().to_string();
+    http.get(format!("{base}/__test/slow-token?ms=1500"))
+        .send()
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let http = http.clone();
+        async move { http.get(&callback).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &fw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "no new connections after SIGTERM"
+    );
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the sign-in in flight gets its answer");
+    assert_eq!(r.status(), 302, "{}", fw.logs());
+    assert_eq!(r.headers()["location"], "/");
+    assert!(r.headers().get_all("set-cookie").iter().count() >= 1);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = fw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "forwarden did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(fw.logs().contains("stopped"));
 }

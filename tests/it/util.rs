@@ -426,8 +426,12 @@ pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
 /// The forwarden binary with `--log-format json`, debug logging, this policy, extra `cookie:`
 /// lines (indented two spaces) and these config lines (besides `listen`); logs in the returned process's `stderr.log`.
 pub async fn fw_process(policy: &str, cookie: &str, config: &str) -> Proc {
+    fw_process_on(free_port(), policy, cookie, config).await
+}
+
+/// [`fw_process`] on a port chosen beforehand (when the identity provider must know it).
+pub async fn fw_process_on(port: u16, policy: &str, cookie: &str, config: &str) -> Proc {
     let dir = TempDir::new().unwrap();
-    let port = free_port();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     std::fs::write(
         dir.path().join("forwarden.yaml"),
