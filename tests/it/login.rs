@@ -31,18 +31,6 @@ async fn browse(
     panic!("too many redirects: {seen:#?}");
 }
 
-/// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.
-fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .no_proxy();
-    for h in hosts {
-        b = b.resolve(h, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    b.build().unwrap()
-}
-
 #[tokio::test]
 async fn central_mode_one_callback_for_every_app() {
     let port = free_port();
@@ -584,25 +572,6 @@ async fn organizations_authority_second_tenant_and_noauth() {
         me["email"], "mallory@fabrikam.com",
         "her own tenant's UPN, not the claimed address"
     );
-}
-
-/// Follow redirects from `url` until the provider sends the browser back to the callback;
-/// return that callback URL without visiting it.
-async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
-    let mut url = url.to_string();
-    for _ in 0..10 {
-        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-        if next.contains("/oauth2/callback?") {
-            return next;
-        }
-        if next.starts_with(&format!("{issuer}/auth?")) {
-            next.push_str(&format!("&login_hint={user}"));
-        }
-        url = next;
-    }
-    panic!("never reached the callback");
 }
 
 #[tokio::test]

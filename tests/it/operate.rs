@@ -103,13 +103,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
     let Some(nginx) = nginx_on(port, fw_addr, up, "").await else {
         return;
     };
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .resolve("app.test", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .no_proxy()
-        .build()
-        .unwrap();
+    let http = browser(port, &["app.test"]);
 
     // Sign in, a forbidden page, a refresh at the provider, sign out.
     let start = format!("http://app.test:{port}/docs?x=1");
@@ -504,27 +498,11 @@ async fn sigterm_lets_a_sign_in_in_flight_finish_and_refuses_new_connections() {
     };
     let config = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant());
     let mut fw = fw_process_on(port, APP_POLICY, "", &config).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .no_proxy()
-        .build()
-        .unwrap();
+    let http = browser(port, &[]);
     wait_ready(&http, port, &fw).await;
     // Start a sign-in and follow it to the callback, without visiting the callback yet.
-    let mut url = format!("http://127.0.0.1:{port}/oauth2/start?rd=/");
-    let callback = loop {
-        let r = http.get(&url).send().await.unwrap();
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-        if next.contains("/oauth2/callback?") {
-            break next;
-        }
-        if next.starts_with(&format!("{}/auth?", idp.issuer)) {
-            next.push_str("&login_hint=alice");
-        }
-        url = next;
-    };
+    let start = format!("http://127.0.0.1:{port}/oauth2/start?rd=/");
+    let callback = to_callback(&http, &start, &idp.issuer, "alice").await;
     // The provider's token endpoint now answers 1.5 s late: the callback is in flight when
     // SIGTERM arrives.
     let base = idp.issuer.split("/72f9").next().unwrap().to_string();

@@ -470,3 +470,34 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.
+pub fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy();
+    for h in hosts {
+        b = b.resolve(h, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    b.build().unwrap()
+}
+
+/// Follow redirects from `url` until the provider sends the browser back to the callback;
+/// return that callback URL without visiting it.
+pub async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
+    let mut url = url.to_string();
+    for _ in 0..10 {
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.contains("/oauth2/callback?") {
+            return next;
+        }
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("never reached the callback");
+}
