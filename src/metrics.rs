@@ -27,8 +27,28 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// Decision results, in label order.
+/// What an auth check answered: the `result` label of the decisions metric and of audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed.
+    Allow = 0,
+    /// Sign in first.
+    Login = 1,
+    /// Forbidden.
+    Forbidden = 2,
+    /// Sent to /oauth2/refresh.
+    Refresh = 3,
+}
+
+/// The labels of [`Verdict`], in its order.
 const RESULTS: [&str; 4] = ["allow", "login", "forbidden", "refresh"];
+
+impl Verdict {
+    /// The label.
+    pub fn as_str(self) -> &'static str {
+        RESULTS[self as usize]
+    }
+}
 
 /// Upper bounds of the check-duration buckets: 25 µs doubling to about 200 ms.
 const BUCKETS: [f64; 14] = [
@@ -166,17 +186,13 @@ impl Metrics {
         }
     }
 
-    /// One auth check: its result (`allow`, `login`, `forbidden`, `refresh`), the route's
-    /// `file:line` and how long it took.
+    /// One auth check: its result, the route's `file:line` and how long it took.
     ///
     /// This runs on every request, so it touches only the calling thread's shard: no lock or
     /// counter is shared between cores (shared atomics cost more here than the rest of the
     /// bookkeeping). A scrape adds the shards up.
-    pub fn decision(&self, result: &'static str, route: &str, seconds: f64) {
-        let r = RESULTS
-            .iter()
-            .position(|x| *x == result)
-            .unwrap_or(RESULTS.len() - 1);
+    pub fn decision(&self, result: Verdict, route: &str, seconds: f64) {
+        let r = result as usize;
         let b = BUCKETS
             .iter()
             .position(|le| seconds <= *le)
@@ -326,7 +342,7 @@ mod tests {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     for _ in 0..250 {
-                        m.decision("allow", "a \"quoted\" path.yaml:1", 0.000_03);
+                        m.decision(Verdict::Allow, "a \"quoted\" path.yaml:1", 0.000_03);
                     }
                 })
             })
@@ -334,9 +350,9 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        m.decision("login", "a \"quoted\" path.yaml:1", 1.0);
+        m.decision(Verdict::Login, "a \"quoted\" path.yaml:1", 1.0);
         let other = Metrics::new();
-        other.decision("allow", "x:1", 0.1);
+        other.decision(Verdict::Allow, "x:1", 0.1);
         let text = m.encode();
         assert!(
             text.contains(
@@ -363,8 +379,8 @@ mod tests {
     #[test]
     fn counts_appear_in_the_exposition() {
         let m = Metrics::new();
-        m.decision("forbidden", "policy.yaml:3", 0.000_1);
-        m.decision("forbidden", "policy.yaml:3", 0.000_1);
+        m.decision(Verdict::Forbidden, "policy.yaml:3", 0.000_1);
+        m.decision(Verdict::Forbidden, "policy.yaml:3", 0.000_1);
         m.login("success");
         m.provider_error("token");
         m.jwks_refresh(true);

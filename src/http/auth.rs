@@ -17,6 +17,7 @@ use super::AppState;
 use super::edge::{Contract, Denial};
 use crate::config::{Audit, CookieConfig, HeaderNames};
 use crate::identity::Identity;
+use crate::metrics::Verdict;
 use crate::policy::{Narrowing, Outcome, Reason};
 use crate::request::{Sources, Subrequest, rebuild};
 use crate::session::{self, MAX_CHUNKS};
@@ -29,8 +30,8 @@ pub struct IdentityHeaders {
     groups: HeaderName,
     roles: HeaderName,
     claims: Vec<(String, HeaderName)>,
-    /// The signed identity JWT header.
-    jwt: HeaderName,
+    /// The signed identity JWT header, when `identity_jwt` is configured.
+    jwt: Option<HeaderName>,
 }
 
 /// A configured header name as a static one. Cloning a name parsed at run time shares a
@@ -54,7 +55,7 @@ impl IdentityHeaders {
             groups: name(&h.groups),
             roles: name(&h.roles),
             claims: h.claims.iter().map(|(c, n)| (c.clone(), name(n))).collect(),
-            jwt: name(jwt.unwrap_or("x-forwarden-jwt")),
+            jwt: jwt.map(name),
         }
     }
 
@@ -235,51 +236,35 @@ fn check(
     let wants_html = seen.get("accept").is_some_and(|a| a.contains("text/html"));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
         Ok(r) => r,
-        Err(e) if record => {
-            tracing::info!(
-                target: "forwarden::audit",
-                result = "forbidden", reason = "untrusted_request", rule = "-", route = "-",
-                user = "-", tenant = "-", host = "-", path = "-", method = "-",
-                client_ip = %peer.ip(), detail = %e, "decision"
-            );
-            if let Some(t) = started {
-                st.metrics.decision("forbidden", "-", t.elapsed().as_secs_f64());
+        Err(e) => {
+            if record {
+                let line = AuditLine {
+                    verdict: Verdict::Forbidden,
+                    code: "untrusted_request",
+                    route: "-",
+                    rule: "-",
+                    detail: &e,
+                };
+                line.record(st, started, None, None, peer);
             }
             return untrusted(wants_html, contract);
         }
-        Err(_) => return untrusted(wants_html, contract),
     };
     let lookup = |n: &str| seen.cookie(n);
     let session = open_session(st, lookup);
     let user = session.as_deref().map(|s| &s.session.identity);
-    let audit =
-        |result: &'static str, route: &str, reason: &dyn std::fmt::Display, code: &str, rule: &str| {
-            if !record {
-                return;
-            }
-            if let Some(t) = started {
-                st.metrics.decision(result, route, t.elapsed().as_secs_f64());
-            }
-            if result == "allow" && st.config.audit != Audit::All {
-                return;
-            }
-            tracing::info!(
-                target: "forwarden::audit",
-                result,
-                reason = code,
-                rule,
+    let audit = |verdict, route, detail: &dyn std::fmt::Display, code, rule| {
+        if record {
+            let line = AuditLine {
+                verdict,
+                code,
                 route,
-                user = user.map_or("-", |u| u.subject.as_str()),
-                email = user.and_then(|u| u.email.as_deref()).unwrap_or("-"),
-                tenant = user.map_or("-", |u| if u.tenant.is_empty() { "-" } else { u.tenant.as_str() }),
-                host = %req.host,
-                path = %req.path,
-                method = %req.method,
-                client_ip = %req.client_ip.unwrap_or(peer.ip()),
-                detail = %reason,
-                "decision"
-            );
-        };
+                rule,
+                detail,
+            };
+            line.record(st, started, Some(&req), user, peer);
+        }
+    };
     if let (Some(o), Some(every)) = (session.as_deref(), st.config.cookie.refresh) {
         // A page load with a session due for refresh goes through /oauth2/refresh, a plain
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
@@ -287,7 +272,7 @@ fn check(
         let due = (st.clock)() >= o.session.issued_at.saturating_add(every.as_secs());
         if due && req.wants_html && o.session.refresh_token.is_some() && st.provider.is_some() {
             audit(
-                "refresh",
+                Verdict::Refresh,
                 "-",
                 &"the session is due for refresh at the identity provider",
                 "refresh_due",
@@ -312,16 +297,18 @@ fn check(
             let mut r = StatusCode::OK.into_response();
             st.headers
                 .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut());
-            if let (Some(jwt), Some(o)) = (&st.config.identity_jwt, session.as_deref()) {
+            if let (Some(jwt), Some(name), Some(o)) =
+                (&st.config.identity_jwt, &st.headers.jwt, session.as_deref())
+            {
                 if let Some(v) = signed_identity(st, jwt, o, &req) {
-                    r.headers_mut().insert(st.headers.jwt.clone(), v);
+                    r.headers_mut().insert(name.clone(), v);
                 }
             }
-            audit("allow", route, &d.reason, d.reason.code(), rule);
+            audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
             r
         }
         Outcome::Login => {
-            audit("login", route, &d.reason, d.reason.code(), rule);
+            audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
             let (login, absolute) = sign_in_urls(st, &req, "/oauth2/start");
             Denial::Login {
                 login,
@@ -331,7 +318,7 @@ fn check(
             .into_response(contract)
         }
         Outcome::Forbidden => {
-            audit("forbidden", route, &d.reason, d.reason.code(), rule);
+            audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
             let reason = match d.reason {
                 Reason::NoRoute => "This address is not protected by any route, so it is closed to everyone.",
                 Reason::Denied(_) => "A rule of this site denies access to your account.",
@@ -349,6 +336,59 @@ fn check(
             .into_response(contract)
         }
     }
+}
+
+/// One decision, for the audit log and the metrics.
+struct AuditLine<'a> {
+    verdict: Verdict,
+    /// A short code for why ([`Reason::code`], or one of the edge's own).
+    code: &'a str,
+    route: &'a str,
+    /// `file:line:column` of the deciding rule, or `-`.
+    rule: &'a str,
+    detail: &'a dyn std::fmt::Display,
+}
+
+impl AuditLine<'_> {
+    /// Count the decision (when metrics are on; `started` is then when the check began) and
+    /// write its audit line (every decision but a plain allow, or all with `audit: all`).
+    fn record(
+        &self,
+        st: &AppState,
+        started: Option<Instant>,
+        req: Option<&crate::request::Request<'_>>,
+        user: Option<&Identity>,
+        peer: SocketAddr,
+    ) {
+        if let Some(t) = started {
+            st.metrics
+                .decision(self.verdict, self.route, t.elapsed().as_secs_f64());
+        }
+        if self.verdict == Verdict::Allow && st.config.audit != Audit::All {
+            return;
+        }
+        tracing::info!(
+            target: "forwarden::audit",
+            result = self.verdict.as_str(),
+            reason = self.code,
+            rule = self.rule,
+            route = self.route,
+            user = or_dash(user.map(|u| u.subject.as_str())),
+            email = or_dash(user.and_then(|u| u.email.as_deref())),
+            tenant = or_dash(user.map(|u| u.tenant.as_str())),
+            host = or_dash(req.map(|r| r.host.as_ref())),
+            path = or_dash(req.map(|r| r.path.as_ref())),
+            method = or_dash(req.map(|r| r.method.as_ref())),
+            client_ip = %req.and_then(|r| r.client_ip).unwrap_or(peer.ip()),
+            detail = %self.detail,
+            "decision"
+        );
+    }
+}
+
+/// The value, or `-` when there is none (audit fields are always present).
+fn or_dash(s: Option<&str>) -> &str {
+    s.filter(|s| !s.is_empty()).unwrap_or("-")
 }
 
 fn untrusted(html: bool, contract: Contract) -> Response {
@@ -373,11 +413,11 @@ fn signed_identity(
     let now = (st.clock)();
     let lifetime = jwt.lifetime.as_secs();
     // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
-    let aud = req.host.to_string();
+    let aud = req.host.as_ref();
     let mut cache = o.jwts.borrow_mut();
     if let Some((_, _, v)) = cache
         .iter()
-        .find(|(a, iat, _)| *a == aud && now < iat.saturating_add(lifetime / 2) && now >= *iat)
+        .find(|(a, iat, _)| a == aud && now < iat.saturating_add(lifetime / 2) && now >= *iat)
     {
         return HeaderValue::from_bytes(v.as_bytes()).ok();
     }
@@ -385,7 +425,7 @@ fn signed_identity(
         Some(p) => p.as_str().trim_end_matches('/').to_string(),
         None => req.origin(),
     };
-    let token = match jwt.signer.sign(&o.session.identity, &iss, &aud, now, lifetime) {
+    let token = match jwt.signer.sign(&o.session.identity, &iss, aud, now, lifetime) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign the identity JWT");
@@ -393,11 +433,11 @@ fn signed_identity(
         }
     };
     let v = HeaderValue::from_str(&token).ok()?;
-    cache.retain(|(a, iat, _)| *a != aud && now < iat.saturating_add(lifetime / 2));
+    cache.retain(|(a, iat, _)| a != aud && now < iat.saturating_add(lifetime / 2));
     if cache.len() >= 8 {
         cache.clear();
     }
-    cache.push((aud, now, v.clone()));
+    cache.push((aud.to_string(), now, v.clone()));
     Some(v)
 }
 
