@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
     for (name, url) in cases {
         let req = Request::from_url(url, "GET").unwrap_or_else(|e| panic!("{e}"));
         c.bench_function(&format!("decide 10k routes: {name}"), |b| {
-            b.iter(|| black_box(set.decide(black_box(&req), Some(&user), &none).outcome))
+            b.iter(|| black_box(set.decide(black_box(&req), Some(&user), &none).verdict))
         });
     }
 }

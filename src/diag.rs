@@ -1,8 +1,32 @@
-//! Problems found in configuration and policy files, printed as `file:line:column: message`.
+//! Places in files and the problems found there, printed as `file:line:column: message`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::yaml::{Pos, Problem};
+
+/// Where something is written: a file and a position in it. Routes, rules, diagnostics,
+/// metrics labels and audit lines all name places with this one type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// The file, as the user named it (shared by every origin of that file).
+    pub file: Arc<str>,
+    /// Line and column.
+    pub pos: Pos,
+}
+
+impl Origin {
+    /// `file:line`, without the column: how routes are labelled in metrics and audit lines.
+    pub fn file_line(&self) -> String {
+        format!("{}:{}", self.file, self.pos.line)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.pos.line, self.pos.column)
+    }
+}
 
 /// How serious a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +69,16 @@ impl Diagnostic {
             file: file.to_string(),
             pos: None,
             level: Level::Error,
+            message: message.into(),
+        }
+    }
+
+    /// A warning at a place.
+    pub fn warning(at: &Origin, message: impl Into<String>) -> Self {
+        Self {
+            file: at.file.to_string(),
+            pos: Some(at.pos),
+            level: Level::Warning,
             message: message.into(),
         }
     }

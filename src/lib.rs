@@ -2,19 +2,29 @@
 //!
 //! The proxy (nginx `auth_request`, ingress-nginx `auth-url`, Traefik `forwardAuth`, Caddy
 //! `forward_auth`, HAProxy) asks forwarden once per request whether the request may pass.
+//! `ARCHITECTURE.md` walks the request path; this is the map of the components.
 //!
-//! Map of the components:
+//! The pure core (no axum, tokio or reqwest; time and randomness come in as parameters):
 //! - [`yaml`]: YAML with line and column on every value (the raw layer of config and policy).
-//! - [`config`]: the configuration file, validated into typed values.
-//! - [`policy`]: routes, Pomerium Policy Language, the decision. Pure.
-//! - [`request`]: the original request rebuilt from a trusted proxy's headers. Pure.
-//! - [`session`]: the sealed session cookie (AES-256-GCM, chunked, key rotation). Pure.
+//! - [`diag`]: places in files ([`diag::Origin`]) and the problems found there.
+//! - [`request`]: the original request rebuilt from a trusted proxy's headers.
 //! - [`identity`]: who the user is.
-//! - [`jwt`]: the signed identity (ES256 JWT) for upstreams and its JWKS. Pure.
+//! - [`policy`]: routes, Pomerium Policy Language, the decision and its [`policy::Verdict`].
+//! - [`session`]: the sealed session cookie (AES-256-GCM, chunked, key rotation).
+//! - [`jwt`]: the signed identity (ES256 JWT) for upstreams and its JWKS.
+//! - [`oidc`]: sign-in logic (`flow`, `idtoken`, `signin`, `redirect`) and the one transport
+//!   module that talks to the identity provider (`oidc::transport`).
+//! - [`clock`]: the clock and the randomness everything above is given.
+//! - [`secret`]: secret strings that never print.
+//!
+//! The shell:
+//! - [`config`]: the configuration file, validated into typed values for the modules above.
 //! - [`metrics`]: Prometheus counters and histograms, and their text exposition.
-//! - [`http`]: the axum router and the one mapping from decisions and errors to responses.
+//! - [`http`]: the axum router, one file per endpoint group, and the one mapping from
+//!   decisions and errors to responses.
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
 
+pub mod clock;
 pub mod config;
 pub mod diag;
 pub mod http;
@@ -24,6 +34,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod request;
+pub mod secret;
 pub mod server;
 pub mod session;
 pub mod yaml;

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use forwarden::clock::{Entropy, system_clock};
 use forwarden::config::Config;
 use forwarden::diag::Diagnostic;
-use forwarden::http::{AppState, system_clock};
+use forwarden::http::AppState;
 use forwarden::identity::Identity;
 use forwarden::policy::{Narrowing, PolicySet};
 use forwarden::request::Request;
@@ -55,7 +56,7 @@ enum Command {
         #[arg(long, env = "FORWARDEN_CONFIG")]
         config: PathBuf,
     },
-    /// Decide one request: first line allow, deny or login; then the route and the rule.
+    /// Decide one request: first line allow, forbidden or login; then the route and the rule.
     Explain(Box<ExplainArgs>),
 }
 
@@ -279,9 +280,9 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let who = (!anonymous).then_some(&identity);
             let d = set.decide(&req, who, &Narrowing::from_query(&auth_query));
-            println!("{}", d.outcome);
+            println!("{}", d.verdict);
             match d.route {
-                Some(r) => println!("route: {} ({})", r.origin, r.describe()),
+                Some(r) => println!("route: {} ({})", r.label, r.describe()),
                 None => println!("route: none"),
             }
             println!("rule: {}", d.reason);
@@ -334,7 +335,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     routes = set.routes().len(),
                     "forwarden serving"
                 );
-                let state = AppState::new(cfg, set, system_clock());
+                let state = AppState::new(cfg, set, system_clock(), Entropy::system());
                 forwarden::server::run(listener, metrics, state, forwarden::server::terminate_signal())
                     .await?;
                 tracing::info!("stopped");

@@ -27,28 +27,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// What an auth check answered: the `result` label of the decisions metric and of audit lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Allowed.
-    Allow = 0,
-    /// Sign in first.
-    Login = 1,
-    /// Forbidden.
-    Forbidden = 2,
-    /// Sent to /oauth2/refresh.
-    Refresh = 3,
-}
+use crate::policy::Verdict;
 
-/// The labels of [`Verdict`], in its order.
-const RESULTS: [&str; 4] = ["allow", "login", "forbidden", "refresh"];
-
-impl Verdict {
-    /// The label.
-    pub fn as_str(self) -> &'static str {
-        RESULTS[self as usize]
-    }
-}
+/// How many verdicts there are: one decision count per verdict and route.
+const RESULTS: usize = Verdict::ALL.len();
 
 /// Upper bounds of the check-duration buckets: 25 µs doubling to about 200 ms.
 const BUCKETS: [f64; 14] = [
@@ -72,7 +54,7 @@ struct Shard {
 
 #[derive(Default)]
 struct ShardData {
-    decisions: HashMap<Box<str>, [u64; RESULTS.len()]>,
+    decisions: HashMap<Box<str>, [u64; RESULTS]>,
     /// One more than BUCKETS: the last counts durations above every bound.
     buckets: [u64; BUCKETS.len() + 1],
     count: u64,
@@ -202,7 +184,7 @@ impl Metrics {
             match d.decisions.get_mut(route) {
                 Some(counts) => counts[r] += 1,
                 None => {
-                    let mut counts = [0; RESULTS.len()];
+                    let mut counts = [0; RESULTS];
                     counts[r] = 1;
                     d.decisions.insert(route.into(), counts);
                 }
@@ -233,7 +215,7 @@ impl Metrics {
     /// Decisions and the check-duration histogram, summed over the shards, as exposition text.
     fn encode_decisions(&self, out: &mut String) {
         use std::fmt::Write;
-        let mut decisions: BTreeMap<String, [u64; RESULTS.len()]> = BTreeMap::new();
+        let mut decisions: BTreeMap<String, [u64; RESULTS]> = BTreeMap::new();
         let mut buckets = [0u64; BUCKETS.len() + 1];
         let (mut count, mut sum) = (0u64, 0f64);
         let shards = self.inner.shards.lock().map(|s| s.clone()).unwrap_or_default();
@@ -255,7 +237,12 @@ impl Metrics {
         let _ = writeln!(out, "# HELP forwarden_decisions Auth checks by result and route.");
         let _ = writeln!(out, "# TYPE forwarden_decisions counter");
         for (route, counts) in &decisions {
-            for (result, n) in RESULTS.iter().zip(counts).filter(|(_, n)| **n > 0) {
+            for (result, n) in Verdict::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .zip(counts)
+                .filter(|(_, n)| **n > 0)
+            {
                 let _ = writeln!(
                     out,
                     "forwarden_decisions_total{{result=\"{result}\",route=\"{}\"}} {n}",

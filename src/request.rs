@@ -188,6 +188,13 @@ where
     Ok(req)
 }
 
+/// `10.0.0.0/8`, or a bare address meaning just that address.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
 /// Whether `peer` is one of the trusted proxies (an IPv4-mapped IPv6 peer, as a dual-stack
 /// listener reports IPv4 clients, counts as its IPv4 address).
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {

@@ -290,6 +290,15 @@ pub fn open<'a>(
     open_value(&value, keys, cookie_name, now)
 }
 
+/// Whether a session is due for refresh at the identity provider: it is older than `every`
+/// (`cookie.refresh`; `None`: never) and has a refresh token to use.
+pub fn refresh_due(s: &Session, every: Option<std::time::Duration>, now: u64) -> bool {
+    match every {
+        Some(every) => s.refresh_token.is_some() && now >= s.issued_at.saturating_add(every.as_secs()),
+        None => false,
+    }
+}
+
 /// Whether a session is valid at `now` (not expired, not issued in the future).
 pub fn is_current(s: &Session, now: u64) -> bool {
     now < s.expires_at && s.issued_at <= now + SKEW

@@ -1,6 +1,9 @@
-//! The one place where refusals become HTTP responses.
+//! The one place where refusals and errors become HTTP responses: [`Denial`] for the auth
+//! endpoints (under each proxy's contract: nginx's `auth_request` takes only 200, 401 and 403),
+//! [`RouteError`] for the sign-in endpoints (400 bad request, 403 refused, 502 provider trouble,
+//! 503 unavailable), and the pages both show.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::identity::Identity;
@@ -116,6 +119,113 @@ impl Denial {
     }
 }
 
+/// Why a sign-in endpoint failed, and what the user is told. Never a token, never a stack
+/// trace: internals are logged where they happen.
+#[derive(Debug)]
+pub enum RouteError {
+    /// No provider, or not discovered yet (503).
+    Unavailable(String),
+    /// The request itself is wrong: no trusted origin, state mismatch, expired (400).
+    Bad(String),
+    /// The provider said no (`error=`), or the account's tenant is not allowed (403).
+    Refused(String),
+    /// The provider could not be reached or answered wrongly (502).
+    Provider(String),
+}
+
+impl RouteError {
+    /// The result label of the logins metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::Unavailable(_) => "unavailable",
+            RouteError::Bad(_) => "bad_request",
+            RouteError::Refused(_) => "refused",
+            RouteError::Provider(_) => "provider_error",
+        }
+    }
+
+    /// This error for this client: a page for a browser, JSON for an API client
+    /// (`Accept: application/json`).
+    pub fn for_client(self, headers: &HeaderMap) -> ErrorPage {
+        let json = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+        ErrorPage { error: self, json }
+    }
+}
+
+/// A [`RouteError`] on its way to a client.
+#[derive(Debug)]
+pub struct ErrorPage {
+    error: RouteError,
+    json: bool,
+}
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        let (status, title, text) = match self.error {
+            RouteError::Unavailable(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is not available right now",
+                why,
+            ),
+            RouteError::Bad(why) => (StatusCode::BAD_REQUEST, "Sign-in did not work", why),
+            RouteError::Refused(why) => (StatusCode::FORBIDDEN, "Sign-in was refused", why),
+            RouteError::Provider(why) => (
+                StatusCode::BAD_GATEWAY,
+                "The identity provider had a problem",
+                why,
+            ),
+        };
+        if self.json {
+            let body = serde_json::json!({
+                "error": title,
+                "detail": text,
+                "sign_in": "/oauth2/start",
+                "sign_out": "/oauth2/sign_out",
+            });
+            return (
+                status,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        let body = page(
+            title,
+            &format!(
+                "<p>{}</p>\n<p><a href=\"/oauth2/start\">Sign in again</a> · <a href=\"/oauth2/sign_out\">Sign out</a></p>",
+                escape(&text)
+            ),
+        );
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// A 302 to `to` that no cache keeps.
+pub fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// HTML-escape text for the pages.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -177,6 +287,26 @@ mod tests {
         <p>You are signed in as <b>alice@contoso.com</b>.</p>
         <p>Your account is not on this site&#39;s access list.</p>
         <p><a href="/oauth2/sign_out">Sign out</a> to use another account, or ask the owner of this site for access.</p>
+        </body></html>
+        "#);
+    }
+
+    #[tokio::test]
+    async fn login_error_page_says_what_happened_and_what_to_do() {
+        let err = || RouteError::Bad("This sign-in was not started in this browser (state mismatch).".into());
+        let mut api = HeaderMap::new();
+        api.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let r = err().for_client(&api).into_response();
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = err().for_client(&HeaderMap::new()).into_response();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let body_only = text.split("<body>").nth(1).unwrap_or_default();
+        insta::assert_snapshot!(body_only, @r#"
+        <h1>Sign-in did not work</h1>
+        <p>This sign-in was not started in this browser (state mismatch).</p>
+        <p><a href="/oauth2/start">Sign in again</a> · <a href="/oauth2/sign_out">Sign out</a></p>
         </body></html>
         "#);
     }

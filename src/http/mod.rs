@@ -1,19 +1,29 @@
 //! The HTTP layer: the only module that knows axum.
 //!
 //! `router(state)` builds the whole app so tests can drive it with `oneshot` or a real socket.
-//! Endpoints:
-//! - `GET /oauth2/auth`: nginx `auth_request`, ingress-nginx `auth-url` (200 / 401 / 403 only);
-//! - `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy (200 /
-//!   302 to the login page for browser navigations / 401 for other requests / 403 with a page);
-//! - `GET /oauth2/forbidden`: the 403 page for nginx's `error_page 403` (not audited twice);
-//! - `/oauth2/start`, `/oauth2/callback`, `/oauth2/refresh`, `/oauth2/sign_out`,
-//!   `/oauth2/userinfo`: sign-in and the session;
-//! - `/healthz`, `/readyz`, `/.well-known/jwks.json`;
-//! - on the separate `metrics_listen` listener only: `GET /metrics`.
+//! One file per endpoint group:
+//! - [`auth`]: `GET /oauth2/auth` (nginx `auth_request`, ingress-nginx `auth-url`: 200 / 401 /
+//!   403 only), `GET /oauth2/forward-auth` (Traefik, Caddy, HAProxy: 200 / 302 to the login page
+//!   for browser navigations / 401 / 403 with a page), `GET /oauth2/forbidden` (the 403 page for
+//!   nginx's `error_page 403`, not audited twice);
+//! - [`login`]: `/oauth2/start`, `/oauth2/callback`; [`refresh`]: `/oauth2/refresh`;
+//! - [`account`]: `/oauth2/sign_out`, `/oauth2/userinfo`;
+//! - [`health`]: `/healthz`, `/readyz`, `/.well-known/jwks.json`, and `GET /metrics` on the
+//!   separate `metrics_listen` listener only.
+//!
+//! Shared pieces: [`edge`] turns refusals and errors into responses (the one mapping),
+//! [`cookies`] reads and writes every cookie, `session_cache` keeps opened sessions per worker
+//! thread, `headers` holds the identity header names.
 
+mod account;
 mod auth;
+mod cookies;
 mod edge;
+mod headers;
+mod health;
 mod login;
+mod refresh;
+mod session_cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,25 +32,13 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{any, get};
 
+use crate::clock::{Clock, Entropy};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-pub use edge::Denial;
-
-/// A source of the current time in Unix seconds (a parameter, so tests can move it).
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The system clock: the one place that reads it.
-#[allow(clippy::disallowed_methods)]
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    })
-}
+pub use edge::{Denial, RouteError};
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -50,40 +48,48 @@ pub struct AppState {
     pub policy: ArcSwap<PolicySet>,
     /// The clock.
     pub clock: Clock,
+    /// Randomness for state, nonce, PKCE verifiers and seals.
+    pub entropy: Entropy,
     /// Identity header names, parsed once.
-    headers: auth::IdentityHeaders,
+    headers: headers::IdentityHeaders,
+    /// The claims copied into identities for `headers.claims`.
+    extra_claims: Vec<String>,
     /// Distinguishes server instances in the per-thread session cache.
     instance: u64,
     /// The identity provider, when one is configured.
-    pub provider: Option<Arc<crate::oidc::transport::Provider>>,
+    pub provider: Option<Arc<Provider>>,
     /// What is counted for Prometheus.
     pub metrics: Metrics,
 }
 
 impl AppState {
-    /// State from a configuration and its loaded policies.
-    pub fn new(config: Config, policy: PolicySet, clock: Clock) -> Arc<Self> {
-        let headers = auth::IdentityHeaders::new(
+    /// State from a configuration, its loaded policies, and the clock and randomness to use.
+    pub fn new(config: Config, policy: PolicySet, clock: Clock, entropy: Entropy) -> Arc<Self> {
+        let headers = headers::IdentityHeaders::new(
             &config.headers,
             config.identity_jwt.as_ref().map(|j| j.header.as_str()),
         );
+        let extra_claims = config.headers.claims.iter().map(|(c, _)| c.clone()).collect();
         let metrics = Metrics::new();
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let provider = config.oidc.clone().and_then(|o| {
-            match crate::oidc::transport::Provider::new(o, metrics.clone()) {
+        let provider = config
+            .oidc
+            .clone()
+            .and_then(|o| match Provider::new(o, metrics.clone()) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up the identity provider client");
                     None
                 }
-            }
-        });
+            });
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
             clock,
+            entropy,
             headers,
+            extra_claims,
             instance,
             provider,
             metrics,
@@ -100,13 +106,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/start", get(login::start))
         .route("/oauth2/sign_in", get(login::start))
         .route("/oauth2/callback", get(login::callback))
-        .route("/oauth2/refresh", get(login::refresh))
-        .route("/oauth2/sign_out", get(login::sign_out).post(login::sign_out))
-        .route("/oauth2/userinfo", get(login::userinfo))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(login::readyz))
-        .route("/.well-known/jwks.json", get(login::jwks))
+        .route("/oauth2/refresh", get(refresh::refresh))
+        .route("/oauth2/sign_out", get(account::sign_out).post(account::sign_out))
+        .route("/oauth2/userinfo", get(account::userinfo))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/.well-known/jwks.json", get(health::jwks))
         .with_state(state)
+}
+
+/// The metrics listener's app: `GET /metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    health::metrics_router(state)
 }
 
 /// Serve [`metrics_router`] on its own listener until `shutdown` completes.
@@ -118,26 +129,6 @@ pub async fn serve_metrics(
     axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// The metrics listener's app: `GET /metrics` only.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(
-                |axum::extract::State(st): axum::extract::State<Arc<AppState>>| async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        st.metrics.encode(),
-                    )
-                },
-            ),
-        )
-        .with_state(state)
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` completes; requests in flight finish.

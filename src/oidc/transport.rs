@@ -12,9 +12,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
-use crate::config::OidcConfig;
+use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::oidc::ProviderConfig;
 use crate::oidc::idtoken::IssuerRule;
+use crate::oidc::signin::{Next, SignIn, SignInError};
 
 /// Least time between two JWKS refetches for an unknown `kid`.
 pub const JWKS_REFETCH: Duration = Duration::from_secs(30);
@@ -82,7 +84,7 @@ pub struct Ready {
 /// The provider as the server sees it: configuration, HTTP client, cached discovery and keys.
 pub struct Provider {
     /// Configuration.
-    pub config: OidcConfig,
+    pub config: ProviderConfig,
     http: reqwest::Client,
     ready: ArcSwapOption<Ready>,
     last_refetch: std::sync::Mutex<Option<Instant>>,
@@ -93,7 +95,7 @@ pub struct Provider {
 
 impl Provider {
     /// A provider that has not been discovered yet.
-    pub fn new(config: OidcConfig, metrics: Metrics) -> Result<Self, TransportError> {
+    pub fn new(config: ProviderConfig, metrics: Metrics) -> Result<Self, TransportError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -268,6 +270,34 @@ impl Provider {
             .bearer_auth(access_token)
             .json(&serde_json::json!({ "securityEnabledOnly": false }));
         Ok(self.send::<Objects>(req, "graph").await?.value)
+    }
+}
+
+impl Provider {
+    /// Run a sign-in's verification against this provider: fetch the keys again and ask
+    /// Microsoft Graph when it asks (see [`crate::oidc::signin`]).
+    pub async fn identity(&self, ready: &Ready, mut signin: SignIn<'_>) -> Result<Identity, SignInError> {
+        let mut next = signin.start(&ready.jwks.load())?;
+        loop {
+            next = match next {
+                Next::Done(identity) => return Ok(*identity),
+                Next::FetchKeys => {
+                    let fresh = self.refetch_jwks().await;
+                    let keys = self.ready().map(|r| r.jwks.load_full());
+                    signin.keys(keys.as_deref().filter(|_| fresh))?
+                }
+                Next::FetchGroups { access_token } => {
+                    let groups = match self.member_objects(&access_token).await {
+                        Ok(g) => Some(g),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "group overage: Microsoft Graph failed; group rules will deny");
+                            None
+                        }
+                    };
+                    return Ok(signin.groups(groups));
+                }
+            };
+        }
     }
 }
 

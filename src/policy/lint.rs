@@ -2,19 +2,14 @@
 //! routes that can never be reached, overlapping wildcard hosts, and rules that can never
 //! match. Pure; the policy still loads with warnings.
 
-use crate::diag::{Diagnostic, Level};
+use crate::diag::Diagnostic;
 
 use super::PolicySet;
 use super::ppl::{Action, Criterion, Expr, Rule, StrMatch, StrTest};
 use super::route::{HostMatch, Route, segment_prefix};
 
 fn warning(r: &Route, message: String) -> Diagnostic {
-    Diagnostic {
-        file: r.file.clone(),
-        pos: Some(r.pos),
-        level: Level::Warning,
-        message,
-    }
+    Diagnostic::warning(&r.origin, message)
 }
 
 /// The part of a route that decides which requests reach it.
@@ -41,7 +36,7 @@ impl PolicySet {
                     r,
                     format!(
                         "this route is never used: the route at {} matches the same requests ({}) and comes first",
-                        first.origin,
+                        first.label,
                         r.describe()
                     ),
                 ));
@@ -65,7 +60,7 @@ impl PolicySet {
                         r,
                         format!(
                             "wildcard hosts *.{inner} and *.{outer} (at {}) overlap: a host under {inner} is decided by the *.{inner} routes; *.{outer} routes apply to it only for paths none of those cover",
-                            o.origin
+                            o.label
                         ),
                     ));
                 }
@@ -75,14 +70,9 @@ impl PolicySet {
         for r in routes {
             for rule in &r.rules {
                 if let Some(why) = never(&rule.expr, r) {
-                    out.push(rule_warning(
-                        r,
-                        rule,
-                        &format!("this rule can never match: {why}"),
-                    ));
+                    out.push(rule_warning(rule, &format!("this rule can never match: {why}")));
                 } else if rule.action == Action::Deny && always(&rule.expr) {
                     out.push(rule_warning(
-                        r,
                         rule,
                         "this deny rule matches every request: the route refuses everyone",
                     ));
@@ -93,16 +83,8 @@ impl PolicySet {
     }
 }
 
-fn rule_warning(r: &Route, rule: &Rule, message: &str) -> Diagnostic {
-    let mut d = warning(r, format!("{message} ({rule})"));
-    // `file:line:column` of the rule itself.
-    let mut parts = rule.origin.rsplitn(3, ':');
-    if let (Some(c), Some(l)) = (parts.next(), parts.next()) {
-        if let (Ok(column), Ok(line)) = (c.parse(), l.parse()) {
-            d.pos = Some(crate::yaml::Pos { line, column });
-        }
-    }
-    d
+fn rule_warning(rule: &Rule, message: &str) -> Diagnostic {
+    Diagnostic::warning(&rule.origin, format!("{message} ({rule})"))
 }
 
 /// Why `e` can never be true on this route, if it cannot.

@@ -6,11 +6,13 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::diag::Origin;
 use crate::identity::{Identity, email_domain};
-use crate::request::Request;
+use crate::request::{Request, parse_cidr};
 use crate::yaml::{Node, Pos, Problem, Value};
 
 /// What a rule does when it matches.
@@ -27,8 +29,8 @@ pub enum Action {
 pub struct Rule {
     /// Allow or deny.
     pub action: Action,
-    /// Where the rule is written: `file:line:column`.
-    pub origin: String,
+    /// Where the rule is written.
+    pub origin: Origin,
     /// The condition.
     pub expr: Expr,
 }
@@ -303,24 +305,27 @@ impl fmt::Display for StrMatch {
 // ---------- parsing ----------
 
 /// Parses PPL from positioned YAML, collecting every problem.
-pub struct Parser<'a> {
+pub struct Parser {
     /// The file name, for rule origins.
-    pub file: &'a str,
+    pub file: Arc<str>,
     /// Problems found so far.
     pub problems: Vec<Problem>,
 }
 
-impl<'a> Parser<'a> {
+impl Parser {
     /// A parser for `file`.
-    pub fn new(file: &'a str) -> Self {
+    pub fn new(file: Arc<str>) -> Self {
         Self {
             file,
             problems: Vec::new(),
         }
     }
 
-    fn origin(&self, pos: Pos) -> String {
-        format!("{}:{}:{}", self.file, pos.line, pos.column)
+    fn origin(&self, pos: Pos) -> Origin {
+        Origin {
+            file: self.file.clone(),
+            pos,
+        }
     }
 
     fn err(&mut self, pos: Pos, msg: impl Into<String>) {
@@ -612,20 +617,13 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// `10.0.0.0/8`, or a bare address meaning just that address.
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::yaml::parse;
 
     fn rules(src: &str) -> Vec<Rule> {
-        let mut p = Parser::new("t.yaml");
+        let mut p = Parser::new("t.yaml".into());
         let r = p.policy(&parse(src).unwrap());
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         r
@@ -668,7 +666,7 @@ mod tests {
 
     #[test]
     fn all_problems_reported() {
-        let mut p = Parser::new("t.yaml");
+        let mut p = Parser::new("t.yaml".into());
         p.policy(
             &parse("allow:\n  or:\n    - emial: a\n    - email: {iz: b}\n    - source_ip: nope\n").unwrap(),
         );

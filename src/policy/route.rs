@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use crate::diag::Origin;
 use crate::policy::ppl::Rule;
 use crate::request::Request;
 
@@ -25,12 +26,10 @@ pub enum HostMatch {
 /// One route of a policy file.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// `file:line` of the route.
-    pub origin: String,
-    /// The file, as named in the configuration.
-    pub file: String,
-    /// Where the route starts in it.
-    pub pos: crate::yaml::Pos,
+    /// Where the route starts.
+    pub origin: Origin,
+    /// `file:line`, formatted once: the route's label in metrics and audit lines.
+    pub label: String,
     /// The `from` URL as written.
     pub from: String,
     /// `http` or `https`.
@@ -89,22 +88,21 @@ impl Route {
         true
     }
 
-    /// Rank within one host: higher is more specific.
-    fn rank(&self) -> (u8, usize, bool) {
-        let kind = if self.path.is_some() {
-            3
+    /// How specific the route is within its host.
+    pub fn precedence(&self) -> Precedence {
+        let path = if self.path.is_some() {
+            PathMatch::Exact
         } else if self.regex.is_some() {
-            2
-        } else if self.prefix.is_some() {
-            1
+            PathMatch::Regex
+        } else if let Some(p) = &self.prefix {
+            PathMatch::Prefix(p.len())
         } else {
-            0
+            PathMatch::Any
         };
-        (
-            kind,
-            self.prefix.as_ref().map_or(0, String::len),
-            self.methods.is_some(),
-        )
+        Precedence {
+            path,
+            methods: self.methods.is_some(),
+        }
     }
 
     /// A short description for `explain`.
@@ -138,6 +136,29 @@ pub fn segment_prefix(path: &str, prefix: &str) -> bool {
     }
 }
 
+/// How a route matches paths, least specific first (the derived order is the precedence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathMatch {
+    /// No path matcher: every path.
+    Any,
+    /// A segment prefix of this many bytes (a longer prefix is more specific).
+    Prefix(usize),
+    /// A whole-path regular expression.
+    Regex,
+    /// One exact path.
+    Exact,
+}
+
+/// Which of two routes on the same host wins: compared field by field in declaration order,
+/// the greater is more specific. Equal precedence falls back to file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Precedence {
+    /// The path matcher.
+    pub path: PathMatch,
+    /// Limited to `methods`.
+    pub methods: bool,
+}
+
 /// Routes by host, each list sorted most specific first.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -157,7 +178,7 @@ impl Index {
         }
         for list in idx.exact.values_mut().chain(idx.wildcard.values_mut()) {
             // Stable sort: equal ranks keep file order.
-            list.sort_by(|a, b| routes[*b].rank().cmp(&routes[*a].rank()));
+            list.sort_by_key(|i| std::cmp::Reverse(routes[*i].precedence()));
         }
         idx
     }
@@ -195,5 +216,31 @@ mod tests {
         assert!(segment_prefix("/admin/x", "/admin"));
         assert!(!segment_prefix("/administrator", "/admin"));
         assert!(segment_prefix("/anything", ""));
+    }
+
+    #[test]
+    fn precedence_orders_exact_regex_prefix_any_then_methods() {
+        let p = |path, methods| Precedence { path, methods };
+        let mut v = vec![
+            p(PathMatch::Any, true),
+            p(PathMatch::Exact, false),
+            p(PathMatch::Prefix(3), false),
+            p(PathMatch::Regex, false),
+            p(PathMatch::Prefix(10), false),
+            p(PathMatch::Any, false),
+        ];
+        v.sort();
+        v.reverse();
+        assert_eq!(
+            v,
+            vec![
+                p(PathMatch::Exact, false),
+                p(PathMatch::Regex, false),
+                p(PathMatch::Prefix(10), false),
+                p(PathMatch::Prefix(3), false),
+                p(PathMatch::Any, true),
+                p(PathMatch::Any, false),
+            ]
+        );
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::identity::Identity;
 
 fn set(src: &str) -> PolicySet {
     match PolicySet::from_sources(&[("p.yaml".into(), src.into())]) {
@@ -28,9 +29,9 @@ fn user(email: &str, groups: &[&str]) -> Identity {
     }
 }
 
-fn decide(s: &PolicySet, url: &str, u: Option<&Identity>) -> Outcome {
+fn decide(s: &PolicySet, url: &str, u: Option<&Identity>) -> Verdict {
     let req = Request::from_url(url, "GET").unwrap();
-    s.decide(&req, u, &Narrowing::default()).outcome
+    s.decide(&req, u, &Narrowing::default()).verdict
 }
 
 const SEED: &str = "\
@@ -52,16 +53,16 @@ fn seed_policy_loads_and_decides() {
     let u1 = user("User1@AzureAD.domain", &[]);
     assert_eq!(
         decide(&s, "https://app1.external.domain/", Some(&u1)),
-        Outcome::Allow
+        Verdict::Allow
     );
     assert_eq!(
         decide(&s, "https://app2.external.domain/", Some(&u1)),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
-    assert_eq!(decide(&s, "https://app1.external.domain/", None), Outcome::Login);
+    assert_eq!(decide(&s, "https://app1.external.domain/", None), Verdict::Login);
     assert_eq!(
         decide(&s, "https://other.external.domain/", Some(&u1)),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
 }
 
@@ -87,35 +88,35 @@ fn most_specific_route_wins() {
     let u = user("a@example.com", &[]);
     let admin = user("b@example.com", &["admins"]);
     // exact host over wildcard
-    assert_eq!(decide(&s, "https://app.example.com/x", None), Outcome::Login);
-    assert_eq!(decide(&s, "https://other.example.com/x", None), Outcome::Allow);
+    assert_eq!(decide(&s, "https://app.example.com/x", None), Verdict::Login);
+    assert_eq!(decide(&s, "https://other.example.com/x", None), Verdict::Allow);
     // longer wildcard suffix over shorter
     assert_eq!(
         decide(&s, "https://x.deep.example.com/", Some(&u)),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
     // longer prefix over shorter
     assert_eq!(
         decide(&s, "https://app.example.com/admin/x", Some(&u)),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
     assert_eq!(
         decide(&s, "https://app.example.com/admin/x", Some(&admin)),
-        Outcome::Allow
+        Verdict::Allow
     );
     assert_eq!(
         decide(&s, "https://app.example.com/admin/public/x", None),
-        Outcome::Allow
+        Verdict::Allow
     );
     // prefix covers whole segments only
     assert_eq!(
         decide(&s, "https://app.example.com/administrator", Some(&u)),
-        Outcome::Allow
+        Verdict::Allow
     );
     // exact path over prefix
     assert_eq!(
         decide(&s, "https://app.example.com/admin/exact", Some(&admin)),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
 }
 
@@ -134,7 +135,7 @@ routes:
 ");
     assert_eq!(
         decide(&s, "https://app.example.com/", Some(&user("a@example.com", &[]))),
-        Outcome::Allow
+        Verdict::Allow
     );
     assert_eq!(
         decide(
@@ -142,7 +143,7 @@ routes:
             "https://app.example.com/",
             Some(&user("Mallory@example.com", &[]))
         ),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
 }
 
@@ -165,18 +166,18 @@ routes:
     policy: staff
 ");
     let u = user("a@example.com", &[]);
-    assert_eq!(decide(&s, "https://b.example.com/", Some(&u)), Outcome::Allow);
+    assert_eq!(decide(&s, "https://b.example.com/", Some(&u)), Verdict::Allow);
     let req = Request::from_url("https://a.example.com/", "GET").unwrap();
     let n = Narrowing {
         policy: Some("admins".into()),
         ..Narrowing::default()
     };
-    assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
+    assert_eq!(s.decide(&req, Some(&u), &n).verdict, Verdict::Forbidden);
     let n = Narrowing {
         policy: Some("nope".into()),
         ..Narrowing::default()
     };
-    assert_eq!(s.decide(&req, Some(&u), &n).outcome, Outcome::Forbidden);
+    assert_eq!(s.decide(&req, Some(&u), &n).verdict, Verdict::Forbidden);
 }
 
 #[test]
@@ -185,13 +186,13 @@ fn narrowing_never_widens() {
     let req = Request::from_url("https://a.example.com/", "GET").unwrap();
     let outsider = user("x@example.com", &["g2"]);
     let n = Narrowing::from_query("allowed_groups=g2");
-    assert_eq!(s.decide(&req, Some(&outsider), &n).outcome, Outcome::Forbidden);
+    assert_eq!(s.decide(&req, Some(&outsider), &n).verdict, Verdict::Forbidden);
     let member = user("x@example.com", &["g1"]);
-    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Forbidden);
+    assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Forbidden);
     let n = Narrowing::from_query("allowed_groups=g2,g1&allowed_email_domains=example.com");
-    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Allow);
+    assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Allow);
     let n = Narrowing::from_query("allowed_emails=y@example.com");
-    assert_eq!(s.decide(&req, Some(&member), &n).outcome, Outcome::Forbidden);
+    assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Forbidden);
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn double_at_address_never_matches_a_domain_rule() {
         "- from: https://a.example.com\n  allowed_domains: [evil.com]\n  allowed_users: ['a@b@evil.com']\n",
     );
     let u = user("a@b@evil.com", &[]);
-    assert_eq!(decide(&s, "https://a.example.com/", Some(&u)), Outcome::Forbidden);
+    assert_eq!(decide(&s, "https://a.example.com/", Some(&u)), Verdict::Forbidden);
 }
 
 #[test]
@@ -213,15 +214,15 @@ fn methods_and_regex() {
 - from: https://a.example.com
   allow_any_authenticated_user: true
 ");
-    assert_eq!(decide(&s, "https://a.example.com/api/v2/x", None), Outcome::Allow);
+    assert_eq!(decide(&s, "https://a.example.com/api/v2/x", None), Verdict::Allow);
     let post = Request::from_url("https://a.example.com/api/v2/x", "POST").unwrap();
     assert_eq!(
-        s.decide(&post, None, &Narrowing::default()).outcome,
-        Outcome::Login
+        s.decide(&post, None, &Narrowing::default()).verdict,
+        Verdict::Login
     );
     assert_eq!(
         decide(&s, "https://a.example.com/xapi/v2/x", None),
-        Outcome::Login
+        Verdict::Login
     );
 }
 
@@ -271,13 +272,13 @@ fn anonymous_allowed_by_non_user_rule() {
       or:
         - source_ip: 10.0.0.0/8
 ");
-    assert_eq!(decide(&s, "https://a.example.com/health", None), Outcome::Allow);
-    assert_eq!(decide(&s, "https://a.example.com/other", None), Outcome::Login);
+    assert_eq!(decide(&s, "https://a.example.com/health", None), Verdict::Allow);
+    assert_eq!(decide(&s, "https://a.example.com/other", None), Verdict::Login);
     let mut req = Request::from_url("https://a.example.com/health", "GET").unwrap();
     req.client_ip = Some("10.1.2.3".parse().unwrap());
     assert_eq!(
-        s.decide(&req, None, &Narrowing::default()).outcome,
-        Outcome::Forbidden
+        s.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Forbidden
     );
 }
 
@@ -286,9 +287,9 @@ fn roles_shorthand_matches_app_roles() {
     let s = set("- from: https://a.example.com\n  roles: [Admin]\n");
     let mut admin = user("a@example.com", &[]);
     admin.roles = vec!["Reader".into(), "Admin".into()];
-    assert_eq!(decide(&s, "https://a.example.com/", Some(&admin)), Outcome::Allow);
+    assert_eq!(decide(&s, "https://a.example.com/", Some(&admin)), Verdict::Allow);
     assert_eq!(
         decide(&s, "https://a.example.com/", Some(&user("b@example.com", &[]))),
-        Outcome::Forbidden
+        Verdict::Forbidden
     );
 }

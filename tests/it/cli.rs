@@ -100,7 +100,7 @@ fn explain_first_line_is_one_word() {
         "a@example.com",
     ]);
     insta::assert_snapshot!(out, @r"
-    deny
+    forbidden
     route: policies/platform.yaml:27 (https://grafana.example.com prefix /admin/)
     rule: no allow rule of the route matches this user
     ");
@@ -133,7 +133,7 @@ fn explain_first_line_is_one_word() {
         "a@example.com",
     ]);
     insta::assert_snapshot!(out, @r"
-    deny
+    forbidden
     route: none
     rule: no route covers this URL; requests no route covers are denied
     ");
@@ -148,7 +148,7 @@ fn explain_first_line_is_one_word() {
         "--email",
         "alice@partner.org",
     ]);
-    assert_eq!(out.lines().next(), Some("deny"));
+    assert_eq!(out.lines().next(), Some("forbidden"));
     assert!(out.contains("deny if method is DELETE"), "{out}");
 }
 

@@ -79,7 +79,12 @@ impl Fw {
         let set = PolicySet::load(&config.policy_files).unwrap();
         let clock = Arc::new(AtomicU64::new(now()));
         let c = clock.clone();
-        let state = AppState::new(config, set, Arc::new(move || c.load(Ordering::SeqCst)));
+        let state = AppState::new(
+            config,
+            set,
+            Arc::new(move || c.load(Ordering::SeqCst)),
+            forwarden::clock::Entropy::system(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (metrics_listener, metrics) = match state.config.metrics_listen {

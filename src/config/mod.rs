@@ -1,0 +1,247 @@
+//! The configuration file: read raw with positions, then validated into typed values.
+//!
+//! [`raw`] holds the file as written (serde, `deny_unknown_fields`); [`validate`] walks it
+//! beside its positioned YAML node and returns every problem at once as
+//! `file:line:column: message`. Secrets can be written inline, as `${ENV_VAR}`, or read from a
+//! file (`secrets_file`, one secret a line: the Docker-secrets convention); both the
+//! environment and the file reader are parameters ([`Inputs`]), so [`Config::parse`] is pure.
+//! Relative paths resolve against the config file's folder.
+//!
+//! This module depends on the modules it configures (`oidc`, `session`, `jwt`, `request`),
+//! never the other way round: they take plain values.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::diag::Diagnostic;
+use crate::oidc::ProviderConfig;
+use crate::session::Keys;
+
+/// The shortest secret accepted: 32 bytes, as many as the AES-256 key derived from it.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the auth server listens.
+    pub listen: SocketAddr,
+    /// Peers whose forwarded headers count.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The session cookie.
+    pub cookie: CookieConfig,
+    /// Policy files, resolved against the config file's folder.
+    pub policy_files: Vec<PathBuf>,
+    /// Identity headers sent to the upstream on allow.
+    pub headers: HeaderNames,
+    /// How often policy files are checked for changes.
+    pub reload_interval: Duration,
+    /// Central mode: the one public address of forwarden (`https://auth.example.com`), where the
+    /// callback lives. Without it, each protected host serves `/oauth2/` itself.
+    pub public_url: Option<url::Url>,
+    /// Where redirects after login and sign-out may go besides the protected host.
+    pub allowed_redirect_domains: Vec<crate::oidc::redirect::AllowedDomain>,
+    /// The identity provider; `None` until one is configured.
+    pub oidc: Option<ProviderConfig>,
+    /// Where Prometheus metrics are served (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Which decisions get an audit log line.
+    pub audit: Audit,
+    /// A signed JWT for upstreams on every allowed request with a session.
+    pub identity_jwt: Option<IdentityJwt>,
+}
+
+/// Which decisions are written to the audit log (target `forwarden::audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Audit {
+    /// Every decision that is not a plain allow: login required, forbidden, refresh due,
+    /// and requests whose original URL cannot be trusted.
+    #[default]
+    Denials,
+    /// Every decision, allows included.
+    All,
+}
+
+/// The signed identity header.
+#[derive(Debug, Clone)]
+pub struct IdentityJwt {
+    /// The header name (default `X-Forwarden-Jwt`).
+    pub header: String,
+    /// How long a token is valid.
+    pub lifetime: Duration,
+    /// The signing key.
+    pub signer: std::sync::Arc<crate::jwt::Signer>,
+}
+
+/// The session cookie's settings.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Cookie name (chunks add `_0`, `_1`, …).
+    pub name: String,
+    /// Sealing keys, derived from the secrets; the first seals.
+    pub keys: Keys,
+    /// `Domain` attribute, to share the session across subdomains.
+    pub domain: Option<String>,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// How long a session lasts.
+    pub lifetime: Duration,
+    /// Sessions older than this are refreshed at the provider on the next page load (groups
+    /// and roles re-read; a disabled account loses access). `None`: never.
+    pub refresh: Option<Duration>,
+}
+
+/// Names of the identity headers; every one is always sent, empty when there is no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNames {
+    /// The user id.
+    pub user: String,
+    /// The email.
+    pub email: String,
+    /// `preferred_username`.
+    pub preferred_username: String,
+    /// Groups, comma-separated.
+    pub groups: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// Claim name to header name.
+    pub claims: Vec<(String, String)>,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            user: "X-Auth-Request-User".into(),
+            email: "X-Auth-Request-Email".into(),
+            preferred_username: "X-Auth-Request-Preferred-Username".into(),
+            groups: "X-Auth-Request-Groups".into(),
+            roles: "X-Auth-Request-Roles".into(),
+            claims: Vec::new(),
+        }
+    }
+}
+
+impl HeaderNames {
+    /// Every configured header name, in the order they are sent.
+    pub fn all(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.user.as_str(),
+            self.email.as_str(),
+            self.preferred_username.as_str(),
+            self.groups.as_str(),
+            self.roles.as_str(),
+        ];
+        v.extend(self.claims.iter().map(|(_, h)| h.as_str()));
+        v
+    }
+}
+
+/// Where environment variables come from (a parameter, so tests need not touch the process).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Where secret and key files are read from (a parameter, so tests need no files).
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// What a configuration may read besides its own text.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Environment variables, for `${VAR}` values.
+    pub env: Env<'a>,
+    /// Files named by the config (`secrets_file`, `client_secret_file`, `key_file`).
+    pub read: ReadFile<'a>,
+}
+
+/// The real file system.
+fn read_file(p: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(p)
+}
+
+impl Config {
+    /// Read and validate the config file at `path`, with the process's files.
+    pub fn load(path: &Path, env: Env<'_>) -> Result<Config, Vec<Diagnostic>> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Diagnostic::file_error(
+                &name,
+                format!("cannot read config file: {e}"),
+            )]
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let inputs = Inputs {
+            env,
+            read: &read_file,
+        };
+        Self::parse(&name, &text, base, inputs)
+    }
+
+    /// Validate config text; `base` is the folder relative paths resolve against.
+    pub fn parse(name: &str, text: &str, base: &Path, inputs: Inputs<'_>) -> Result<Config, Vec<Diagnostic>> {
+        let to_diags = |problems: Vec<crate::yaml::Problem>| {
+            let mut d: Vec<Diagnostic> = problems.into_iter().map(|p| Diagnostic::error(name, p)).collect();
+            d.sort();
+            d
+        };
+        let node = crate::yaml::parse(text).map_err(|p| to_diags(vec![p]))?;
+        let raw: raw::RawConfig = node.typed().map_err(|p| to_diags(vec![p]))?;
+        validate::config(&node, raw, base, inputs).map_err(to_diags)
+    }
+}
+
+/// `a/b/../c` to `a/c`, lexically, so messages name files as a person would.
+fn clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `90s`, `30m`, `12h`, `7d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    if s.is_empty() {
+        return None;
+    }
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests;

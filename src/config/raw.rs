@@ -1,0 +1,107 @@
+//! The configuration file as written: every field optional where the file may leave it out,
+//! unknown fields refused. [`super::validate`] turns these into typed values.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) listen: Option<String>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) cookie: RawCookie,
+    #[serde(default)]
+    pub(super) policy_files: Vec<String>,
+    #[serde(default)]
+    pub(super) headers: RawHeaders,
+    #[serde(default)]
+    pub(super) reload_interval: Option<String>,
+    #[serde(default)]
+    pub(super) public_url: Option<String>,
+    #[serde(default)]
+    pub(super) allowed_redirect_domains: Vec<String>,
+    #[serde(default)]
+    pub(super) oidc: Option<RawOidc>,
+    #[serde(default)]
+    pub(super) metrics_listen: Option<String>,
+    #[serde(default)]
+    pub(super) audit: Option<String>,
+    #[serde(default)]
+    pub(super) identity_jwt: Option<RawIdentityJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentityJwt {
+    #[serde(default)]
+    pub(super) header: Option<String>,
+    #[serde(default)]
+    pub(super) key_file: Option<String>,
+    #[serde(default)]
+    pub(super) lifetime: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOidc {
+    pub(super) issuer: String,
+    pub(super) client_id: String,
+    #[serde(default)]
+    pub(super) client_secret: Option<String>,
+    #[serde(default)]
+    pub(super) client_secret_file: Option<String>,
+    #[serde(default)]
+    pub(super) scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) end_session: bool,
+    #[serde(default)]
+    pub(super) azure: Option<RawAzure>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAzure {
+    #[serde(default)]
+    pub(super) allowed_tenants: Vec<String>,
+    #[serde(default)]
+    pub(super) graph_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCookie {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) secrets: Vec<String>,
+    #[serde(default)]
+    pub(super) secrets_file: Option<String>,
+    #[serde(default)]
+    pub(super) domain: Option<String>,
+    #[serde(default)]
+    pub(super) secure: Option<bool>,
+    #[serde(default)]
+    pub(super) lifetime: Option<String>,
+    #[serde(default)]
+    pub(super) refresh: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaders {
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) email: Option<String>,
+    #[serde(default)]
+    pub(super) preferred_username: Option<String>,
+    #[serde(default)]
+    pub(super) groups: Option<String>,
+    #[serde(default)]
+    pub(super) roles: Option<String>,
+    #[serde(default)]
+    pub(super) claims: BTreeMap<String, String>,
+}

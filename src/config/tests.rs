@@ -1,0 +1,118 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn no_files(p: &Path) -> std::io::Result<String> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{} not found", p.display()),
+    ))
+}
+
+fn inputs<'a>(env: crate::config::Env<'a>) -> Inputs<'a> {
+    Inputs { env, read: &no_files }
+}
+
+fn errors(text: &str) -> String {
+    match Config::parse("f.yaml", text, Path::new("."), inputs(&no_env)) {
+        Ok(_) => String::new(),
+        Err(d) => d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+#[test]
+fn minimal_config() {
+    let env = |k: &str| (k == "S").then(|| "s".repeat(40));
+    let c = Config::parse(
+        "f.yaml",
+        "cookie:\n  secrets: ['${S}']\npolicy_files: [p.yaml]\n",
+        Path::new("/etc/fw"),
+        inputs(&env),
+    )
+    .unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:4180");
+    assert_eq!(c.policy_files, vec![PathBuf::from("/etc/fw/p.yaml")]);
+    assert_eq!(c.cookie.lifetime, Duration::from_secs(43200));
+    assert!(c.cookie.secure);
+    assert_eq!(c.trusted_proxies.len(), 2);
+}
+
+#[test]
+fn every_problem_at_once() {
+    let e = errors(
+        "listen: nowhere\ntrusted_proxies: [10.0.0.0/8, bogus]\ncookie:\n  secrets: [short, '${MISSING}']\n  lifetime: 12 hours\npolicy_files: []\nheaders:\n  user: 'X User'\n",
+    );
+    insta::assert_snapshot!(e, @r"
+        f.yaml:1:9: `nowhere` is not an address:port like 127.0.0.1:4180
+        f.yaml:2:31: `bogus` is not an IP address or CIDR range
+        f.yaml:4:13: secret is 5 bytes; at least 32 are needed (openssl rand -base64 32)
+        f.yaml:4:20: environment variable MISSING is not set
+        f.yaml:5:13: `12 hours` is not a duration like 90s, 30m, 12h or 7d
+        f.yaml:6:15: no policy_files: list at least one policy file
+        f.yaml:8:9: `X User` is not a valid header name
+        ");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let e = errors(
+        "cookie:\n  secrets: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n  secure_: true\npolicy_files: [p]\n",
+    );
+    assert!(e.starts_with("f.yaml:3:3: unknown field `secure_`"), "{e}");
+}
+
+#[test]
+fn oidc_section() {
+    let env = |k: &str| (k == "CS").then(|| "client-secret-value".to_string());
+    let text = r"cookie:
+  secrets: ['0123456789abcdef0123456789abcdef']
+policy_files: [p]
+public_url: https://auth.example.com
+allowed_redirect_domains: [.example.com]
+oidc:
+  issuer: https://login.microsoftonline.com/organizations/v2.0/
+  client_id: app
+  client_secret: ${CS}
+  azure:
+    allowed_tenants: [72F988BF-86F1-41AF-91AB-2D7CD011DB47]
+";
+    let c = Config::parse("f.yaml", text, Path::new("."), inputs(&env)).unwrap();
+    let o = c.oidc.as_ref().unwrap();
+    assert_eq!(o.issuer, "https://login.microsoftonline.com/organizations/v2.0");
+    assert_eq!(o.client_secret.expose(), "client-secret-value");
+    assert_eq!(o.allowed_tenants, vec!["72f988bf-86f1-41af-91ab-2d7cd011db47"]);
+    assert_eq!(o.scopes, vec!["openid", "profile", "email", "offline_access"]);
+    assert!(
+        !format!("{c:?}").contains("client-secret-value"),
+        "Debug never prints secrets"
+    );
+    let e = errors(
+        r"cookie:
+  secrets: ['0123456789abcdef0123456789abcdef']
+policy_files: [p]
+oidc:
+  issuer: nope
+  client_id: app
+  azure:
+    allowed_tenants: [contoso]
+",
+    );
+    insta::assert_snapshot!(e, @r"
+        f.yaml:5:3: no client_secret: set oidc.client_secret or oidc.client_secret_file
+        f.yaml:5:11: `nope` is not an issuer URL
+        f.yaml:8:23: `contoso` is not a tenant id (a GUID)
+        ");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604800)));
+    assert_eq!(parse_duration("12"), None);
+    assert_eq!(parse_duration("h"), None);
+}

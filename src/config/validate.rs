@@ -1,0 +1,521 @@
+//! Validation: each raw section is checked beside the YAML node it was read from, and returns
+//! its typed value or every problem it found, as values. [`gather!`] joins the results of
+//! several sections so that one section's problems never hide another's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawOidc};
+use super::{
+    Audit, Config, CookieConfig, HeaderNames, IdentityJwt, Inputs, MIN_SECRET_LEN, clean, is_header_name,
+    parse_duration,
+};
+use crate::oidc::ProviderConfig;
+use crate::oidc::redirect::AllowedDomain;
+use crate::secret::Secret;
+use crate::session::Keys;
+use crate::yaml::{Node, Problem, Value};
+
+/// A section's typed value, or every problem in it.
+type Checked<T> = Result<T, Vec<Problem>>;
+
+/// `Ok` of every result, or every problem of all of them.
+macro_rules! gather {
+    ($($r:ident),+ $(,)?) => {{
+        let mut problems: Vec<Problem> = Vec::new();
+        $(
+            let $r = match $r {
+                Ok(v) => Some(v),
+                Err(mut e) => {
+                    problems.append(&mut e);
+                    None
+                }
+            };
+        )+
+        match ($($r,)+) {
+            ($(Some($r),)+) if problems.is_empty() => Ok(($($r,)+)),
+            _ => Err(problems),
+        }
+    }};
+}
+
+/// The node of a field that is present in the raw struct (so present in the file).
+fn field<'n>(node: &'n Node, name: &str) -> &'n Node {
+    let found = node.get(name);
+    debug_assert!(found.is_some(), "validator asked for absent field `{name}`");
+    found.unwrap_or(node)
+}
+
+/// The list items of a node (none for a non-list).
+fn items(node: &Node) -> &[Node] {
+    match &node.value {
+        Value::Seq(items) => items,
+        _ => &[],
+    }
+}
+
+/// One problem at a node.
+fn fail<T>(node: &Node, message: impl Into<String>) -> Checked<T> {
+    Err(vec![Problem::new(node.pos, message)])
+}
+
+/// A `Vec` of the items that validate, or the problems of all that do not.
+fn each<T, U>(node: &Node, raw: &[T], check: impl Fn(&Node, &T) -> Checked<U>) -> Checked<Vec<U>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (item, n) in raw.iter().zip(items(node)) {
+        match check(n, item) {
+            Ok(v) => out.push(v),
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// An optional field: its default when absent, else checked at its node.
+fn optional<T, U>(
+    node: &Node,
+    name: &str,
+    raw: Option<T>,
+    default: U,
+    check: impl FnOnce(&Node, T) -> Checked<U>,
+) -> Checked<U> {
+    match raw {
+        None => Ok(default),
+        Some(v) => check(field(node, name), v),
+    }
+}
+
+pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_>) -> Checked<Config> {
+    let listen = optional(
+        node,
+        "listen",
+        raw.listen,
+        "127.0.0.1:4180".parse().ok(),
+        |n, s| address(n, &s, "127.0.0.1:4180").map(Some),
+    )
+    .and_then(|a| a.ok_or_else(Vec::new));
+    let trusted_proxies = match &raw.trusted_proxies {
+        None => Ok(["127.0.0.1/32", "::1/128"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()),
+        Some(list) => each(field(node, "trusted_proxies"), list, |n, t: &String| {
+            crate::request::parse_cidr(t).map_or_else(
+                || fail(n, format!("`{t}` is not an IP address or CIDR range")),
+                Ok,
+            )
+        }),
+    };
+    let cookie_node = field(node, "cookie");
+    let secrets = secrets(cookie_node, &raw.cookie, base, inputs);
+    let policy_files = if raw.policy_files.is_empty() {
+        let at = node.get("policy_files").unwrap_or(node);
+        fail(at, "no policy_files: list at least one policy file")
+    } else {
+        Ok(raw.policy_files.iter().map(|p| clean(&base.join(p))).collect())
+    };
+    let headers = match node.get("headers") {
+        Some(n) => headers(n, raw.headers),
+        None => Ok(HeaderNames::default()),
+    };
+    let reload_interval = optional(
+        node,
+        "reload_interval",
+        raw.reload_interval,
+        Duration::from_secs(2),
+        |n, s| duration(n, &s),
+    );
+    let public_url = optional(
+        node,
+        "public_url",
+        raw.public_url,
+        None,
+        |n, u| match url::Url::parse(&u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(Some(url)),
+            _ => fail(
+                n,
+                format!("`{u}` is not an http(s) URL like https://auth.example.com"),
+            ),
+        },
+    );
+    let allowed_redirect_domains = match node.get("allowed_redirect_domains") {
+        None => Ok(Vec::new()),
+        Some(n) => each(n, &raw.allowed_redirect_domains, |n, d: &String| {
+            AllowedDomain::parse(d)
+                .map_or_else(|| fail(n, format!("`{d}` is not a domain like .example.com")), Ok)
+        }),
+    };
+    let metrics_listen = optional(node, "metrics_listen", raw.metrics_listen, None, |n, m| {
+        address(n, &m, "127.0.0.1:9180").map(Some)
+    });
+    let audit = optional(node, "audit", raw.audit, Audit::Denials, |n, a| {
+        match a.as_str() {
+            "denials" => Ok(Audit::Denials),
+            "all" => Ok(Audit::All),
+            other => fail(
+                n,
+                format!("`{other}` is not an audit mode: use `denials` (the default) or `all`"),
+            ),
+        }
+    });
+    let oidc = optional(node, "oidc", raw.oidc, None, |n, o| {
+        oidc(n, o, base, inputs).map(Some)
+    });
+    // The identity JWT key derives from the first cookie secret; when the secrets have problems,
+    // the cookie section reports them and the JWT section adds none of its own.
+    let first = secrets.as_ref().map(|s| s.first().cloned()).map_err(|_| ());
+    let identity_jwt = optional(node, "identity_jwt", raw.identity_jwt, None, |n, j| {
+        identity_jwt(n, j, first, base, inputs).map(Some)
+    });
+    let cookie = cookie(cookie_node, raw.cookie, secrets);
+    let (
+        listen,
+        trusted_proxies,
+        cookie,
+        policy_files,
+        headers,
+        reload_interval,
+        public_url,
+        allowed_redirect_domains,
+        oidc,
+        metrics_listen,
+        audit,
+        identity_jwt,
+    ) = gather!(
+        listen,
+        trusted_proxies,
+        cookie,
+        policy_files,
+        headers,
+        reload_interval,
+        public_url,
+        allowed_redirect_domains,
+        oidc,
+        metrics_listen,
+        audit,
+        identity_jwt,
+    )?;
+    Ok(Config {
+        listen,
+        trusted_proxies,
+        cookie,
+        policy_files,
+        headers,
+        reload_interval,
+        public_url,
+        allowed_redirect_domains,
+        oidc,
+        metrics_listen,
+        audit,
+        identity_jwt,
+    })
+}
+
+fn address(node: &Node, s: &str, example: &str) -> Checked<SocketAddr> {
+    s.parse::<SocketAddr>().map_or_else(
+        |_| fail(node, format!("`{s}` is not an address:port like {example}")),
+        Ok,
+    )
+}
+
+fn duration(node: &Node, s: &str) -> Checked<Duration> {
+    match parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => fail(node, format!("`{s}` is not a duration like 90s, 30m, 12h or 7d")),
+    }
+}
+
+/// A value written inline or as `${ENV_VAR}`.
+fn env_value(node: &Node, s: &str, inputs: Inputs<'_>) -> Checked<String> {
+    match s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(var) => (inputs.env)(var).map_or_else(
+            || fail(node, format!("environment variable {var} is not set")),
+            Ok,
+        ),
+        None => Ok(s.to_string()),
+    }
+}
+
+/// A cookie secret written inline or as `${ENV_VAR}`, long enough.
+fn secret(node: &Node, s: &str, inputs: Inputs<'_>) -> Checked<Secret> {
+    let value = env_value(node, s, inputs)?;
+    if value.len() < MIN_SECRET_LEN {
+        return fail(
+            node,
+            format!(
+                "secret is {} bytes; at least {MIN_SECRET_LEN} are needed (openssl rand -base64 32)",
+                value.len()
+            ),
+        );
+    }
+    Ok(Secret::new(value))
+}
+
+/// The cookie secrets: inline ones first, then `secrets_file`'s lines.
+fn secrets(node: &Node, raw: &RawCookie, base: &Path, inputs: Inputs<'_>) -> Checked<Vec<Secret>> {
+    let inline = match node.get("secrets") {
+        Some(n) => each(n, &raw.secrets, |n, s: &String| secret(n, s, inputs)),
+        None => Ok(Vec::new()),
+    };
+    let from_file = match &raw.secrets_file {
+        None => Ok(Vec::new()),
+        Some(f) => {
+            let at = field(node, "secrets_file");
+            let p = base.join(f);
+            match (inputs.read)(&p) {
+                Err(e) => fail(at, format!("cannot read {}: {e}", p.display())),
+                Ok(text) => {
+                    let mut problems = Vec::new();
+                    let mut out = Vec::new();
+                    for (i, line) in text.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+                        if line.len() < MIN_SECRET_LEN {
+                            problems.push(Problem::new(at.pos, format!(
+                                "secret {} in {} is {} bytes; at least {MIN_SECRET_LEN} are needed (openssl rand -base64 32)",
+                                i + 1, p.display(), line.len()
+                            )));
+                        } else {
+                            out.push(Secret::new(line));
+                        }
+                    }
+                    if problems.is_empty() {
+                        Ok(out)
+                    } else {
+                        Err(problems)
+                    }
+                }
+            }
+        }
+    };
+    let (mut inline, mut from_file) = gather!(inline, from_file)?;
+    inline.append(&mut from_file);
+    if inline.is_empty() {
+        return fail(
+            node,
+            "no cookie secret: set cookie.secrets or cookie.secrets_file (openssl rand -base64 32)",
+        );
+    }
+    Ok(inline)
+}
+
+fn cookie(node: &Node, raw: RawCookie, secrets: Checked<Vec<Secret>>) -> Checked<CookieConfig> {
+    let name = optional(node, "name", raw.name, "_forwarden".to_string(), |n, name| {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if valid {
+            Ok(name)
+        } else {
+            fail(
+                n,
+                format!("`{name}` is not a valid cookie name (letters, digits, _ - .)"),
+            )
+        }
+    });
+    let domain = optional(
+        node,
+        "domain",
+        raw.domain.filter(|d| !d.is_empty()),
+        None,
+        |n, d| {
+            let bare = d.trim_start_matches('.');
+            if crate::request::parse_host(bare).is_err() || bare.contains(':') {
+                fail(n, format!("`{d}` is not a domain like .example.com"))
+            } else {
+                Ok(Some(d))
+            }
+        },
+    );
+    let lifetime = optional(
+        node,
+        "lifetime",
+        raw.lifetime,
+        Duration::from_secs(12 * 3600),
+        |n, s| duration(n, &s),
+    );
+    let refresh = optional(node, "refresh", raw.refresh, None, |n, s| {
+        duration(n, &s).map(Some)
+    });
+    let (secrets, name, domain, lifetime, refresh) = gather!(secrets, name, domain, lifetime, refresh)?;
+    let keys: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    Ok(CookieConfig {
+        name,
+        keys: Keys::new(&keys),
+        domain,
+        secure: raw.secure.unwrap_or(true),
+        lifetime,
+        refresh,
+    })
+}
+
+fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
+    let d = HeaderNames::default();
+    let check = |key: &str, value: Option<String>, default: String| {
+        optional(node, key, value, default, |n, name| {
+            if is_header_name(&name) {
+                Ok(name)
+            } else {
+                fail(n, format!("`{name}` is not a valid header name"))
+            }
+        })
+    };
+    let user = check("user", raw.user, d.user);
+    let email = check("email", raw.email, d.email);
+    let preferred_username = check("preferred_username", raw.preferred_username, d.preferred_username);
+    let groups = check("groups", raw.groups, d.groups);
+    let roles = check("roles", raw.roles, d.roles);
+    let claims = match node.get("claims") {
+        None => Ok(Vec::new()),
+        Some(cn) => {
+            let mut problems = Vec::new();
+            for (claim, name) in &raw.claims {
+                if !is_header_name(name) {
+                    problems.push(Problem::new(
+                        field(cn, claim).pos,
+                        format!("`{name}` is not a valid header name"),
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                Ok(raw.claims.into_iter().collect::<Vec<_>>())
+            } else {
+                Err(problems)
+            }
+        }
+    };
+    let (user, email, preferred_username, groups, roles, claims) =
+        gather!(user, email, preferred_username, groups, roles, claims)?;
+    Ok(HeaderNames {
+        user,
+        email,
+        preferred_username,
+        groups,
+        roles,
+        claims,
+    })
+}
+
+fn identity_jwt(
+    node: &Node,
+    raw: RawIdentityJwt,
+    first_secret: Result<Option<Secret>, ()>,
+    base: &Path,
+    inputs: Inputs<'_>,
+) -> Checked<IdentityJwt> {
+    let header = optional(
+        node,
+        "header",
+        raw.header,
+        "X-Forwarden-Jwt".to_string(),
+        |n, h| {
+            if is_header_name(&h) {
+                Ok(h)
+            } else {
+                fail(n, format!("`{h}` is not a valid header name"))
+            }
+        },
+    );
+    let lifetime = optional(node, "lifetime", raw.lifetime, Duration::from_secs(60), |n, s| {
+        duration(n, &s)
+    });
+    let signer = match &raw.key_file {
+        Some(f) => {
+            let at = field(node, "key_file");
+            let p = base.join(f);
+            match (inputs.read)(&p) {
+                Ok(pem) => crate::jwt::Signer::from_pem(&pem)
+                    .map_or_else(|e| fail(at, format!("{}: {e}", p.display())), Ok),
+                Err(e) => fail(at, format!("cannot read {}: {e}", p.display())),
+            }
+        }
+        // Derived from the first cookie secret.
+        None => match first_secret {
+            Ok(Some(s)) => crate::jwt::Signer::from_secret(s.expose().as_bytes()).map_or_else(
+                |e| fail(node, format!("cannot derive the identity JWT key: {e}")),
+                Ok,
+            ),
+            Ok(None) => fail(node, "identity_jwt needs a cookie secret or a key_file"),
+            // The cookie section reported why there is no secret.
+            Err(()) => Err(Vec::new()),
+        },
+    };
+    let (header, lifetime, signer) = gather!(header, lifetime, signer)?;
+    Ok(IdentityJwt {
+        header,
+        lifetime,
+        signer: std::sync::Arc::new(signer),
+    })
+}
+
+fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<ProviderConfig> {
+    let issuer = match url::Url::parse(&raw.issuer) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(raw.issuer.trim_end_matches('/').to_string()),
+        _ => fail(
+            field(node, "issuer"),
+            format!("`{}` is not an issuer URL", raw.issuer),
+        ),
+    };
+    let client_id = if raw.client_id.trim().is_empty() {
+        fail(field(node, "client_id"), "client_id is empty")
+    } else {
+        Ok(raw.client_id)
+    };
+    let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
+        (Some(s), None) => env_value(field(node, "client_secret"), s, inputs).map(Secret::new),
+        (None, Some(f)) => {
+            let at = field(node, "client_secret_file");
+            let p = base.join(f);
+            match (inputs.read)(&p) {
+                Ok(t) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
+                Ok(_) => fail(at, format!("{} is empty", p.display())),
+                Err(e) => fail(at, format!("cannot read {}: {e}", p.display())),
+            }
+        }
+        (Some(_), Some(_)) => fail(
+            field(node, "client_secret_file"),
+            "set client_secret or client_secret_file, not both",
+        ),
+        (None, None) => fail(
+            node,
+            "no client_secret: set oidc.client_secret or oidc.client_secret_file",
+        ),
+    };
+    let azure = raw.azure.unwrap_or_default();
+    let allowed_tenants = match node.get("azure").and_then(|a| a.get("allowed_tenants")) {
+        None => Ok(Vec::new()),
+        Some(n) => each(n, &azure.allowed_tenants, |n, t: &String| {
+            let lower = t.to_ascii_lowercase();
+            if crate::oidc::idtoken::is_guid(&lower) {
+                Ok(lower)
+            } else {
+                fail(n, format!("`{t}` is not a tenant id (a GUID)"))
+            }
+        }),
+    };
+    let (issuer, client_id, client_secret, allowed_tenants) =
+        gather!(issuer, client_id, client_secret, allowed_tenants)?;
+    let scopes = raw.scopes.unwrap_or_else(|| {
+        ["openid", "profile", "email", "offline_access"]
+            .map(String::from)
+            .to_vec()
+    });
+    Ok(ProviderConfig {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        allowed_tenants,
+        end_session: raw.end_session,
+        graph_url: azure
+            .graph_url
+            .unwrap_or_else(|| "https://graph.microsoft.com".into())
+            .trim_end_matches('/')
+            .to_string(),
+    })
+}

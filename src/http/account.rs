@@ -1,0 +1,101 @@
+//! The signed-in user's own endpoints: `/oauth2/sign_out` and `/oauth2/userinfo`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::cookies::end_session;
+use super::edge::redirect;
+use super::login::browser_origin;
+use super::session_cache::session_of;
+use crate::oidc::redirect::safe_target;
+use crate::oidc::signin::LOGIN_HINT;
+
+/// Query of `/oauth2/sign_out`.
+#[derive(Deserialize)]
+pub struct SignOutQuery {
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+/// `GET|POST /oauth2/sign_out?rd=…`: clear the session; with `oidc.end_session`, continue to
+/// the provider's `end_session_endpoint`, which returns the browser to `rd`.
+pub async fn sign_out(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<SignOutQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = browser_origin(&st, peer, &headers);
+    let host = origin.as_ref().map_or("", |o| o.host.as_str());
+    let target = safe_target(
+        q.rd.as_deref().unwrap_or("/"),
+        host,
+        &st.config.allowed_redirect_domains,
+    );
+    let session = session_of(&st, &headers).map(|o| o.session.clone());
+    let end_session_url = st
+        .provider
+        .as_ref()
+        .filter(|p| p.config.end_session)
+        .and_then(|p| {
+            let ready = p.ready()?;
+            let mut url = url::Url::parse(ready.discovery.end_session_endpoint.as_deref()?).ok()?;
+            let back = if target.starts_with('/') {
+                format!("{}{target}", origin.as_ref()?.url)
+            } else {
+                target.clone()
+            };
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &p.config.client_id)
+                .append_pair("post_logout_redirect_uri", &back);
+            if let Some(hint) = session.as_ref().and_then(|s| s.identity.claims.get(LOGIN_HINT)) {
+                q.append_pair("logout_hint", hint);
+            }
+            drop(q);
+            Some(url.to_string())
+        });
+    let mut r = redirect(&end_session_url.unwrap_or(target));
+    end_session(&st.config.cookie, &mut r);
+    r
+}
+
+/// `GET /oauth2/userinfo`: the session's identity as JSON; 401 without a session.
+pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(o) = session_of(&st, &headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":"not signed in"}"#,
+        )
+            .into_response();
+    };
+    let s = &o.session;
+    let id = &s.identity;
+    let body = serde_json::json!({
+        "user": id.subject,
+        "tenant": id.tenant,
+        "email": id.email,
+        "preferred_username": id.preferred_username,
+        "name": id.name,
+        "groups": id.groups,
+        "roles": id.roles,
+        "claims": id.claims,
+        "issued_at": s.issued_at,
+        "expires_at": s.expires_at,
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}

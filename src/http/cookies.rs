@@ -1,0 +1,117 @@
+//! Every cookie forwarden reads or writes: the session (single or chunked) and the
+//! pending-login cookie, with one set of attributes (HttpOnly, SameSite=Lax, Secure as
+//! configured, the configured domain).
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use cookie::Cookie;
+
+use crate::clock::Entropy;
+use crate::config::CookieConfig;
+use crate::oidc::flow::{self, LOGIN_TTL};
+use crate::session::{self, MAX_CHUNKS, Session};
+
+/// The value of the first cookie called `name` in these `Cookie` header values.
+pub fn find_cookie<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    headers.into_iter().find_map(|h| {
+        h.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    })
+}
+
+/// The value of the first cookie called `name` in a request.
+pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    find_cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+}
+
+/// A `Set-Cookie` value with forwarden's attributes. `max_age` in seconds (`Some(0)` deletes).
+pub fn set_cookie(
+    c: &CookieConfig,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<i64>,
+) -> Option<HeaderValue> {
+    let mut k = Cookie::build((name.to_string(), value.to_string()))
+        .path(path.to_string())
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(c.secure);
+    if let Some(s) = max_age {
+        k = k.max_age(cookie::time::Duration::seconds(s));
+    }
+    if let Some(d) = &c.domain {
+        k = k.domain(d.clone());
+    }
+    HeaderValue::from_str(&k.build().to_string()).ok()
+}
+
+/// Every name a session may use: the single cookie and each chunk.
+fn session_names(c: &CookieConfig) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(c.name.clone()).chain((0..MAX_CHUNKS).map(|i| format!("{}_{i}", c.name)))
+}
+
+/// `Set-Cookie` values deleting every session cookie name.
+pub fn clear_session(c: &CookieConfig) -> Vec<HeaderValue> {
+    session_names(c)
+        .filter_map(|n| set_cookie(c, &n, "", "/", Some(0)))
+        .collect()
+}
+
+/// Set the session cookies, and delete the names a previous, differently sized session used.
+pub fn set_session(c: &CookieConfig, entropy: &Entropy, s: &Session, r: &mut Response) {
+    let cookies = session::seal(s, &c.keys, &c.name, entropy.bytes());
+    let max_age = c.lifetime.as_secs() as i64;
+    for name in session_names(c) {
+        let v = match cookies.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => set_cookie(c, &name, value, "/", Some(max_age)),
+            None => set_cookie(c, &name, "", "/", Some(0)),
+        };
+        if let Some(v) = v {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+/// Delete every session cookie on a response.
+pub fn end_session(c: &CookieConfig, r: &mut Response) {
+    for v in clear_session(c) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn login_cookie_name(c: &CookieConfig) -> String {
+    format!("{}_login", c.name)
+}
+
+/// The logins this browser has started and not finished (several tabs), from the sealed
+/// pending-login cookie; none when it is missing or does not open.
+pub fn pending_logins(c: &CookieConfig, headers: &HeaderMap) -> Vec<flow::Pending> {
+    let name = login_cookie_name(c);
+    request_cookie(headers, &name)
+        .and_then(|v| session::open_bytes(v, &c.keys, &name).ok())
+        .map(|b| flow::decode(&b))
+        .unwrap_or_default()
+}
+
+/// Store the pending logins (or delete the cookie when there are none).
+pub fn store_pending(c: &CookieConfig, entropy: &Entropy, list: &[flow::Pending], r: &mut Response) {
+    let name = login_cookie_name(c);
+    let v = if list.is_empty() {
+        set_cookie(c, &name, "", "/oauth2", Some(0))
+    } else {
+        let sealed = session::seal_bytes(&flow::encode(list), &c.keys, &name, entropy.bytes());
+        set_cookie(c, &name, &sealed, "/oauth2", Some(LOGIN_TTL as i64))
+    };
+    if let Some(v) = v {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}

@@ -1,0 +1,90 @@
+//! The identity headers forwarden sets for the upstream, with names parsed once.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeaderNames;
+use crate::identity::Identity;
+
+/// The identity header names, parsed once at startup.
+pub struct IdentityHeaders {
+    user: HeaderName,
+    email: HeaderName,
+    preferred_username: HeaderName,
+    groups: HeaderName,
+    roles: HeaderName,
+    claims: Vec<(String, HeaderName)>,
+    /// The signed identity JWT header, when `identity_jwt` is configured.
+    pub(crate) jwt: Option<HeaderName>,
+}
+
+/// A configured header name as a static one. Cloning a name parsed at run time shares a
+/// reference count between worker threads on every request; a static name clones for free.
+/// The few bytes leaked here are allocated once per configuration.
+fn name(s: &str) -> HeaderName {
+    match HeaderName::from_bytes(s.as_bytes()) {
+        Ok(valid) => HeaderName::from_static(Box::leak(valid.as_str().to_owned().into_boxed_str())),
+        // The config validated every name, so this fallback is never taken.
+        Err(_) => HeaderName::from_static("x-auth-request-invalid"),
+    }
+}
+
+impl IdentityHeaders {
+    /// Parse the configured names.
+    pub fn new(h: &HeaderNames, jwt: Option<&str>) -> Self {
+        IdentityHeaders {
+            user: name(&h.user),
+            email: name(&h.email),
+            preferred_username: name(&h.preferred_username),
+            groups: name(&h.groups),
+            roles: name(&h.roles),
+            claims: h.claims.iter().map(|(c, n)| (c.clone(), name(n))).collect(),
+            jwt: jwt.map(name),
+        }
+    }
+
+    /// The values for a user, in the order of [`IdentityHeaders::names`].
+    pub fn values(&self, id: &Identity) -> Vec<HeaderValue> {
+        let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+        let opt = |s: Option<&String>| s.map_or(HeaderValue::from_static(""), |s| value(s));
+        let mut v = vec![
+            value(&id.subject),
+            opt(id.email.as_ref()),
+            opt(id.preferred_username.as_ref()),
+            value(&id.groups.join(",")),
+            value(&id.roles.join(",")),
+        ];
+        v.extend(
+            self.claims
+                .iter()
+                .map(|(c, _)| value(&id.claim_values(c).join(","))),
+        );
+        v
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.groups,
+            &self.roles,
+        ]
+        .into_iter()
+        .chain(self.claims.iter().map(|(_, h)| h))
+    }
+
+    /// Every header, always present, empty when there is no value (Caddy 2.6 would otherwise
+    /// forward a literal placeholder).
+    pub(crate) fn write(&self, values: Option<&[HeaderValue]>, out: &mut HeaderMap) {
+        out.reserve(self.claims.len() + 5);
+        for (i, name) in self.names().enumerate() {
+            // A fresh copy: cloning the cached value would share its reference count between
+            // worker threads, which costs more than copying a few bytes.
+            let v = values
+                .and_then(|v| v.get(i))
+                .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+                .unwrap_or(HeaderValue::from_static(""));
+            out.insert(name.clone(), v);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Operating endpoints: `/healthz`, `/readyz`, `/.well-known/jwks.json`, and `/metrics` (on
+//! its own listener only).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: 200 once policies are loaded and the provider is discovered (or none is
+/// configured); otherwise 503 and why.
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    match &st.provider {
+        Some(p) if p.ready().is_none() => {
+            let why = p
+                .last_error
+                .load_full()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: identity provider not discovered: {why}\n"),
+            )
+                .into_response()
+        }
+        _ => (StatusCode::OK, "ready\n").into_response(),
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the public key upstreams verify the identity JWT with (404
+/// when `identity_jwt` is not configured).
+pub async fn jwks(State(st): State<Arc<AppState>>) -> Response {
+    match &st.config.identity_jwt {
+        Some(j) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            j.signer.jwks().to_string(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "identity_jwt is not configured\n").into_response(),
+    }
+}
+
+/// The metrics listener's app: `GET /metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,155 @@
+//! Opened sessions: the cookie opened once per worker thread and kept with what every later
+//! request of that session needs (its identity header values, its signed identity JWTs).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::AppState;
+use super::cookies::request_cookie;
+use crate::config::IdentityJwt;
+use crate::request::Request;
+use crate::session;
+
+/// An opened session with its identity headers, as cached.
+pub struct Opened {
+    /// The session.
+    pub session: session::Session,
+    /// Identity header values, computed once per session.
+    pub(crate) values: Vec<HeaderValue>,
+    /// The whole sealed value: a cache hit must match it exactly.
+    sealed: String,
+    /// Which server state opened it (keys differ between instances).
+    instance: u64,
+    /// Signed identity JWTs by audience, with the time each was issued (at most a few).
+    jwts: RefCell<Vec<(String, u64, HeaderValue)>>,
+}
+
+/// The cache key of a sealed value: its last 22 characters, which encode the AES-GCM tag
+/// (unique to each seal). Hashing these instead of the whole ~500-byte cookie matters on a
+/// path every request takes; the full value is compared on a hit.
+fn cache_key(sealed: &str) -> &str {
+    let start = sealed.len().saturating_sub(22);
+    sealed.get(start..).unwrap_or(sealed)
+}
+
+/// The signed identity JWT for this session and host: reused from the session's cache while
+/// it has more than half its lifetime left (ES256 signing costs far more than the rest of a
+/// check), signed anew otherwise.
+pub(crate) fn signed_identity(
+    st: &AppState,
+    jwt: &IdentityJwt,
+    o: &Opened,
+    req: &Request<'_>,
+) -> Option<HeaderValue> {
+    let now = (st.clock)();
+    let lifetime = jwt.lifetime.as_secs();
+    // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
+    let aud = req.host.as_ref();
+    let mut cache = o.jwts.borrow_mut();
+    if let Some((_, _, v)) = cache
+        .iter()
+        .find(|(a, iat, _)| a == aud && now < iat.saturating_add(lifetime / 2) && now >= *iat)
+    {
+        return HeaderValue::from_bytes(v.as_bytes()).ok();
+    }
+    let iss = match &st.config.public_url {
+        Some(p) => p.as_str().trim_end_matches('/').to_string(),
+        None => req.origin(),
+    };
+    let token = match jwt.signer.sign(&o.session.identity, &iss, aud, now, lifetime) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign the identity JWT");
+            return None;
+        }
+    };
+    let v = HeaderValue::from_str(&token).ok()?;
+    cache.retain(|(a, iat, _)| a != aud && now < iat.saturating_add(lifetime / 2));
+    if cache.len() >= 8 {
+        cache.clear();
+    }
+    cache.push((aud.to_string(), now, v.clone()));
+    Some(v)
+}
+
+/// Bounds of each worker thread's cache; it is emptied when either is reached.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_BYTES: usize = 4 << 20;
+
+/// Sessions a worker thread has opened, by [`cache_key`], and their sealed bytes.
+#[derive(Default)]
+struct ThreadCache {
+    map: HashMap<Box<str>, Rc<Opened>>,
+    bytes: usize,
+}
+
+thread_local! {
+    /// Each worker thread keeps its own, so the hot path shares nothing between cores (no lock,
+    /// no shared reference count). Only successfully opened sessions are kept; a hit must match
+    /// the whole sealed value and the server instance, and expiry is checked again on every
+    /// hit, so a hit answers exactly what opening the cookie again would.
+    static OPENED: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+}
+
+/// The request's session, from this thread's cache or by opening the cookie.
+pub(crate) fn open_session<'a>(
+    st: &AppState,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> Option<Rc<Opened>> {
+    let cookie = &st.config.cookie;
+    let now = (st.clock)();
+    let value = match session::sealed_value(lookup, &cookie.name) {
+        Ok(v) => v,
+        Err(session::SessionError::Missing) => return None,
+        Err(e) => {
+            tracing::debug!(error = %e, "session cookie ignored");
+            return None;
+        }
+    };
+    let key = cache_key(&value);
+    let hit = OPENED.with_borrow(|m| {
+        m.map
+            .get(key)
+            .filter(|o| o.instance == st.instance && o.sealed == value)
+            .cloned()
+    });
+    if let Some(o) = hit {
+        return session::is_current(&o.session, now).then_some(o);
+    }
+    match session::open_value(&value, &cookie.keys, &cookie.name, now) {
+        Ok(s) => {
+            let values = st.headers.values(&s.identity);
+            let key: Box<str> = key.into();
+            let o = Rc::new(Opened {
+                session: s,
+                values,
+                sealed: value.into_owned(),
+                instance: st.instance,
+                jwts: RefCell::new(Vec::new()),
+            });
+            OPENED.with_borrow_mut(|c| {
+                if c.map.len() >= CACHE_ENTRIES || c.bytes + o.sealed.len() > CACHE_BYTES {
+                    c.map.clear();
+                    c.bytes = 0;
+                }
+                c.bytes += o.sealed.len();
+                if let Some(old) = c.map.insert(key, o.clone()) {
+                    c.bytes = c.bytes.saturating_sub(old.sealed.len());
+                }
+            });
+            Some(o)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "session cookie ignored");
+            None
+        }
+    }
+}
+
+/// The session of a request that is not an auth subrequest (userinfo, sign-out).
+pub fn session_of(st: &AppState, headers: &HeaderMap) -> Option<Rc<Opened>> {
+    open_session(st, |n: &str| request_cookie(headers, n))
+}
