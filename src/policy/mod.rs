@@ -2,17 +2,17 @@
 //! clock, no randomness, no I/O beyond [`PolicySet::load`] reading the files.
 //!
 //! Where things are:
-//! - [`load`]: files to a [`PolicySet`] (every problem of every file at once);
+//! - `load`: files to a [`PolicySet`] (every problem of every file at once);
 //! - `compile`: one route's YAML to a [`Route`] (its matcher, the legacy allow fields, PPL);
 //! - [`route`]: which route covers a request, with a typed [`route::Precedence`];
 //! - [`ppl`]: the Pomerium Policy Language: rules, operators, criteria;
-//! - [`decide`]: the decision (read this first);
+//! - `decide`: the decision (read this first);
 //! - `lint`: warnings for policies that load but probably do not say what was meant.
 
 mod compile;
-pub mod decide;
+mod decide;
 mod lint;
-pub mod load;
+mod load;
 pub mod ppl;
 pub mod route;
 

@@ -141,3 +141,93 @@ fn excerpts_may_leave_lines_out_but_not_change_them() {
     assert!(is_excerpt(&["d: 4".into(), "a: 1".into()], file).is_err());
     assert!(is_excerpt(&["a: 2".into()], file).is_err());
 }
+
+/// Every `src/…` or `tests/…` path ARCHITECTURE.md names, and every `module::function` it
+/// points at, exists: the map cannot drift from the code.
+#[test]
+fn architecture_names_only_files_that_exist() {
+    let text = std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for word in text.split(|c: char| c == '`' || c.is_whitespace() || c == '(' || c == ')' || c == ',') {
+        let word = word.trim_end_matches(['.', ':', ';']);
+        if !(word.starts_with("src/") || word.starts_with("tests/")) {
+            continue;
+        }
+        named += 1;
+        if !repo().join(word).exists() {
+            missing.push(word.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+    assert!(named >= 25, "only {named} paths found in ARCHITECTURE.md");
+    // Every top-level module of the library is on the map.
+    let lib = std::fs::read_to_string(repo().join("src/lib.rs")).unwrap();
+    for module in lib.lines().filter_map(|l| l.strip_prefix("pub mod ")) {
+        let module = module.trim_end_matches(';');
+        let file = format!("src/{module}.rs");
+        let dir = format!("src/{module}/");
+        assert!(
+            text.contains(&file) || text.contains(&dir),
+            "ARCHITECTURE.md does not place the module `{module}`"
+        );
+        assert!(
+            lib.contains(&format!("[`{module}`]")),
+            "src/lib.rs's map misses `{module}`"
+        );
+    }
+}
+
+/// The layer rule of ARCHITECTURE.md: the pure core imports nothing of the shell.
+#[test]
+fn core_modules_import_no_shell() {
+    let core = [
+        "src/oidc",
+        "src/policy",
+        "src/request.rs",
+        "src/session.rs",
+        "src/jwt.rs",
+        "src/identity.rs",
+        "src/yaml.rs",
+        "src/diag.rs",
+        "src/clock.rs",
+        "src/secret.rs",
+    ];
+    let mut files = Vec::new();
+    for c in core {
+        let p = repo().join(c);
+        if p.is_dir() {
+            let mut stack = vec![p];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "rs") {
+                        files.push(p);
+                    }
+                }
+            }
+        } else {
+            files.push(p);
+        }
+    }
+    let mut bad = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for shell in ["crate::config", "crate::http", "crate::server", "axum::"] {
+            if text.contains(shell) {
+                bad.push(format!("{} uses {shell}", f.display()));
+            }
+        }
+        // Only the transport module makes outbound calls or runs on tokio.
+        if !f.ends_with("oidc/transport.rs") && (text.contains("reqwest::") || text.contains("tokio::")) {
+            bad.push(format!("{} uses reqwest or tokio", f.display()));
+        }
+    }
+    assert!(files.len() >= 15, "{files:?}");
+    assert!(bad.is_empty(), "{bad:?}");
+}
