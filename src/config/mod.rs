@@ -1,6 +1,6 @@
 //! The configuration file: read raw with positions, then validated into typed values.
 //!
-//! [`raw`] holds the file as written (serde, `deny_unknown_fields`); [`validate`] walks it
+//! `raw` holds the file as written (serde, `deny_unknown_fields`); `validate` walks it
 //! beside its positioned YAML node and returns every problem at once as
 //! `file:line:column: message`. Secrets can be written inline, as `${ENV_VAR}`, or read from a
 //! file (`secrets_file`, one secret a line: the Docker-secrets convention); both the

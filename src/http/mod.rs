@@ -2,17 +2,17 @@
 //!
 //! `router(state)` builds the whole app so tests can drive it with `oneshot` or a real socket.
 //! One file per endpoint group:
-//! - [`auth`]: `GET /oauth2/auth` (nginx `auth_request`, ingress-nginx `auth-url`: 200 / 401 /
+//! - `auth`: `GET /oauth2/auth` (nginx `auth_request`, ingress-nginx `auth-url`: 200 / 401 /
 //!   403 only), `GET /oauth2/forward-auth` (Traefik, Caddy, HAProxy: 200 / 302 to the login page
 //!   for browser navigations / 401 / 403 with a page), `GET /oauth2/forbidden` (the 403 page for
 //!   nginx's `error_page 403`, not audited twice);
-//! - [`login`]: `/oauth2/start`, `/oauth2/callback`; [`refresh`]: `/oauth2/refresh`;
-//! - [`account`]: `/oauth2/sign_out`, `/oauth2/userinfo`;
-//! - [`health`]: `/healthz`, `/readyz`, `/.well-known/jwks.json`, and `GET /metrics` on the
+//! - `login`: `/oauth2/start`, `/oauth2/callback`; `refresh`: `/oauth2/refresh`;
+//! - `account`: `/oauth2/sign_out`, `/oauth2/userinfo`;
+//! - `health`: `/healthz`, `/readyz`, `/.well-known/jwks.json`, and `GET /metrics` on the
 //!   separate `metrics_listen` listener only.
 //!
-//! Shared pieces: [`edge`] turns refusals and errors into responses (the one mapping),
-//! [`cookies`] reads and writes every cookie, `session_cache` keeps opened sessions per worker
+//! Shared pieces: `edge` turns refusals and errors into responses (the one mapping),
+//! `cookies` reads and writes every cookie, `session_cache` keeps opened sessions per worker
 //! thread, `headers` holds the identity header names.
 
 mod account;
