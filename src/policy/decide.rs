@@ -1,15 +1,17 @@
 //! The decision for one request. Read this first: it is the whole of what forwarden judges.
 //!
 //! 1. no route covers the request: forbidden;
-//! 2. a public route, or a CORS preflight on a route that allows them: allow;
-//! 3. a matching `deny` rule: forbidden (deny beats allow). For an anonymous request, deny rules
-//!    about the user wait until the user is known;
-//! 4. a matching `allow` rule: allow; otherwise an anonymous request must log in first and a
-//!    signed-in one is forbidden;
-//! 5. parameters from the proxy (`allowed_groups`, `allowed_emails`, `allowed_email_domains`,
+//! 2. a public route: allow;
+//! 3. a `deny` rule that holds: forbidden (deny beats allow). For an anonymous request a rule
+//!    about the user is *unknown* (see [`Truth`]): a deny that may hold means "sign in first";
+//! 4. an `allow` rule that definitely holds: allow. Otherwise, when an allow rule could hold
+//!    once the user is known, sign in first; when none can, forbidden;
+//! 5. a CORS preflight on a route with `cors_allow_preflight` passes when step 3 did not
+//!    refuse it (preflights carry no credentials, so a deny about the user refuses them too);
+//! 6. parameters from the proxy (`allowed_groups`, `allowed_emails`, `allowed_email_domains`,
 //!    `policy`) can then only narrow an allow, never widen a refusal.
 
-use super::ppl::{Action, Facts, Rule};
+use super::ppl::{Action, Facts, Rule, Truth};
 use super::{Decision, Narrowing, PolicySet, Reason, Verdict};
 use crate::identity::{Identity, email_domain};
 use crate::request::Request;
@@ -32,11 +34,13 @@ impl PolicySet {
         let facts = Facts { req, user };
         let base = if route.public {
             decide(Verdict::Allow, Reason::Public)
-        } else if route.cors_preflight && req.preflight {
-            decide(Verdict::Allow, Reason::Preflight)
         } else {
-            let (verdict, reason) = evaluate(&route.rules, &facts);
-            decide(verdict, reason)
+            match evaluate(&route.rules, &facts) {
+                (_, Reason::Denied(r)) => decide(Verdict::Forbidden, Reason::Denied(r)),
+                (v, Reason::DenyNeedsUser(r)) => decide(v, Reason::DenyNeedsUser(r)),
+                _ if route.cors_preflight && req.preflight => decide(Verdict::Allow, Reason::Preflight),
+                (verdict, reason) => decide(verdict, reason),
+            }
         };
         if base.verdict != Verdict::Allow || narrow.is_empty() {
             return base;
@@ -78,23 +82,31 @@ impl PolicySet {
     }
 }
 
-/// Deny beats allow; an anonymous request is sent to log in when the user could matter.
+/// Deny beats allow. For an anonymous request a rule about the user is unknown: an unknown
+/// deny means "sign in first" (it may turn out true), and an allow must be definitely true.
 fn evaluate<'a>(rules: &'a [Rule], facts: &Facts<'_>) -> (Verdict, Reason<'a>) {
-    let anonymous = facts.user.is_none();
+    let mut deny_unknown = None;
     for r in rules.iter().filter(|r| r.action == Action::Deny) {
-        if anonymous && r.expr.needs_user() {
-            continue;
-        }
-        if r.expr.eval(facts) {
-            return (Verdict::Forbidden, Reason::Denied(r));
+        match r.expr.eval(facts) {
+            Truth::True => return (Verdict::Forbidden, Reason::Denied(r)),
+            Truth::Unknown => {
+                deny_unknown.get_or_insert(r);
+            }
+            Truth::False => {}
         }
     }
+    if let Some(r) = deny_unknown {
+        return (Verdict::Login, Reason::DenyNeedsUser(r));
+    }
+    let mut allow_unknown = false;
     for r in rules.iter().filter(|r| r.action == Action::Allow) {
-        if r.expr.eval(facts) {
-            return (Verdict::Allow, Reason::Allowed(r));
+        match r.expr.eval(facts) {
+            Truth::True => return (Verdict::Allow, Reason::Allowed(r)),
+            Truth::Unknown => allow_unknown = true,
+            Truth::False => {}
         }
     }
-    if anonymous {
+    if allow_unknown {
         (Verdict::Login, Reason::LoginRequired)
     } else {
         (Verdict::Forbidden, Reason::NoAllowMatched)

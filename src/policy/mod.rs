@@ -130,6 +130,8 @@ pub enum Reason<'a> {
     Allowed(&'a Rule),
     /// This deny rule matched.
     Denied(&'a Rule),
+    /// This deny rule is about the user and the request is anonymous: it may hold.
+    DenyNeedsUser(&'a Rule),
     /// No allow rule matched a signed-in user.
     NoAllowMatched,
     /// No allow rule matched without a user: sign in first.
@@ -155,6 +157,7 @@ impl Reason<'_> {
             Reason::Preflight => "preflight",
             Reason::Allowed(_) => "allowed",
             Reason::Denied(_) => "denied",
+            Reason::DenyNeedsUser(_) => "deny_needs_user",
             Reason::NoAllowMatched => "no_allow_matched",
             Reason::LoginRequired => "login_required",
             Reason::Narrowed(_) => "narrowed",
@@ -165,7 +168,7 @@ impl Reason<'_> {
     /// The rule that decided, when one did.
     pub fn rule(&self) -> Option<&Rule> {
         match self {
-            Reason::Allowed(r) | Reason::Denied(r) => Some(r),
+            Reason::Allowed(r) | Reason::Denied(r) | Reason::DenyNeedsUser(r) => Some(r),
             _ => None,
         }
     }
@@ -190,6 +193,7 @@ impl fmt::Display for Reason<'_> {
             Reason::Public => write!(f, "the route allows public unauthenticated access"),
             Reason::Preflight => write!(f, "a CORS preflight on a route with cors_allow_preflight"),
             Reason::Allowed(r) | Reason::Denied(r) => write!(f, "{r}"),
+            Reason::DenyNeedsUser(r) => write!(f, "{r} depends on who the user is: sign in first"),
             Reason::NoAllowMatched => write!(f, "no allow rule of the route matches this user"),
             Reason::LoginRequired => write!(f, "no allow rule matches an anonymous request: sign in first"),
             Reason::Narrowed(p) => write!(f, "the proxy's {p} parameter does not include this user"),

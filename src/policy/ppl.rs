@@ -165,35 +165,71 @@ impl StrMatch {
     }
 }
 
-impl Expr {
-    /// Evaluate the condition.
-    pub fn eval(&self, facts: &Facts<'_>) -> bool {
+/// A condition's value. For an anonymous request every criterion about the user is
+/// [`Truth::Unknown`]: it depends on who signs in. `and`, `or` and `not` follow Kleene's
+/// three-valued logic (`False < Unknown < True`: `and` is the least, `or` the greatest), so an
+/// unknown part decides the whole only when the known parts cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Truth {
+    /// Definitely does not hold.
+    False,
+    /// Depends on who the user is.
+    Unknown,
+    /// Definitely holds.
+    True,
+}
+
+impl Truth {
+    fn not(self) -> Truth {
         match self {
-            Expr::And(xs) => xs.iter().all(|x| x.eval(facts)),
-            Expr::Or(xs) => xs.iter().any(|x| x.eval(facts)),
-            Expr::Not(xs) => !xs.iter().any(|x| x.eval(facts)),
-            Expr::Nor(xs) => !xs.iter().all(|x| x.eval(facts)),
-            Expr::Crit(c) => c.eval(facts),
+            Truth::False => Truth::True,
+            Truth::Unknown => Truth::Unknown,
+            Truth::True => Truth::False,
         }
     }
 
-    /// Whether the condition looks at the user (so an anonymous request should log in first).
-    pub fn needs_user(&self) -> bool {
+    fn all(xs: impl Iterator<Item = Truth>) -> Truth {
+        xs.min().unwrap_or(Truth::True)
+    }
+
+    fn any(xs: impl Iterator<Item = Truth>) -> Truth {
+        xs.max().unwrap_or(Truth::False)
+    }
+}
+
+impl From<bool> for Truth {
+    fn from(b: bool) -> Truth {
+        if b { Truth::True } else { Truth::False }
+    }
+}
+
+impl Expr {
+    /// Evaluate the condition.
+    pub fn eval(&self, facts: &Facts<'_>) -> Truth {
         match self {
-            Expr::And(xs) | Expr::Or(xs) | Expr::Not(xs) | Expr::Nor(xs) => xs.iter().any(Expr::needs_user),
-            Expr::Crit(c) => !matches!(
-                c,
-                Criterion::Accept
-                    | Criterion::Reject
-                    | Criterion::Method(_)
-                    | Criterion::Path(_)
-                    | Criterion::SourceIp(_)
-            ),
+            Expr::And(xs) => Truth::all(xs.iter().map(|x| x.eval(facts))),
+            Expr::Or(xs) => Truth::any(xs.iter().map(|x| x.eval(facts))),
+            Expr::Not(xs) => Truth::any(xs.iter().map(|x| x.eval(facts))).not(),
+            Expr::Nor(xs) => Truth::all(xs.iter().map(|x| x.eval(facts))).not(),
+            Expr::Crit(c) if facts.user.is_none() && c.needs_user() => Truth::Unknown,
+            Expr::Crit(c) => c.eval(facts).into(),
         }
     }
 }
 
 impl Criterion {
+    /// Whether the criterion looks at the user (so it is unknown for an anonymous request).
+    pub fn needs_user(&self) -> bool {
+        !matches!(
+            self,
+            Criterion::Accept
+                | Criterion::Reject
+                | Criterion::Method(_)
+                | Criterion::Path(_)
+                | Criterion::SourceIp(_)
+        )
+    }
+
     fn eval(&self, facts: &Facts<'_>) -> bool {
         let user = facts.user;
         match self {

@@ -293,3 +293,130 @@ fn roles_shorthand_matches_app_roles() {
         Verdict::Forbidden
     );
 }
+
+// ---- three-valued evaluation: an anonymous request never slips past a deny about the user ----
+
+const DENY_ABOUT_USER: &str = "\
+- from: https://app.example.com
+  policy:
+    - allow:
+        or:
+          - source_ip: 10.0.0.0/8
+          - authenticated_user: true
+    - deny:
+        or:
+          - http_method: DELETE
+          - email: {is: intern@example.com}
+";
+
+fn decide_full(s: &PolicySet, method: &str, ip: &str, u: Option<&Identity>) -> Verdict {
+    let mut req = Request::from_url("https://app.example.com/x", method).unwrap();
+    req.client_ip = Some(ip.parse().unwrap());
+    s.decide(&req, u, &Narrowing::default()).verdict
+}
+
+#[test]
+fn anonymous_delete_from_an_allowed_network_is_refused_by_the_method_deny() {
+    let s = set(DENY_ABOUT_USER);
+    assert_eq!(decide_full(&s, "DELETE", "10.1.1.1", None), Verdict::Forbidden);
+    let bob = user("bob@example.com", &[]);
+    assert_eq!(
+        decide_full(&s, "DELETE", "10.1.1.1", Some(&bob)),
+        Verdict::Forbidden
+    );
+}
+
+#[test]
+fn anonymous_request_cannot_skip_a_deny_about_the_user() {
+    let s = set(DENY_ABOUT_USER);
+    // The deny on the intern's email may hold: the user must be known first.
+    let req_anon = decide_full(&s, "GET", "10.1.1.1", None);
+    assert_eq!(req_anon, Verdict::Login);
+    let intern = user("intern@example.com", &[]);
+    assert_eq!(
+        decide_full(&s, "GET", "10.1.1.1", Some(&intern)),
+        Verdict::Forbidden
+    );
+    let bob = user("bob@example.com", &[]);
+    assert_eq!(decide_full(&s, "GET", "10.1.1.1", Some(&bob)), Verdict::Allow);
+    assert_eq!(decide_full(&s, "GET", "192.0.2.1", Some(&bob)), Verdict::Allow);
+}
+
+#[test]
+fn anonymous_request_is_refused_when_no_allow_rule_can_hold_for_anyone() {
+    let s = set(
+        "- from: https://app.example.com\n  policy:\n    allow:\n      and:\n        - source_ip: 10.0.0.0/8\n        - authenticated_user: true\n",
+    );
+    // From outside 10/8 the `and` is false whoever signs in: refuse instead of asking to sign in.
+    assert_eq!(decide_full(&s, "GET", "192.0.2.1", None), Verdict::Forbidden);
+    assert_eq!(decide_full(&s, "GET", "10.0.0.1", None), Verdict::Login);
+}
+
+#[test]
+fn not_of_a_user_criterion_is_unknown_for_anonymous_requests() {
+    // `not: [email is mallory]` must not allow an anonymous request (it could be mallory).
+    let s = set(
+        "- from: https://app.example.com\n  policy:\n    allow:\n      not:\n        - email: {is: mallory@example.com}\n",
+    );
+    assert_eq!(decide_full(&s, "GET", "10.0.0.1", None), Verdict::Login);
+    let mallory = user("mallory@example.com", &[]);
+    assert_eq!(
+        decide_full(&s, "GET", "10.0.0.1", Some(&mallory)),
+        Verdict::Forbidden
+    );
+}
+
+#[test]
+fn empty_operator_lists_are_errors_with_their_position() {
+    for op in ["and", "or", "not", "nor"] {
+        let e = errors(&format!(
+            "- from: https://a.example.com\n  policy:\n    allow:\n      {op}: []\n"
+        ));
+        assert_eq!(
+            e,
+            vec![format!(
+                "p.yaml:4:{}: `{op}` has an empty list: name at least one criterion",
+                9 + op.len()
+            )]
+        );
+    }
+}
+
+#[test]
+fn cors_preflight_passes_only_after_the_deny_rules() {
+    let s = set("- from: https://app.example.com
+  cors_allow_preflight: true
+  policy:
+    - allow:
+        or:
+          - authenticated_user: true
+    - deny:
+        or:
+          - source_ip: 192.0.2.0/24
+");
+    let preflight = |ip: &str| {
+        let mut req = Request::from_url("https://app.example.com/api", "OPTIONS").unwrap();
+        req.client_ip = Some(ip.parse().unwrap());
+        req.preflight = true;
+        s.decide(&req, None, &Narrowing::default()).verdict
+    };
+    assert_eq!(preflight("10.0.0.1"), Verdict::Allow);
+    assert_eq!(preflight("192.0.2.7"), Verdict::Forbidden);
+    let s2 = set("- from: https://app.example.com
+  cors_allow_preflight: true
+  policy:
+    - allow:
+        or:
+          - authenticated_user: true
+    - deny:
+        or:
+          - email: {is: intern@example.com}
+");
+    let mut req = Request::from_url("https://app.example.com/api", "OPTIONS").unwrap();
+    req.preflight = true;
+    // A preflight carries no credentials: a deny about the user keeps it out too.
+    assert_eq!(
+        s2.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Login
+    );
+}

@@ -117,14 +117,25 @@ impl Parser {
                 );
                 continue;
             };
+            if items.is_empty() {
+                // `and: []` would match everyone, anonymous included; `or: []` no one. Neither
+                // is what anybody means.
+                self.err(
+                    v.pos,
+                    format!("`{}` has an empty list: name at least one criterion", k.name),
+                );
+                continue;
+            }
             let xs: Vec<Expr> = items.iter().filter_map(|i| self.item(i)).collect();
             ops.push(make(xs));
         }
         match ops.len() {
-            0 => {
+            0 if entries.is_empty() => {
                 self.err(node.pos, "an empty rule matches nothing: add and/or/not/nor");
                 None
             }
+            // Each operator that failed has said why.
+            0 => None,
             1 => ops.pop(),
             _ => Some(Expr::Or(ops)),
         }

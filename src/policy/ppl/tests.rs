@@ -19,7 +19,7 @@ fn user(email: &str, groups: &[&str]) -> Identity {
 
 fn eval(r: &Rule, u: Option<&Identity>, url: &str) -> bool {
     let req = Request::from_url(url, "GET").unwrap();
-    r.expr.eval(&Facts { req: &req, user: u })
+    r.expr.eval(&Facts { req: &req, user: u }) == Truth::True
 }
 
 #[test]
