@@ -13,7 +13,7 @@
 //! - `forwarden_jwks_refreshes_total{result}`: key refetches after an unknown `kid`;
 //! - `forwarden_policy_reloads_total{result}`: policy reloads (ok, failed);
 //! - `forwarden_session_refreshes_total{result}`: sessions refreshed at the provider (ok,
-//!   ended).
+//!   ended, postponed: provider trouble, the session stays and the refresh is tried again).
 
 use std::sync::Arc;
 
@@ -151,7 +151,7 @@ impl Metrics {
             let _ = jwks_refreshes.get_or_create(&ResultLabel { result });
             let _ = reloads.get_or_create(&ResultLabel { result });
         }
-        for result in ["ok", "ended"] {
+        for result in ["ok", "ended", "postponed"] {
             let _ = session_refreshes.get_or_create(&ResultLabel { result });
         }
         Metrics {

@@ -290,6 +290,19 @@ pub fn open<'a>(
     open_value(&value, keys, cookie_name, now)
 }
 
+/// The session with its refresh put off: due again `retry` from `now` (the identity provider
+/// had trouble). `issued_at` is moved so that `issued_at + every` falls then; the expiry stays.
+pub fn postpone_refresh(
+    mut s: Session,
+    every: std::time::Duration,
+    retry: std::time::Duration,
+    now: u64,
+) -> Session {
+    let due_again = now.saturating_add(retry.as_secs());
+    s.issued_at = due_again.saturating_sub(every.as_secs()).min(now);
+    s
+}
+
 /// Whether a session is due for refresh at the identity provider: it is older than `every`
 /// (`cookie.refresh`; `None`: never) and has a refresh token to use.
 pub fn refresh_due(s: &Session, every: Option<std::time::Duration>, now: u64) -> bool {

@@ -65,9 +65,17 @@ pub(super) struct RawOidc {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAzure {
     #[serde(default)]
-    pub(super) allowed_tenants: Vec<String>,
+    pub(super) allowed_tenants: Option<RawTenants>,
     #[serde(default)]
     pub(super) graph_url: Option<String>,
+}
+
+/// `allowed_tenants`: a list of tenant ids, or the word `any`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTenants {
+    List(Vec<String>),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawOidc};
+use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawOidc, RawTenants};
 use super::{
     Audit, Config, CookieConfig, HeaderNames, IdentityJwt, Inputs, MIN_SECRET_LEN, clean, is_header_name,
     parse_duration,
@@ -486,10 +486,11 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
             "no client_secret: set oidc.client_secret or oidc.client_secret_file",
         ),
     };
+    let entra = raw.azure.is_some() || crate::oidc::is_entra_issuer(&raw.issuer);
     let azure = raw.azure.unwrap_or_default();
-    let allowed_tenants = match node.get("azure").and_then(|a| a.get("allowed_tenants")) {
-        None => Ok(Vec::new()),
-        Some(n) => each(n, &azure.allowed_tenants, |n, t: &String| {
+    let tenants_node = node.get("azure").and_then(|a| a.get("allowed_tenants"));
+    let allowed_tenants = match (&azure.allowed_tenants, tenants_node) {
+        (Some(RawTenants::List(list)), Some(n)) => each(n, list, |n, t: &String| {
             let lower = t.to_ascii_lowercase();
             if crate::oidc::idtoken::is_guid(&lower) {
                 Ok(lower)
@@ -497,6 +498,20 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
                 fail(n, format!("`{t}` is not a tenant id (a GUID)"))
             }
         }),
+        (Some(RawTenants::Word(w)), Some(_)) if w == "any" => Ok(Vec::new()),
+        (Some(RawTenants::Word(w)), Some(n)) => fail(
+            n,
+            format!("`{w}` is not a list of tenant ids: write [<tenant id>, …], or `any`"),
+        ),
+        // A multi-tenant authority without a list lets accounts of every tenant in.
+        _ if crate::oidc::is_multi_tenant_issuer(&raw.issuer) => fail(
+            field(node, "issuer"),
+            format!(
+                "`{}` is a multi-tenant authority: accounts of every Entra tenant (and, for common, personal accounts) could sign in. List yours in oidc.azure.allowed_tenants, or write `allowed_tenants: any` if that is really meant",
+                raw.issuer
+            ),
+        ),
+        _ => Ok(Vec::new()),
     };
     let (issuer, client_id, client_secret, allowed_tenants) =
         gather!(issuer, client_id, client_secret, allowed_tenants)?;
@@ -511,6 +526,7 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
         client_secret,
         scopes,
         allowed_tenants,
+        entra,
         end_session: raw.end_session,
         graph_url: azure
             .graph_url

@@ -163,7 +163,7 @@ fn check(
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
         // browser whole). Other requests pass on the still-valid session meanwhile.
         let due = session::refresh_due(&o.session, st.config.cookie.refresh, (st.clock)());
-        if due && req.wants_html && st.provider.is_some() {
+        if due && req.wants_html && st.provider.as_ref().is_some_and(|p| p.ready().is_some()) {
             audit(
                 Verdict::Refresh,
                 "-",

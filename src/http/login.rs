@@ -216,15 +216,17 @@ async fn finish(
     Ok(r)
 }
 
-/// The identity a token response stands for (see [`crate::oidc::signin`]).
-pub(super) async fn identity_of(
+/// The identity a token response stands for (see [`crate::oidc::signin`]); on refresh,
+/// `same_user` is the session's user, whom the new ID token must name again.
+pub(super) async fn verify_tokens(
     st: &AppState,
     provider: &Provider,
     ready: &Ready,
     tokens: &Tokens,
     nonce: Option<&str>,
     now: u64,
-) -> Result<Identity, RouteError> {
+    same_user: Option<&Identity>,
+) -> Result<Identity, SignInError> {
     let o = &provider.config;
     let expect = Expect {
         issuer: &ready.issuer,
@@ -233,27 +235,43 @@ pub(super) async fn identity_of(
         now,
         leeway: LEEWAY,
         allowed_tenants: &o.allowed_tenants,
+        entra: o.entra,
     };
-    let signin = SignIn::new(
+    let mut signin = SignIn::new(
         tokens.id_token.as_deref(),
         tokens.access_token.as_deref(),
         expect,
         &st.extra_claims,
-    );
-    let identity = match signin {
-        Ok(s) => provider.identity(ready, s).await,
-        Err(e) => Err(e),
-    };
-    identity.map_err(|e| {
-        tracing::warn!(error = %e, "ID token refused");
-        match e {
-            SignInError::Token(TokenError::Tenant) => {
-                RouteError::Refused("Accounts of your organization may not sign in here.".into())
+    )?;
+    if let Some(user) = same_user {
+        signin = signin.refreshing(user);
+    }
+    provider.identity(ready, signin).await
+}
+
+/// The identity of a sign-in's token response, or the error page's words.
+async fn identity_of(
+    st: &AppState,
+    provider: &Provider,
+    ready: &Ready,
+    tokens: &Tokens,
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<Identity, RouteError> {
+    verify_tokens(st, provider, ready, tokens, nonce, now, None)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "ID token refused");
+            match e {
+                SignInError::Token(TokenError::Tenant) => {
+                    RouteError::Refused("Accounts of your organization may not sign in here.".into())
+                }
+                SignInError::NoIdToken => {
+                    RouteError::Provider("The identity provider sent no ID token.".into())
+                }
+                other => RouteError::Provider(format!(
+                    "The identity provider's answer could not be verified: {other}."
+                )),
             }
-            SignInError::NoIdToken => RouteError::Provider("The identity provider sent no ID token.".into()),
-            SignInError::Token(other) => RouteError::Provider(format!(
-                "The identity provider's answer could not be verified: {other}."
-            )),
-        }
-    })
+        })
 }

@@ -1,10 +1,18 @@
 //! `GET /oauth2/refresh?rd=…`: the auth check sends a browser here when its session is older
 //! than `cookie.refresh`. A plain request (not an auth subrequest), so every session cookie
-//! can be set; then back to `rd`. If the provider refuses the refresh token (revoked,
-//! expired, account disabled), the session ends and the user signs in again.
+//! can be set; then back to `rd`.
+//!
+//! Three outcomes (OpenID Connect Core 12): the provider answers with tokens for the same user:
+//! the session is renewed with the groups and roles read again. The provider refuses the
+//! refresh token (`invalid_grant`: revoked, expired, account disabled), or its new ID token
+//! names another user or a tenant no longer allowed: the session ends and the user signs in
+//! again. The provider cannot be reached, answers 5xx, or is not discovered yet: the
+//! still-valid session is kept and the refresh is tried again [`RETRY`] later, so a provider
+//! outage neither signs everyone out nor bounces browsers between two URLs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -13,11 +21,26 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
 use super::cookies::{end_session, set_session};
-use super::edge::{RouteError, redirect};
-use super::login::{StartQuery, browser_origin, identity_of};
+use super::edge::redirect;
+use super::login::{StartQuery, browser_origin, verify_tokens};
 use super::session_cache::session_of;
+use crate::oidc::idtoken::TokenError;
 use crate::oidc::redirect::safe_target;
-use crate::session::Session;
+use crate::oidc::signin::SignInError;
+use crate::session::{self, Session};
+
+/// How long a refresh that met provider trouble waits before it is tried again.
+pub const RETRY: Duration = Duration::from_secs(60);
+
+/// What a refresh attempt came to.
+enum Outcome {
+    /// Renewed at the provider.
+    Renewed(Box<Session>),
+    /// The provider refused: sign in again.
+    Ended(String),
+    /// Provider trouble: keep the session, try again later.
+    Postponed(String),
+}
 
 /// `GET /oauth2/refresh?rd=…`
 pub async fn refresh(
@@ -38,42 +61,68 @@ pub async fn refresh(
     let Some(old) = session_of(&st, &headers).map(|o| o.session.clone()) else {
         return redirect(&sign_in());
     };
-    let (Some(provider), Some(rt)) = (st.provider.as_ref(), old.refresh_token.as_deref()) else {
-        return redirect(&rd);
-    };
-    let Some(ready) = provider.ready() else {
-        return redirect(&rd);
-    };
     let now = (st.clock)();
-    let refreshed = match provider.refresh(rt).await {
-        Ok(tokens) => match tokens.id_token.as_deref() {
-            Some(_) => identity_of(&st, provider, &ready, &tokens, None, now)
-                .await
-                .map(|i| (i, tokens)),
-            None => Ok((old.identity.clone(), tokens)),
-        },
-        Err(e) => Err(RouteError::Provider(e.to_string())),
-    };
-    match refreshed {
-        Ok((identity, tokens)) => {
-            tracing::info!(user = %identity.subject, "session refreshed");
+    if !session::refresh_due(&old, st.config.cookie.refresh, now) {
+        // Nothing to do (another tab refreshed it, or no refresh token): back to the page.
+        return redirect(&rd);
+    }
+    match attempt(&st, &old, now).await {
+        Outcome::Renewed(session) => {
+            tracing::info!(user = %session.identity.subject, "session refreshed");
             st.metrics.session_refresh("ok");
-            let session = Session {
-                identity,
-                issued_at: now,
-                expires_at: now + st.config.cookie.lifetime.as_secs(),
-                refresh_token: tokens.refresh_token.or_else(|| old.refresh_token.clone()),
-            };
             let mut r = redirect(&rd);
             set_session(&st.config.cookie, &st.entropy, &session, &mut r);
             r
         }
-        Err(_) => {
-            tracing::info!(user = %old.identity.subject, "refresh refused; the session ends");
+        Outcome::Ended(why) => {
+            tracing::info!(user = %old.identity.subject, reason = %why, "refresh refused; the session ends");
             st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
             end_session(&st.config.cookie, &mut r);
             r
         }
+        Outcome::Postponed(why) => {
+            tracing::warn!(user = %old.identity.subject, reason = %why, "refresh postponed; the session stays");
+            st.metrics.session_refresh("postponed");
+            let every = st.config.cookie.refresh.unwrap_or(RETRY);
+            let later = session::postpone_refresh(old, every, RETRY, now);
+            let mut r = redirect(&rd);
+            set_session(&st.config.cookie, &st.entropy, &later, &mut r);
+            r
+        }
     }
+}
+
+async fn attempt(st: &AppState, old: &Session, now: u64) -> Outcome {
+    let Some(rt) = old.refresh_token.as_deref() else {
+        return Outcome::Postponed("the session has no refresh token".into());
+    };
+    let Some(provider) = st.provider.as_deref() else {
+        return Outcome::Postponed("no identity provider is configured".into());
+    };
+    let Some(ready) = provider.ready() else {
+        return Outcome::Postponed("the identity provider is not discovered yet".into());
+    };
+    let tokens = match provider.refresh(rt).await {
+        Ok(t) => t,
+        Err(e) if e.is_refusal() => return Outcome::Ended(e.to_string()),
+        Err(e) => return Outcome::Postponed(e.to_string()),
+    };
+    let identity = if tokens.id_token.is_some() {
+        match verify_tokens(st, provider, &ready, &tokens, None, now, Some(&old.identity)).await {
+            Ok(i) => i,
+            Err(e @ (SignInError::OtherUser | SignInError::Token(TokenError::Tenant))) => {
+                return Outcome::Ended(e.to_string());
+            }
+            Err(e) => return Outcome::Postponed(e.to_string()),
+        }
+    } else {
+        old.identity.clone()
+    };
+    Outcome::Renewed(Box::new(Session {
+        identity,
+        issued_at: now,
+        expires_at: now + st.config.cookie.lifetime.as_secs(),
+        refresh_token: tokens.refresh_token.or_else(|| old.refresh_token.clone()),
+    }))
 }

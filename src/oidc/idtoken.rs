@@ -1,32 +1,39 @@
 //! ID-token verification, and the identity a verified token stands for.
 //!
-//! Pure: the caller passes the provider's keys (JWKS) and the time. Only asymmetric algorithms
-//! are accepted (so `alg: none` and HS256 "signed" with the public key fail), the key is chosen by
-//! `kid` (an unknown `kid` is reported so the caller can refetch the JWKS once), and `iss`,
-//! `aud`, `exp`, `nbf` and `nonce` are checked with a leeway for clock skew. Entra's
-//! multi-tenant authorities publish the issuer `https://login.microsoftonline.com/{tenantid}/v2.0`:
-//! the token's `tid` is substituted, must be a GUID on `allowed_tenants`, and the result must
-//! equal `iss` exactly.
+//! Pure: the caller passes the provider's keys and the time. The checks of OpenID Connect Core
+//! 3.1.3.7 and RFC 7515 are `openidconnect`'s verifier (signature with a key chosen by `kid` and
+//! fit for signing, never one published with `use: enc`; asymmetric algorithms only, so
+//! `alg: none` and HS256 "signed" with the public key fail; a `crit` header is refused; `aud`
+//! must be a string or a list of strings naming us and no one else; `iss`; `exp`; `nonce`).
+//! forwarden adds what that crate leaves to its callers: `azp`, when present, must be our
+//! client id; `sub` must not be empty; `nbf` and `iat` must not be in the future; and Entra's
+//! multi-tenant issuer `https://login.microsoftonline.com/{tenantid}/v2.0`, whose token `tid`
+//! is substituted, must be a GUID on `allowed_tenants`, and must then equal `iss` exactly. Each
+//! check has a test named after the attack it stops (`idtoken/tests.rs`).
 
 use std::collections::BTreeMap;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use base64::Engine;
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgorithm};
+use openidconnect::{ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError};
 use serde::Deserialize;
 
 use crate::identity::Identity;
 
+/// The provider's signing keys (a JWKS document).
+pub type KeySet = openidconnect::core::CoreJsonWebKeySet;
+
 /// Algorithms accepted for ID tokens: asymmetric only.
-const ALLOWED: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
+const ALLOWED: [CoreJwsSigningAlgorithm; 9] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
 ];
 
 /// How the issuer is checked.
@@ -64,6 +71,9 @@ pub struct Expect<'a> {
     pub leeway: u64,
     /// Entra tenants allowed to sign in (empty: any tenant, for single-tenant issuers).
     pub allowed_tenants: &'a [String],
+    /// The provider is Entra ID: its `oid` and `tid` claims name the user. Another provider's
+    /// `oid` or `tid` claim is just a claim and never overrides `sub`.
+    pub entra: bool,
 }
 
 /// Why a token was refused.
@@ -99,6 +109,15 @@ pub enum TokenError {
     /// An Entra tenant that is not allowed.
     #[error("the account's tenant is not allowed")]
     Tenant,
+    /// A header forwarden must not ignore (`crit`, a nested or encrypted token).
+    #[error("the ID token's header asks for something forwarden does not support")]
+    Header,
+    /// `azp` names another client.
+    #[error("the ID token was issued to another client (azp)")]
+    AuthorizedParty,
+    /// `sub` is missing or empty.
+    #[error("the ID token names no subject")]
+    Subject,
 }
 
 /// The claims forwarden reads from an ID token.
@@ -172,9 +191,15 @@ impl Claims {
     /// user of one of `home_tenants` is known by the `preferred_username` (UPN) that tenant
     /// issued. A user of any other tenant whose unverified `email` names someone else's address
     /// gets no email at all, so that person's email rule never matches.
-    pub fn identity(&self, home_tenants: &[String], extra_claims: &[String]) -> Identity {
+    /// For a provider that is not Entra (`entra: false`), `tid` and `oid` are ordinary claims:
+    /// the user is `sub`, with no tenant.
+    pub fn identity(&self, entra: bool, home_tenants: &[String], extra_claims: &[String]) -> Identity {
         let verified = self.email_verified == Some(true) || self.xms_edov == Some(true);
-        let tenant = self.tid.clone().unwrap_or_default();
+        let tenant = if entra {
+            self.tid.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
         let upn_counts = !tenant.is_empty() && home_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tenant));
         let email = match (&self.email, verified) {
             (Some(e), true) => Some(e.clone()),
@@ -196,7 +221,10 @@ impl Claims {
             })
             .collect();
         Identity {
-            subject: self.oid.clone().unwrap_or_else(|| self.sub.clone()),
+            subject: match (&self.oid, entra) {
+                (Some(oid), true) if !oid.is_empty() => oid.clone(),
+                _ => self.sub.clone(),
+            },
             tenant,
             email,
             preferred_username: self.preferred_username.clone(),
@@ -219,59 +247,56 @@ pub fn is_guid(s: &str) -> bool {
 }
 
 /// Verify an ID token against the provider's keys.
-pub fn verify(token: &str, jwks: &JwkSet, e: &Expect<'_>) -> Result<Claims, TokenError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-    if !ALLOWED.contains(&header.alg) {
-        return Err(TokenError::Algorithm);
-    }
-    let jwk = match &header.kid {
-        Some(kid) => jwks.find(kid).ok_or(TokenError::UnknownKey)?,
-        None if jwks.keys.len() == 1 => &jwks.keys[0],
-        None => return Err(TokenError::UnknownKey),
+pub fn verify(token: &str, keys: &KeySet, e: &Expect<'_>) -> Result<Claims, TokenError> {
+    let parsed: CoreIdToken = token.parse().map_err(|_| TokenError::Malformed)?;
+    let (issuer, exact) = match e.issuer {
+        IssuerRule::Exact(iss) => (iss.as_str(), true),
+        // Checked below, once the token's tenant is known.
+        IssuerRule::EntraTemplate(t) => (t.as_str(), false),
     };
-    if let Some(alg) = jwk.common.key_algorithm {
-        if alg.to_string() != format!("{:?}", header.alg) {
-            return Err(TokenError::Algorithm);
-        }
+    let issuer = IssuerUrl::new(issuer.to_string()).map_err(|_| TokenError::Issuer)?;
+    let now = e.now;
+    let leeway = e.leeway;
+    let verifier =
+        CoreIdTokenVerifier::new_public_client(ClientId::new(e.client_id.to_string()), issuer, keys.clone())
+            .require_issuer_match(exact)
+            .set_allowed_algs(ALLOWED)
+            // `exp` with the leeway: the token counts as expired once `now - leeway` reaches it.
+            .set_time_fn(move || {
+                let t = i64::try_from(now.saturating_sub(leeway)).unwrap_or(i64::MAX);
+                chrono::DateTime::from_timestamp(t, 0).unwrap_or_default()
+            })
+            // `iat` is checked below with `nbf`, against the same clock.
+            .set_issue_time_verifier_fn(|_| Ok(()));
+    let expected_nonce = e.nonce;
+    let nonce_check = move |n: Option<&Nonce>| match (expected_nonce, n) {
+        (None, _) => Ok(()),
+        (Some(want), Some(got)) if got.secret() == want => Ok(()),
+        _ => Err("nonce mismatch".to_string()),
+    };
+    let verified = parsed.claims(&verifier, nonce_check).map_err(token_error)?;
+    if verified
+        .authorized_party()
+        .is_some_and(|azp| azp.as_str() != e.client_id)
+    {
+        return Err(TokenError::AuthorizedParty);
     }
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| TokenError::UnknownKey)?;
-    let mut v = Validation::new(header.alg);
-    // Time is checked below against the caller's clock, not the library's.
-    v.validate_exp = false;
-    v.validate_nbf = false;
-    v.required_spec_claims.clear();
-    v.set_audience(&[e.client_id]);
-    let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|err| {
-        use jsonwebtoken::errors::ErrorKind as K;
-        match err.kind() {
-            K::InvalidSignature => TokenError::Signature,
-            K::InvalidAudience | K::MissingRequiredClaim(_) => TokenError::Audience,
-            K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
-            _ => TokenError::Malformed,
-        }
-    })?;
-    let c = data.claims;
-    if e.now >= c.exp.saturating_add(e.leeway) {
-        return Err(TokenError::Expired);
+    // The signature holds: read forwarden's claims from the same payload.
+    let c = payload(token)?;
+    if c.sub.trim().is_empty() {
+        return Err(TokenError::Subject);
     }
     if c.nbf.is_some_and(|nbf| nbf > e.now + e.leeway) || c.iat.is_some_and(|iat| iat > e.now + e.leeway) {
         return Err(TokenError::NotYetValid);
     }
-    match e.issuer {
-        IssuerRule::Exact(iss) => {
-            if c.iss != *iss {
-                return Err(TokenError::Issuer);
-            }
-        }
-        IssuerRule::EntraTemplate(t) => {
-            let tid = c
-                .tid
-                .as_deref()
-                .filter(|t| is_guid(t))
-                .ok_or(TokenError::Tenant)?;
-            if c.iss != t.replace("{tenantid}", tid) {
-                return Err(TokenError::Issuer);
-            }
+    if let IssuerRule::EntraTemplate(t) = e.issuer {
+        let tid = c
+            .tid
+            .as_deref()
+            .filter(|t| is_guid(t))
+            .ok_or(TokenError::Tenant)?;
+        if c.iss != t.replace("{tenantid}", tid) {
+            return Err(TokenError::Issuer);
         }
     }
     if !e.allowed_tenants.is_empty() {
@@ -280,12 +305,35 @@ pub fn verify(token: &str, jwks: &JwkSet, e: &Expect<'_>) -> Result<Claims, Toke
             return Err(TokenError::Tenant);
         }
     }
-    if let Some(n) = e.nonce {
-        if c.nonce.as_deref() != Some(n) {
-            return Err(TokenError::Nonce);
-        }
-    }
     Ok(c)
+}
+
+/// The claims of a token whose signature was verified.
+fn payload(token: &str) -> Result<Claims, TokenError> {
+    let part = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+/// What the verifier's error means for forwarden.
+fn token_error(e: ClaimsVerificationError) -> TokenError {
+    use SignatureVerificationError as S;
+    match e {
+        ClaimsVerificationError::Expired(_) => TokenError::Expired,
+        ClaimsVerificationError::InvalidAudience(_) => TokenError::Audience,
+        ClaimsVerificationError::InvalidIssuer(_) => TokenError::Issuer,
+        ClaimsVerificationError::InvalidNonce(_) => TokenError::Nonce,
+        ClaimsVerificationError::InvalidSubject(_) => TokenError::Subject,
+        ClaimsVerificationError::Unsupported(_) => TokenError::Header,
+        ClaimsVerificationError::SignatureVerification(s) => match s {
+            S::NoMatchingKey | S::AmbiguousKeyId(_) => TokenError::UnknownKey,
+            S::DisallowedAlg(_) | S::UnsupportedAlg(_) => TokenError::Algorithm,
+            _ => TokenError::Signature,
+        },
+        _ => TokenError::Malformed,
+    }
 }
 
 #[cfg(test)]

@@ -32,10 +32,37 @@ pub struct ProviderConfig {
     pub client_secret: Secret,
     /// Scopes requested.
     pub scopes: Vec<String>,
-    /// Entra tenants allowed to sign in (their users' UPNs count as email).
+    /// Entra tenants allowed to sign in (their users' UPNs count as email); empty: any.
     pub allowed_tenants: Vec<String>,
+    /// The provider is Entra ID (an `azure:` section, or a Microsoft login host): `oid` and
+    /// `tid` name the user. For any other provider the user is `sub`.
+    pub entra: bool,
     /// Microsoft Graph, for group overage.
     pub graph_url: String,
     /// Sign-out continues to the provider's `end_session_endpoint`.
     pub end_session: bool,
+}
+
+/// Whether an issuer URL is one of Entra ID's login hosts (public and national clouds).
+pub fn is_entra_issuer(issuer: &str) -> bool {
+    const HOSTS: [&str; 4] = [
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.partner.microsoftonline.cn",
+        "login.chinacloudapi.cn",
+    ];
+    url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|h| HOSTS.contains(&h.as_str()) || h == "sts.windows.net")
+}
+
+/// Whether an issuer is a multi-tenant authority (`organizations`, `common`, `consumers`),
+/// which lets accounts of every tenant sign in unless `allowed_tenants` narrows it.
+pub fn is_multi_tenant_issuer(issuer: &str) -> bool {
+    url::Url::parse(issuer).ok().is_some_and(|u| {
+        u.path_segments()
+            .and_then(|mut s| s.next())
+            .is_some_and(|first| matches!(first, "organizations" | "common" | "consumers"))
+    })
 }

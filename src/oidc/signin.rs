@@ -6,7 +6,7 @@
 //! [`Next::Done`] with the identity. The caller (the transport's driver) makes the request and
 //! feeds the answer back. Time comes in through [`Expect::now`].
 
-use jsonwebtoken::jwk::JwkSet;
+use super::idtoken::KeySet as JwkSet;
 
 use super::idtoken::{self, Expect, TokenError};
 use crate::identity::Identity;
@@ -29,6 +29,10 @@ pub enum SignInError {
     /// The ID token was refused.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A refreshed ID token names another user than the session's (OpenID Connect Core 12.2:
+    /// `sub`, and on Entra `tid`/`oid`, must stay the same).
+    #[error("the refreshed ID token is for another user")]
+    OtherUser,
 }
 
 /// What the machine needs next.
@@ -57,6 +61,8 @@ pub struct SignIn<'a> {
     refetched: bool,
     /// The identity waiting for its groups.
     pending: Option<Identity>,
+    /// On refresh: the session's user, whom the new token must name again.
+    same_user: Option<&'a Identity>,
 }
 
 impl std::fmt::Debug for SignIn<'_> {
@@ -82,7 +88,15 @@ impl<'a> SignIn<'a> {
             extra_claims,
             refetched: false,
             pending: None,
+            same_user: None,
         })
+    }
+
+    /// A refresh: the new ID token must name this user (same subject and tenant), or the
+    /// session ends.
+    pub fn refreshing(mut self, user: &'a Identity) -> Self {
+        self.same_user = Some(user);
+        self
     }
 
     /// Verify the ID token against the keys the caller has.
@@ -93,7 +107,7 @@ impl<'a> SignIn<'a> {
                 Ok(Next::FetchKeys)
             }
             Err(e) => Err(e.into()),
-            Ok(claims) => Ok(self.verified(&claims)),
+            Ok(claims) => self.verified(&claims),
         }
     }
 
@@ -115,8 +129,13 @@ impl<'a> SignIn<'a> {
     }
 
     /// The identity of verified claims, or the Graph request its groups need.
-    fn verified(&mut self, claims: &idtoken::Claims) -> Next {
-        let mut identity = claims.identity(self.expect.allowed_tenants, self.extra_claims);
+    fn verified(&mut self, claims: &idtoken::Claims) -> Result<Next, SignInError> {
+        let mut identity = claims.identity(self.expect.entra, self.expect.allowed_tenants, self.extra_claims);
+        if let Some(old) = self.same_user {
+            if old.subject != identity.subject || old.tenant != identity.tenant {
+                return Err(SignInError::OtherUser);
+            }
+        }
         // Entra's optional `login_hint` claim is what its logout takes as `logout_hint`.
         if let Some(hint) = claims
             .extra
@@ -127,9 +146,9 @@ impl<'a> SignIn<'a> {
             identity.claims.insert(LOGIN_HINT.into(), hint.into());
         }
         if !claims.groups_overage() {
-            return Next::Done(Box::new(identity));
+            return Ok(Next::Done(Box::new(identity)));
         }
-        match self.access_token.take() {
+        Ok(match self.access_token.take() {
             Some(access_token) => {
                 self.pending = Some(identity);
                 Next::FetchGroups { access_token }
@@ -138,6 +157,120 @@ impl<'a> SignIn<'a> {
                 identity.groups.clear();
                 Next::Done(Box::new(identity))
             }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+    use crate::oidc::idtoken::{IssuerRule, KeySet};
+
+    const KEY_A: &[u8] = include_bytes!("testdata/rsa-a.pem");
+    const KEY_B: &[u8] = include_bytes!("testdata/rsa-b.pem");
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const NOW: u64 = 1_800_000_000;
+
+    fn keys(name: &str) -> KeySet {
+        let text = match name {
+            "a" => include_str!("testdata/jwks-a.json"),
+            _ => include_str!("testdata/jwks-ab.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn token(oid: &str, key: &[u8], kid: &str, extra: serde_json::Value) -> String {
+        let mut c = json!({
+            "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+            "sub": "sub-1", "aud": "client-1", "exp": NOW + 3600, "iat": NOW, "tid": TENANT, "oid": oid,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
         }
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(kid.into());
+        encode(&h, &c, &EncodingKey::from_rsa_pem(key).unwrap()).unwrap()
+    }
+
+    fn run(id_token: &str, access: Option<&str>, same: Option<&Identity>) -> Result<Next, SignInError> {
+        let issuer = IssuerRule::from_discovery("https://login.microsoftonline.com/{tenantid}/v2.0");
+        let tenants = vec![TENANT.to_string()];
+        let expect = Expect {
+            issuer: &issuer,
+            client_id: "client-1",
+            nonce: None,
+            now: NOW,
+            leeway: LEEWAY,
+            allowed_tenants: &tenants,
+            entra: true,
+        };
+        let mut s = SignIn::new(Some(id_token), access, expect, &[])?;
+        if let Some(u) = same {
+            s = s.refreshing(u);
+        }
+        s.start(&keys("a"))
+    }
+
+    fn done(n: Next) -> Identity {
+        match n {
+            Next::Done(i) => *i,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refresh_with_an_id_token_for_another_user_ends_the_session() {
+        let alice = done(run(&token("oid-alice", KEY_A, "key-a", json!({})), None, None).unwrap());
+        let same = run(&token("oid-alice", KEY_A, "key-a", json!({})), None, Some(&alice));
+        assert_eq!(done(same.unwrap()).subject, "oid-alice");
+        let other = run(
+            &token("oid-mallory", KEY_A, "key-a", json!({})),
+            None,
+            Some(&alice),
+        );
+        assert_eq!(other.unwrap_err(), SignInError::OtherUser);
+    }
+
+    #[test]
+    fn unknown_key_asks_for_the_keys_once() {
+        let issuer = IssuerRule::from_discovery("https://login.microsoftonline.com/{tenantid}/v2.0");
+        let t = token("oid-1", KEY_B, "key-b", json!({}));
+        let mut s = SignIn::new(Some(&t), None, expect_clone(&issuer), &[]).unwrap();
+        assert!(matches!(s.start(&keys("a")), Ok(Next::FetchKeys)));
+        // Still unknown after the refetch: refused, not asked again.
+        assert_eq!(
+            s.keys(Some(&keys("a"))).unwrap_err(),
+            SignInError::Token(TokenError::UnknownKey)
+        );
+        let mut s2 = SignIn::new(Some(&t), None, expect_clone(&issuer), &[]).unwrap();
+        assert!(matches!(s2.start(&keys("a")), Ok(Next::FetchKeys)));
+        assert!(matches!(s2.keys(Some(&keys("ab"))), Ok(Next::Done(_))));
+    }
+
+    fn expect_clone(issuer: &IssuerRule) -> Expect<'_> {
+        Expect {
+            issuer,
+            client_id: "client-1",
+            nonce: None,
+            now: NOW,
+            leeway: LEEWAY,
+            allowed_tenants: &[],
+            entra: true,
+        }
+    }
+
+    #[test]
+    fn group_overage_asks_graph_and_a_graph_failure_leaves_no_groups() {
+        let overage = json!({"groups": ["g-in-token"], "_claim_names": {"groups": "src1"}});
+        let t = token("oid-1", KEY_A, "key-a", overage);
+        match run(&t, Some("access-token"), None).unwrap() {
+            Next::FetchGroups { access_token } => assert_eq!(access_token, "access-token"),
+            other => panic!("{other:?}"),
+        }
+        // Without an access token Graph cannot be asked: no groups, so group rules deny.
+        assert!(done(run(&t, None, None).unwrap()).groups.is_empty());
     }
 }

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::oidc::idtoken::KeySet as JwkSet;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
 use crate::identity::Identity;
@@ -33,6 +33,14 @@ pub enum TransportError {
     /// A body that is not what the protocol says.
     #[error("the identity provider sent an unexpected answer: {0}")]
     Body(String),
+}
+
+impl TransportError {
+    /// Whether the provider refused the grant itself (`invalid_grant`: a refresh token that
+    /// is revoked, expired, or whose account is disabled), as opposed to trouble reaching it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, TransportError::Status(400 | 401, code) if code == "invalid_grant")
+    }
 }
 
 /// The parts of the discovery document forwarden uses.

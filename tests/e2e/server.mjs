@@ -212,6 +212,8 @@ async function organizations(req, res) {
 }
 // Test control: the token endpoint answers this many milliseconds late (/__test/slow-token?ms=).
 let tokenDelay = 0;
+// Test control: the next `count` token requests fail with this status (/__test/fail-token?status=&count=).
+let tokenFailures = { status: 0, count: 0 };
 
 // Every token endpoint answer, for the test that searches forwarden's logs for tokens.
 const issued = [];
@@ -238,6 +240,17 @@ server.on('request', async (req, res) => {
     if (req.url.startsWith('/__test/slow-token?')) {
       tokenDelay = Number(new URL(req.url, origin).searchParams.get('ms') || 0);
       res.writeHead(204); res.end(); return;
+    }
+    if (req.url.startsWith('/__test/fail-token?')) {
+      const q = new URL(req.url, origin).searchParams;
+      tokenFailures = { status: Number(q.get('status') || 503), count: Number(q.get('count') || 1) };
+      res.writeHead(204); res.end(); return;
+    }
+    if (req.url.split('?')[0].endsWith('/token') && tokenFailures.count > 0) {
+      tokenFailures.count -= 1;
+      res.writeHead(tokenFailures.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'temporarily_unavailable' }));
+      return;
     }
     if (req.url.split('?')[0].endsWith('/token')) {
       recordTokens(res);

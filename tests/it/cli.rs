@@ -160,7 +160,7 @@ fn check_prints_the_redirect_uris_to_register() {
         "- from: https://app.example.com\n  allow_any_authenticated_user: true\n- from: https://wiki.example.com\n  allow_any_authenticated_user: true\n",
     )
     .unwrap();
-    let oidc = "oidc:\n  issuer: https://login.microsoftonline.com/organizations/v2.0\n  client_id: app\n  client_secret: s3cret\n";
+    let oidc = "oidc:\n  issuer: https://login.microsoftonline.com/organizations/v2.0\n  client_id: app\n  client_secret: s3cret\n  azure:\n    allowed_tenants: any\n";
     let base = format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n{oidc}");
     std::fs::write(dir.path().join("a.yaml"), &base).unwrap();
     std::fs::write(

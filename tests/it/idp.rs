@@ -78,7 +78,7 @@ async fn provider_id_token_verifies_with_its_jwks() {
         .await
         .unwrap();
     let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("{tokens}"));
-    let jwks: jsonwebtoken::jwk::JwkSet = http
+    let jwks: forwarden::oidc::idtoken::KeySet = http
         .get(discovery["jwks_uri"].as_str().unwrap())
         .send()
         .await
@@ -95,9 +95,10 @@ async fn provider_id_token_verifies_with_its_jwks() {
         now: now(),
         leeway: 120,
         allowed_tenants: &tenants,
+        entra: true,
     };
     let claims = verify(id_token, &jwks, &expect(&pending.nonce)).unwrap();
-    let id = claims.identity(&tenants, &[]);
+    let id = claims.identity(true, &tenants, &[]);
     assert_eq!(id.subject, "00000001-aaaa-4bbb-8ccc-000000000001");
     assert_eq!(id.tenant, IDP_TENANT);
     assert_eq!(id.email.as_deref(), Some("alice@contoso.com"));

@@ -437,6 +437,69 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     assert_eq!(r.status(), 401, "the session is gone");
 }
 
+/// Regression: a network error or a 5xx from the token endpoint during refresh ended the
+/// session. Only a refusal of the refresh token (`invalid_grant`) may; on trouble the
+/// still-valid session stays and the refresh is tried again later, without a redirect loop.
+#[tokio::test]
+async fn provider_trouble_during_refresh_keeps_the_session() {
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let extra = oidc_config(
+        &idp.issuer,
+        "openid, profile, email, offline_access",
+        &home_tenant(),
+    );
+    let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
+    let fw = Fw::start_full(policy, "  refresh: 100s\n", &extra).await;
+    fw.discovered().await;
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let http = browser(port, &["app.test"]);
+    let url = format!("http://app.test:{port}/docs");
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    let control = idp
+        .issuer
+        .split(&format!("/{IDP_TENANT}"))
+        .next()
+        .unwrap()
+        .to_string();
+    let fail = format!("{control}/__test/fail-token?status=503&count=1");
+    assert_eq!(client(&[]).get(&fail).send().await.unwrap().status(), 204);
+    fw.clock.fetch_add(101, std::sync::atomic::Ordering::SeqCst);
+    // The refresh meets a 503: the page still loads on the kept session, through
+    // /oauth2/refresh once and back, never to sign-in.
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert_eq!(path.len(), 3, "{path:#?}");
+    assert!(path[1].contains("/oauth2/refresh?rd="), "{path:#?}");
+    // Postponed: the next page load does not try again at once.
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(path.len(), 1, "no refresh before the retry time: {path:#?}");
+    // After the retry time the provider answers again and the session is renewed.
+    fw.clock.fetch_add(61, std::sync::atomic::Ordering::SeqCst);
+    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(path[1].contains("/oauth2/refresh?rd="), "{path:#?}");
+    let me = http
+        .get(format!("http://app.test:{port}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["issued_at"].as_u64(),
+        Some(fw.clock.load(std::sync::atomic::Ordering::SeqCst))
+    );
+}
+
 #[tokio::test]
 async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     let port = free_port();
@@ -456,9 +519,9 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
         .unwrap()
         .jwks
         .load()
-        .keys
+        .keys()
         .iter()
-        .filter_map(|k| k.common.key_id.clone())
+        .filter_map(|k| openidconnect::JsonWebKey::key_id(k).map(|id| id.to_string()))
         .collect();
     // The provider now signs with a key forwarden has not seen.
     let rotate = format!(
@@ -478,9 +541,9 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
         .unwrap()
         .jwks
         .load()
-        .keys
+        .keys()
         .iter()
-        .filter_map(|k| k.common.key_id.clone())
+        .filter_map(|k| openidconnect::JsonWebKey::key_id(k).map(|id| id.to_string()))
         .collect();
     assert_ne!(old_kids, new_kids, "the keys were refetched");
 }
@@ -651,12 +714,12 @@ async fn a_failed_key_refetch_keeps_the_last_good_keys() {
     let fw = Fw::start_with(APP_POLICY, &extra).await;
     fw.discovered().await;
     let provider = fw.state.provider.clone().unwrap();
-    let before = provider.ready().unwrap().jwks.load().keys.len();
+    let before = provider.ready().unwrap().jwks.load().keys().len();
     assert!(before > 0);
     drop(idp); // the provider goes away
     assert!(!provider.refetch_jwks().await, "the refetch fails");
     assert_eq!(
-        provider.ready().unwrap().jwks.load().keys.len(),
+        provider.ready().unwrap().jwks.load().keys().len(),
         before,
         "the last good keys stay"
     );

@@ -1,6 +1,8 @@
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::json;
 
+use jsonwebtoken::Algorithm;
+
 use super::*;
 
 const KEY_A: &[u8] = include_bytes!("../testdata/rsa-a.pem");
@@ -9,7 +11,7 @@ const PUB_A: &[u8] = include_bytes!("../testdata/rsa-a.pub.pem");
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const NOW: u64 = 1_800_000_000;
 
-fn jwks(name: &str) -> JwkSet {
+fn jwks(name: &str) -> KeySet {
     let text = match name {
         "a" => include_str!("../testdata/jwks-a.json"),
         _ => include_str!("../testdata/jwks-ab.json"),
@@ -45,7 +47,7 @@ fn entra() -> IssuerRule {
     IssuerRule::from_discovery("https://login.microsoftonline.com/{tenantid}/v2.0")
 }
 
-fn check(token: &str, set: &JwkSet) -> Result<Claims, TokenError> {
+fn check(token: &str, set: &KeySet) -> Result<Claims, TokenError> {
     let issuer = entra();
     let tenants = vec![TENANT.to_string()];
     verify(
@@ -58,6 +60,7 @@ fn check(token: &str, set: &JwkSet) -> Result<Claims, TokenError> {
             now: NOW,
             leeway: 120,
             allowed_tenants: &tenants,
+            entra: true,
         },
     )
 }
@@ -66,7 +69,7 @@ fn check(token: &str, set: &JwkSet) -> Result<Claims, TokenError> {
 fn valid_entra_token_with_backdated_iat() {
     let c = check(&sign(&claims(), KEY_A, "key-a"), &jwks("a")).unwrap();
     assert_eq!(c.tid.as_deref(), Some(TENANT));
-    let id = c.identity(&[TENANT.to_string()], &[]);
+    let id = c.identity(true, &[TENANT.to_string()], &[]);
     assert_eq!(id.subject, "00000000-0000-0000-0000-0000000000aa");
     assert_eq!(
         id.email.as_deref(),
@@ -213,7 +216,7 @@ fn noauth_unverified_email_of_another_tenant_is_ignored() {
         "email": "victim@contoso.com", "preferred_username": "mallory@fabrikam.com"
     }))
     .unwrap();
-    let id = attacker.identity(&[TENANT.to_string()], &[]);
+    let id = attacker.identity(true, &[TENANT.to_string()], &[]);
     assert_eq!(id.email, None);
     // The same claim, verified, counts.
     let verified: Claims = serde_json::from_value(json!({
@@ -221,7 +224,7 @@ fn noauth_unverified_email_of_another_tenant_is_ignored() {
     }))
     .unwrap();
     assert_eq!(
-        verified.identity(&[], &[]).email.as_deref(),
+        verified.identity(true, &[], &[]).email.as_deref(),
         Some("bob@example.org")
     );
 }
@@ -239,5 +242,109 @@ fn overage_is_detected() {
         !check(&sign(&claims(), KEY_A, "key-a"), &jwks("a"))
             .unwrap()
             .groups_overage()
+    );
+}
+
+// ---- a hostile provider: tokens OpenID Connect Core 3.1.3.7 and RFC 7515 refuse ----
+
+fn refused(c: &serde_json::Value) -> TokenError {
+    check(&sign(c, KEY_A, "key-a"), &jwks("a")).unwrap_err()
+}
+
+#[test]
+fn hostile_provider_aud_missing_null_number_object_or_mixed_list() {
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("aud");
+    assert!(
+        check(&sign(&c, KEY_A, "key-a"), &jwks("a")).is_err(),
+        "aud missing"
+    );
+    for bad in [
+        json!(null),
+        json!(42),
+        json!({"client-1": true}),
+        json!(["client-1", 7]),
+        json!([]),
+    ] {
+        let mut c = claims();
+        c["aud"] = bad.clone();
+        assert!(check(&sign(&c, KEY_A, "key-a"), &jwks("a")).is_err(), "aud {bad}");
+    }
+}
+
+#[test]
+fn hostile_provider_empty_sub() {
+    let mut c = claims();
+    c["sub"] = json!("");
+    assert_eq!(refused(&c), TokenError::Subject);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("sub");
+    assert!(
+        check(&sign(&c, KEY_A, "key-a"), &jwks("a")).is_err(),
+        "sub missing"
+    );
+}
+
+#[test]
+fn hostile_provider_several_audiences_without_azp_or_azp_of_another_client() {
+    let mut c = claims();
+    c["aud"] = json!(["client-1", "another-app"]);
+    assert_eq!(refused(&c), TokenError::Audience);
+    c["azp"] = json!("client-1");
+    assert_eq!(refused(&c), TokenError::Audience, "an audience we do not trust");
+    let mut c = claims();
+    c["azp"] = json!("another-app");
+    assert_eq!(refused(&c), TokenError::AuthorizedParty);
+    let mut c = claims();
+    c["azp"] = json!("client-1");
+    assert!(
+        check(&sign(&c, KEY_A, "key-a"), &jwks("a")).is_ok(),
+        "azp naming us is fine"
+    );
+}
+
+#[test]
+fn hostile_provider_crit_header_with_an_unknown_extension() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Sign a header that carries `crit` (jsonwebtoken's Header cannot), with key a.
+    let header = json!({"alg": "RS256", "kid": "key-a", "typ": "JWT", "crit": ["x-must-understand"], "x-must-understand": true});
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims().to_string())
+    );
+    let key = EncodingKey::from_rsa_pem(KEY_A).unwrap();
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    let token = format!("{input}.{sig}");
+    assert_eq!(check(&token, &jwks("a")).unwrap_err(), TokenError::Header);
+}
+
+#[test]
+fn hostile_provider_key_published_for_encryption_verifies_nothing() {
+    let mut set: serde_json::Value = serde_json::from_str(include_str!("../testdata/jwks-a.json")).unwrap();
+    for k in set["keys"].as_array_mut().unwrap() {
+        k["use"] = json!("enc");
+    }
+    let enc: KeySet = serde_json::from_value(set).unwrap();
+    assert_eq!(
+        check(&sign(&claims(), KEY_A, "key-a"), &enc).unwrap_err(),
+        TokenError::UnknownKey
+    );
+}
+
+#[test]
+fn hostile_provider_oid_does_not_override_sub_outside_entra() {
+    let c: Claims = serde_json::from_value(json!({
+        "iss": "https://idp.example.org", "sub": "real-subject", "exp": 1,
+        "oid": "00000000-0000-0000-0000-0000000000aa", "tid": TENANT,
+    }))
+    .unwrap();
+    let generic = c.identity(false, &[], &[]);
+    assert_eq!(generic.subject, "real-subject");
+    assert_eq!(generic.tenant, "", "another provider's tid is just a claim");
+    assert_eq!(
+        c.identity(true, &[], &[]).subject,
+        "00000000-0000-0000-0000-0000000000aa"
     );
 }
