@@ -104,6 +104,24 @@ pub enum RequestError {
     /// The path cannot be normalized without guessing how the upstream reads it.
     #[error("the path cannot be normalized safely: {0}")]
     UnsafePath(&'static str),
+    /// A header that describes the request came several times, as a list, or not as visible
+    /// ASCII: forwarden does not guess which value the proxy used.
+    #[error("the {0} header is ambiguous (several values, a list, or not ASCII)")]
+    Ambiguous(&'static str),
+    /// `X-Forwarded-Port` and the port in the host disagree.
+    #[error("the forwarded port and the port in the forwarded host disagree")]
+    PortMismatch,
+}
+
+/// One header of the subrequest, as the HTTP layer found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// Not sent.
+    Absent,
+    /// Sent once, as visible ASCII.
+    One(&'a str),
+    /// Sent more than once, or with bytes that are not visible ASCII.
+    Invalid,
 }
 
 /// Which headers describe the original request, by proxy contract.
@@ -117,12 +135,30 @@ pub enum Sources {
     ForwardAuth,
 }
 
+/// The headers that describe the original request: each must come at most once.
+pub const DESCRIBING: [&str; 9] = [
+    "x-original-url",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-method",
+    "x-real-ip",
+    "host",
+];
+
+/// How many `X-Forwarded-For` lines are kept (the last ones: hops are appended).
+pub const FORWARDED_FOR_LINES: usize = 4;
+
 /// The auth subrequest as the HTTP layer sees it.
-pub struct Subrequest<'a, H: Fn(&str) -> Option<&'a str>> {
+pub struct Subrequest<'a, H: Fn(&'static str) -> Field<'a>> {
     /// The TCP peer of the subrequest.
     pub peer: IpAddr,
-    /// Header lookup by lower-case name (first value).
+    /// Header lookup by lower-case name.
     pub header: H,
+    /// The last [`FORWARDED_FOR_LINES`] `X-Forwarded-For` lines, oldest first.
+    pub forwarded_for: [Option<&'a str>; FORWARDED_FOR_LINES],
     /// Which headers count.
     pub sources: Sources,
 }
@@ -130,38 +166,54 @@ pub struct Subrequest<'a, H: Fn(&str) -> Option<&'a str>> {
 /// Rebuild the original request from a trusted proxy's headers.
 ///
 /// Sources, first match wins: `X-Original-URL` (ingress-nginx, with `X-Original-Method`);
-/// `X-Forwarded-Uri` with `X-Forwarded-Proto` and `X-Forwarded-Host` (Traefik, Caddy, our nginx
-/// include, HAProxy). When `X-Forwarded-Host` is absent the subrequest's own `Host` is used
-/// (Caddy keeps the original host on the subrequest; Traefik always sends X-Forwarded-Host).
+/// `X-Forwarded-Uri` with `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-Port`
+/// (Traefik, Caddy, our nginx include, HAProxy). When `X-Forwarded-Host` is absent the
+/// subrequest's own `Host` is used (Caddy keeps the original host on the subrequest).
+///
+/// Nothing is guessed: a describing header sent twice, as a comma list, or with bytes that are
+/// not visible ASCII refuses the request, and a malformed header never falls back to another.
 pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request<'a>, RequestError>
 where
-    H: Fn(&str) -> Option<&'a str>,
+    H: Fn(&'static str) -> Field<'a>,
 {
     if !is_trusted(sub.peer, trusted) {
         return Err(RequestError::UntrustedPeer(canonical(sub.peer)));
     }
-    let h = |name: &str| (sub.header)(name).map(str::trim).filter(|v| !v.is_empty());
-    // The rightmost hop is the one the trusted proxy added; earlier ones are the client's word.
-    let client_ip = h("x-forwarded-for")
-        .and_then(|v| v.rsplit(',').next())
-        .or_else(|| h("x-real-ip"))
-        .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        .map(canonical);
+    let h = |name: &'static str| -> Result<Option<&'a str>, RequestError> {
+        match (sub.header)(name) {
+            Field::Absent => Ok(None),
+            Field::One(v) => Ok(Some(v.trim())),
+            Field::Invalid => Err(RequestError::Ambiguous(name)),
+        }
+    };
+    let client_ip = client_ip(&sub.forwarded_for, h("x-real-ip")?, trusted);
     let original = match sub.sources {
-        Sources::Nginx => h("x-original-url"),
+        Sources::Nginx => h("x-original-url")?,
         Sources::ForwardAuth => None,
     };
     let (mut req, method) = if let Some(url) = original {
-        let method = h("x-original-method").or_else(|| h("x-forwarded-method"));
+        let method = match h("x-original-method")? {
+            Some(m) => Some(m),
+            None => h("x-forwarded-method")?,
+        };
         (Request::from_url(url, "GET")?, method)
-    } else if let Some(uri) = h("x-forwarded-uri") {
-        let scheme = parse_scheme(h("x-forwarded-proto").unwrap_or("https"))?;
-        let authority = h("x-forwarded-host")
-            .or_else(|| h("host"))
-            .ok_or(RequestError::Missing)?;
-        // Several proxies in a row append; the first is the client-facing one.
-        let authority = authority.split(',').next().unwrap_or_default().trim();
-        let (host, port) = parse_host(authority)?;
+    } else if let Some(uri) = h("x-forwarded-uri")? {
+        let scheme = parse_scheme(h("x-forwarded-proto")?.unwrap_or("https"))?;
+        let authority = match h("x-forwarded-host")? {
+            Some(a) => a,
+            None => h("host")?.ok_or(RequestError::Missing)?,
+        };
+        if authority.contains(',') {
+            return Err(RequestError::Ambiguous("x-forwarded-host"));
+        }
+        let (host, mut port) = parse_host(authority)?;
+        if let Some(p) = h("x-forwarded-port")? {
+            let p: u16 = p.parse().map_err(|_| RequestError::BadHost)?;
+            if port.is_some_and(|q| q != p) {
+                return Err(RequestError::PortMismatch);
+            }
+            port = Some(p);
+        }
         if !uri.starts_with('/') {
             return Err(RequestError::BadUrl);
         }
@@ -177,15 +229,45 @@ where
             preflight: false,
             wants_html: true,
         };
-        (req, h("x-forwarded-method"))
+        (req, h("x-forwarded-method")?)
     } else {
         return Err(RequestError::Missing);
     };
     req.method = parse_method(method.unwrap_or("GET"))?;
     req.client_ip = client_ip;
-    req.preflight = req.method == "OPTIONS" && h("access-control-request-method").is_some();
-    req.wants_html = wants_html(&req.method, h("accept"));
+    let acrm = (sub.header)("access-control-request-method") != Field::Absent;
+    req.preflight = req.method == "OPTIONS" && acrm;
+    let accept = match (sub.header)("accept") {
+        Field::One(a) => Some(a),
+        _ => None,
+    };
+    req.wants_html = wants_html(&req.method, accept);
     Ok(req)
+}
+
+/// The client's address: the right-most `X-Forwarded-For` hop that is not a trusted proxy,
+/// over every line (each proxy appends; everything left of the first untrusted hop is the
+/// client's own word); `X-Real-IP` only when there is no `X-Forwarded-For` at all. An
+/// unparsable hop ends the search: nothing left of it can be trusted, and no other header
+/// stands in for it.
+fn client_ip(lines: &[Option<&str>], real_ip: Option<&str>, trusted: &[IpNet]) -> Option<IpAddr> {
+    let mut hops = lines.iter().rev().flatten().flat_map(|l| l.rsplit(','));
+    let from_xff = loop {
+        let Some(hop) = hops.next() else { break None };
+        let hop = hop.trim();
+        if hop.is_empty() {
+            continue;
+        }
+        match hop.parse::<IpAddr>().map(canonical) {
+            Ok(ip) if is_trusted(ip, trusted) => continue,
+            Ok(ip) => break Some(ip),
+            Err(_) => break None,
+        }
+    };
+    if lines.iter().any(Option::is_some) {
+        return from_xff;
+    }
+    real_ip.and_then(|v| v.parse::<IpAddr>().ok()).map(canonical)
 }
 
 /// `10.0.0.0/8`, or a bare address meaning just that address.
@@ -413,5 +495,117 @@ mod tests {
         assert_eq!(r.path, "/y");
         assert_eq!(r.method, "GET");
         assert_eq!(r.url(), "https://app.example.com/x/../y?a=1&b=2");
+    }
+
+    /// A subrequest from header lines as a proxy would send them (`None`: not ASCII).
+    fn sub_of<'a>(lines: &'a [(&'static str, Option<&'a str>)]) -> Result<Request<'a>, RequestError> {
+        let header = |name: &'static str| {
+            let mut found = lines.iter().filter(|(n, _)| *n == name);
+            match (found.next(), found.next()) {
+                (None, _) => Field::Absent,
+                (Some((_, Some(v))), None) => Field::One(v),
+                _ => Field::Invalid,
+            }
+        };
+        let mut forwarded_for = [None; FORWARDED_FOR_LINES];
+        for (_, v) in lines.iter().filter(|(n, _)| *n == "x-forwarded-for") {
+            forwarded_for.rotate_left(1);
+            forwarded_for[FORWARDED_FOR_LINES - 1] = *v;
+        }
+        let sub = Subrequest {
+            peer: "127.0.0.1".parse().unwrap(),
+            header,
+            forwarded_for,
+            sources: Sources::ForwardAuth,
+        };
+        rebuild(
+            &sub,
+            &["127.0.0.1/32".parse().unwrap(), "10.9.0.0/16".parse().unwrap()],
+        )
+    }
+
+    const BASE: [(&str, Option<&str>); 2] = [
+        ("x-forwarded-uri", Some("/")),
+        ("x-forwarded-proto", Some("https")),
+    ];
+
+    fn with(extra: &[(&'static str, Option<&'static str>)]) -> Vec<(&'static str, Option<&'static str>)> {
+        BASE.iter().copied().chain(extra.iter().copied()).collect()
+    }
+
+    #[test]
+    fn host_smuggling_several_forwarded_hosts_are_refused() {
+        let l = with(&[
+            ("x-forwarded-host", Some("www.test")),
+            ("x-forwarded-host", Some("app.test")),
+        ]);
+        assert_eq!(
+            sub_of(&l).unwrap_err(),
+            RequestError::Ambiguous("x-forwarded-host")
+        );
+        let l = with(&[("host", Some("www.test")), ("host", Some("app.test"))]);
+        assert_eq!(sub_of(&l).unwrap_err(), RequestError::Ambiguous("host"));
+    }
+
+    #[test]
+    fn host_smuggling_comma_list_is_refused() {
+        let l = with(&[("x-forwarded-host", Some("www.test,app.test"))]);
+        assert_eq!(
+            sub_of(&l).unwrap_err(),
+            RequestError::Ambiguous("x-forwarded-host")
+        );
+        let l = with(&[("host", Some("www.test, app.test"))]);
+        assert_eq!(
+            sub_of(&l).unwrap_err(),
+            RequestError::Ambiguous("x-forwarded-host")
+        );
+    }
+
+    #[test]
+    fn host_smuggling_malformed_forwarded_host_never_falls_back_to_host() {
+        // Not ASCII: refused, not replaced by the Host header.
+        let l = with(&[("x-forwarded-host", None), ("host", Some("public.test"))]);
+        assert_eq!(
+            sub_of(&l).unwrap_err(),
+            RequestError::Ambiguous("x-forwarded-host")
+        );
+        let l = with(&[
+            ("x-forwarded-host", Some("app.tést")),
+            ("host", Some("public.test")),
+        ]);
+        assert_eq!(sub_of(&l).unwrap_err(), RequestError::BadHost);
+    }
+
+    #[test]
+    fn host_smuggling_client_chosen_port_is_overruled_by_the_proxy_port() {
+        let l = with(&[
+            ("x-forwarded-host", Some("app.test")),
+            ("x-forwarded-port", Some("443")),
+        ]);
+        assert_eq!(sub_of(&l).unwrap().port, Some(443));
+        let l = with(&[
+            ("x-forwarded-host", Some("app.test:8080")),
+            ("x-forwarded-port", Some("443")),
+        ]);
+        assert_eq!(sub_of(&l).unwrap_err(), RequestError::PortMismatch);
+    }
+
+    #[test]
+    fn spoofed_forwarded_for_over_several_lines_takes_the_rightmost_untrusted_hop() {
+        let l = with(&[
+            ("x-forwarded-host", Some("app.test")),
+            ("x-forwarded-for", Some("10.1.1.1")),
+            ("x-forwarded-for", Some("198.51.100.9, 10.9.0.5")),
+        ]);
+        assert_eq!(
+            sub_of(&l).unwrap().client_ip,
+            Some("198.51.100.9".parse().unwrap())
+        );
+        // A garbage hop right of the real one ends the search: nothing further left counts.
+        let l = with(&[
+            ("x-forwarded-host", Some("app.test")),
+            ("x-forwarded-for", Some("10.1.1.1, junk, 10.9.0.5")),
+        ]);
+        assert_eq!(sub_of(&l).unwrap().client_ip, None);
     }
 }

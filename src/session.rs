@@ -24,6 +24,11 @@ use crate::identity::Identity;
 pub const CHUNK: usize = 3800;
 /// Most chunks read back: a bound on what a client can make us concatenate.
 pub const MAX_CHUNKS: usize = 8;
+/// The most session cookie bytes written before groups are reduced: with the application's own
+/// cookies it stays within one 8 KiB header line, nginx's default `large_client_header_buffers`.
+pub const BUDGET: usize = 6 * 1024;
+/// The claim that marks a session whose groups were reduced to those the policies name.
+pub const GROUPS_REDUCED: &str = "forwarden:groups_reduced";
 /// Leeway for a session issued "in the future" by a server with a slightly different clock.
 const SKEW: u64 = 60;
 const FORMAT: u8 = 2;
@@ -73,6 +78,10 @@ pub enum SessionError {
     /// Past its expiry.
     #[error("session expired")]
     Expired,
+    /// Too large to write: more cookies than forwarden reads back, even with the groups
+    /// reduced to those the policies name.
+    #[error("the session is too large for cookies")]
+    TooLarge,
 }
 
 /// The keys that seal and open sessions. The first seals; all open (key rotation).
@@ -256,6 +265,37 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         .collect()
 }
 
+/// Seal a session so that it fits: when the whole identity is over [`BUDGET`], keep only the
+/// groups `needed` says a policy names, and mark the session with [`GROUPS_REDUCED`]. Fails
+/// when even that is more than forwarden reads back ([`MAX_CHUNKS`] cookies).
+pub fn seal_fitting(
+    session: &mut Session,
+    keys: &Keys,
+    cookie_name: &str,
+    nonce: [u8; 12],
+    needed: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, SessionError> {
+    let size = |c: &[(String, String)]| c.iter().map(|(_, v)| v.len()).sum::<usize>();
+    let cookies = seal(session, keys, cookie_name, nonce);
+    if size(&cookies) <= BUDGET {
+        return Ok(cookies);
+    }
+    let groups = &mut session.identity.groups;
+    let before = groups.len();
+    groups.retain(|g| needed(g));
+    if groups.len() < before {
+        session
+            .identity
+            .claims
+            .insert(GROUPS_REDUCED.into(), format!("{} of {before}", groups.len()));
+    }
+    let cookies = seal(session, keys, cookie_name, nonce);
+    if cookies.len() > MAX_CHUNKS {
+        return Err(SessionError::TooLarge);
+    }
+    Ok(cookies)
+}
+
 /// The sealed value from the request's cookies: the single cookie, or the chunks joined in
 /// the order the first chunk announces (`get` looks a cookie up by name).
 pub fn sealed_value<'a>(
@@ -419,5 +459,37 @@ mod tests {
         let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         assert_eq!(guid_string(&guid_bytes(g).unwrap()), g);
         assert!(guid_bytes("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0").is_none());
+    }
+
+    fn guid(i: usize) -> String {
+        format!("{i:08x}-0000-4000-8000-000000000000")
+    }
+
+    #[test]
+    fn a_user_in_a_thousand_groups_keeps_the_groups_policies_name() {
+        let keys = Keys::new(&["0123456789abcdef0123456789abcdef"]);
+        let mut s = Session {
+            identity: Identity {
+                subject: "u".into(),
+                // Upper case: not packed into 16 bytes, the worst case.
+                groups: (0..1000).map(|i| guid(i).to_uppercase()).collect(),
+                ..Identity::default()
+            },
+            issued_at: 1,
+            expires_at: 2,
+            refresh_token: None,
+        };
+        let named = [guid(7).to_uppercase(), guid(999).to_uppercase()];
+        let cookies = seal_fitting(&mut s, &keys, "_f", [1; 12], |g| named.iter().any(|n| n == g)).unwrap();
+        assert_eq!(cookies.len(), 1, "one small cookie");
+        assert_eq!(s.identity.groups, named.to_vec());
+        assert_eq!(s.identity.claims[GROUPS_REDUCED], "2 of 1000");
+        // When the policies name them all, it cannot fit: an error, not an endless sign-in loop.
+        let mut all = s.clone();
+        all.identity.groups = (0..2000).map(|i| guid(i).to_uppercase()).collect();
+        assert_eq!(
+            seal_fitting(&mut all, &keys, "_f", [1; 12], |_| true).unwrap_err(),
+            SessionError::TooLarge
+        );
     }
 }

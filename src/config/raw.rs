@@ -59,6 +59,8 @@ pub(super) struct RawOidc {
     pub(super) end_session: bool,
     #[serde(default)]
     pub(super) azure: Option<RawAzure>,
+    #[serde(default)]
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

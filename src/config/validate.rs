@@ -513,8 +513,11 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
         ),
         _ => Ok(Vec::new()),
     };
-    let (issuer, client_id, client_secret, allowed_tenants) =
-        gather!(issuer, client_id, client_secret, allowed_tenants)?;
+    let timeout = optional(node, "timeout", raw.timeout, Duration::from_secs(10), |n, t| {
+        duration(n, &t)
+    });
+    let (issuer, client_id, client_secret, allowed_tenants, timeout) =
+        gather!(issuer, client_id, client_secret, allowed_tenants, timeout)?;
     let scopes = raw.scopes.unwrap_or_else(|| {
         ["openid", "profile", "email", "offline_access"]
             .map(String::from)
@@ -528,6 +531,7 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
         allowed_tenants,
         entra,
         end_session: raw.end_session,
+        timeout,
         graph_url: azure
             .graph_url
             .unwrap_or_else(|| "https://graph.microsoft.com".into())

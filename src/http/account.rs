@@ -15,6 +15,7 @@ use super::login::browser_origin;
 use super::session_cache::session_of;
 use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::LOGIN_HINT;
+use crate::session::GROUPS_REDUCED;
 
 /// Query of `/oauth2/sign_out`.
 #[derive(Deserialize)]
@@ -77,6 +78,9 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
     };
     let s = &o.session;
     let id = &s.identity;
+    let mut claims = id.claims.clone();
+    // "n of m": the session keeps only the groups the policies name (it was too large).
+    let reduced = claims.remove(GROUPS_REDUCED);
     let body = serde_json::json!({
         "user": id.subject,
         "tenant": id.tenant,
@@ -84,8 +88,9 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
         "preferred_username": id.preferred_username,
         "name": id.name,
         "groups": id.groups,
+        "groups_reduced": reduced,
         "roles": id.roles,
-        "claims": id.claims,
+        "claims": claims,
         "issued_at": s.issued_at,
         "expires_at": s.expires_at,
     });

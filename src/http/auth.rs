@@ -18,7 +18,7 @@ use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
 use crate::policy::{Narrowing, Verdict};
-use crate::request::{Sources, Subrequest, rebuild};
+use crate::request::{DESCRIBING, FORWARDED_FOR_LINES, Field, Sources, Subrequest, rebuild};
 use crate::session;
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
@@ -49,59 +49,79 @@ pub async fn forbidden_page(
     check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false)
 }
 
-/// The request headers the auth endpoints read.
-const READ: [&str; 11] = [
-    "x-original-url",
-    "x-original-method",
-    "x-forwarded-uri",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-method",
-    "x-forwarded-for",
-    "x-real-ip",
-    "access-control-request-method",
-    "accept",
-    "host",
-];
+/// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`.
+const READ: [&str; DESCRIBING.len() + 2] = {
+    let mut all = [""; DESCRIBING.len() + 2];
+    let mut i = 0;
+    while i < DESCRIBING.len() {
+        all[i] = DESCRIBING[i];
+        i += 1;
+    }
+    all[i] = "access-control-request-method";
+    all[i + 1] = "accept";
+    all
+};
+
+/// The most `Cookie` header bytes read; the rest of a larger set is ignored.
+const MAX_COOKIE_BYTES: usize = 64 * 1024;
 
 /// The headers of one auth subrequest, found in a single pass (this runs on every request,
 /// and one pass is cheaper than a hashed lookup per name).
 struct Seen<'a> {
-    values: [Option<&'a str>; READ.len()],
+    values: [Field<'a>; READ.len()],
+    forwarded_for: [Option<&'a str>; FORWARDED_FOR_LINES],
+    /// The first `Cookie` lines, without allocating; any further ones in `more_cookies`.
     cookies: [Option<&'a str>; 4],
+    more_cookies: Vec<&'a str>,
 }
 
 impl<'a> Seen<'a> {
     fn new(headers: &'a HeaderMap) -> Self {
         let mut seen = Seen {
-            values: [None; READ.len()],
+            values: [Field::Absent; READ.len()],
+            forwarded_for: [None; FORWARDED_FOR_LINES],
             cookies: [None; 4],
+            more_cookies: Vec::new(),
         };
-        let mut n_cookies = 0;
+        let (mut n_cookies, mut cookie_bytes) = (0, 0);
         for (name, value) in headers {
             let name = name.as_str();
             if name == "cookie" {
-                if let (Some(slot), Ok(v)) = (seen.cookies.get_mut(n_cookies), value.to_str()) {
-                    *slot = Some(v);
-                    n_cookies += 1;
+                let Ok(v) = value.to_str() else { continue };
+                cookie_bytes += v.len();
+                if cookie_bytes > MAX_COOKIE_BYTES {
+                    continue;
                 }
+                match seen.cookies.get_mut(n_cookies) {
+                    Some(slot) => *slot = Some(v),
+                    None => seen.more_cookies.push(v),
+                }
+                n_cookies += 1;
+            } else if name == "x-forwarded-for" {
+                // Keep the last lines: the right-most hops are the ones proxies added.
+                seen.forwarded_for.rotate_left(1);
+                seen.forwarded_for[FORWARDED_FOR_LINES - 1] = Some(value.to_str().unwrap_or("invalid"));
             } else if let Some(i) = READ.iter().position(|r| *r == name) {
-                if seen.values[i].is_none() {
-                    seen.values[i] = value.to_str().ok();
-                }
+                seen.values[i] = match (seen.values[i], value.to_str()) {
+                    (Field::Absent, Ok(v)) => Field::One(v),
+                    _ => Field::Invalid,
+                };
             }
         }
         seen
     }
 
-    /// The first value of a header (by lower-case name).
-    fn get(&self, name: &str) -> Option<&'a str> {
-        READ.iter().position(|r| *r == name).and_then(|i| self.values[i])
+    /// A header (by lower-case name).
+    fn get(&self, name: &str) -> Field<'a> {
+        READ.iter()
+            .position(|r| *r == name)
+            .map_or(Field::Absent, |i| self.values[i])
     }
 
     /// The value of the first cookie called `name`.
     fn cookie(&self, name: &str) -> Option<&'a str> {
-        find_cookie(self.cookies.iter().flatten().copied(), name)
+        let all = self.cookies.iter().flatten().chain(&self.more_cookies).copied();
+        find_cookie(all, name)
     }
 }
 
@@ -124,9 +144,10 @@ fn check(
     let sub = Subrequest {
         peer: peer.ip(),
         header: |n: &str| seen.get(n),
+        forwarded_for: seen.forwarded_for,
         sources,
     };
-    let wants_html = seen.get("accept").is_some_and(|a| a.contains("text/html"));
+    let wants_html = matches!(seen.get("accept"), Field::One(a) if a.contains("text/html"));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
         Ok(r) => r,
         Err(e) => {

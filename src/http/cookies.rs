@@ -67,8 +67,16 @@ pub fn clear_session(c: &CookieConfig) -> Vec<HeaderValue> {
 }
 
 /// Set the session cookies, and delete the names a previous, differently sized session used.
-pub fn set_session(c: &CookieConfig, entropy: &Entropy, s: &Session, r: &mut Response) {
-    let cookies = session::seal(s, &c.keys, &c.name, entropy.bytes());
+/// A session too large for every group keeps those a policy names (`needed`); one that does
+/// not fit even then is refused, so the browser is never sent round a sign-in loop.
+pub fn set_session(
+    c: &CookieConfig,
+    entropy: &Entropy,
+    s: &mut Session,
+    needed: impl Fn(&str) -> bool,
+    r: &mut Response,
+) -> Result<(), session::SessionError> {
+    let cookies = session::seal_fitting(s, &c.keys, &c.name, entropy.bytes(), needed)?;
     let max_age = c.lifetime.as_secs() as i64;
     for name in session_names(c) {
         let v = match cookies.iter().find(|(n, _)| *n == name) {
@@ -79,6 +87,7 @@ pub fn set_session(c: &CookieConfig, entropy: &Entropy, s: &Session, r: &mut Res
             r.headers_mut().append(header::SET_COOKIE, v);
         }
     }
+    Ok(())
 }
 
 /// Delete every session cookie on a response.

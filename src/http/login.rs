@@ -52,7 +52,11 @@ pub(super) fn browser_origin(st: &AppState, peer: SocketAddr, headers: &HeaderMa
         "http" => "http",
         _ => return None,
     };
-    let (host, port) = parse_host(authority.split(',').next()?.trim()).ok()?;
+    // A list (several proxies' hosts) is ambiguous: no sign-in for it.
+    if authority.contains(',') {
+        return None;
+    }
+    let (host, port) = parse_host(authority).ok()?;
     let url = match port {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
@@ -204,14 +208,21 @@ async fn finish(
         })?;
     let identity = identity_of(st, provider, &ready, &tokens, Some(&pending.nonce), now).await?;
     tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
-    let session = Session {
+    let groups = identity.groups.len();
+    let mut session = Session {
         identity,
         issued_at: now,
         expires_at: now + st.config.cookie.lifetime.as_secs(),
         refresh_token: tokens.refresh_token.clone(),
     };
     let mut r = redirect(&pending.rd);
-    set_session(&st.config.cookie, &st.entropy, &session, &mut r);
+    let policy = st.policy.load();
+    set_session(&st.config.cookie, &st.entropy, &mut session, |g| policy.names_group(g), &mut r).map_err(|_| {
+        tracing::warn!(user = %session.identity.subject, groups, "the session does not fit in cookies");
+        RouteError::Refused(format!(
+            "Your account is in {groups} groups, more than fit in a session cookie even when only the groups this site's policies name are kept. Ask the administrator to send fewer groups in the token (Entra ID: \"Groups assigned to the application\")."
+        ))
+    })?;
     store_pending(&st.config.cookie, &st.entropy, &rest, &mut r);
     Ok(r)
 }

@@ -67,11 +67,26 @@ pub async fn refresh(
         return redirect(&rd);
     }
     match attempt(&st, &old, now).await {
-        Outcome::Renewed(session) => {
+        Outcome::Renewed(mut session) => {
+            let mut r = redirect(&rd);
+            let policy = st.policy.load();
+            if set_session(
+                &st.config.cookie,
+                &st.entropy,
+                &mut session,
+                |g| policy.names_group(g),
+                &mut r,
+            )
+            .is_err()
+            {
+                tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
+                st.metrics.session_refresh("ended");
+                let mut r = redirect(&sign_in());
+                end_session(&st.config.cookie, &mut r);
+                return r;
+            }
             tracing::info!(user = %session.identity.subject, "session refreshed");
             st.metrics.session_refresh("ok");
-            let mut r = redirect(&rd);
-            set_session(&st.config.cookie, &st.entropy, &session, &mut r);
             r
         }
         Outcome::Ended(why) => {
@@ -85,9 +100,10 @@ pub async fn refresh(
             tracing::warn!(user = %old.identity.subject, reason = %why, "refresh postponed; the session stays");
             st.metrics.session_refresh("postponed");
             let every = st.config.cookie.refresh.unwrap_or(RETRY);
-            let later = session::postpone_refresh(old, every, RETRY, now);
+            let mut later = session::postpone_refresh(old, every, RETRY, now);
             let mut r = redirect(&rd);
-            set_session(&st.config.cookie, &st.entropy, &later, &mut r);
+            // The session was written before, so it fits again (its groups are unchanged).
+            let _ = set_session(&st.config.cookie, &st.entropy, &mut later, |_| true, &mut r);
             r
         }
     }

@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256};
 pub const MAX_PENDING: usize = 5;
 /// How long a login may take, in seconds.
 pub const LOGIN_TTL: u64 = 600;
+/// The longest return address kept; a longer one returns to the site's root instead.
+pub const MAX_RD: usize = 2048;
+/// The most bytes of pending logins kept: sealed and base64-encoded, with the cookie's name and
+/// attributes, that stays under the 4 KB browsers allow one cookie (older logins give way).
+pub const MAX_PENDING_BYTES: usize = 2800;
 
 /// One login in progress.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +95,7 @@ pub fn begin(
     random: &Randomness,
     now: u64,
 ) -> Result<(String, Pending), FlowError> {
+    let rd = if rd.len() > MAX_RD { "/".to_string() } else { rd };
     let pending = Pending {
         state: B64.encode(random.state),
         nonce: B64.encode(random.nonce),
@@ -117,11 +123,15 @@ pub fn begin(
     Ok((url.into(), pending))
 }
 
-/// Add a login to the pending ones: expired ones dropped, newest first, at most [`MAX_PENDING`].
+/// Add a login to the pending ones: expired ones dropped, newest first, at most [`MAX_PENDING`]
+/// and [`MAX_PENDING_BYTES`] encoded (the oldest give way).
 pub fn push(mut list: Vec<Pending>, p: Pending, now: u64) -> Vec<Pending> {
     list.retain(|x| now < x.created + LOGIN_TTL);
     list.insert(0, p);
     list.truncate(MAX_PENDING);
+    while list.len() > 1 && encode(&list).len() > MAX_PENDING_BYTES {
+        list.pop();
+    }
     list
 }
 
@@ -231,5 +241,43 @@ mod tests {
             FlowError::Expired
         );
         assert!(decode(b"garbage").is_empty());
+    }
+
+    #[test]
+    fn pending_login_cookie_stays_small_whatever_the_rd_and_the_tabs() {
+        let a = Authorize {
+            endpoint: "https://idp.example/authorize",
+            client_id: "c",
+            redirect_uri: "https://app.example/oauth2/callback",
+            scopes: &[],
+        };
+        let mut list = Vec::new();
+        for i in 0..20u8 {
+            let r = Randomness {
+                state: [i; 16],
+                nonce: [i; 16],
+                verifier: [i; 32],
+            };
+            let rd = format!("https://app.example/{}", "x".repeat(100 * usize::from(i)));
+            let (_, p) = begin(&a, rd, &r, 1000).unwrap();
+            list = push(list, p, 1000);
+            assert!(
+                encode(&list).len() <= MAX_PENDING_BYTES,
+                "{} bytes",
+                encode(&list).len()
+            );
+        }
+        let (_, huge) = begin(
+            &a,
+            format!("/{}", "y".repeat(100_000)),
+            &Randomness {
+                state: [1; 16],
+                nonce: [1; 16],
+                verifier: [1; 32],
+            },
+            1000,
+        )
+        .unwrap();
+        assert_eq!(huge.rd, "/", "an over-long return address goes to the root");
     }
 }

@@ -41,6 +41,8 @@ pub struct ProviderConfig {
     pub graph_url: String,
     /// Sign-out continues to the provider's `end_session_endpoint`.
     pub end_session: bool,
+    /// The longest a call to the provider may take (connecting, sending, reading the answer).
+    pub timeout: std::time::Duration,
 }
 
 /// Whether an issuer URL is one of Entra ID's login hosts (public and national clouds).

@@ -1,6 +1,7 @@
 //! The one module that talks to the identity provider: discovery, JWKS, token exchange.
 //!
-//! One reqwest client (rustls, redirects off, timeouts). Discovery and keys are cached; until
+//! One reqwest client (rustls, redirects off, `oidc.timeout` per call, answers of at most
+//! [`MAX_ANSWER`] bytes read as a stream). Discovery and keys are cached; until
 //! discovery succeeds the provider is "not ready" (sign-in answers 503, existing sessions keep
 //! working). An unknown `kid` triggers at most one JWKS refetch per [`JWKS_REFETCH`]; a failed
 //! fetch keeps the last good keys.
@@ -106,8 +107,8 @@ impl Provider {
     pub fn new(config: ProviderConfig, metrics: Metrics) -> Result<Self, TransportError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(config.timeout)
             .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError::Network(e.to_string()))?;
@@ -309,23 +310,48 @@ impl Provider {
     }
 }
 
-/// Send a request and read a JSON answer.
+/// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred
+/// KiB is far more than any real one needs; a larger one is refused without being buffered.
+pub const MAX_ANSWER: usize = 512 * 1024;
+
+/// Send a request and read a JSON answer of at most [`MAX_ANSWER`] bytes.
 async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Result<T, TransportError> {
     let r = req
         .send()
         .await
         .map_err(|e| TransportError::Network(e.to_string()))?;
     let status = r.status();
+    let body = read_bounded(r, MAX_ANSWER).await?;
     if !status.is_success() {
         #[derive(Deserialize)]
         struct OAuthError {
             #[serde(default)]
             error: String,
         }
-        let code = r.json::<OAuthError>().await.map(|e| e.error).unwrap_or_default();
+        let code = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_default();
         return Err(TransportError::Status(status.as_u16(), code));
     }
-    r.json::<T>()
+    serde_json::from_slice(&body).map_err(|e| TransportError::Body(e.to_string()))
+}
+
+/// The body, read as a stream and refused as soon as it passes `limit` bytes.
+async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>, TransportError> {
+    let too_large = || TransportError::Body(format!("the answer is larger than {} KiB", limit / 1024));
+    if r.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
         .await
-        .map_err(|e| TransportError::Body(e.to_string()))
+        .map_err(|e| TransportError::Network(e.to_string()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

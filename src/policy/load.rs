@@ -127,11 +127,21 @@ impl PolicySet {
             })
             .collect();
         let index = route::Index::build(&routes);
-        let named = named.into_iter().map(|(k, (rules, _))| (k, rules)).collect();
+        let named: HashMap<String, Vec<ppl::Rule>> =
+            named.into_iter().map(|(k, (rules, _))| (k, rules)).collect();
+        let mut groups = std::collections::HashSet::new();
+        for rule in routes
+            .iter()
+            .flat_map(|r| &r.rules)
+            .chain(named.values().flatten())
+        {
+            rule.expr.groups_named(&mut groups);
+        }
         Ok(PolicySet {
             routes,
             index,
             named,
+            groups,
             notes,
         })
     }

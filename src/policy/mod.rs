@@ -16,7 +16,7 @@ mod load;
 pub mod ppl;
 pub mod route;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::diag::Diagnostic;
@@ -30,6 +30,8 @@ pub struct PolicySet {
     routes: Vec<Route>,
     index: route::Index,
     named: HashMap<String, Vec<Rule>>,
+    /// Every group a rule names: what a session must keep when it is too large for all.
+    groups: HashSet<String>,
     /// Notes (ignored fields) found while loading.
     pub notes: Vec<Diagnostic>,
 }
@@ -232,6 +234,11 @@ impl PolicySet {
     /// The most specific route covering the request.
     pub fn find_route(&self, req: &Request) -> Option<&Route> {
         self.index.find(&self.routes, req)
+    }
+
+    /// Whether any rule names this group (sessions too large for every group keep these).
+    pub fn names_group(&self, group: &str) -> bool {
+        self.groups.contains(group)
     }
 
     /// The rules of a named policy.

@@ -217,6 +217,22 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// Add every group this condition names (`groups`, `claim/groups`) to `out`.
+    pub fn groups_named(&self, out: &mut std::collections::HashSet<String>) {
+        match self {
+            Expr::And(xs) | Expr::Or(xs) | Expr::Not(xs) | Expr::Nor(xs) => {
+                xs.iter().for_each(|x| x.groups_named(out));
+            }
+            Expr::Crit(Criterion::Groups(l)) => out.extend(l.has.iter().chain(&l.exclude).cloned()),
+            Expr::Crit(Criterion::Claim(name, value)) if name == "groups" => {
+                out.insert(value.clone());
+            }
+            Expr::Crit(_) => {}
+        }
+    }
+}
+
 impl Criterion {
     /// Whether the criterion looks at the user (so it is unknown for an anonymous request).
     pub fn needs_user(&self) -> bool {

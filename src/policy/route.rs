@@ -1,7 +1,8 @@
 //! Routes: which requests a policy covers, and which route wins when several could.
 //!
 //! Precedence, most specific first: an exact host beats a wildcard host (and a longer wildcard
-//! suffix a shorter one); within a host an exact `path` beats a `regex`, which beats a `prefix`
+//! suffix a shorter one); within a host a route whose `from` names a port beats one that does
+//! not; then an exact `path` beats a `regex`, which beats a `prefix`
 //! (longer first), which beats a route without any path matcher; a route limited to `methods`
 //! beats one that is not; among equals, the one written first wins. A prefix matches whole path
 //! segments: `/admin` covers `/admin` and `/admin/x`, never `/administrator`.
@@ -100,6 +101,7 @@ impl Route {
             PathMatch::Any
         };
         Precedence {
+            port: self.port.is_some(),
             path,
             methods: self.methods.is_some(),
         }
@@ -153,6 +155,8 @@ pub enum PathMatch {
 /// the greater is more specific. Equal precedence falls back to file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Precedence {
+    /// `from` names a port: the route is for one listener, and outranks port-less routes.
+    pub port: bool,
     /// The path matcher.
     pub path: PathMatch,
     /// Limited to `methods`.
@@ -220,7 +224,11 @@ mod tests {
 
     #[test]
     fn precedence_orders_exact_regex_prefix_any_then_methods() {
-        let p = |path, methods| Precedence { path, methods };
+        let p = |path, methods| Precedence {
+            port: false,
+            path,
+            methods,
+        };
         let mut v = vec![
             p(PathMatch::Any, true),
             p(PathMatch::Exact, false),

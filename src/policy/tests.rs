@@ -420,3 +420,24 @@ fn cors_preflight_passes_only_after_the_deny_rules() {
         Verdict::Login
     );
 }
+
+#[test]
+fn a_route_with_an_explicit_port_outranks_portless_ones_whatever_the_file_order() {
+    let s = set("\
+- from: https://app.example.com
+  prefix: /admin
+  allow_public_unauthenticated_access: true
+- from: https://app.example.com:8443
+  allowed_users: [alice@example.com]
+");
+    let on_8443 = Request::from_url("https://app.example.com:8443/admin/x", "GET").unwrap();
+    assert_eq!(
+        s.decide(&on_8443, None, &Narrowing::default()).verdict,
+        Verdict::Login
+    );
+    let on_443 = Request::from_url("https://app.example.com/admin/x", "GET").unwrap();
+    assert_eq!(
+        s.decide(&on_443, None, &Narrowing::default()).verdict,
+        Verdict::Allow
+    );
+}
