@@ -83,6 +83,16 @@ impl Diagnostic {
         }
     }
 
+    /// A warning about a file as a whole.
+    pub fn file_warning(file: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            pos: None,
+            level: Level::Warning,
+            message: message.into(),
+        }
+    }
+
     /// A note about the file.
     pub fn note(file: &str, pos: Option<Pos>, message: impl Into<String>) -> Self {
         Self {

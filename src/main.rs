@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -97,6 +99,28 @@ struct ExplainArgs {
     auth_query: String,
 }
 
+/// Write a line to standard output; a failure (a closed pipe, a full disk) ends the command
+/// through [`main`]'s error handling instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).context("cannot write to standard output")?
+    };
+}
+
+/// Write a line to standard error, ignoring failure (there is nowhere left to report it).
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Whether an error is standard output's reader going away (`forwarden check | head -n 1`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -106,8 +130,10 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match run(cli.command) {
         Ok(code) => code,
+        // The reader of our output has what it wanted: exit quietly, as cat and grep do.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("forwarden: {e:#}");
+            err!("forwarden: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -130,7 +156,7 @@ fn init_tracing(format: LogFormat) {
 /// Config and policies, or every problem of both.
 fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
     let cfg = Config::load(config, &env)?;
-    let set = PolicySet::load(&cfg.policy_files)?;
+    let set = PolicySet::load(&cfg.policy_files, cfg.limits.max_policy_bytes)?;
     Ok((cfg, set))
 }
 
@@ -170,6 +196,18 @@ fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
     out
 }
 
+/// A listener with a deep accept backlog: connections past `limits.max_connections` wait
+/// there (rather than being refused) until a slot frees.
+async fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// `GET /healthz` over plain TCP, so the container image needs no curl.
 fn healthy(listen: std::net::SocketAddr) -> bool {
     use std::io::{Read, Write};
@@ -197,7 +235,7 @@ fn healthy(listen: std::net::SocketAddr) -> bool {
 
 fn print_problems(diags: &[Diagnostic]) {
     for d in diags {
-        eprintln!("{d}");
+        err!("{d}");
     }
 }
 
@@ -206,18 +244,18 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => match load(&config) {
             Ok((cfg, set)) => {
                 for n in &set.notes {
-                    println!("{n}");
+                    out!("{n}");
                 }
                 let warnings = set.lint();
                 for w in &warnings {
-                    println!("{w}");
+                    out!("{w}");
                 }
                 if cfg.oidc.is_some() {
                     for line in redirect_uris(&cfg, &set) {
-                        println!("{line}");
+                        out!("{line}");
                     }
                 }
-                println!(
+                out!(
                     "ok: {} is valid ({} routes, {} named policies, {} policy files{})",
                     config.display(),
                     set.routes().len(),
@@ -232,7 +270,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Err(diags) => {
                 print_problems(&diags);
-                eprintln!("{} problem(s); {} is not valid", diags.len(), config.display());
+                err!("{} problem(s); {} is not valid", diags.len(), config.display());
                 Ok(ExitCode::FAILURE)
             }
         },
@@ -280,12 +318,12 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let who = (!anonymous).then_some(&identity);
             let d = set.decide(&req, who, &Narrowing::from_query(&auth_query));
-            println!("{}", d.verdict);
+            out!("{}", d.verdict);
             match d.route {
-                Some(r) => println!("route: {} ({})", r.label, r.describe()),
-                None => println!("route: none"),
+                Some(r) => out!("route: {} ({})", r.label, r.describe()),
+                None => out!("route: none"),
             }
-            println!("rule: {}", d.reason);
+            out!("rule: {}", d.reason);
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { config } => {
@@ -318,12 +356,12 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(cfg.listen)
+                let listener = bind(cfg.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", cfg.listen))?;
                 let metrics = match cfg.metrics_listen {
                     Some(m) => Some(
-                        tokio::net::TcpListener::bind(m)
+                        bind(m)
                             .await
                             .with_context(|| format!("cannot listen on {m} (metrics_listen)"))?,
                     ),

@@ -1,10 +1,13 @@
 //! Running the server: listen, reload policies while running, shut down gracefully.
 //!
-//! Policy files are watched by polling a fingerprint of their contents every
-//! `reload_interval` (this follows Kubernetes ConfigMap updates, which swap a symlink, and
-//! editors that write a new file and rename it) and reloaded at once on SIGHUP. A valid new
-//! version is swapped in whole, so a request sees either the old policy or the new one; an
-//! invalid one is logged with every error and the last good policy stays.
+//! Policy files are watched by polling their metadata (size, modification and change times,
+//! inode) every `reload_interval` — this follows Kubernetes ConfigMap updates, which swap a
+//! symlink, and editors that write a new file and rename it — and reloaded at once on SIGHUP.
+//! Reading, parsing, linting and dropping the old policy all run on a blocking thread, never
+//! on the workers that answer requests, so no request waits on a reload. A valid new version is
+//! swapped in whole, so a request sees either the old policy or the new one; an invalid one is
+//! logged with every error, and a policy file found empty (an editor mid-save) is waited out:
+//! in both cases the last good policy stays.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -16,35 +19,78 @@ use crate::diag::Diagnostic;
 use crate::http::AppState;
 use crate::policy::PolicySet;
 
-/// A fingerprint of the files' contents (a missing file counts as different content).
+/// A fingerprint of the files as the file system describes them (a missing file counts as a
+/// change): cheap enough to take every second without reading the files.
 pub fn fingerprint(files: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
     for f in files {
         f.hash(&mut h);
-        match std::fs::read(f) {
-            Ok(bytes) => bytes.hash(&mut h),
+        match std::fs::metadata(f) {
+            Ok(m) => {
+                m.len().hash(&mut h);
+                m.modified().ok().hash(&mut h);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.ino(), m.dev(), m.ctime(), m.ctime_nsec()).hash(&mut h);
+                }
+            }
             Err(e) => e.kind().to_string().hash(&mut h),
         }
     }
     h.finish()
 }
 
-/// Load the policy files again and swap them in when valid.
-pub fn reload(state: &AppState) -> Result<usize, Vec<Diagnostic>> {
-    let set = PolicySet::load(&state.config.policy_files).inspect_err(|_| state.metrics.reload(false))?;
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The new policy is in force, with this many routes.
+    Swapped(usize),
+    /// A policy file is empty (probably being written): the last good policy stays.
+    KeptWhileEmpty(Vec<String>),
+}
+
+/// Load the policy files again and swap them in when valid. Blocking: call it from a blocking
+/// thread ([`reload_in_background`]) on a running server.
+pub fn reload(state: &AppState) -> Result<Reloaded, Vec<Diagnostic>> {
+    let files = &state.config.policy_files;
+    let set = PolicySet::load(files, state.config.limits.max_policy_bytes)
+        .inspect_err(|_| state.metrics.reload(false))?;
+    if !set.empty_files.is_empty() {
+        state.metrics.reload(false);
+        return Ok(Reloaded::KeptWhileEmpty(set.empty_files.clone()));
+    }
     state.metrics.reload(true);
     for w in set.lint() {
         tracing::warn!("{w}");
     }
     let n = set.routes().len();
-    state.policy.store(Arc::new(set));
-    Ok(n)
+    // The old policy is dropped here too, off the request workers.
+    drop(state.policy.swap(Arc::new(set)));
+    Ok(Reloaded::Swapped(n))
+}
+
+/// [`reload`] on a blocking thread.
+pub async fn reload_in_background(state: Arc<AppState>) -> Result<Reloaded, Vec<Diagnostic>> {
+    tokio::task::spawn_blocking(move || reload(&state))
+        .await
+        .unwrap_or_else(|e| {
+            Err(vec![Diagnostic::file_error(
+                "-",
+                format!("the reload stopped: {e}"),
+            )])
+        })
 }
 
 /// Watch the policy files until `shutdown` changes.
 pub async fn watch_policies(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let files = state.config.policy_files.clone();
-    let mut last = fingerprint(&files);
+    let stamp = |files: Vec<PathBuf>| async move {
+        tokio::task::spawn_blocking(move || fingerprint(&files))
+            .await
+            .unwrap_or_default()
+    };
+    let mut last = stamp(files.clone()).await;
     let mut tick = tokio::time::interval(state.config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hup = sighup();
@@ -54,14 +100,24 @@ pub async fn watch_policies(state: Arc<AppState>, mut shutdown: watch::Receiver<
             _ = next_hup(&mut hup) => true,
             _ = shutdown.changed() => return,
         };
-        let now = fingerprint(&files);
+        let now = stamp(files.clone()).await;
         if now == last && !forced {
             continue;
         }
-        last = now;
-        match reload(&state) {
-            Ok(n) => tracing::info!(routes = n, forced, "policies reloaded"),
+        match reload_in_background(state.clone()).await {
+            Ok(Reloaded::Swapped(n)) => {
+                last = now;
+                tracing::info!(routes = n, forced, "policies reloaded");
+            }
+            Ok(Reloaded::KeptWhileEmpty(files)) => {
+                // Not remembered as seen: the next tick looks again, once the file is written.
+                tracing::warn!(
+                    files = %files.join(", "),
+                    "a policy file is empty (being written?); the last good policy stays"
+                );
+            }
             Err(diags) => {
+                last = now;
                 for d in &diags {
                     tracing::error!("{d}");
                 }

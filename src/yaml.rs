@@ -196,23 +196,89 @@ impl Node {
     }
 }
 
+/// The most YAML values (nodes) a configuration file may have.
+pub const CONFIG_NODES: usize = 100_000;
+
 /// Parse a YAML document into a positioned tree. An empty document is `Null`.
 pub fn parse(src: &str) -> Result<Node, Problem> {
+    parse_limited(src, CONFIG_NODES, "a configuration file")
+}
+
+/// Parse a document of at most `max_nodes` values; `what` names the file in the message when
+/// it has more ("a policy file").
+pub fn parse_limited(src: &str, max_nodes: usize, what: &str) -> Result<Node, Problem> {
     if src.trim().is_empty() {
         return Ok(Node {
             pos: Pos { line: 1, column: 1 },
             value: Value::Null,
         });
     }
-    let spanned: serde_saphyr::Spanned<NodeValue> = serde_saphyr::from_str(src).map_err(|e| {
-        let pos = e.location().map(to_pos).unwrap_or(Pos { line: 1, column: 1 });
-        let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
-        let text = e.render_with_options(opts);
-        Problem::new(pos, first_line(&text))
-    })?;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = max_nodes;
+    budget.max_events = max_nodes.saturating_mul(2);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let spanned: serde_saphyr::Spanned<NodeValue> = serde_saphyr::from_str_with_options(src, options)
+        .map_err(|e| {
+            let pos = e.location().map(to_pos).unwrap_or(Pos { line: 1, column: 1 });
+            Problem::new(pos, message(&e, max_nodes, what))
+        })?;
     Ok(Node {
         pos: to_pos(spanned.referenced),
         value: spanned.value.0,
+    })
+}
+
+/// A parse error in the user's words, not the library's.
+fn message(e: &serde_saphyr::Error, max_nodes: usize, what: &str) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut e = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } =
+        e
+    {
+        e = error;
+    }
+    match e {
+        serde_saphyr::Error::DuplicateMappingKey { key, .. } => match key {
+            Some(k) => format!("`{k}` is written twice in the same mapping: keep one"),
+            None => "a key is written twice in the same mapping: keep one".into(),
+        },
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            B::Nodes { .. } | B::Events { .. } => {
+                format!("{what} may have at most {max_nodes} YAML values; this one has more")
+            }
+            B::Depth { .. } => "values are nested too deeply (more than 64 levels)".into(),
+            B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
+                "too many YAML anchors or aliases (*ref): write the values out".into()
+            }
+            B::Documents { .. } => "too many YAML documents (---) in one file".into(),
+            B::ScalarBytes { .. } => "too much text in the file's values".into(),
+            _ => "the file is over one of YAML's safety limits (anchors, merges, size)".into(),
+        },
+        other => {
+            let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+            first_line(&other.render_with_options(opts))
+        }
+    }
+}
+
+/// The text of a file, or where it stops being UTF-8.
+pub fn text(bytes: Vec<u8>) -> Result<String, Problem> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let pos = Pos {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        };
+        let byte = bytes.get(valid).copied().unwrap_or_default();
+        Problem::new(
+            pos,
+            format!("the file is not UTF-8 (byte 0x{byte:02x} here): save it as UTF-8"),
+        )
     })
 }
 

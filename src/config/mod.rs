@@ -54,6 +54,41 @@ pub struct Config {
     pub audit: Audit,
     /// A signed JWT for upstreams on every allowed request with a session.
     pub identity_jwt: Option<IdentityJwt>,
+    /// Bounds on connections and policy files.
+    pub limits: Limits,
+}
+
+/// Bounds on what the outside can make forwarden hold (`limits:` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (auth and metrics listeners each); more wait to be accepted.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head in this time is closed (slowloris,
+    /// and keep-alive connections idle between requests).
+    pub header_read_timeout: Duration,
+    /// Header lines in one request; a request with more is answered 431.
+    pub max_headers: usize,
+    /// How long shutdown waits for requests in flight before closing what is left.
+    pub shutdown_timeout: Duration,
+    /// The largest policy file read, in bytes.
+    pub max_policy_bytes: usize,
+}
+
+impl Limits {
+    /// hyper's own header-count limit: any other value costs a heap allocation per request.
+    pub const HYPER_MAX_HEADERS: usize = 100;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: Self::HYPER_MAX_HEADERS,
+            shutdown_timeout: Duration::from_secs(10),
+            max_policy_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Which decisions are written to the audit log (target `forwarden::audit`).
@@ -165,12 +200,13 @@ impl Config {
     /// Read and validate the config file at `path`, with the process's files.
     pub fn load(path: &Path, env: Env<'_>) -> Result<Config, Vec<Diagnostic>> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             vec![Diagnostic::file_error(
                 &name,
                 format!("cannot read config file: {e}"),
             )]
         })?;
+        let text = crate::yaml::text(bytes).map_err(|p| vec![Diagnostic::error(&name, p)])?;
         let base = path.parent().unwrap_or(Path::new("."));
         let inputs = Inputs {
             env,

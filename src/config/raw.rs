@@ -31,6 +31,23 @@ pub(super) struct RawConfig {
     pub(super) audit: Option<String>,
     #[serde(default)]
     pub(super) identity_jwt: Option<RawIdentityJwt>,
+    #[serde(default)]
+    pub(super) limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default)]
+    pub(super) max_connections: Option<u64>,
+    #[serde(default)]
+    pub(super) header_read_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) max_headers: Option<u64>,
+    #[serde(default)]
+    pub(super) shutdown_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) max_policy_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

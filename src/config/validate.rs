@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawOidc, RawTenants};
+use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawLimits, RawOidc, RawTenants};
 use super::{
-    Audit, Config, CookieConfig, HeaderNames, IdentityJwt, Inputs, MIN_SECRET_LEN, clean, is_header_name,
-    parse_duration,
+    Audit, Config, CookieConfig, HeaderNames, IdentityJwt, Inputs, Limits, MIN_SECRET_LEN, clean,
+    is_header_name, parse_duration,
 };
 use crate::oidc::ProviderConfig;
 use crate::oidc::redirect::AllowedDomain;
@@ -167,6 +167,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
     let oidc = optional(node, "oidc", raw.oidc, None, |n, o| {
         oidc(n, o, base, inputs).map(Some)
     });
+    let limits = optional(node, "limits", raw.limits, Limits::default(), limits);
     // The identity JWT key derives from the first cookie secret; when the secrets have problems,
     // the cookie section reports them and the JWT section adds none of its own.
     let first = secrets.as_ref().map(|s| s.first().cloned()).map_err(|_| ());
@@ -187,6 +188,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         metrics_listen,
         audit,
         identity_jwt,
+        limits,
     ) = gather!(
         listen,
         trusted_proxies,
@@ -200,6 +202,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         metrics_listen,
         audit,
         identity_jwt,
+        limits,
     )?;
     Ok(Config {
         listen,
@@ -214,6 +217,63 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         metrics_listen,
         audit,
         identity_jwt,
+        limits,
+    })
+}
+
+fn limits(node: &Node, raw: RawLimits) -> Checked<Limits> {
+    let d = Limits::default();
+    let count = |key: &str, v: Option<u64>, default: usize, min: u64, max: u64| {
+        optional(node, key, v, default, |n, v| {
+            if (min..=max).contains(&v) {
+                Ok(usize::try_from(v).unwrap_or(default))
+            } else {
+                fail(n, format!("`{key}` must be between {min} and {max}"))
+            }
+        })
+    };
+    let max_connections = count(
+        "max_connections",
+        raw.max_connections,
+        d.max_connections,
+        1,
+        1 << 20,
+    );
+    let max_headers = count("max_headers", raw.max_headers, d.max_headers, 16, 10_000);
+    let max_policy_bytes = count(
+        "max_policy_bytes",
+        raw.max_policy_bytes,
+        d.max_policy_bytes,
+        1024,
+        1 << 32,
+    );
+    let header_read_timeout = optional(
+        node,
+        "header_read_timeout",
+        raw.header_read_timeout,
+        d.header_read_timeout,
+        |n, s| duration(n, &s),
+    );
+    let shutdown_timeout = optional(
+        node,
+        "shutdown_timeout",
+        raw.shutdown_timeout,
+        d.shutdown_timeout,
+        |n, s| duration(n, &s),
+    );
+    let (max_connections, max_headers, max_policy_bytes, header_read_timeout, shutdown_timeout) = gather!(
+        max_connections,
+        max_headers,
+        max_policy_bytes,
+        header_read_timeout,
+        shutdown_timeout
+    )?;
+    Ok(Limits {
+        max_connections,
+        header_read_timeout,
+        max_headers,
+        shutdown_timeout,
+        max_policy_bytes,
     })
 }
 

@@ -21,11 +21,11 @@ mod cookies;
 mod edge;
 mod headers;
 mod health;
+mod listen;
 mod login;
 mod refresh;
 mod session_cache;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -126,17 +126,17 @@ pub async fn serve_metrics(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, metrics_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.limits;
+    listen::serve(listener, metrics_router(state), limits, shutdown).await
 }
 
-/// Serve `router(state)` on `listener` until `shutdown` completes; requests in flight finish.
+/// Serve `router(state)` on `listener` until `shutdown` completes, within `config.limits`:
+/// requests in flight finish, and the rest is closed at the shutdown deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let limits = state.config.limits;
+    listen::serve(listener, router(state), limits, shutdown).await
 }

@@ -13,22 +13,45 @@ use super::{PolicySet, compile, route};
 use crate::diag::{Diagnostic, has_errors};
 use crate::yaml::{self, Node, Problem, Value};
 
+/// The policy file size limit when none is configured (`limits.max_policy_bytes`).
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
+
+/// Bytes of the size limit per YAML value allowed: a route takes about 70 bytes and 7 values.
+pub const BYTES_PER_NODE: usize = 8;
+
+/// A file's bytes, refused past `max` without reading further.
+fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read policy file: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read policy file: {e}"))?;
+    if bytes.len() > max {
+        return Err(format!(
+            "the policy file is larger than limits.max_policy_bytes ({max} bytes)"
+        ));
+    }
+    Ok(bytes)
+}
+
 impl PolicySet {
-    /// Read and load policy files; every problem of every file is returned at once.
-    pub fn load(files: &[impl AsRef<Path>]) -> Result<Self, Vec<Diagnostic>> {
+    /// Read and load policy files of at most `max_bytes` each (`limits.max_policy_bytes`);
+    /// every problem of every file is returned at once.
+    pub fn load(files: &[impl AsRef<Path>], max_bytes: usize) -> Result<Self, Vec<Diagnostic>> {
         let mut sources = Vec::new();
         let mut diags = Vec::new();
         for f in files {
             let name = f.as_ref().display().to_string();
-            match std::fs::read_to_string(f) {
-                Ok(text) => sources.push((name, text)),
-                Err(e) => diags.push(Diagnostic::file_error(
-                    &name,
-                    format!("cannot read policy file: {e}"),
-                )),
+            match read_limited(f.as_ref(), max_bytes) {
+                Ok(bytes) => match yaml::text(bytes) {
+                    Ok(text) => sources.push((name, text)),
+                    Err(p) => diags.push(Diagnostic::error(&name, p)),
+                },
+                Err(e) => diags.push(Diagnostic::file_error(&name, e)),
             }
         }
-        match Self::from_sources(&sources) {
+        match Self::from_sources_limited(&sources, max_bytes) {
             Ok(set) if diags.is_empty() => Ok(set),
             Ok(_) => Err(diags),
             Err(mut more) => {
@@ -38,12 +61,26 @@ impl PolicySet {
         }
     }
 
-    /// Load from `(file name, contents)` pairs.
+    /// Load from `(file name, contents)` pairs, with the default size limit.
     pub fn from_sources(sources: &[(String, String)]) -> Result<Self, Vec<Diagnostic>> {
+        Self::from_sources_limited(sources, DEFAULT_MAX_BYTES)
+    }
+
+    /// Load from `(file name, contents)` pairs of at most `max_bytes` each: a file may hold at
+    /// most one YAML value per [`BYTES_PER_NODE`] bytes of that limit.
+    pub fn from_sources_limited(
+        sources: &[(String, String)],
+        max_bytes: usize,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut diags = Vec::new();
         let mut trees = Vec::new();
+        let mut empty_files = Vec::new();
+        let max_nodes = (max_bytes / BYTES_PER_NODE).max(1000);
         for (name, text) in sources {
-            match yaml::parse(text) {
+            if text.trim().is_empty() {
+                empty_files.push(name.clone());
+            }
+            match yaml::parse_limited(text, max_nodes, "a policy file (limits.max_policy_bytes / 8)") {
                 Ok(node) => trees.push((Arc::<str>::from(name.as_str()), node)),
                 Err(p) => diags.push(Diagnostic::error(name, p)),
             }
@@ -143,6 +180,7 @@ impl PolicySet {
             named,
             groups,
             notes,
+            empty_files,
         })
     }
 }

@@ -12,7 +12,7 @@
 mod compile;
 mod decide;
 mod lint;
-mod load;
+pub mod load;
 pub mod ppl;
 pub mod route;
 
@@ -34,6 +34,9 @@ pub struct PolicySet {
     groups: HashSet<String>,
     /// Notes (ignored fields) found while loading.
     pub notes: Vec<Diagnostic>,
+    /// Files that were empty or blank: most likely being written. A reload keeps the last
+    /// good policy instead of loading one without their routes.
+    pub empty_files: Vec<String>,
 }
 
 /// Restrictions the proxy adds for one location (query parameters of the auth endpoint).

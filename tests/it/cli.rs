@@ -218,3 +218,114 @@ fn check_warns_about_shadowed_routes_overlapping_wildcards_and_rules_that_never_
     ok: DIR/f.yaml is valid (4 routes, 0 named policies, 1 policy files, 3 warning(s))
     ");
 }
+
+/// Regression: `check … | head -n 1` and `explain … | true` made the CLI panic (exit 101) on
+/// the closed pipe; a full disk did too. Now a closed pipe ends it quietly and a full disk is an
+/// error with a message.
+#[test]
+fn cli_output_to_a_closed_pipe_or_a_full_disk_does_not_panic() {
+    use std::process::Stdio;
+    for args in [
+        vec!["check", "--config", "examples/forwarden.yaml"],
+        vec![
+            "explain",
+            "--config",
+            "examples/forwarden.yaml",
+            "--url",
+            "https://grafana.example.com/",
+        ],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forwarden"))
+            .args(&args)
+            .current_dir(repo())
+            .env("FORWARDEN_COOKIE_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_forwarden"))
+            .args(["check", "--config", "examples/forwarden.yaml"])
+            .current_dir(repo())
+            .env("FORWARDEN_COOKIE_SECRET", SECRET)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("cannot write to standard output"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn policy_files_that_are_empty_not_utf8_or_over_a_limit_are_named_with_their_position() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let cfg = |policy: &str| {
+        let c = dir.path().join(format!("{policy}.cfg.yaml"));
+        std::fs::write(
+            &c,
+            format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [{policy}]\nlimits:\n  max_policy_bytes: 2048\n"),
+        )
+        .unwrap();
+        c
+    };
+    let run = |c: &std::path::Path| {
+        let (code, out, err) = forwarden(&["check", "--config", c.to_str().unwrap()]);
+        let dir = dir.path().display().to_string();
+        (code, out.replace(&dir, "DIR"), err.replace(&dir, "DIR"))
+    };
+    std::fs::write(dir.path().join("empty.yaml"), "  \n").unwrap();
+    let (code, out, _) = run(&cfg("empty.yaml"));
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("DIR/empty.yaml: warning: the file is empty"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("latin1.yaml"),
+        b"- from: https://a.example.com\n  allowed_users: [j\xf6rg@example.com]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&cfg("latin1.yaml"));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("DIR/latin1.yaml:2:20: the file is not UTF-8 (byte 0xf6 here): save it as UTF-8"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("dup.yaml"),
+        "- from: https://a.example.com\n  from: https://b.example.com\n",
+    )
+    .unwrap();
+    let (_, _, err) = run(&cfg("dup.yaml"));
+    assert!(
+        err.starts_with("DIR/dup.yaml:2:3: `from` is written twice in the same mapping: keep one"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("big.yaml"), "#".repeat(4096)).unwrap();
+    let (_, _, err) = run(&cfg("big.yaml"));
+    assert!(
+        err.starts_with("DIR/big.yaml: the policy file is larger than limits.max_policy_bytes (2048 bytes)"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("many.yaml"),
+        "[".to_string() + &"1,".repeat(1001) + "1]",
+    )
+    .unwrap();
+    let (_, _, err) = run(&cfg("many.yaml"));
+    assert!(err.contains("may have at most 1000 YAML values"), "{err}");
+    assert!(
+        !err.contains("Options") && !err.contains("{ "),
+        "no library hints or debug output: {err}"
+    );
+}

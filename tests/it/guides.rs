@@ -229,7 +229,7 @@ fn entra_example_is_valid_once_its_placeholders_are_filled() {
         oidc.issuer,
         format!("https://login.microsoftonline.com/{IDP_TENANT}/v2.0")
     );
-    let set = PolicySet::load(&cfg.policy_files).unwrap();
+    let set = PolicySet::load(&cfg.policy_files, cfg.limits.max_policy_bytes).unwrap();
     assert!(set.lint().is_empty());
     assert_eq!(set.routes().len(), 2);
 }
@@ -488,7 +488,7 @@ async fn compose_deployment_nginx_proxy_layout_protects_code_server_websockets_i
     .unwrap();
     let config = forwarden::config::Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
     assert_eq!(config.trusted_proxies.len(), 1);
-    PolicySet::load(&config.policy_files).unwrap();
+    PolicySet::load(&config.policy_files, config.limits.max_policy_bytes).unwrap();
 
     // nginx as nginx-proxy renders code.example.com: conf.d at http level, vhost.d/<host> in the
     // server, vhost.d/<host>_location in `location /` after its proxy_pass (its WebSocket map
@@ -580,7 +580,7 @@ fn ingress_nginx_forwarden_config_is_valid_once_its_placeholders_are_filled() {
     std::fs::write(dir.path().join("forwarden.yaml"), cfg).unwrap();
     let config = forwarden::config::Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
     assert!(config.public_url.is_some());
-    let set = PolicySet::load(&config.policy_files).unwrap();
+    let set = PolicySet::load(&config.policy_files, config.limits.max_policy_bytes).unwrap();
     assert!(set.lint().is_empty());
 }
 
@@ -588,7 +588,11 @@ fn ingress_nginx_forwarden_config_is_valid_once_its_placeholders_are_filled() {
 fn pomerium_seed_policy_loads_unchanged() {
     // The first seed's file (docs/migrate-pomerium.md): `to` and `allow_websockets` are noted
     // and ignored, the routes decide.
-    let set = PolicySet::load(&[repo().join("policies/homelab.yaml")]).unwrap();
+    let set = PolicySet::load(
+        &[repo().join("policies/homelab.yaml")],
+        forwarden::policy::load::DEFAULT_MAX_BYTES,
+    )
+    .unwrap();
     assert_eq!(set.routes().len(), 3);
     assert_eq!(set.notes.len(), 2);
     assert!(set.lint().is_empty());

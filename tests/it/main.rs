@@ -15,6 +15,7 @@ mod cli;
 mod contract;
 mod demo;
 mod docs;
+mod faults;
 mod guides;
 mod idp;
 mod login;

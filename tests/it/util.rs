@@ -76,7 +76,7 @@ impl Fw {
         );
         std::fs::write(dir.path().join("forwarden.yaml"), &cfg).unwrap();
         let config = Config::load(&dir.path().join("forwarden.yaml"), &|_| None).unwrap();
-        let set = PolicySet::load(&config.policy_files).unwrap();
+        let set = PolicySet::load(&config.policy_files, config.limits.max_policy_bytes).unwrap();
         let clock = Arc::new(AtomicU64::new(now()));
         let c = clock.clone();
         let state = AppState::new(
