@@ -27,21 +27,34 @@ local function header(headers, name)
   return v
 end
 
+-- Whether a client header could be read as one forwarden sets: X-Auth-Request-* and
+-- X-Forwarden-*, any case, with dashes or underscores (CGI and WSGI servers read `_` as `-`).
+local function forwarden_header(name)
+  local n = string.lower(name):gsub("_", "-")
+  return n:find("^x%-auth%-request%-") ~= nil or n:find("^x%-forwarden%-") ~= nil
+end
+
 core.register_action("forwarden-auth", { "http-req" }, function(txn)
   -- Identity headers come from forwarden only; drop the client's copies first, so that even
   -- an unreachable forwarden cannot let a forged one through.
-  for _, name in ipairs(identity_headers) do
-    txn.http:req_del_header(name)
+  for name, _ in pairs(txn.http:req_get_headers()) do
+    if forwarden_header(name) then
+      txn.http:req_del_header(name)
+    end
   end
   local ssl = txn.f:ssl_fc()
   local headers = {
     ["X-Forwarded-Proto"] = { (ssl == true or ssl == 1) and "https" or "http" },
-    ["X-Forwarded-Host"] = { txn.f:req_hdr("host") or "" },
+    -- The whole Host header as the client sent it (forwarden refuses a list), and the port
+    -- HAProxy accepted the connection on (never a port the client wrote).
+    ["X-Forwarded-Host"] = { txn.f:req_fhdr("host") or "" },
+    ["X-Forwarded-Port"] = { tostring(txn.f:dst_port() or "") },
     ["X-Forwarded-Uri"] = { txn.f:pathq() or "/" },
     ["X-Forwarded-Method"] = { txn.f:method() or "GET" },
     ["X-Forwarded-For"] = { txn.f:src() or "" },
     ["Cookie"] = { txn.f:req_fhdr("cookie") or "" },
     ["Accept"] = { txn.f:req_fhdr("accept") or "" },
+    ["Access-Control-Request-Method"] = { txn.f:req_fhdr("access-control-request-method") or "" },
   }
   local ok, res = pcall(function()
     return core.httpclient():get({ url = auth_url, headers = headers, timeout = 5000 })

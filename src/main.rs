@@ -160,6 +160,53 @@ fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
     Ok((cfg, set))
 }
 
+/// Identity headers the shipped nginx include does not name: nginx cannot remove headers by
+/// pattern, so each needs a pair of lines beside the include, or a client's copy of it would
+/// reach the upstream. Headers outside the `X-Auth-Request-*` and `X-Forwarden-*` patterns that
+/// the shipped Caddy, HAProxy and Traefik configurations remove need listing there too.
+fn proxy_header_notes(cfg: &Config) -> Vec<String> {
+    const IN_INCLUDE: [&str; 7] = [
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-preferred-username",
+        "x-auth-request-groups",
+        "x-auth-request-roles",
+        "x-auth-request-name",
+        "x-forwarden-jwt",
+    ];
+    let mut names: Vec<&str> = cfg.headers.all();
+    if let Some(j) = &cfg.identity_jwt {
+        names.push(&j.header);
+    }
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !IN_INCLUDE.contains(&n.to_ascii_lowercase().as_str()))
+        .collect();
+    let mut out = Vec::new();
+    if !missing.is_empty() {
+        out.push(
+            "nginx: forwarden-location.conf names the default identity headers only; add these lines after it in each protected location, so that a client's own copy of each header forwarden sets is replaced:".to_string(),
+        );
+        for n in &missing {
+            let var = n.to_ascii_lowercase().replace('-', "_");
+            out.push(format!(
+                "    auth_request_set $forwarden_h_{var} $upstream_http_{var};"
+            ));
+            out.push(format!("    proxy_set_header {n} $forwarden_h_{var};"));
+        }
+    }
+    for n in names.iter().filter(|n| {
+        let l = n.to_ascii_lowercase().replace('_', "-");
+        !l.starts_with("x-auth-request-") && !l.starts_with("x-forwarden-")
+    }) {
+        out.push(format!(
+            "warning: the header {n} is not named X-Auth-Request-* or X-Forwarden-*: the shipped Caddy, HAProxy and Traefik configurations do not remove a client's copy of it; add it to the list of headers they remove"
+        ));
+    }
+    out
+}
+
 /// The redirect URIs to register at the identity provider.
 fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
     if let Some(p) = &cfg.public_url {
@@ -250,6 +297,9 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 for w in &warnings {
                     out!("{w}");
                 }
+                for line in proxy_header_notes(&cfg) {
+                    out!("{line}");
+                }
                 if cfg.oidc.is_some() {
                     for line in redirect_uris(&cfg, &set) {
                         out!("{line}");
@@ -317,7 +367,12 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 ..Identity::default()
             };
             let who = (!anonymous).then_some(&identity);
-            let d = set.decide(&req, who, &Narrowing::from_query(&auth_query));
+            let narrow = Narrowing::from_query(&auth_query);
+            if let Some((host, port)) = &narrow.host {
+                req.host = host.clone().into();
+                req.port = port.or(req.port);
+            }
+            let d = set.decide(&req, who, &narrow);
             out!("{}", d.verdict);
             match d.route {
                 Some(r) => out!("route: {} ({})", r.label, r.describe()),

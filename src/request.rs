@@ -235,7 +235,11 @@ where
     };
     req.method = parse_method(method.unwrap_or("GET"))?;
     req.client_ip = client_ip;
-    let acrm = (sub.header)("access-control-request-method") != Field::Absent;
+    let acrm = match (sub.header)("access-control-request-method") {
+        Field::One(m) => !m.trim().is_empty(),
+        Field::Invalid => true,
+        Field::Absent => false,
+    };
     req.preflight = req.method == "OPTIONS" && acrm;
     let accept = match (sub.header)("accept") {
         Field::One(a) => Some(a),

@@ -57,7 +57,7 @@ pub fn reload(state: &AppState) -> Result<Reloaded, Vec<Diagnostic>> {
     let set = PolicySet::load(files, state.config.limits.max_policy_bytes)
         .inspect_err(|_| state.metrics.reload(false))?;
     if !set.empty_files.is_empty() {
-        state.metrics.reload(false);
+        // Not counted: nothing was wrong yet, the file is most likely still being written.
         return Ok(Reloaded::KeptWhileEmpty(set.empty_files.clone()));
     }
     state.metrics.reload(true);

@@ -148,8 +148,16 @@ fn check(
         sources,
     };
     let wants_html = matches!(seen.get("accept"), Field::One(a) if a.contains("text/html"));
+    let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
     let req = match rebuild(&sub, &st.config.trusted_proxies) {
-        Ok(r) => r,
+        // A location that pins its host is judged as that host, whatever the request says.
+        Ok(mut r) => {
+            if let Some((host, port)) = &narrow.host {
+                r.host = std::borrow::Cow::Owned(host.clone());
+                r.port = port.or(r.port);
+            }
+            r
+        }
         Err(e) => {
             if record {
                 let line = AuditLine {
@@ -201,7 +209,6 @@ fn check(
             .into_response(contract);
         }
     }
-    let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
     let policy = st.policy.load();
     let d = policy.decide(&req, user, &narrow);
     let route = d.route.map(|r| r.label.as_str()).unwrap_or("-");

@@ -28,36 +28,53 @@ pub(super) struct BrowserOrigin {
     pub(super) host: String,
 }
 
-/// The request's origin as the browser sent it: from a trusted proxy's forwarded headers,
-/// otherwise the Host header.
+/// The request's origin as the browser sent it: from a trusted proxy's forwarded headers
+/// (`X-Forwarded-Proto`, `-Host`, `-Port`), otherwise the Host header. Anything ambiguous (a
+/// header twice, a list, ports that disagree) gives none: no sign-in for it.
 pub(super) fn browser_origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<BrowserOrigin> {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
+    let one = |n: &str| -> Result<Option<&str>, ()> {
+        let mut all = headers.get_all(n).iter();
+        match (all.next(), all.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => {
+                Ok(v.to_str().map_err(|_| ())?.trim()).map(|v| Some(v).filter(|v| !v.is_empty()))
+            }
+            _ => Err(()),
+        }
     };
     let default_scheme = if st.config.cookie.secure { "https" } else { "http" };
-    let (scheme, authority) = if is_trusted(peer.ip(), &st.config.trusted_proxies) {
+    let trusted = is_trusted(peer.ip(), &st.config.trusted_proxies);
+    let (scheme, authority, forwarded_port) = if trusted {
+        let authority = match one("x-forwarded-host").ok()? {
+            Some(a) => a,
+            None => one("host").ok()??,
+        };
         (
-            h("x-forwarded-proto").unwrap_or(default_scheme),
-            h("x-forwarded-host").or_else(|| h("host"))?,
+            one("x-forwarded-proto").ok()?.unwrap_or(default_scheme),
+            authority,
+            one("x-forwarded-port").ok()?,
         )
     } else {
-        (default_scheme, h("host")?)
+        (default_scheme, one("host").ok()??, None)
     };
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "https" => "https",
         "http" => "http",
         _ => return None,
     };
-    // A list (several proxies' hosts) is ambiguous: no sign-in for it.
     if authority.contains(',') {
         return None;
     }
-    let (host, port) = parse_host(authority).ok()?;
-    let url = match port {
+    let (host, mut port) = parse_host(authority).ok()?;
+    if let Some(p) = forwarded_port {
+        let p: u16 = p.parse().ok()?;
+        if port.is_some_and(|q| q != p) {
+            return None;
+        }
+        port = Some(p);
+    }
+    let default = if scheme == "https" { 443 } else { 80 };
+    let url = match port.filter(|p| *p != default) {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
     };

@@ -50,6 +50,9 @@ pub struct Narrowing {
     pub domains: Vec<String>,
     /// `policy`: this named policy must allow too.
     pub policy: Option<String>,
+    /// `host`: the location pins the host it protects (`host=app.example.com[:port]`); the
+    /// request is judged as that host whatever it says. Not a narrowing: it picks the route.
+    pub host: Option<(String, Option<u16>)>,
 }
 
 impl Narrowing {
@@ -72,6 +75,13 @@ impl Narrowing {
                 "allowed_emails" => n.emails.extend(values),
                 "allowed_email_domains" => n.domains.extend(values),
                 "policy" => n.policy = Some(v.trim().to_string()),
+                // An unparsable pin is a configuration mistake: it pins a host no route has.
+                "host" => {
+                    n.host = Some(match crate::request::parse_host(v.trim()) {
+                        Ok((h, p)) => (h.into_owned(), p),
+                        Err(_) => ("invalid.host.pin".to_string(), None),
+                    })
+                }
                 _ => {}
             }
         }

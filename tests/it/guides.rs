@@ -57,6 +57,10 @@ async fn nginx_site_example_runs_as_written() {
         &[
             ("listen 80;", format!("listen 127.0.0.1:{port};")),
             (
+                "listen 80 default_server;",
+                format!("listen 127.0.0.1:{port} default_server;"),
+            ),
+            (
                 "/etc/nginx/forwarden/",
                 format!("{}/", repo().join("nginx").display()),
             ),
@@ -104,6 +108,31 @@ async fn nginx_site_example_runs_as_written() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Hosts the example does not serve are closed (444), never handed to the protected site.
+    for host in [
+        "x.pub.test",
+        "www.test,code.example.com",
+        "code.example.com.evil.test",
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /files HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\n\r\n",
+                fw.cookie(&alice())
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        assert!(
+            buf.is_empty() || buf.starts_with(b"HTTP/1.1 400"),
+            "{host}: {}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
 }
 
 #[tokio::test]
@@ -142,8 +171,16 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
         &[
             ("listen 80;", format!("listen 127.0.0.1:{http_port};")),
             (
+                "listen 80 default_server;",
+                format!("listen 127.0.0.1:{http_port} default_server;"),
+            ),
+            (
                 "listen 443 ssl http2;",
                 format!("listen 127.0.0.1:{https_port} ssl http2;"),
+            ),
+            (
+                "listen 443 ssl http2 default_server;",
+                format!("listen 127.0.0.1:{https_port} ssl http2 default_server;"),
             ),
             (
                 "return 301 https://$host$request_uri;",

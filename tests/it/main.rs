@@ -22,5 +22,6 @@ mod login;
 mod nginx;
 mod operate;
 mod proxies;
+mod proxy_attacks;
 mod reload;
 mod security;

@@ -349,6 +349,7 @@ pub async fn caddy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
         .arg(repo().join("caddy/Caddyfile"));
     cmd.env("CADDY_ADMIN", "off")
         .env("SITE_ADDRESS", format!("http://app.test:{port}"))
+        .env("SITE_PORT", port.to_string())
         .env("FORWARDEN_ADDR", fw.to_string())
         .env("UPSTREAM", upstream.to_string())
         .env("HOME", dir.path())
@@ -366,6 +367,7 @@ pub async fn haproxy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
     cmd.arg("-db").arg("-f").arg(repo().join("haproxy/haproxy.cfg"));
     cmd.env("FORWARDEN_LUA", repo().join("haproxy/forwarden.lua"))
         .env("HAPROXY_BIND", format!("127.0.0.1:{port}"))
+        .env("APP_HOST", "app.test")
         .env("FORWARDEN_ADDR", fw.to_string())
         .env("APP_ADDR", upstream.to_string());
     Some(spawn("haproxy", cmd, dir, port).await)
