@@ -121,6 +121,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
+/// mimalloc gives memory freed by a large policy reload back to the operating system; glibc's
+/// allocator kept it (fragmented across its per-thread arenas: RSS stayed at 140 MB after going
+/// from 100,000 routes back to one, and grew with every such reload).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }

@@ -70,16 +70,46 @@ pub fn reload(state: &AppState) -> Result<Reloaded, Vec<Diagnostic>> {
     Ok(Reloaded::Swapped(n))
 }
 
-/// [`reload`] on a blocking thread.
-pub async fn reload_in_background(state: Arc<AppState>) -> Result<Reloaded, Vec<Diagnostic>> {
-    tokio::task::spawn_blocking(move || reload(&state))
-        .await
-        .unwrap_or_else(|e| {
-            Err(vec![Diagnostic::file_error(
-                "-",
-                format!("the reload stopped: {e}"),
-            )])
+/// A job for the reload thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The one thread that loads and drops policies. Whatever a large policy file needed while it
+/// was parsed, and the policy it replaced, is freed by the thread that allocated it, so the
+/// allocator can give it back to the operating system; nothing of it lands in the heaps of the
+/// threads that answer requests.
+fn reload_thread() -> Option<&'static std::sync::Mutex<std::sync::mpsc::Sender<Job>>> {
+    static THREAD: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
+        std::sync::OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("forwarden-reload".into())
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| std::sync::Mutex::new(tx))
         })
+        .as_ref()
+}
+
+/// [`reload`] on the reload thread, off the request workers.
+pub async fn reload_in_background(state: Arc<AppState>) -> Result<Reloaded, Vec<Diagnostic>> {
+    let stopped = |e: &str| vec![Diagnostic::file_error("-", format!("the reload stopped: {e}"))];
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(reload(&state));
+    });
+    let sent = reload_thread()
+        .and_then(|t| t.lock().ok().map(|t| t.send(job).is_ok()))
+        .unwrap_or(false);
+    if !sent {
+        return Err(stopped("no reload thread"));
+    }
+    rx.await.unwrap_or_else(|e| Err(stopped(&e.to_string())))
 }
 
 /// Watch the policy files until `shutdown` changes.

@@ -212,3 +212,69 @@ async fn a_policy_file_truncated_to_zero_bytes_keeps_the_last_good_policy() {
     }
     assert!(reloaded, "{}", fw.logs());
 }
+
+/// A hostile identity provider answers discovery with a 20 MiB key set: forwarden stops reading
+/// at 512 KiB and says why, instead of buffering it (a 200 MiB answer once raised peak memory by
+/// over 450 MiB).
+#[tokio::test]
+async fn hostile_provider_oversized_answers_are_refused_without_being_buffered() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}/t");
+    let discovery = serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/keys"),
+    })
+    .to_string();
+    let app = axum::Router::new()
+        .route(
+            "/t/.well-known/openid-configuration",
+            axum::routing::get(move || async move { discovery }),
+        )
+        .route(
+            "/t/keys",
+            axum::routing::get(|| async {
+                // Streamed, without a Content-Length: the size is only known by reading.
+                let chunks = (0..20 * 16).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
+                axum::body::Body::from_stream(futures_stream(chunks))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fw = Fw::start_with(
+        POLICY,
+        &format!(
+            "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {issuer}\n  client_id: c\n  client_secret: s\n"
+        ),
+    )
+    .await;
+    let http = client(&[]);
+    let mut why = String::new();
+    for _ in 0..100 {
+        let r = http.get(fw.url("/readyz")).send().await.unwrap();
+        why = r.text().await.unwrap();
+        if why.contains("larger than") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(why.contains("the answer is larger than 512 KiB"), "{why}");
+}
+
+/// An iterator as a stream, without another dependency.
+fn futures_stream<I: Iterator + Send + Unpin + 'static>(
+    it: I,
+) -> impl futures_core::Stream<Item = I::Item> + Send {
+    struct S<I>(I);
+    impl<I: Iterator + Unpin> futures_core::Stream for S<I> {
+        type Item = I::Item;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<I::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    S(it)
+}
