@@ -119,6 +119,6 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Whether any diagnostic is an error.
-pub fn has_errors(diags: &[Diagnostic]) -> bool {
+pub(crate) fn has_errors(diags: &[Diagnostic]) -> bool {
     diags.iter().any(|d| d.level == Level::Error)
 }

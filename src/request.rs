@@ -115,7 +115,7 @@ pub enum RequestError {
 
 /// One header of the subrequest, as the HTTP layer found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field<'a> {
+pub(crate) enum Field<'a> {
     /// Not sent.
     Absent,
     /// Sent once, as visible ASCII.
@@ -126,7 +126,7 @@ pub enum Field<'a> {
 
 /// Which headers describe the original request, by proxy contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sources {
+pub(crate) enum Sources {
     /// `/oauth2/auth`: `X-Original-URL` (ingress-nginx sets it; our nginx include clears it and
     /// sets `X-Forwarded-*`), then `X-Forwarded-*`.
     Nginx,
@@ -136,7 +136,7 @@ pub enum Sources {
 }
 
 /// The headers that describe the original request: each must come at most once.
-pub const DESCRIBING: [&str; 9] = [
+pub(crate) const DESCRIBING: [&str; 9] = [
     "x-original-url",
     "x-original-method",
     "x-forwarded-uri",
@@ -149,10 +149,10 @@ pub const DESCRIBING: [&str; 9] = [
 ];
 
 /// How many `X-Forwarded-For` lines are kept (the last ones: hops are appended).
-pub const FORWARDED_FOR_LINES: usize = 4;
+pub(crate) const FORWARDED_FOR_LINES: usize = 4;
 
 /// The auth subrequest as the HTTP layer sees it.
-pub struct Subrequest<'a, H: Fn(&'static str) -> Field<'a>> {
+pub(crate) struct Subrequest<'a, H: Fn(&'static str) -> Field<'a>> {
     /// The TCP peer of the subrequest.
     pub peer: IpAddr,
     /// Header lookup by lower-case name.
@@ -172,7 +172,7 @@ pub struct Subrequest<'a, H: Fn(&'static str) -> Field<'a>> {
 ///
 /// Nothing is guessed: a describing header sent twice, as a comma list, or with bytes that are
 /// not visible ASCII refuses the request, and a malformed header never falls back to another.
-pub fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request<'a>, RequestError>
+pub(crate) fn rebuild<'a, H>(sub: &Subrequest<'a, H>, trusted: &[IpNet]) -> Result<Request<'a>, RequestError>
 where
     H: Fn(&'static str) -> Field<'a>,
 {
@@ -275,7 +275,7 @@ fn client_ip(lines: &[Option<&str>], real_ip: Option<&str>, trusted: &[IpNet]) -
 }
 
 /// `10.0.0.0/8`, or a bare address meaning just that address.
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
@@ -283,7 +283,7 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
 
 /// Whether `peer` is one of the trusted proxies (an IPv4-mapped IPv6 peer, as a dual-stack
 /// listener reports IPv4 clients, counts as its IPv4 address).
-pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     let peer = canonical(peer);
     trusted.iter().any(|n| n.contains(&peer))
 }
@@ -325,7 +325,7 @@ fn parse_method(m: &str) -> Result<Cow<'_, str>, RequestError> {
 
 /// Split `host[:port]` and normalize the host: lower case, no trailing dot, only characters
 /// that can appear in a DNS name or an IP literal.
-pub fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
+pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
     if authority.contains('@') {
         return Err(RequestError::BadHost);
     }
@@ -369,7 +369,7 @@ pub fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), Reques
 /// slashes. Refuses what different upstreams read differently: an encoded slash (`%2F`), a
 /// backslash (raw or `%5C`), `;` path parameters, a `#` fragment, control characters, invalid
 /// UTF-8 and `..` above the root.
-pub fn normalize_path(uri: &str) -> Result<Cow<'_, str>, RequestError> {
+pub(crate) fn normalize_path(uri: &str) -> Result<Cow<'_, str>, RequestError> {
     let raw = uri.split('?').next().unwrap_or_default();
     if !raw.starts_with('/') {
         return Err(RequestError::UnsafePath("it does not start with /"));

@@ -21,7 +21,7 @@ use crate::policy::PolicySet;
 
 /// A fingerprint of the files as the file system describes them (a missing file counts as a
 /// change): cheap enough to take every second without reading the files.
-pub fn fingerprint(files: &[PathBuf]) -> u64 {
+pub(crate) fn fingerprint(files: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
     for f in files {
         f.hash(&mut h);

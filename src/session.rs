@@ -21,14 +21,14 @@ use crate::identity::Identity;
 
 /// Largest cookie value written; browsers allow about 4096 bytes per cookie with its name and
 /// attributes.
-pub const CHUNK: usize = 3800;
+pub(crate) const CHUNK: usize = 3800;
 /// Most chunks read back: a bound on what a client can make us concatenate.
-pub const MAX_CHUNKS: usize = 8;
+pub(crate) const MAX_CHUNKS: usize = 8;
 /// The most session cookie bytes written before groups are reduced: with the application's own
 /// cookies it stays within one 8 KiB header line, nginx's default `large_client_header_buffers`.
-pub const BUDGET: usize = 6 * 1024;
+pub(crate) const BUDGET: usize = 6 * 1024;
 /// The claim that marks a session whose groups were reduced to those the policies name.
-pub const GROUPS_REDUCED: &str = "forwarden:groups_reduced";
+pub(crate) const GROUPS_REDUCED: &str = "forwarden:groups_reduced";
 /// Leeway for a session issued "in the future" by a server with a slightly different clock.
 const SKEW: u64 = 60;
 const FORMAT: u8 = 2;
@@ -171,7 +171,7 @@ fn aad(cookie_name: &str) -> Vec<u8> {
 
 /// Seal bytes for the cookie `cookie_name`: base64url of nonce and AES-256-GCM ciphertext, the
 /// cookie name bound as associated data. The first key seals.
-pub fn seal_bytes(plain: &[u8], keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> String {
+pub(crate) fn seal_bytes(plain: &[u8], keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> String {
     let Some(cipher) = keys.ciphers.first() else {
         return String::new();
     };
@@ -192,7 +192,7 @@ pub fn seal_bytes(plain: &[u8], keys: &Keys, cookie_name: &str, nonce: [u8; 12])
 }
 
 /// Open what [`seal_bytes`] sealed for `cookie_name`, with any of the keys.
-pub fn open_bytes(value: &str, keys: &Keys, cookie_name: &str) -> Result<Vec<u8>, SessionError> {
+pub(crate) fn open_bytes(value: &str, keys: &Keys, cookie_name: &str) -> Result<Vec<u8>, SessionError> {
     let raw = B64.decode(value).map_err(|_| SessionError::Malformed)?;
     if raw.len() < 12 + 16 {
         return Err(SessionError::Malformed);
@@ -268,7 +268,7 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
 /// Seal a session so that it fits: when the whole identity is over [`BUDGET`], keep only the
 /// groups `needed` says a policy names, and mark the session with [`GROUPS_REDUCED`]. Fails
 /// when even that is more than forwarden reads back ([`MAX_CHUNKS`] cookies).
-pub fn seal_fitting(
+pub(crate) fn seal_fitting(
     session: &mut Session,
     keys: &Keys,
     cookie_name: &str,
@@ -298,7 +298,7 @@ pub fn seal_fitting(
 
 /// The sealed value from the request's cookies: the single cookie, or the chunks joined in
 /// the order the first chunk announces (`get` looks a cookie up by name).
-pub fn sealed_value<'a>(
+pub(crate) fn sealed_value<'a>(
     get: impl Fn(&str) -> Option<&'a str>,
     cookie_name: &str,
 ) -> Result<std::borrow::Cow<'a, str>, SessionError> {
@@ -332,7 +332,7 @@ pub fn open<'a>(
 
 /// The session with its refresh put off: due again `retry` from `now` (the identity provider
 /// had trouble). `issued_at` is moved so that `issued_at + every` falls then; the expiry stays.
-pub fn postpone_refresh(
+pub(crate) fn postpone_refresh(
     mut s: Session,
     every: std::time::Duration,
     retry: std::time::Duration,
@@ -345,7 +345,7 @@ pub fn postpone_refresh(
 
 /// Whether a session is due for refresh at the identity provider: it is older than `every`
 /// (`cookie.refresh`; `None`: never) and has a refresh token to use.
-pub fn refresh_due(s: &Session, every: Option<std::time::Duration>, now: u64) -> bool {
+pub(crate) fn refresh_due(s: &Session, every: Option<std::time::Duration>, now: u64) -> bool {
     match every {
         Some(every) => s.refresh_token.is_some() && now >= s.issued_at.saturating_add(every.as_secs()),
         None => false,
@@ -353,12 +353,17 @@ pub fn refresh_due(s: &Session, every: Option<std::time::Duration>, now: u64) ->
 }
 
 /// Whether a session is valid at `now` (not expired, not issued in the future).
-pub fn is_current(s: &Session, now: u64) -> bool {
+pub(crate) fn is_current(s: &Session, now: u64) -> bool {
     now < s.expires_at && s.issued_at <= now + SKEW
 }
 
 /// Open a sealed value (as [`sealed_value`] returns it).
-pub fn open_value(value: &str, keys: &Keys, cookie_name: &str, now: u64) -> Result<Session, SessionError> {
+pub(crate) fn open_value(
+    value: &str,
+    keys: &Keys,
+    cookie_name: &str,
+    now: u64,
+) -> Result<Session, SessionError> {
     if value.len() > MAX_CHUNKS * CHUNK {
         return Err(SessionError::Malformed);
     }

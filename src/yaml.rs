@@ -197,7 +197,7 @@ impl Node {
 }
 
 /// The most YAML values (nodes) a configuration file may have.
-pub const CONFIG_NODES: usize = 100_000;
+pub(crate) const CONFIG_NODES: usize = 100_000;
 
 /// Parse a YAML document into a positioned tree. An empty document is `Null`.
 pub fn parse(src: &str) -> Result<Node, Problem> {
@@ -206,7 +206,7 @@ pub fn parse(src: &str) -> Result<Node, Problem> {
 
 /// Parse a document of at most `max_nodes` values; `what` names the file in the message when
 /// it has more ("a policy file").
-pub fn parse_limited(src: &str, max_nodes: usize, what: &str) -> Result<Node, Problem> {
+pub(crate) fn parse_limited(src: &str, max_nodes: usize, what: &str) -> Result<Node, Problem> {
     if src.trim().is_empty() {
         return Ok(Node {
             pos: Pos { line: 1, column: 1 },

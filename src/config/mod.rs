@@ -24,7 +24,7 @@ use crate::oidc::ProviderConfig;
 use crate::session::Keys;
 
 /// The shortest secret accepted: 32 bytes, as many as the AES-256 key derived from it.
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -251,7 +251,7 @@ fn is_header_name(s: &str) -> bool {
 }
 
 /// `90s`, `30m`, `12h`, `7d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let mut total: u64 = 0;
     let mut num = String::new();
     if s.is_empty() {

@@ -20,8 +20,13 @@ use crate::yaml::{Node, Problem, Value};
 /// A section's typed value, or every problem in it.
 type Checked<T> = Result<T, Vec<Problem>>;
 
-/// `Ok` of every result, or every problem of all of them.
+/// `Ok` of every result, or every problem of all of them: `gather!(a, b)` gives `(a, b)`, and
+/// `gather!(Type { a, b })` gives `Type { a, b }` from results named like its fields.
 macro_rules! gather {
+    ($ty:ident { $($r:ident),+ $(,)? }) => {{
+        let ($($r,)+) = gather!($($r),+)?;
+        Ok($ty { $($r),+ })
+    }};
     ($($r:ident),+ $(,)?) => {{
         let mut problems: Vec<Problem> = Vec::new();
         $(
@@ -175,36 +180,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         identity_jwt(n, j, first, base, inputs).map(Some)
     });
     let cookie = cookie(cookie_node, raw.cookie, secrets);
-    let (
-        listen,
-        trusted_proxies,
-        cookie,
-        policy_files,
-        headers,
-        reload_interval,
-        public_url,
-        allowed_redirect_domains,
-        oidc,
-        metrics_listen,
-        audit,
-        identity_jwt,
-        limits,
-    ) = gather!(
-        listen,
-        trusted_proxies,
-        cookie,
-        policy_files,
-        headers,
-        reload_interval,
-        public_url,
-        allowed_redirect_domains,
-        oidc,
-        metrics_listen,
-        audit,
-        identity_jwt,
-        limits,
-    )?;
-    Ok(Config {
+    gather!(Config {
         listen,
         trusted_proxies,
         cookie,
@@ -261,14 +237,7 @@ fn limits(node: &Node, raw: RawLimits) -> Checked<Limits> {
         d.shutdown_timeout,
         |n, s| duration(n, &s),
     );
-    let (max_connections, max_headers, max_policy_bytes, header_read_timeout, shutdown_timeout) = gather!(
-        max_connections,
-        max_headers,
-        max_policy_bytes,
-        header_read_timeout,
-        shutdown_timeout
-    )?;
-    Ok(Limits {
+    gather!(Limits {
         max_connections,
         header_read_timeout,
         max_headers,
@@ -449,9 +418,7 @@ fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
             }
         }
     };
-    let (user, email, preferred_username, groups, roles, claims) =
-        gather!(user, email, preferred_username, groups, roles, claims)?;
-    Ok(HeaderNames {
+    gather!(HeaderNames {
         user,
         email,
         preferred_username,

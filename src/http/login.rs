@@ -223,7 +223,9 @@ async fn finish(
             tracing::warn!(error = %e, "code exchange failed");
             RouteError::Provider("The sign-in could not be completed with the identity provider.".into())
         })?;
-    let identity = identity_of(st, provider, &ready, &tokens, Some(&pending.nonce), now).await?;
+    let identity = verify_tokens(st, provider, &ready, &tokens, Some(&pending.nonce), now, None)
+        .await
+        .map_err(sign_in_failure)?;
     tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
     let groups = identity.groups.len();
     let mut session = Session {
@@ -277,29 +279,16 @@ pub(super) async fn verify_tokens(
     provider.identity(ready, signin).await
 }
 
-/// The identity of a sign-in's token response, or the error page's words.
-async fn identity_of(
-    st: &AppState,
-    provider: &Provider,
-    ready: &Ready,
-    tokens: &Tokens,
-    nonce: Option<&str>,
-    now: u64,
-) -> Result<Identity, RouteError> {
-    verify_tokens(st, provider, ready, tokens, nonce, now, None)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "ID token refused");
-            match e {
-                SignInError::Token(TokenError::Tenant) => {
-                    RouteError::Refused("Accounts of your organization may not sign in here.".into())
-                }
-                SignInError::NoIdToken => {
-                    RouteError::Provider("The identity provider sent no ID token.".into())
-                }
-                other => RouteError::Provider(format!(
-                    "The identity provider's answer could not be verified: {other}."
-                )),
-            }
-        })
+/// What the user is told when a sign-in's ID token is refused.
+fn sign_in_failure(e: SignInError) -> RouteError {
+    tracing::warn!(error = %e, "ID token refused");
+    match e {
+        SignInError::Token(TokenError::Tenant) => {
+            RouteError::Refused("Accounts of your organization may not sign in here.".into())
+        }
+        SignInError::NoIdToken => RouteError::Provider("The identity provider sent no ID token.".into()),
+        other => RouteError::Provider(format!(
+            "The identity provider's answer could not be verified: {other}."
+        )),
+    }
 }

@@ -38,8 +38,6 @@ use crate::metrics::Metrics;
 use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-pub use edge::{Denial, RouteError};
-
 /// Everything a request handler needs.
 pub struct AppState {
     /// The validated configuration.
@@ -116,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The metrics listener's app: `GET /metrics` only.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
+pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
     health::metrics_router(state)
 }
 

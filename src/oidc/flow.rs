@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Most pending logins kept (the newest win).
-pub const MAX_PENDING: usize = 5;
+pub(crate) const MAX_PENDING: usize = 5;
 /// How long a login may take, in seconds.
 pub const LOGIN_TTL: u64 = 600;
 /// The longest return address kept; a longer one returns to the site's root instead.
-pub const MAX_RD: usize = 2048;
+pub(crate) const MAX_RD: usize = 2048;
 /// The most bytes of pending logins kept: sealed and base64-encoded, with the cookie's name and
 /// attributes, that stays under the 4 KB browsers allow one cookie (older logins give way).
-pub const MAX_PENDING_BYTES: usize = 2800;
+pub(crate) const MAX_PENDING_BYTES: usize = 2800;
 
 /// One login in progress.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub enum FlowError {
 }
 
 /// The S256 code challenge of a verifier (RFC 7636).
-pub fn pkce_challenge(verifier: &str) -> String {
+pub(crate) fn pkce_challenge(verifier: &str) -> String {
     B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 

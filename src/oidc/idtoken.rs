@@ -237,7 +237,7 @@ impl Claims {
 }
 
 /// A lower-case hyphenated GUID.
-pub fn is_guid(s: &str) -> bool {
+pub(crate) fn is_guid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {

@@ -46,7 +46,7 @@ pub struct ProviderConfig {
 }
 
 /// Whether an issuer URL is one of Entra ID's login hosts (public and national clouds).
-pub fn is_entra_issuer(issuer: &str) -> bool {
+pub(crate) fn is_entra_issuer(issuer: &str) -> bool {
     const HOSTS: [&str; 4] = [
         "login.microsoftonline.com",
         "login.microsoftonline.us",
@@ -61,7 +61,7 @@ pub fn is_entra_issuer(issuer: &str) -> bool {
 
 /// Whether an issuer is a multi-tenant authority (`organizations`, `common`, `consumers`),
 /// which lets accounts of every tenant sign in unless `allowed_tenants` narrows it.
-pub fn is_multi_tenant_issuer(issuer: &str) -> bool {
+pub(crate) fn is_multi_tenant_issuer(issuer: &str) -> bool {
     url::Url::parse(issuer).ok().is_some_and(|u| {
         u.path_segments()
             .and_then(|mut s| s.next())

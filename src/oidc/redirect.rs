@@ -31,7 +31,7 @@ impl AllowedDomain {
 }
 
 /// The target to use: `rd` when it is safe, otherwise `/`.
-pub fn safe_target(rd: &str, current_host: &str, allowed: &[AllowedDomain]) -> String {
+pub(crate) fn safe_target(rd: &str, current_host: &str, allowed: &[AllowedDomain]) -> String {
     if is_safe(rd, current_host, allowed) {
         rd.to_string()
     } else {
@@ -40,7 +40,7 @@ pub fn safe_target(rd: &str, current_host: &str, allowed: &[AllowedDomain]) -> S
 }
 
 /// Whether `rd` may be redirected to.
-pub fn is_safe(rd: &str, current_host: &str, allowed: &[AllowedDomain]) -> bool {
+pub(crate) fn is_safe(rd: &str, current_host: &str, allowed: &[AllowedDomain]) -> bool {
     if rd.is_empty()
         || rd.len() > 8192
         || rd

@@ -12,10 +12,10 @@ use super::idtoken::{self, Expect, TokenError};
 use crate::identity::Identity;
 
 /// Allowed clock skew for ID tokens, in seconds.
-pub const LEEWAY: u64 = 120;
+pub(crate) const LEEWAY: u64 = 120;
 
 /// The claim kept for `logout_hint` at sign-out (Entra's optional `login_hint`).
-pub const LOGIN_HINT: &str = "login_hint";
+pub(crate) const LOGIN_HINT: &str = "login_hint";
 
 /// The longest `login_hint` kept in a session.
 const MAX_LOGIN_HINT: usize = 512;

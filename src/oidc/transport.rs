@@ -20,7 +20,7 @@ use crate::oidc::idtoken::IssuerRule;
 use crate::oidc::signin::{Next, SignIn, SignInError};
 
 /// Least time between two JWKS refetches for an unknown `kid`.
-pub const JWKS_REFETCH: Duration = Duration::from_secs(30);
+pub(crate) const JWKS_REFETCH: Duration = Duration::from_secs(30);
 
 /// What went wrong talking to the provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,7 +312,7 @@ impl Provider {
 
 /// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred
 /// KiB is far more than any real one needs; a larger one is refused without being buffered.
-pub const MAX_ANSWER: usize = 512 * 1024;
+pub(crate) const MAX_ANSWER: usize = 512 * 1024;
 
 /// Send a request and read a JSON answer of at most [`MAX_ANSWER`] bytes.
 async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Result<T, TransportError> {

@@ -17,7 +17,7 @@ use crate::yaml::{self, Node, Problem, Value};
 pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 /// Bytes of the size limit per YAML value allowed: a route takes about 70 bytes and 7 values.
-pub const BYTES_PER_NODE: usize = 8;
+pub(crate) const BYTES_PER_NODE: usize = 8;
 
 /// A file's bytes, refused past `max` without reading further.
 fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {

@@ -131,7 +131,7 @@ fn default_port(scheme: &str) -> u16 {
 }
 
 /// Whether `prefix` (no trailing slash) covers `path` on a segment boundary.
-pub fn segment_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn segment_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
