@@ -8,9 +8,17 @@ use forwarden::session::{Keys, Session, seal};
 #[allow(clippy::disallowed_methods)]
 fn main() {
     let mut args = std::env::args().skip(1);
-    let Some(secret) = args.next() else {
-        eprintln!("usage: mint_cookie <secret> [email] [number of GUID groups]");
-        std::process::exit(2);
+    let usage = "usage: mint_cookie <secret> [email] [number of GUID groups]";
+    let secret = match args.next() {
+        Some(a) if a == "--help" || a == "-h" => {
+            println!("{usage}");
+            return;
+        }
+        Some(secret) => secret,
+        None => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
     };
     let email = args.next().unwrap_or_else(|| "alice@example.com".into());
     let groups: usize = args.next().and_then(|g| g.parse().ok()).unwrap_or(3);

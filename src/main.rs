@@ -166,6 +166,45 @@ fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
     Ok((cfg, set))
 }
 
+/// `1 route`, `2 routes`; `1 named policy`, `3 named policies`.
+fn count(n: usize, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {one}s"),
+    }
+}
+
+/// Warnings about the configuration and the policies together: a `Secure` session cookie on a
+/// site served over http is never sent back, so sign-in there fails with "state mismatch".
+fn cookie_scheme_warnings(cfg: &Config, set: &PolicySet) -> Vec<String> {
+    if !cfg.cookie.secure {
+        return Vec::new();
+    }
+    let mut http: Vec<String> = set
+        .routes()
+        .iter()
+        .filter(|r| r.scheme == "http" && !r.public)
+        .map(|r| r.label.clone())
+        .collect();
+    if cfg.public_url.as_ref().is_some_and(|u| u.scheme() == "http") {
+        http.insert(0, "public_url".into());
+    }
+    if http.is_empty() {
+        return Vec::new();
+    }
+    let more = if http.len() > 3 {
+        format!(" and {} more", http.len() - 3)
+    } else {
+        String::new()
+    };
+    http.truncate(3);
+    vec![format!(
+        "warning: cookie.secure is on, but {}{more} use http: browsers do not send Secure cookies over http, so signing in there fails with \"state mismatch\". Serve those sites over https, or set cookie.secure: false for a local test",
+        http.join(", ")
+    )]
+}
+
 /// Identity headers the shipped nginx include does not name: nginx cannot remove headers by
 /// pattern, so each needs a pair of lines beside the include, or a client's copy of it would
 /// reach the upstream. Headers outside the `X-Auth-Request-*` and `X-Forwarden-*` patterns that
@@ -303,7 +342,8 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 for w in &warnings {
                     out!("{w}");
                 }
-                for line in proxy_header_notes(&cfg) {
+                let scheme = cookie_scheme_warnings(&cfg, &set);
+                for line in scheme.iter().chain(&proxy_header_notes(&cfg)) {
                     out!("{line}");
                 }
                 if cfg.oidc.is_some() {
@@ -312,14 +352,14 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     }
                 }
                 out!(
-                    "ok: {} is valid ({} routes, {} named policies, {} policy files{})",
+                    "ok: {} is valid ({}, {}, {}{})",
                     config.display(),
-                    set.routes().len(),
-                    set.policy_names().len(),
-                    cfg.policy_files.len(),
-                    match warnings.len() {
+                    count(set.routes().len(), "route"),
+                    count(set.policy_names().len(), "named policy"),
+                    count(cfg.policy_files.len(), "policy file"),
+                    match warnings.len() + scheme.len() {
                         0 => String::new(),
-                        n => format!(", {n} warning(s)"),
+                        n => format!(", {}", count(n, "warning")),
                     }
                 );
                 Ok(ExitCode::SUCCESS)
@@ -413,6 +453,9 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 tracing::info!("{n}");
             }
             for w in set.lint() {
+                tracing::warn!("{w}");
+            }
+            for w in cookie_scheme_warnings(&cfg, &set) {
                 tracing::warn!("{w}");
             }
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;

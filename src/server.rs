@@ -9,7 +9,6 @@
 //! logged with every error, and a policy file found empty (an editor mid-save) is waited out:
 //! in both cases the last good policy stays.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,28 +17,7 @@ use tokio::sync::watch;
 use crate::diag::Diagnostic;
 use crate::http::AppState;
 use crate::policy::PolicySet;
-
-/// A fingerprint of the files as the file system describes them (a missing file counts as a
-/// change): cheap enough to take every second without reading the files.
-pub(crate) fn fingerprint(files: &[PathBuf]) -> u64 {
-    let mut h = DefaultHasher::new();
-    for f in files {
-        f.hash(&mut h);
-        match std::fs::metadata(f) {
-            Ok(m) => {
-                m.len().hash(&mut h);
-                m.modified().ok().hash(&mut h);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::MetadataExt;
-                    (m.ino(), m.dev(), m.ctime(), m.ctime_nsec()).hash(&mut h);
-                }
-            }
-            Err(e) => e.kind().to_string().hash(&mut h),
-        }
-    }
-    h.finish()
-}
+use crate::policy::load::fingerprint;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +98,8 @@ pub async fn watch_policies(state: Arc<AppState>, mut shutdown: watch::Receiver<
             .await
             .unwrap_or_default()
     };
-    let mut last = stamp(files.clone()).await;
+    // What was loaded: taken when the state was made, so a change made since is not missed.
+    let mut last = state.policy_stamp;
     let mut tick = tokio::time::interval(state.config.reload_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hup = sighup();

@@ -3,7 +3,7 @@
 //! The whole session is encoded compactly (postcard; Entra group object ids as 16 raw bytes
 //! instead of 36 characters), sealed once with AES-256-GCM under a key derived from the first
 //! configured secret, with the cookie name as associated data, and base64url-encoded. When the
-//! result exceeds [`CHUNK`] bytes it is split over `name_0`, `name_1`, …, the first chunk saying
+//! result exceeds `CHUNK` bytes it is split over `name_0`, `name_1`, …, the first chunk saying
 //! how many there are. Because the seal covers the whole value, a truncated, reordered, mixed
 //! or tampered set of chunks fails to open exactly like a forged one: "not logged in".
 //!

@@ -252,16 +252,23 @@ h1{{font-size:1.4em}}code{{background:#f3f3f3;padding:0 .2em}}</style></head>\n<
     )
 }
 
-/// The 403 page: what was refused, who you are, how to sign out.
+/// The 403 page: what was refused, who you are, how to sign out (or, not signed in, that
+/// signing in would not help: the refusal holds for everyone).
 pub fn forbidden_page(who: Option<&str>, url: &str, reason: &str) -> String {
-    let who = match who {
-        Some(w) => format!("<p>You are signed in as <b>{}</b>.</p>", escape(w)),
-        None => "<p>You are not signed in.</p>".to_string(),
+    let (who, next) = match who {
+        Some(w) => (
+            format!("<p>You are signed in as <b>{}</b>.</p>", escape(w)),
+            "<p><a href=\"/oauth2/sign_out\">Sign out</a> to use another account, or ask the owner of this site for access.</p>",
+        ),
+        None => (
+            "<p>This address is closed whoever signs in.</p>".to_string(),
+            "<p>Ask the owner of this site for access.</p>",
+        ),
     };
     page(
         "Access denied",
         &format!(
-            "<p>You may not open <code>{}</code>.</p>\n{who}\n<p>{}</p>\n<p><a href=\"/oauth2/sign_out\">Sign out</a> to use another account, or ask the owner of this site for access.</p>",
+            "<p>You may not open <code>{}</code>.</p>\n{who}\n<p>{}</p>\n{next}",
             escape(url),
             escape(reason)
         ),
@@ -289,6 +296,24 @@ mod tests {
         <p><a href="/oauth2/sign_out">Sign out</a> to use another account, or ask the owner of this site for access.</p>
         </body></html>
         "#);
+    }
+
+    #[test]
+    fn forbidden_page_for_an_anonymous_request_offers_no_sign_out() {
+        let p = forbidden_page(
+            None,
+            "https://nowhere.example.com/",
+            "This address is not protected by any route, so it is closed to everyone.",
+        );
+        let body = p.split("<body>").nth(1).unwrap_or_default();
+        insta::assert_snapshot!(body, @r"
+        <h1>Access denied</h1>
+        <p>You may not open <code>https://nowhere.example.com/</code>.</p>
+        <p>This address is closed whoever signs in.</p>
+        <p>This address is not protected by any route, so it is closed to everyone.</p>
+        <p>Ask the owner of this site for access.</p>
+        </body></html>
+        ");
     }
 
     #[tokio::test]

@@ -211,8 +211,23 @@ async fn finish(
         ));
     };
     let now = (st.clock)();
-    let (pending, rest) = flow::take(pending_logins(&st.config.cookie, headers), &state, now)
-        .map_err(|e| RouteError::Bad(format!("{e}.")))?;
+    let pending_list = pending_logins(&st.config.cookie, headers);
+    let none_pending = pending_list.is_empty();
+    let (pending, rest) = flow::take(pending_list, &state, now).map_err(|e| {
+        if matches!(e, flow::FlowError::UnknownState) && none_pending {
+            // The browser sent no sign-in cookie at all: most often a Secure cookie on http.
+            let http = browser_origin(st, peer, headers).is_some_and(|o| o.url.starts_with("http:"));
+            let cause = if http && st.config.cookie.secure {
+                "This site is served over http while cookie.secure is on, so the browser did not send the sign-in cookie back: serve it over https (or set cookie.secure: false for a local test)."
+            } else {
+                "The browser did not send the sign-in cookie back: the sign-in was started on another host or in another browser, or cookies are blocked."
+            };
+            tracing::warn!(secure = st.config.cookie.secure, http, "callback without a sign-in cookie (state mismatch)");
+            RouteError::Bad(format!("{e}. {cause}"))
+        } else {
+            RouteError::Bad(format!("{e}."))
+        }
+    })?;
     let origin = browser_origin(st, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let callback = redirect_uri(st, &origin.url);

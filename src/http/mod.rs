@@ -44,6 +44,9 @@ pub struct AppState {
     pub config: Config,
     /// The current policies; swapped whole on reload, read without locks.
     pub policy: ArcSwap<PolicySet>,
+    /// The policy files' fingerprint when the state was made (just after they were loaded):
+    /// where the reload watcher starts.
+    pub policy_stamp: u64,
     /// The clock.
     pub clock: Clock,
     /// Randomness for state, nonce, PKCE verifiers and seals.
@@ -81,9 +84,11 @@ impl AppState {
                     None
                 }
             });
+        let policy_stamp = crate::policy::load::fingerprint(&config.policy_files);
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
+            policy_stamp,
             clock,
             entropy,
             headers,
@@ -118,7 +123,7 @@ pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
     health::metrics_router(state)
 }
 
-/// Serve [`metrics_router`] on its own listener until `shutdown` completes.
+/// Serve `metrics_router` on its own listener until `shutdown` completes.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,

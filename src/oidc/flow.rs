@@ -2,7 +2,7 @@
 //! browser comes back.
 //!
 //! Pure: the caller passes the time and the random bytes. Pending logins live in one sealed
-//! cookie holding at most [`MAX_PENDING`] recent ones, so logins in several tabs at once work
+//! cookie holding at most `MAX_PENDING` recent ones, so logins in several tabs at once work
 //! and cookies never pile up (one CSRF cookie per attempt is how oauth2-proxy users end up with
 //! 431 errors).
 
@@ -123,8 +123,8 @@ pub fn begin(
     Ok((url.into(), pending))
 }
 
-/// Add a login to the pending ones: expired ones dropped, newest first, at most [`MAX_PENDING`]
-/// and [`MAX_PENDING_BYTES`] encoded (the oldest give way).
+/// Add a login to the pending ones: expired ones dropped, newest first, at most `MAX_PENDING`
+/// and `MAX_PENDING_BYTES` encoded (the oldest give way).
 pub fn push(mut list: Vec<Pending>, p: Pending, now: u64) -> Vec<Pending> {
     list.retain(|x| now < x.created + LOGIN_TTL);
     list.insert(0, p);

@@ -1,9 +1,9 @@
 //! The one module that talks to the identity provider: discovery, JWKS, token exchange.
 //!
 //! One reqwest client (rustls, redirects off, `oidc.timeout` per call, answers of at most
-//! [`MAX_ANSWER`] bytes read as a stream). Discovery and keys are cached; until
+//! `MAX_ANSWER` bytes read as a stream). Discovery and keys are cached; until
 //! discovery succeeds the provider is "not ready" (sign-in answers 503, existing sessions keep
-//! working). An unknown `kid` triggers at most one JWKS refetch per [`JWKS_REFETCH`]; a failed
+//! working). An unknown `kid` triggers at most one JWKS refetch per `JWKS_REFETCH`; a failed
 //! fetch keeps the last good keys.
 
 use std::sync::Arc;
@@ -192,7 +192,7 @@ impl Provider {
         }
     }
 
-    /// Fetch the keys again after an unknown `kid`: at most once per [`JWKS_REFETCH`]; a failed
+    /// Fetch the keys again after an unknown `kid`: at most once per `JWKS_REFETCH`; a failed
     /// fetch keeps the last good keys. Returns whether new keys were stored.
     pub async fn refetch_jwks(&self) -> bool {
         let Some(ready) = self.ready() else { return false };

@@ -19,6 +19,30 @@ pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 /// Bytes of the size limit per YAML value allowed: a route takes about 70 bytes and 7 values.
 pub(crate) const BYTES_PER_NODE: usize = 8;
 
+/// A fingerprint of the files as the file system describes them (size, modification and change
+/// times, inode; a missing file counts as a change): cheap enough to take every second
+/// without reading the files, and it follows a Kubernetes ConfigMap's symlink swap.
+pub fn fingerprint(files: &[std::path::PathBuf]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    for f in files {
+        f.hash(&mut h);
+        match std::fs::metadata(f) {
+            Ok(m) => {
+                m.len().hash(&mut h);
+                m.modified().ok().hash(&mut h);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.ino(), m.dev(), m.ctime(), m.ctime_nsec()).hash(&mut h);
+                }
+            }
+            Err(e) => e.kind().to_string().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
 /// A file's bytes, refused past `max` without reading further.
 fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     use std::io::Read;
@@ -67,7 +91,7 @@ impl PolicySet {
     }
 
     /// Load from `(file name, contents)` pairs of at most `max_bytes` each: a file may hold at
-    /// most one YAML value per [`BYTES_PER_NODE`] bytes of that limit.
+    /// most one YAML value per `BYTES_PER_NODE` bytes of that limit.
     pub fn from_sources_limited(
         sources: &[(String, String)],
         max_bytes: usize,

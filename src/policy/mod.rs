@@ -101,7 +101,7 @@ pub enum Verdict {
     /// Refused (403).
     Forbidden = 2,
     /// A valid session that is due for refresh: the browser goes through `/oauth2/refresh`
-    /// first. Decided at the edge from the session's age ([`crate::session::refresh_due`]),
+    /// first. Decided at the edge from the session's age (`crate::session::refresh_due`),
     /// never by a policy.
     Refresh = 3,
 }

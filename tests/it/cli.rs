@@ -175,13 +175,13 @@ fn check_prints_the_redirect_uris_to_register() {
     redirect URIs to register at the identity provider (one per protected host):
       https://app.example.com/oauth2/callback
       https://wiki.example.com/oauth2/callback
-    ok: DIR/a.yaml is valid (2 routes, 0 named policies, 1 policy files)
+    ok: DIR/a.yaml is valid (2 routes, 0 named policies, 1 policy file)
     ");
     let (_, out, _) = forwarden(&["check", "--config", dir.path().join("b.yaml").to_str().unwrap()]);
     let out = out.replace(&dir.path().display().to_string(), "DIR");
     insta::assert_snapshot!(out, @r"
     redirect URI to register at the identity provider: https://auth.example.com/oauth2/callback
-    ok: DIR/b.yaml is valid (2 routes, 0 named policies, 1 policy files)
+    ok: DIR/b.yaml is valid (2 routes, 0 named policies, 1 policy file)
     ");
 }
 
@@ -215,7 +215,7 @@ fn check_warns_about_shadowed_routes_overlapping_wildcards_and_rules_that_never_
     DIR/p.yaml:5:3: warning: this route is never used: the route at DIR/p.yaml:3 matches the same requests (https://*.dev.example.com) and comes first
     DIR/p.yaml:3:3: warning: wildcard hosts *.dev.example.com and *.example.com (at DIR/p.yaml:1) overlap: a host under dev.example.com is decided by the *.dev.example.com routes; *.example.com routes apply to it only for paths none of those cover
     DIR/p.yaml:8:3: warning: this rule can never match: `@example.com` is not a domain (write it without `@` or a scheme), so no email domain equals it (allow if email domain is @example.com (DIR/p.yaml:8:3))
-    ok: DIR/f.yaml is valid (4 routes, 0 named policies, 1 policy files, 3 warning(s))
+    ok: DIR/f.yaml is valid (4 routes, 0 named policies, 1 policy file, 3 warnings)
     ");
 }
 
@@ -328,4 +328,34 @@ fn policy_files_that_are_empty_not_utf8_or_over_a_limit_are_named_with_their_pos
         !err.contains("Options") && !err.contains("{ "),
         "no library hints or debug output: {err}"
     );
+}
+
+/// A guide's first run over plain http failed with "state mismatch" and no word of why: a
+/// Secure cookie is never sent back over http. `check` says so before anyone tries.
+#[test]
+fn check_warns_when_a_secure_cookie_meets_an_http_site() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "- from: http://code.example.com\n  allowed_domains: [example.com]\n- from: http://open.example.com\n  allow_public_unauthenticated_access: true\n",
+    )
+    .unwrap();
+    let cfg = |secure: bool| {
+        let c = dir.path().join(format!("f{secure}.yaml"));
+        std::fs::write(
+            &c,
+            format!("cookie:\n  secrets: ['{SECRET}']\n  secure: {secure}\npolicy_files: [p.yaml]\n"),
+        )
+        .unwrap();
+        c
+    };
+    let (code, out, _) = forwarden(&["check", "--config", cfg(true).to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let out = out.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(out, @r#"
+    warning: cookie.secure is on, but DIR/p.yaml:1 use http: browsers do not send Secure cookies over http, so signing in there fails with "state mismatch". Serve those sites over https, or set cookie.secure: false for a local test
+    ok: DIR/ftrue.yaml is valid (2 routes, 0 named policies, 1 policy file, 1 warning)
+    "#);
+    let (_, out, _) = forwarden(&["check", "--config", cfg(false).to_str().unwrap()]);
+    assert!(!out.contains("warning"), "{out}");
 }
