@@ -417,6 +417,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             if let Some((host, port)) = &narrow.host {
                 req.host = host.clone().into();
                 req.port = port.or(req.port);
+                req.port_stated = true;
             }
             let d = set.decide(&req, who, &narrow);
             out!("{}", d.verdict);

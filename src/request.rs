@@ -20,6 +20,10 @@ pub struct Request<'a> {
     pub host: Cow<'a, str>,
     /// Port, when the forwarded host named one.
     pub port: Option<u16>,
+    /// Whether the port is the proxy's word (`X-Forwarded-Port`, a pinned host, or a URL given
+    /// whole), not only a port the client wrote in its Host header. Only a stated port can select
+    /// a route whose `from` names a port.
+    pub port_stated: bool,
     /// The normalized path used for matching (decoded, no dot segments, single slashes).
     pub path: Cow<'a, str>,
     /// Path and query exactly as the user sent them, for the redirect back after login.
@@ -66,6 +70,7 @@ impl<'a> Request<'a> {
             scheme,
             host,
             port,
+            port_stated: true,
             path,
             uri,
             method: parse_method(method)?,
@@ -196,7 +201,10 @@ where
             Some(m) => Some(m),
             None => h("x-forwarded-method")?,
         };
-        (Request::from_url(url, "GET")?, method)
+        let mut req = Request::from_url(url, "GET")?;
+        // ingress-nginx builds this URL from the client's Host header.
+        req.port_stated = false;
+        (req, method)
     } else if let Some(uri) = h("x-forwarded-uri")? {
         let scheme = parse_scheme(h("x-forwarded-proto")?.unwrap_or("https"))?;
         let authority = match h("x-forwarded-host")? {
@@ -207,6 +215,7 @@ where
             return Err(RequestError::Ambiguous("x-forwarded-host"));
         }
         let (host, mut port) = parse_host(authority)?;
+        let port_stated = h("x-forwarded-port")?.is_some();
         if let Some(p) = h("x-forwarded-port")? {
             let p: u16 = p.parse().map_err(|_| RequestError::BadHost)?;
             if port.is_some_and(|q| q != p) {
@@ -222,6 +231,7 @@ where
             scheme,
             host,
             port,
+            port_stated,
             path,
             uri: Cow::Borrowed(uri),
             method: Cow::Borrowed("GET"),

@@ -154,7 +154,12 @@ fn check(
         Ok(mut r) => {
             if let Some((host, port)) = &narrow.host {
                 r.host = std::borrow::Cow::Owned(host.clone());
-                r.port = port.or(r.port);
+                // The pin's port is the proxy's word; without one, no port is (Traefik, for one,
+                // derives X-Forwarded-Port from the client's Host header).
+                r.port_stated = port.is_some();
+                if port.is_some() {
+                    r.port = *port;
+                }
             }
             r
         }

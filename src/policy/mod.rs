@@ -51,7 +51,8 @@ pub struct Narrowing {
     /// `policy`: this named policy must allow too.
     pub policy: Option<String>,
     /// `host`: the location pins the host it protects (`host=app.example.com[:port]`); the
-    /// request is judged as that host whatever it says. Not a narrowing: it picks the route.
+    /// request is judged as that host whatever it says, and its port counts only when the pin
+    /// names one. Not a narrowing: it picks the route.
     pub host: Option<(String, Option<u16>)>,
 }
 

@@ -62,7 +62,8 @@ impl Route {
             return false;
         }
         if let Some(p) = self.port {
-            if req.port.unwrap_or(default_port(req.scheme)) != p {
+            // A port only the client wrote (Host: app:8080) never selects a port's route.
+            if !req.port_stated || req.port.unwrap_or(default_port(req.scheme)) != p {
                 return false;
             }
         }

