@@ -1,0 +1,168 @@
+
+use super::*;
+
+#[test]
+fn normalizes() {
+    let n = |p: &str| normalize_path(p).map(std::borrow::Cow::into_owned);
+    assert_eq!(n("/a/b/../c").unwrap(), "/a/c");
+    assert_eq!(n("//admin").unwrap(), "/admin");
+    assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");
+    assert_eq!(n("/public/%2E%2E/admin").unwrap(), "/admin");
+    assert_eq!(n("/a/./b/").unwrap(), "/a/b/");
+    assert_eq!(n("/").unwrap(), "/");
+    assert_eq!(n("/x?y=/../z").unwrap(), "/x");
+    assert_eq!(n("/caf%C3%A9").unwrap(), "/café");
+    assert!(n("/public/..%2Fadmin").is_err());
+    assert!(n("/a%2Fb").is_err());
+    assert!(n("/a\\b").is_err());
+    assert!(n("/a%5cb").is_err());
+    assert!(n("/admin;x=1").is_err());
+    assert!(n("/..").is_err());
+    assert!(n("/a#b").is_err());
+    assert!(n("/a%00").is_err());
+    assert!(n("/%ff").is_err());
+}
+
+#[test]
+fn ipv4_mapped_peer_of_a_dual_stack_listener_is_trusted() {
+    let trusted = ["127.0.0.1/32".parse::<IpNet>().unwrap()];
+    assert!(is_trusted("::ffff:127.0.0.1".parse().unwrap(), &trusted));
+    assert!(!is_trusted("::ffff:10.0.0.1".parse().unwrap(), &trusted));
+}
+
+#[test]
+fn hosts() {
+    assert_eq!(
+        parse_host("App.Example.COM.").unwrap(),
+        ("app.example.com".into(), None)
+    );
+    assert_eq!(
+        parse_host("a.example.com:8443").unwrap(),
+        ("a.example.com".into(), Some(8443))
+    );
+    assert_eq!(parse_host("[::1]:80").unwrap(), ("[::1]".into(), Some(80)));
+    assert!(parse_host("a b").is_err());
+    assert!(parse_host("user@host").is_err());
+    assert!(parse_host("").is_err());
+}
+
+#[test]
+fn url_roundtrip() {
+    let r = Request::from_url("https://App.example.com/x/../y?a=1&b=2", "get").unwrap();
+    assert_eq!(r.host, "app.example.com");
+    assert_eq!(r.path, "/y");
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.url(), "https://app.example.com/x/../y?a=1&b=2");
+}
+
+/// A subrequest from header lines as a proxy would send them (`None`: not ASCII).
+fn sub_of<'a>(lines: &'a [(&'static str, Option<&'a str>)]) -> Result<Request<'a>, RequestError> {
+    let header = |name: &'static str| {
+        let mut found = lines.iter().filter(|(n, _)| *n == name);
+        match (found.next(), found.next()) {
+            (None, _) => Field::Absent,
+            (Some((_, Some(v))), None) => Field::One(v),
+            _ => Field::Invalid,
+        }
+    };
+    let mut forwarded_for = [None; FORWARDED_FOR_LINES];
+    for (_, v) in lines.iter().filter(|(n, _)| *n == "x-forwarded-for") {
+        forwarded_for.rotate_left(1);
+        forwarded_for[FORWARDED_FOR_LINES - 1] = *v;
+    }
+    let sub = Subrequest {
+        peer: "127.0.0.1".parse().unwrap(),
+        header,
+        forwarded_for,
+        sources: Sources::ForwardAuth,
+    };
+    rebuild(
+        &sub,
+        &["127.0.0.1/32".parse().unwrap(), "10.9.0.0/16".parse().unwrap()],
+    )
+}
+
+const BASE: [(&str, Option<&str>); 2] = [
+    ("x-forwarded-uri", Some("/")),
+    ("x-forwarded-proto", Some("https")),
+];
+
+fn with(extra: &[(&'static str, Option<&'static str>)]) -> Vec<(&'static str, Option<&'static str>)> {
+    BASE.iter().copied().chain(extra.iter().copied()).collect()
+}
+
+#[test]
+fn host_smuggling_several_forwarded_hosts_are_refused() {
+    let l = with(&[
+        ("x-forwarded-host", Some("www.test")),
+        ("x-forwarded-host", Some("app.test")),
+    ]);
+    assert_eq!(
+        sub_of(&l).unwrap_err(),
+        RequestError::Ambiguous("x-forwarded-host")
+    );
+    let l = with(&[("host", Some("www.test")), ("host", Some("app.test"))]);
+    assert_eq!(sub_of(&l).unwrap_err(), RequestError::Ambiguous("host"));
+}
+
+#[test]
+fn host_smuggling_comma_list_is_refused() {
+    let l = with(&[("x-forwarded-host", Some("www.test,app.test"))]);
+    assert_eq!(
+        sub_of(&l).unwrap_err(),
+        RequestError::Ambiguous("x-forwarded-host")
+    );
+    let l = with(&[("host", Some("www.test, app.test"))]);
+    assert_eq!(
+        sub_of(&l).unwrap_err(),
+        RequestError::Ambiguous("x-forwarded-host")
+    );
+}
+
+#[test]
+fn host_smuggling_malformed_forwarded_host_never_falls_back_to_host() {
+    // Not ASCII: refused, not replaced by the Host header.
+    let l = with(&[("x-forwarded-host", None), ("host", Some("public.test"))]);
+    assert_eq!(
+        sub_of(&l).unwrap_err(),
+        RequestError::Ambiguous("x-forwarded-host")
+    );
+    let l = with(&[
+        ("x-forwarded-host", Some("app.tést")),
+        ("host", Some("public.test")),
+    ]);
+    assert_eq!(sub_of(&l).unwrap_err(), RequestError::BadHost);
+}
+
+#[test]
+fn host_smuggling_client_chosen_port_is_overruled_by_the_proxy_port() {
+    let l = with(&[
+        ("x-forwarded-host", Some("app.test")),
+        ("x-forwarded-port", Some("443")),
+    ]);
+    assert_eq!(sub_of(&l).unwrap().port, Some(443));
+    let l = with(&[
+        ("x-forwarded-host", Some("app.test:8080")),
+        ("x-forwarded-port", Some("443")),
+    ]);
+    assert_eq!(sub_of(&l).unwrap_err(), RequestError::PortMismatch);
+}
+
+#[test]
+fn spoofed_forwarded_for_over_several_lines_takes_the_rightmost_untrusted_hop() {
+    let l = with(&[
+        ("x-forwarded-host", Some("app.test")),
+        ("x-forwarded-for", Some("10.1.1.1")),
+        ("x-forwarded-for", Some("198.51.100.9, 10.9.0.5")),
+    ]);
+    assert_eq!(
+        sub_of(&l).unwrap().client_ip,
+        Some("198.51.100.9".parse().unwrap())
+    );
+    // A garbage hop right of the real one ends the search: nothing further left counts.
+    let l = with(&[
+        ("x-forwarded-host", Some("app.test")),
+        ("x-forwarded-for", Some("10.1.1.1, junk, 10.9.0.5")),
+    ]);
+    assert_eq!(sub_of(&l).unwrap().client_ip, None);
+}
