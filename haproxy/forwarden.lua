@@ -75,7 +75,8 @@ core.register_action("forwarden-auth", { "http-req" }, function(txn)
   elseif res.status == 302 then
     txn:set_var("txn.forwarden_location", header(res.headers, "Location") or "/")
   else
-    txn:set_var("txn.forwarden_body", res.body or "")
+    -- One line: haproxy.cfg's lf-string would print a newline as a literal %0A.
+    txn:set_var("txn.forwarden_body", (string.gsub(res.body or "", "[\r\n]+", " ")))
     txn:set_var("txn.forwarden_type", header(res.headers, "Content-Type") or "text/plain")
   end
 end)

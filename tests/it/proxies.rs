@@ -56,6 +56,7 @@ async fn story(p: &Proc, fw: &Fw) {
         page.contains("bob@example.com") && page.contains("/oauth2/sign_out"),
         "{page}"
     );
+    assert!(!page.contains("%0A"), "no escaped newlines on the page: {page}");
     // A public route: no identity, and the client's forged header never arrives as it was sent.
     let r = http
         .get(url("/public/x"))
