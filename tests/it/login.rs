@@ -362,28 +362,57 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
     assert_eq!(r.status(), 200);
 }
 
-#[tokio::test]
-async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
+/// Alice signed in through nginx with the test provider, `cookie.refresh` set.
+struct RefreshSetup {
+    idp: Idp,
+    fw: Fw,
+    nginx: Proc,
+    http: reqwest::Client,
+    port: u16,
+    /// The page she opened.
+    url: String,
+}
+
+async fn signed_in_with_refresh(refresh: &str, path: &str) -> Option<RefreshSetup> {
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
-        return;
-    };
+    let idp = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await?;
     let extra = oidc_config(
         &idp.issuer,
         "openid, profile, email, offline_access",
         &home_tenant(),
     );
     let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
-    let fw = Fw::start_full(policy, "  refresh: 1s\n", &extra).await;
+    let fw = Fw::start_full(policy, &format!("  refresh: {refresh}\n"), &extra).await;
     fw.discovered().await;
     let up = echo_upstream().await;
-    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    let http = browser(port, &["app.test"]);
+    let url = format!("http://app.test:{port}{path}");
+    let (r, seen) = browse(&http, &url, &idp.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{seen:#?}\n{}", nginx.logs());
+    Some(RefreshSetup {
+        idp,
+        fw,
+        nginx,
+        http,
+        port,
+        url,
+    })
+}
+
+#[tokio::test]
+async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
+    let Some(RefreshSetup {
+        idp,
+        fw,
+        nginx: _nginx,
+        http,
+        port,
+        url,
+    }) = signed_in_with_refresh("1s", "/docs?a=1").await
+    else {
         return;
     };
-    let http = browser(port, &["app.test"]);
-    let url = format!("http://app.test:{port}/docs?a=1");
-    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200, "{path:#?}\n{}", nginx.logs());
     let me = |http: reqwest::Client| async move {
         let r = http
             .get(format!("http://app.test:{port}/oauth2/userinfo"))
@@ -442,26 +471,17 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
 /// still-valid session stays and the refresh is tried again later, without a redirect loop.
 #[tokio::test]
 async fn provider_trouble_during_refresh_keeps_the_session() {
-    let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(RefreshSetup {
+        idp,
+        fw,
+        nginx: _nginx,
+        http,
+        port,
+        url,
+    }) = signed_in_with_refresh("100s", "/docs").await
+    else {
         return;
     };
-    let extra = oidc_config(
-        &idp.issuer,
-        "openid, profile, email, offline_access",
-        &home_tenant(),
-    );
-    let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
-    let fw = Fw::start_full(policy, "  refresh: 100s\n", &extra).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
-        return;
-    };
-    let http = browser(port, &["app.test"]);
-    let url = format!("http://app.test:{port}/docs");
-    let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200, "{path:#?}");
     let control = idp
         .issuer
         .split(&format!("/{IDP_TENANT}"))

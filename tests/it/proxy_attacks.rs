@@ -116,6 +116,49 @@ async fn h2c_upgrade_never_arrives(port: u16) {
     assert!(status == 400 || h.get("upgrade").is_none(), "{status} {h}");
 }
 
+/// A forward-auth proxy with its shipped configuration.
+#[derive(Clone, Copy)]
+enum Proxy {
+    Caddy,
+    Haproxy,
+    Traefik,
+}
+
+/// forwarden with `policy` and `config`, an echo upstream, and `proxy` in front of them.
+async fn behind(proxy: Proxy, policy: &str, config: &str) -> Option<(Fw, Proc)> {
+    let fw = Fw::start_with(policy, config).await;
+    let up = echo_upstream().await;
+    let p = match proxy {
+        Proxy::Caddy => caddy(fw.addr, up).await?,
+        Proxy::Haproxy => haproxy(fw.addr, up).await?,
+        Proxy::Traefik => traefik(fw.addr, up).await?,
+    };
+    Some((fw, p))
+}
+
+/// The forged headers and the h2c upgrade through a forward-auth proxy.
+async fn forged_through(proxy: Proxy) {
+    let Some((fw, p)) = behind(proxy, APP_POLICY, CLAIM_CONFIG).await else {
+        return;
+    };
+    forged_headers_never_arrive(p.port, &fw, &p, "/public/x", "/x").await;
+    h2c_upgrade_never_arrives(p.port).await;
+}
+
+/// `Host: app.test:8080` through a forward-auth proxy listening elsewhere: the public route of
+/// port 8080 is never picked (sign in, or refused).
+async fn client_port_through(proxy: Proxy) {
+    let Some((_fw, p)) = behind(proxy, HOSTS_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await else {
+        return;
+    };
+    let code = raw(
+        p.port,
+        "GET /secret HTTP/1.1\r\nHost: app.test:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(code, Some(302 | 401 | 403)), "{code:?} {}", p.logs());
+}
+
 async fn nginx_setup(policy: &str) -> Option<(Fw, Proc, SocketAddr)> {
     let fw = Fw::start(policy).await;
     let up = echo_upstream().await;
@@ -233,42 +276,23 @@ async fn header_flood_through_nginx_stays_within_the_auth_request_contract() {
 
 #[tokio::test]
 async fn forged_identity_headers_through_caddy() {
-    let fw = Fw::start_with(APP_POLICY, CLAIM_CONFIG).await;
-    let up = echo_upstream().await;
-    let Some(p) = caddy(fw.addr, up).await else { return };
-    forged_headers_never_arrive(p.port, &fw, &p, "/public/x", "/x").await;
-    h2c_upgrade_never_arrives(p.port).await;
+    forged_through(Proxy::Caddy).await;
 }
 
 #[tokio::test]
 async fn host_confusion_client_chosen_port_through_caddy() {
-    let fw = Fw::start(HOSTS_POLICY).await;
-    let up = echo_upstream().await;
-    let Some(p) = caddy(fw.addr, up).await else { return };
-    let code = raw(
-        p.port,
-        "GET /secret HTTP/1.1\r\nHost: app.test:8080\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(matches!(code, Some(302 | 401)), "{code:?} {}", p.logs());
+    client_port_through(Proxy::Caddy).await;
 }
 
 #[tokio::test]
 async fn forged_identity_headers_through_haproxy() {
-    let fw = Fw::start_with(APP_POLICY, CLAIM_CONFIG).await;
-    let up = echo_upstream().await;
-    let Some(p) = haproxy(fw.addr, up).await else {
-        return;
-    };
-    forged_headers_never_arrive(p.port, &fw, &p, "/public/x", "/x").await;
-    h2c_upgrade_never_arrives(p.port).await;
+    forged_through(Proxy::Haproxy).await;
 }
 
 #[tokio::test]
 async fn host_confusion_through_haproxy_other_hosts_lists_and_ports() {
-    let fw = Fw::start(HOSTS_POLICY).await;
-    let up = echo_upstream().await;
-    let Some(p) = haproxy(fw.addr, up).await else {
+    let Some((_fw, p)) = behind(Proxy::Haproxy, HOSTS_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await
+    else {
         return;
     };
     let send = |host: &str| format!("GET /secret HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -310,26 +334,10 @@ async fn cors_preflight_through_haproxy_reaches_forwarden_with_its_method() {
 
 #[tokio::test]
 async fn forged_identity_headers_through_traefik() {
-    let fw = Fw::start_with(APP_POLICY, CLAIM_CONFIG).await;
-    let up = echo_upstream().await;
-    let Some(p) = traefik(fw.addr, up).await else {
-        return;
-    };
-    forged_headers_never_arrive(p.port, &fw, &p, "/public/x", "/x").await;
-    h2c_upgrade_never_arrives(p.port).await;
+    forged_through(Proxy::Traefik).await;
 }
 
 #[tokio::test]
 async fn host_confusion_client_chosen_port_through_traefik() {
-    let fw = Fw::start(HOSTS_POLICY).await;
-    let up = echo_upstream().await;
-    let Some(p) = traefik(fw.addr, up).await else {
-        return;
-    };
-    let code = raw(
-        p.port,
-        "GET /secret HTTP/1.1\r\nHost: app.test:8080\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(matches!(code, Some(302 | 401 | 403)), "{code:?} {}", p.logs());
+    client_port_through(Proxy::Traefik).await;
 }
