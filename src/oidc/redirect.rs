@@ -6,27 +6,45 @@
 //! (no slashes), `javascript:`, userinfo (`https://good.com@evil.com`), backslashes, control
 //! characters and whitespace. A refused target falls back to `/`.
 
-/// An allow-list entry: `.example.com` (the domain and every subdomain) or `app.example.com`.
+/// An allow-list entry: `.example.com` (the domain and every subdomain), `*.example.com`
+/// (every subdomain, as oauth2-proxy's `--whitelist-domain` writes it) or `app.example.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowedDomain(String);
+pub struct AllowedDomain {
+    /// The host or domain, lower case, without `.` or `*.`.
+    name: String,
+    /// Which hosts of it: the name itself, its subdomains, or both.
+    apex: bool,
+    subdomains: bool,
+}
 
 impl AllowedDomain {
     /// Parse an entry; `None` when it is not a host name.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim().to_ascii_lowercase();
-        let bare = s.strip_prefix('.').unwrap_or(&s);
-        let ok = !bare.is_empty()
-            && bare
+        let (name, apex, subdomains) = if let Some(d) = s.strip_prefix("*.") {
+            (d, false, true)
+        } else if let Some(d) = s.strip_prefix('.') {
+            (d, true, true)
+        } else {
+            (s.as_str(), true, false)
+        };
+        let ok = !name.is_empty()
+            && name
                 .split('.')
                 .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-        ok.then_some(AllowedDomain(s))
+        ok.then(|| AllowedDomain {
+            name: name.to_string(),
+            apex,
+            subdomains,
+        })
     }
 
     fn allows(&self, host: &str) -> bool {
-        match self.0.strip_prefix('.') {
-            Some(domain) => host == domain || host.ends_with(&self.0),
-            None => host == self.0,
-        }
+        (self.apex && host == self.name)
+            || (self.subdomains
+                && host.len() > self.name.len() + 1
+                && host.ends_with(&self.name)
+                && host.as_bytes()[host.len() - self.name.len() - 1] == b'.')
     }
 }
 
@@ -126,8 +144,22 @@ mod tests {
 
     #[test]
     fn allowed_domain_entries_are_validated() {
-        assert!(AllowedDomain::parse("*.good.com").is_none());
+        assert!(AllowedDomain::parse("*good.com").is_none());
+        assert!(
+            AllowedDomain::parse("*.good.com").is_some(),
+            "oauth2-proxy's form"
+        );
         assert!(AllowedDomain::parse("good..com").is_none());
         assert!(AllowedDomain::parse("").is_none());
+    }
+
+    #[test]
+    fn oauth2_proxy_wildcard_entries_allow_subdomains_only() {
+        let allowed = [AllowedDomain::parse("*.example.com").unwrap()];
+        assert!(is_safe("https://app.example.com/x", "other.test", &allowed));
+        assert!(!is_safe("https://example.com/x", "other.test", &allowed));
+        assert!(!is_safe("https://evilexample.com/x", "other.test", &allowed));
+        assert!(AllowedDomain::parse("*.").is_none());
+        assert!(AllowedDomain::parse("app.example.com:8443").is_none());
     }
 }
