@@ -100,6 +100,16 @@ async fn caddy_forward_auth() {
 }
 
 #[tokio::test]
+async fn caddy_current_release_forward_auth() {
+    let fw = Fw::start(APP_POLICY).await;
+    let up = echo_upstream().await;
+    let Some(p) = caddy_current(fw.addr, up).await else {
+        return;
+    };
+    story(&p, &fw).await;
+}
+
+#[tokio::test]
 async fn haproxy_lua_httpclient() {
     let fw = Fw::start(APP_POLICY).await;
     let up = echo_upstream().await;

@@ -120,6 +120,7 @@ async fn h2c_upgrade_never_arrives(port: u16) {
 #[derive(Clone, Copy)]
 enum Proxy {
     Caddy,
+    CaddyCurrent,
     Haproxy,
     Traefik,
 }
@@ -130,6 +131,7 @@ async fn behind(proxy: Proxy, policy: &str, config: &str) -> Option<(Fw, Proc)> 
     let up = echo_upstream().await;
     let p = match proxy {
         Proxy::Caddy => caddy(fw.addr, up).await?,
+        Proxy::CaddyCurrent => caddy_current(fw.addr, up).await?,
         Proxy::Haproxy => haproxy(fw.addr, up).await?,
         Proxy::Traefik => traefik(fw.addr, up).await?,
     };
@@ -340,4 +342,14 @@ async fn forged_identity_headers_through_traefik() {
 #[tokio::test]
 async fn host_confusion_client_chosen_port_through_traefik() {
     client_port_through(Proxy::Traefik).await;
+}
+
+#[tokio::test]
+async fn forged_identity_headers_through_current_caddy() {
+    forged_through(Proxy::CaddyCurrent).await;
+}
+
+#[tokio::test]
+async fn host_confusion_client_chosen_port_through_current_caddy() {
+    client_port_through(Proxy::CaddyCurrent).await;
 }

