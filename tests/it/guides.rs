@@ -30,6 +30,14 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     Some(spawn("nginx", cmd, dir, port).await)
 }
 
+/// The shipped `nginx/forwarden-upstream.conf`, pointing at this forwarden.
+fn upstream_conf(fw: std::net::SocketAddr) -> String {
+    example(
+        "nginx/forwarden-upstream.conf",
+        &[("server 127.0.0.1:4180;", format!("server {fw};"))],
+    )
+}
+
 /// An example file with its addresses swapped: each `(from, to)` must occur in it.
 fn example(path: &str, swaps: &[(&str, String)]) -> String {
     let mut text = std::fs::read_to_string(repo().join(path)).unwrap();
@@ -40,16 +48,14 @@ fn example(path: &str, swaps: &[(&str, String)]) -> String {
     text
 }
 
-const GUIDE_POLICY: &str = "\
-- from: http://code.example.com
-  allowed_domains: [example.com]
-- from: https://code.example.com
-  allowed_domains: [example.com]
-";
+/// The guide's policy, `examples/nginx/policy.yaml`.
+fn guide_policy() -> String {
+    std::fs::read_to_string(repo().join("examples/nginx/policy.yaml")).unwrap()
+}
 
 #[tokio::test]
 async fn nginx_site_example_runs_as_written() {
-    let fw = Fw::start(GUIDE_POLICY).await;
+    let fw = Fw::start(&guide_policy()).await;
     let up = echo_upstream().await;
     let port = free_port();
     let http = example(
@@ -64,10 +70,10 @@ async fn nginx_site_example_runs_as_written() {
                 "/etc/nginx/forwarden/",
                 format!("{}/", repo().join("nginx").display()),
             ),
-            ("server 127.0.0.1:4180;", format!("server {};", fw.addr)),
             ("http://127.0.0.1:8443", format!("http://{up}")),
         ],
     );
+    let http = format!("{}\n{http}", upstream_conf(fw.addr));
     let Some(nginx) = nginx_http(port, &http).await else {
         return;
     };
@@ -140,7 +146,7 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
     if require("openssl").is_none() {
         return;
     }
-    let fw = Fw::start(GUIDE_POLICY).await;
+    let fw = Fw::start(&guide_policy()).await;
     let up = echo_upstream().await;
     let dir = TempDir::new().unwrap();
     // A self-signed certificate where certbot would put Let's Encrypt's.
@@ -195,10 +201,10 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
                 "/etc/nginx/forwarden/",
                 format!("{}/", repo().join("nginx").display()),
             ),
-            ("server 127.0.0.1:4180;", format!("server {};", fw.addr)),
             ("http://127.0.0.1:8443", format!("http://{up}")),
         ],
     );
+    let http = format!("{}\n{http}", upstream_conf(fw.addr));
     let Some(nginx) = nginx_http(https_port, &http).await else {
         return;
     };
