@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// `email` is the address that email and domain rules match: the login layer fills it only with
 /// an address the provider vouches for (a verified email, or for Entra the UPN of an allowed
 /// tenant), so the policy core can trust it as it is.
+/// The claim that says where the identity's email came from: `xms_edov` or `email_verified`
+/// (an email the provider vouches for), `upn` (the UPN of a user of `allowed_tenants`), or
+/// `none`. `/oauth2/userinfo` shows it as `email_source`.
+pub const EMAIL_SOURCE: &str = "forwarden:email_source";
+
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Stable user id (`sub`; for Entra the object id `oid`).

@@ -13,6 +13,7 @@ use super::cookies::end_session;
 use super::edge::redirect;
 use super::login::browser_origin;
 use super::session_cache::session_of;
+use crate::identity::EMAIL_SOURCE;
 use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::LOGIN_HINT;
 use crate::session::GROUPS_REDUCED;
@@ -81,10 +82,12 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
     let mut claims = id.claims.clone();
     // "n of m": the session keeps only the groups the policies name (it was too large).
     let reduced = claims.remove(GROUPS_REDUCED);
+    let email_source = claims.remove(EMAIL_SOURCE);
     let body = serde_json::json!({
         "user": id.subject,
         "tenant": id.tenant,
         "email": id.email,
+        "email_source": email_source,
         "preferred_username": id.preferred_username,
         "name": id.name,
         "groups": id.groups,

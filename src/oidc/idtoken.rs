@@ -18,7 +18,7 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgori
 use openidconnect::{ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError};
 use serde::Deserialize;
 
-use crate::identity::Identity;
+use crate::identity::{EMAIL_SOURCE, Identity};
 
 /// The provider's signing keys (a JWKS document).
 pub type KeySet = openidconnect::core::CoreJsonWebKeySet;
@@ -201,12 +201,22 @@ impl Claims {
             String::new()
         };
         let upn_counts = !tenant.is_empty() && home_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tenant));
-        let email = match (&self.email, verified) {
-            (Some(e), true) => Some(e.clone()),
-            _ if upn_counts => self.preferred_username.clone().filter(|u| u.contains('@')),
-            _ => None,
+        let (email, source) = match (&self.email, verified) {
+            (Some(e), true) => {
+                let by = if self.xms_edov == Some(true) {
+                    "xms_edov"
+                } else {
+                    "email_verified"
+                };
+                (Some(e.clone()), by)
+            }
+            _ if upn_counts => match self.preferred_username.clone().filter(|u| u.contains('@')) {
+                Some(upn) => (Some(upn), "upn"),
+                None => (None, "none"),
+            },
+            _ => (None, "none"),
         };
-        let claims = extra_claims
+        let mut claims: BTreeMap<String, String> = extra_claims
             .iter()
             .filter_map(|c| {
                 let v = self.extra.get(c)?;
@@ -220,6 +230,7 @@ impl Claims {
                 Some((c.clone(), text))
             })
             .collect();
+        claims.insert(EMAIL_SOURCE.into(), source.into());
         Identity {
             subject: match (&self.oid, entra) {
                 (Some(oid), true) if !oid.is_empty() => oid.clone(),

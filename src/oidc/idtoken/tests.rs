@@ -76,6 +76,7 @@ fn valid_entra_token_with_backdated_iat() {
         Some("alice@contoso.com"),
         "the UPN of a home tenant counts"
     );
+    assert_eq!(id.claims[crate::identity::EMAIL_SOURCE], "upn");
 }
 
 #[test]
@@ -223,9 +224,12 @@ fn noauth_unverified_email_of_another_tenant_is_ignored() {
         "iss": "x", "sub": "s", "exp": 1, "email": "bob@example.org", "email_verified": true
     }))
     .unwrap();
+    let id = verified.identity(true, &[], &[]);
+    assert_eq!(id.email.as_deref(), Some("bob@example.org"));
+    assert_eq!(id.claims[crate::identity::EMAIL_SOURCE], "email_verified");
     assert_eq!(
-        verified.identity(true, &[], &[]).email.as_deref(),
-        Some("bob@example.org")
+        attacker.identity(true, &[TENANT.to_string()], &[]).claims[crate::identity::EMAIL_SOURCE],
+        "none"
     );
 }
 
