@@ -6,40 +6,25 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::AppState;
 use super::cookies::end_session;
 use super::edge::redirect;
-use super::login::browser_origin;
+use super::login::{RdQuery, return_target};
 use super::session_cache::session_of;
 use crate::identity::EMAIL_SOURCE;
-use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::LOGIN_HINT;
 use crate::session::GROUPS_REDUCED;
-
-/// Query of `/oauth2/sign_out`.
-#[derive(Deserialize)]
-pub struct SignOutQuery {
-    #[serde(default)]
-    rd: Option<String>,
-}
 
 /// `GET|POST /oauth2/sign_out?rd=…`: clear the session; with `oidc.end_session`, continue to
 /// the provider's `end_session_endpoint`, which returns the browser to `rd`.
 pub async fn sign_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<SignOutQuery>,
+    Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let origin = browser_origin(&st, peer, &headers);
-    let host = origin.as_ref().map_or("", |o| o.host.as_str());
-    let target = safe_target(
-        q.rd.as_deref().unwrap_or("/"),
-        host,
-        &st.config.allowed_redirect_domains,
-    );
+    let (origin, target) = return_target(&st, peer, &headers, q.rd.as_deref());
     let session = session_of(&st, &headers).map(|o| o.session.clone());
     let end_session_url = st
         .provider

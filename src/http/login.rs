@@ -112,37 +112,42 @@ fn ready_provider(st: &AppState) -> Result<(&Provider, Arc<Ready>), RouteError> 
     Ok((provider, ready))
 }
 
-/// Query of `/oauth2/start` and `/oauth2/refresh`.
+/// Query of `/oauth2/start`, `/oauth2/refresh` and `/oauth2/sign_out`: where to go afterwards.
 #[derive(Deserialize)]
-pub struct StartQuery {
+pub struct RdQuery {
     #[serde(default)]
     pub(super) rd: Option<String>,
+}
+
+/// The browser's origin, and where it may be sent afterwards: `rd` when it passes the
+/// allow-list, else `/`.
+pub(super) fn return_target(
+    st: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    rd: Option<&str>,
+) -> (Option<BrowserOrigin>, String) {
+    let origin = browser_origin(st, peer, headers);
+    let host = origin.as_ref().map_or("", |o| o.host.as_str());
+    let target = safe_target(rd.unwrap_or("/"), host, &st.config.allowed_redirect_domains);
+    (origin, target)
 }
 
 /// `GET /oauth2/start?rd=…`
 pub async fn start(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<StartQuery>,
+    Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ErrorPage> {
     begin(&st, peer, q, &headers).map_err(|e| e.for_client(&headers))
 }
 
-fn begin(
-    st: &AppState,
-    peer: SocketAddr,
-    q: StartQuery,
-    headers: &HeaderMap,
-) -> Result<Response, RouteError> {
+fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Result<Response, RouteError> {
     let (provider, ready) = ready_provider(st)?;
-    let origin = browser_origin(st, peer, headers)
-        .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
-    let rd = safe_target(
-        q.rd.as_deref().unwrap_or("/"),
-        &origin.host,
-        &st.config.allowed_redirect_domains,
-    );
+    let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
+    let origin =
+        origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let callback = redirect_uri(st, &origin.url);
     let o = &provider.config;
     let authorize = Authorize {

@@ -22,10 +22,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use super::AppState;
 use super::cookies::{end_session, set_session};
 use super::edge::redirect;
-use super::login::{StartQuery, browser_origin, verify_tokens};
+use super::login::{RdQuery, return_target, verify_tokens};
 use super::session_cache::session_of;
 use crate::oidc::idtoken::TokenError;
-use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::SignInError;
 use crate::session::{self, Session};
 
@@ -46,16 +45,10 @@ enum Outcome {
 pub async fn refresh(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<StartQuery>,
+    Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let origin = browser_origin(&st, peer, &headers);
-    let host = origin.as_ref().map_or("", |o| o.host.as_str());
-    let rd = safe_target(
-        q.rd.as_deref().unwrap_or("/"),
-        host,
-        &st.config.allowed_redirect_domains,
-    );
+    let (_, rd) = return_target(&st, peer, &headers, q.rd.as_deref());
     let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
     // A copy: the cached session is per worker thread and must not be held across awaits.
     let Some(old) = session_of(&st, &headers).map(|o| o.session.clone()) else {
