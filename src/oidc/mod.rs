@@ -19,6 +19,9 @@ pub mod redirect;
 pub mod signin;
 pub mod transport;
 
+#[cfg(test)]
+mod testkeys;
+
 use crate::secret::Secret;
 
 /// The identity provider's settings, as the configuration validated them.

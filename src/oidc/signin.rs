@@ -167,20 +167,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::oidc::idtoken::{IssuerRule, KeySet};
+    use crate::oidc::idtoken::IssuerRule;
 
-    const KEY_A: &[u8] = include_bytes!("testdata/rsa-a.pem");
-    const KEY_B: &[u8] = include_bytes!("testdata/rsa-b.pem");
-    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-    const NOW: u64 = 1_800_000_000;
-
-    fn keys(name: &str) -> KeySet {
-        let text = match name {
-            "a" => include_str!("testdata/jwks-a.json"),
-            _ => include_str!("testdata/jwks-ab.json"),
-        };
-        serde_json::from_str(text).unwrap()
-    }
+    use crate::oidc::testkeys::{KEY_A, KEY_B, NOW, TENANT, jwks as keys};
 
     fn token(oid: &str, key: &[u8], kid: &str, extra: serde_json::Value) -> String {
         let mut c = json!({

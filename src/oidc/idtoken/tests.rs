@@ -5,19 +5,7 @@ use jsonwebtoken::Algorithm;
 
 use super::*;
 
-const KEY_A: &[u8] = include_bytes!("../testdata/rsa-a.pem");
-const KEY_B: &[u8] = include_bytes!("../testdata/rsa-b.pem");
-const PUB_A: &[u8] = include_bytes!("../testdata/rsa-a.pub.pem");
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-const NOW: u64 = 1_800_000_000;
-
-fn jwks(name: &str) -> KeySet {
-    let text = match name {
-        "a" => include_str!("../testdata/jwks-a.json"),
-        _ => include_str!("../testdata/jwks-ab.json"),
-    };
-    serde_json::from_str(text).unwrap()
-}
+use crate::oidc::testkeys::{KEY_A, KEY_B, NOW, PUB_A, TENANT, jwks};
 
 fn claims() -> serde_json::Value {
     json!({
