@@ -110,6 +110,44 @@ oidc:
 }
 
 #[test]
+fn oidc_issuer_and_client_id_from_the_environment() {
+    let env = |k: &str| match k {
+        "ISSUER" => Some("https://login.microsoftonline.com/common/v2.0".to_string()),
+        "CLIENT" => Some("app-id".to_string()),
+        _ => None,
+    };
+    let text = "cookie:\n  secrets: ['0123456789abcdef0123456789abcdef']\npolicy_files: [p]\noidc:\n  issuer: ${ISSUER}\n  client_id: ${CLIENT}\n  client_secret: x\n";
+    // The resolved issuer is the one judged: common is multi-tenant and needs a tenant list.
+    let e = match Config::parse("f.yaml", text, Path::new("."), inputs(&env)) {
+        Ok(_) => String::new(),
+        Err(d) => d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+    };
+    assert!(
+        e.starts_with("f.yaml:5:11: `https://login.microsoftonline.com/common/v2.0` is a multi-tenant"),
+        "{e}"
+    );
+    let text = text.replace(
+        "  client_secret: x\n",
+        "  client_secret: x\n  azure: {allowed_tenants: any}\n",
+    );
+    let c = Config::parse("f.yaml", &text, Path::new("."), inputs(&env)).unwrap();
+    let o = c.oidc.as_ref().unwrap();
+    assert_eq!(
+        (o.issuer.as_str(), o.client_id.as_str(), o.entra),
+        ("https://login.microsoftonline.com/common/v2.0", "app-id", true)
+    );
+    let unset = errors(&text);
+    assert!(
+        unset.contains("f.yaml:5:11: environment variable ISSUER is not set"),
+        "{unset}"
+    );
+    assert!(
+        unset.contains("f.yaml:6:14: environment variable CLIENT is not set"),
+        "{unset}"
+    );
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
     assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604800)));

@@ -481,18 +481,20 @@ fn identity_jwt(
 }
 
 fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<ProviderConfig> {
-    let issuer = match url::Url::parse(&raw.issuer) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(raw.issuer.trim_end_matches('/').to_string()),
-        _ => fail(
-            field(node, "issuer"),
-            format!("`{}` is not an issuer URL", raw.issuer),
-        ),
-    };
-    let client_id = if raw.client_id.trim().is_empty() {
-        fail(field(node, "client_id"), "client_id is empty")
-    } else {
-        Ok(raw.client_id)
-    };
+    // The issuer as written or from its environment variable: Entra detection reads this one.
+    let issuer = env_value(field(node, "issuer"), &raw.issuer, inputs);
+    let written = issuer.clone().unwrap_or_default();
+    let issuer = issuer.and_then(|issuer| match url::Url::parse(&issuer) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(issuer.trim_end_matches('/').to_string()),
+        _ => fail(field(node, "issuer"), format!("`{issuer}` is not an issuer URL")),
+    });
+    let client_id = env_value(field(node, "client_id"), &raw.client_id, inputs).and_then(|id| {
+        if id.trim().is_empty() {
+            fail(field(node, "client_id"), "client_id is empty")
+        } else {
+            Ok(id)
+        }
+    });
     let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
         (Some(s), None) => env_value(field(node, "client_secret"), s, inputs).map(Secret::new),
         (None, Some(f)) => {
@@ -513,7 +515,7 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
             "no client_secret: set oidc.client_secret or oidc.client_secret_file",
         ),
     };
-    let entra = raw.azure.is_some() || crate::oidc::is_entra_issuer(&raw.issuer);
+    let entra = raw.azure.is_some() || crate::oidc::is_entra_issuer(&written);
     let azure = raw.azure.unwrap_or_default();
     let tenants_node = node.get("azure").and_then(|a| a.get("allowed_tenants"));
     let allowed_tenants = match (&azure.allowed_tenants, tenants_node) {
@@ -531,11 +533,10 @@ fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<P
             format!("`{w}` is not a list of tenant ids: write [<tenant id>, …], or `any`"),
         ),
         // A multi-tenant authority without a list lets accounts of every tenant in.
-        _ if crate::oidc::is_multi_tenant_issuer(&raw.issuer) => fail(
+        _ if crate::oidc::is_multi_tenant_issuer(&written) => fail(
             field(node, "issuer"),
             format!(
-                "`{}` is a multi-tenant authority: accounts of every Entra tenant (and, for common, personal accounts) could sign in. List yours in oidc.azure.allowed_tenants, or write `allowed_tenants: any` if that is really meant",
-                raw.issuer
+                "`{written}` is a multi-tenant authority: accounts of every Entra tenant (and, for common, personal accounts) could sign in. List yours in oidc.azure.allowed_tenants, or write `allowed_tenants: any` if that is really meant"
             ),
         ),
         _ => Ok(Vec::new()),

@@ -37,6 +37,8 @@ export const USERS = {
   alice: { oid: guid(1), name: 'Alice', email: 'alice@contoso.com', groups: [guid(1001)], roles: ['Reader', 'Admin'] },
   bob: { oid: guid(2), name: 'Bob', email: 'bob@contoso.com', groups: [guid(1002)], roles: ['Reader'] },
   carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
+  // Of example.com, the domain the guides' policies allow.
+  dana: { oid: guid(7), name: 'Dana', email: 'dana@example.com', groups: [], roles: [] },
   // More groups than fit in a token: the ID token says where to get them (overage).
   dave: { oid: guid(4), name: 'Dave', email: 'dave@contoso.com', groups: Array.from({ length: 250 }, (_, i) => guid(2001 + i)), roles: [], overage: true },
   // Of the second tenant. Erin is an ordinary user there; Mallory set her (unverified) email

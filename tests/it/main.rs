@@ -25,3 +25,4 @@ mod proxies;
 mod proxy_attacks;
 mod reload;
 mod security;
+mod walkthrough;

@@ -1,4 +1,4 @@
-//! Real Caddy and HAProxy with the shipped configurations.
+//! Real Caddy, HAProxy and Traefik with the shipped configurations.
 
 use crate::util::*;
 
@@ -117,4 +117,43 @@ async fn haproxy_lua_httpclient() {
         return;
     };
     story(&p, &fw).await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth() {
+    let fw = Fw::start_with(APP_POLICY, "identity_jwt: {}\n").await;
+    let up = echo_upstream().await;
+    let Some(p) = traefik(fw.addr, up).await else {
+        return;
+    };
+    story(&p, &fw).await;
+    let http = client(&[("app.test", p.port)]);
+    // Every header the shipped middleware copies reaches the upstream, the signed identity too.
+    let r = http
+        .get(format!("http://app.test:{}/x", p.port))
+        .header("cookie", fw.cookie(&alice()))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    for h in ["user", "email", "preferred-username", "groups", "roles"] {
+        assert!(
+            body["headers"].get(format!("x-auth-request-{h}")).is_some(),
+            "{h}: {body}"
+        );
+    }
+    assert!(
+        body["headers"]["x-forwarden-jwt"]
+            .as_str()
+            .is_some_and(|j| j.len() > 100),
+        "{body}"
+    );
+    // The stricter middleware on /admin/ lets the admins' group in.
+    let r = http
+        .get(format!("http://app.test:{}/admin/x", p.port))
+        .header("cookie", fw.cookie(&alice()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", p.logs());
 }

@@ -387,8 +387,8 @@ pub async fn traefik(fw: SocketAddr, upstream: SocketAddr) -> Option<Proc> {
     let port = free_port();
     let mut dynamic = std::fs::read_to_string(repo().join("traefik/dynamic.yml")).unwrap();
     for (from, to) in [
-        ("http://forwarden:4180", format!("http://{fw}")),
-        ("http://app:8080", format!("http://{upstream}")),
+        ("http://127.0.0.1:4180", format!("http://{fw}")),
+        ("http://127.0.0.1:8080", format!("http://{upstream}")),
         ("Host(`app.example.com`)", "Host(`app.test`)".to_string()),
         ("host=app.example.com", "host=app.test".to_string()),
     ] {

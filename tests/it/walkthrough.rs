@@ -1,0 +1,228 @@
+//! Every proxy guide, followed as written: its commands, taken from the guide (never copied
+//! here), run from an empty folder with a clone of forwarden on a throwaway copy of this machine
+//! (`tests/walkthrough/sandbox`), to a signed-in, allowed page in Chromium and the sign-out.
+//!
+//! The guides' commands are the `$ ` lines of the `console` blocks in one section of the guide;
+//! `<!-- steps: install.md -->` there takes in the steps of `docs/install.md` (which copies
+//! `examples/guides/forwarden.yaml`). The only words filled in are the three a reader fills in:
+//! `<issuer>`, `<client-id>` and `<client-secret>`, here the test identity provider's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// The identity provider's port inside the sandbox (its own network namespace).
+const IDP_PORT: u16 = 9000;
+
+/// The commands of `section` in `guide` (a file under docs/), in order.
+fn steps(guide: &Path, section: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(guide).unwrap();
+    let heading = format!("## {section}");
+    let mut lines = text.lines().skip_while(|l| *l != heading);
+    assert!(
+        lines.next().is_some(),
+        "{} has no section {heading:?}",
+        guide.display()
+    );
+    let mut steps: Vec<String> = Vec::new();
+    let mut console = false;
+    for line in lines.take_while(|l| !l.starts_with("## ")) {
+        let t = line.trim();
+        if t.starts_with("```") {
+            console = t == "```console";
+            continue;
+        }
+        if !console {
+            if let Some(other) = t
+                .strip_prefix("<!-- steps: ")
+                .and_then(|r| r.strip_suffix(" -->"))
+            {
+                steps.extend(self::steps(&guide.with_file_name(other), "Step by step"));
+            }
+            continue;
+        }
+        match (t.strip_prefix("$ "), steps.last_mut()) {
+            (Some(command), _) => steps.push(command.to_string()),
+            // A continuation of the previous command.
+            (None, Some(last)) if last.ends_with('\\') => {
+                last.pop();
+                last.push(' ');
+                last.push_str(t);
+            }
+            // Output shown in the guide.
+            _ => {}
+        }
+    }
+    assert!(
+        !steps.is_empty(),
+        "{} {heading:?} has no commands",
+        guide.display()
+    );
+    steps
+}
+
+/// What the machine has before the guide's first step, and where the reader goes afterwards.
+struct Machine {
+    guide: &'static str,
+    section: &'static str,
+    /// The packaged services already running (`apt install nginx` starts nginx).
+    services: &'static str,
+    /// The app the guide protects.
+    app: &'static str,
+    /// The page the reader opens.
+    start: &'static str,
+    /// The proxy the guide runs.
+    proxy: &'static str,
+}
+
+fn walk(m: &Machine) {
+    for tool in ["unshare", "ip", "curl", "openssl", "chromium", "node", m.proxy] {
+        if require(tool).is_none() {
+            return;
+        }
+    }
+    assert!(
+        repo().join("tests/e2e/node_modules/playwright-core").exists(),
+        "tests/e2e/node_modules is missing; scripts/test runs npm ci there"
+    );
+    let issuer = format!("http://127.0.0.1:{IDP_PORT}/{IDP_TENANT}/v2.0");
+    let steps: Vec<String> = steps(&repo().join(m.guide), m.section)
+        .into_iter()
+        .map(|s| {
+            s.replace("<issuer>", &issuer)
+                .replace("<client-id>", IDP_CLIENT)
+                .replace("<client-secret>", IDP_SECRET)
+        })
+        .collect();
+    for s in &steps {
+        assert!(!s.contains("'<"), "a placeholder the test cannot fill: {s}");
+    }
+    let work = tempfile::TempDir::new().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("steps"), steps.join("\n") + "\n").unwrap();
+    let callback = format!("{}oauth2/callback", m.start);
+    let machine = [
+        ("IDP_PORT", IDP_PORT.to_string()),
+        ("TENANT", IDP_TENANT.to_string()),
+        ("CLIENT_ID", IDP_CLIENT.to_string()),
+        ("CLIENT_SECRET", IDP_SECRET.to_string()),
+        ("REDIRECT_URI", callback),
+        ("APP_ADDR", m.app.to_string()),
+        ("START_URL", m.start.to_string()),
+        ("USER_BUTTON", "dana".to_string()),
+        ("SERVICES", m.services.to_string()),
+        ("FORWARDEN_BIN", env!("CARGO_BIN_EXE_forwarden").to_string()),
+    ]
+    .map(|(k, v)| format!("{k}='{v}'\n"))
+    .concat();
+    std::fs::write(w.join("machine"), machine).unwrap();
+    let out = Command::new("timeout")
+        .args(["-k", "5", "150"])
+        .arg(repo().join("tests/walkthrough/sandbox"))
+        .arg(w)
+        .output()
+        .unwrap();
+    let read = |p: &str| std::fs::read_to_string(w.join(p)).unwrap_or_default();
+    let logs = || {
+        let mut all = format!(
+            "{}\n--- transcript\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            read("transcript")
+        );
+        let mut names: Vec<PathBuf> = std::fs::read_dir(w.join("logs"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.sort();
+        for p in names {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            all += &format!("\n--- {}\n", p.display());
+            all += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        }
+        all
+    };
+    assert!(out.status.success(), "the walkthrough stopped: {}", logs());
+    let seen: serde_json::Value = serde_json::from_str(read("result.json").trim())
+        .unwrap_or_else(|e| panic!("no result ({e}): {}", logs()));
+    let provider = seen["provider_url"].as_str().unwrap_or_default();
+    assert!(provider.starts_with(&issuer), "{seen}\n{}", logs());
+    assert_eq!(seen["protected_url"], m.start, "{seen}\n{}", logs());
+    let page = seen["protected_text"].as_str().unwrap_or_default();
+    assert!(page.contains("dana@example.com"), "{seen}\n{}", logs());
+    // Signed out: the same page asks to sign in again.
+    let chain = seen["after_sign_out_chain"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let again = |prefix: &str| {
+        chain
+            .iter()
+            .any(|u| u.as_str().is_some_and(|u| u.starts_with(prefix)))
+    };
+    assert!(
+        again(&format!("{}oauth2/start?rd=", m.start)) && again(&issuer),
+        "{seen}\n{}",
+        logs()
+    );
+}
+
+#[test]
+fn walkthrough_nginx_plain_http() {
+    walk(&Machine {
+        guide: "docs/nginx.md",
+        section: "Step by step",
+        services: "nginx",
+        app: "127.0.0.1:8443",
+        start: "http://code.example.com/",
+        proxy: "nginx",
+    });
+}
+
+#[test]
+fn walkthrough_nginx_letsencrypt() {
+    walk(&Machine {
+        guide: "docs/nginx.md",
+        section: "With Let's Encrypt (certbot)",
+        services: "nginx",
+        app: "127.0.0.1:8443",
+        start: "https://code.example.com/",
+        proxy: "nginx",
+    });
+}
+
+#[test]
+fn walkthrough_caddy() {
+    walk(&Machine {
+        guide: "docs/caddy.md",
+        section: "Step by step",
+        services: "",
+        app: "127.0.0.1:3000",
+        start: "http://app.example.com/",
+        proxy: "caddy",
+    });
+}
+
+#[test]
+fn walkthrough_haproxy() {
+    walk(&Machine {
+        guide: "docs/haproxy.md",
+        section: "Step by step",
+        services: "",
+        app: "127.0.0.1:8080",
+        start: "http://app.example.com/",
+        proxy: "haproxy",
+    });
+}
+
+#[test]
+fn walkthrough_traefik() {
+    walk(&Machine {
+        guide: "docs/traefik.md",
+        section: "Step by step",
+        services: "",
+        app: "127.0.0.1:8080",
+        start: "http://app.example.com/",
+        proxy: "traefik",
+    });
+}
