@@ -32,6 +32,17 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Extra claims chosen in the configuration, as text.
     pub claims: BTreeMap<String, String>,
+    /// A bearer token's calling application (`azp`, `appid` or `client_id`). Bearer identities
+    /// are never sealed into a session, so this and the next two are not serialized.
+    #[serde(skip)]
+    pub client_id: Option<String>,
+    /// A bearer token's delegated scopes (`scp` or `scope`).
+    #[serde(skip)]
+    pub scopes: Vec<String>,
+    /// An application's own token (client credentials): no user, so no email, username or
+    /// group, and `authenticated_user` does not match it.
+    #[serde(skip)]
+    pub application: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -43,6 +54,8 @@ impl std::fmt::Debug for Identity {
             .field("email", &self.email)
             .field("groups", &self.groups.len())
             .field("roles", &self.roles.len())
+            .field("client_id", &self.client_id)
+            .field("application", &self.application)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +76,8 @@ impl Identity {
             "name" => self.name.as_deref().into_iter().collect(),
             "groups" => self.groups.iter().map(String::as_str).collect(),
             "roles" => self.roles.iter().map(String::as_str).collect(),
+            "scp" | "scope" => self.scopes.iter().map(String::as_str).collect(),
+            "azp" | "appid" | "client_id" => self.client_id.as_deref().into_iter().collect(),
             other => self
                 .claims
                 .get(other)

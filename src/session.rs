@@ -390,6 +390,7 @@ pub(crate) fn open_value(
             groups,
             roles: wire.roles,
             claims: wire.claims.into_iter().collect::<BTreeMap<_, _>>(),
+            ..Identity::default()
         },
     })
 }
@@ -412,6 +413,7 @@ mod tests {
                     .collect(),
                 roles: vec!["Admin".into()],
                 claims: BTreeMap::from([("department".into(), "R&D".into())]),
+                ..Identity::default()
             },
             issued_at: 1_000,
             expires_at: 2_000,

@@ -243,6 +243,7 @@ impl Claims {
             groups: self.groups.clone().unwrap_or_default(),
             roles: self.roles.clone().unwrap_or_default(),
             claims,
+            ..Identity::default()
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`transport`]: discovery, JWKS, token and Graph requests, and the driver that runs a
 //!   [`signin`] machine against them.
 
+pub mod access;
 pub mod flow;
 pub mod idtoken;
 pub mod redirect;

@@ -90,6 +90,12 @@ struct RawRoute {
     allowed_roles: Vec<String>,
     #[serde(default)]
     allowed_idp_claims: BTreeMap<String, OneOrMany>,
+    /// Bearer tokens: the calling applications allowed (their client ids).
+    #[serde(default)]
+    allowed_client_ids: Vec<String>,
+    /// Bearer tokens: a token with any one of these scopes is allowed.
+    #[serde(default)]
+    allowed_scopes: Vec<String>,
     #[serde(default)]
     allow_any_authenticated_user: bool,
     #[serde(default)]
@@ -344,6 +350,23 @@ fn legacy_rules(raw: &RawRoute, at: impl Fn(&str) -> Origin) -> Vec<Rule> {
             crits.extend(vals.into_iter().map(|v| Criterion::Claim(claim.clone(), v)));
         }
         rules.push(allow("allowed_idp_claims", crits));
+    }
+    if !raw.allowed_client_ids.is_empty() {
+        let exact = |v: &String| StrMatch {
+            fold: false,
+            tests: vec![StrTest::Is(v.clone())],
+        };
+        let crits = raw.allowed_client_ids.iter().map(|c| Criterion::ClientId(exact(c)));
+        rules.push(allow("allowed_client_ids", crits.collect()));
+    }
+    if !raw.allowed_scopes.is_empty() {
+        let crits = raw.allowed_scopes.iter().map(|s| {
+            Criterion::Scope(ListMatch {
+                has: vec![s.clone()],
+                exclude: vec![],
+            })
+        });
+        rules.push(allow("allowed_scopes", crits.collect()));
     }
     if raw.allow_any_authenticated_user {
         rules.push(allow(

@@ -77,6 +77,10 @@ pub enum Criterion {
     Groups(ListMatch),
     /// A claim, by name (`claim/<name>`): one of its values equals the given one.
     Claim(String, String),
+    /// A bearer token's calling application (`azp`/`appid`/`client_id`).
+    ClientId(StrMatch),
+    /// A bearer token's delegated scopes (`scp`/`scope`).
+    Scope(ListMatch),
     /// The HTTP method.
     Method(StrMatch),
     /// The (normalized) path.
@@ -251,7 +255,8 @@ impl Criterion {
         match self {
             Criterion::Accept => true,
             Criterion::Reject => false,
-            Criterion::AuthenticatedUser => user.is_some(),
+            // An application's own token is an authenticated client, not a user.
+            Criterion::AuthenticatedUser => user.is_some_and(|u| !u.application),
             Criterion::Email(m) => user
                 .and_then(|u| u.email.as_deref())
                 .is_some_and(|e| email_domain(e).is_some() && m.holds(e)),
@@ -269,6 +274,11 @@ impl Criterion {
             Criterion::Claim(name, value) => {
                 user.is_some_and(|u| u.claim_values(name).iter().any(|v| v == value))
             }
+            Criterion::ClientId(m) => user.and_then(|u| u.client_id.as_deref()).is_some_and(|c| m.holds(c)),
+            Criterion::Scope(l) => user.is_some_and(|u| {
+                l.has.iter().all(|g| u.scopes.iter().any(|x| x == g))
+                    && !l.exclude.iter().any(|g| u.scopes.iter().any(|x| x == g))
+            }),
             Criterion::Method(m) => m.holds(&facts.req.method),
             Criterion::Path(m) => m.holds(&facts.req.path),
             Criterion::SourceIp(nets) => facts
@@ -280,6 +290,18 @@ impl Criterion {
 }
 
 // ---------- display, for `explain` ----------
+
+/// `groups include a and b, groups exclude c`.
+fn list_text(what: &str, l: &ListMatch) -> String {
+    let mut parts = Vec::new();
+    if !l.has.is_empty() {
+        parts.push(format!("{what} include {}", l.has.join(" and ")));
+    }
+    if !l.exclude.is_empty() {
+        parts.push(format!("{what} exclude {}", l.exclude.join(" and ")));
+    }
+    parts.join(", ")
+}
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -313,17 +335,10 @@ impl fmt::Display for Criterion {
             Criterion::Email(m) => write!(f, "email {m}"),
             Criterion::Domain(m) => write!(f, "email domain {m}"),
             Criterion::User(m) => write!(f, "user {m}"),
-            Criterion::Groups(l) => {
-                let mut parts = Vec::new();
-                if !l.has.is_empty() {
-                    parts.push(format!("groups include {}", l.has.join(" and ")));
-                }
-                if !l.exclude.is_empty() {
-                    parts.push(format!("groups exclude {}", l.exclude.join(" and ")));
-                }
-                write!(f, "{}", parts.join(", "))
-            }
+            Criterion::Groups(l) => write!(f, "{}", list_text("groups", l)),
             Criterion::Claim(n, v) => write!(f, "claim {n} is {v}"),
+            Criterion::ClientId(m) => write!(f, "calling application {m}"),
+            Criterion::Scope(l) => write!(f, "{}", list_text("scopes", l)),
             Criterion::Method(m) => write!(f, "method {m}"),
             Criterion::Path(m) => write!(f, "path {m}"),
             Criterion::SourceIp(nets) => {

@@ -244,10 +244,10 @@ fn every_problem_is_reported_at_once() {
 ",
     );
     insta::assert_snapshot!(e.join("\n"), @r"
-    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     p.yaml:3:9: `from` must be a URL like https://app.example.com, not `not a url`
     p.yaml:4:10: invalid regex: error: unclosed character class
-    p.yaml:9:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, claim/<name>, http_method, http_path or source_ip
+    p.yaml:9:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip
     p.yaml:11:11: unknown policy `missing` (no policy file defines named policies)
     ");
 }
@@ -461,4 +461,64 @@ fn host_smuggling_a_port_only_the_client_wrote_never_selects_a_ports_route() {
         s.decide(&req, None, &Narrowing::default()).verdict,
         Verdict::Login
     );
+}
+
+fn app_token(client: &str) -> Identity {
+    Identity {
+        subject: "sp-oid".into(),
+        client_id: Some(client.into()),
+        application: true,
+        roles: vec!["Tasks.Write".into()],
+        ..Identity::default()
+    }
+}
+
+#[test]
+fn application_token_is_not_an_authenticated_user_and_has_no_email() {
+    let s = set("\
+- from: https://api.example.com
+  allow_any_authenticated_user: true
+- from: https://mail.example.com
+  allowed_domains: [example.com]
+- from: https://jobs.example.com
+  allowed_client_ids: [11112222-3333-4444-5555-666677778888]
+- from: https://tasks.example.com
+  policy:
+    allow:
+      and:
+        - client_id: {is: 11112222-3333-4444-5555-666677778888}
+        - claim/roles: Tasks.Write
+");
+    let app = app_token("11112222-3333-4444-5555-666677778888");
+    assert_eq!(decide(&s, "https://api.example.com/", Some(&app)), Verdict::Forbidden);
+    assert_eq!(decide(&s, "https://mail.example.com/", Some(&app)), Verdict::Forbidden);
+    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&app)), Verdict::Allow);
+    assert_eq!(decide(&s, "https://tasks.example.com/", Some(&app)), Verdict::Allow);
+    let other = app_token("99998888-7777-6666-5555-444433332222");
+    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&other)), Verdict::Forbidden);
+    // A signed-in user has no calling application.
+    let u = user("a@example.com", &[]);
+    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&u)), Verdict::Forbidden);
+    assert_eq!(decide(&s, "https://api.example.com/", Some(&u)), Verdict::Allow);
+}
+
+#[test]
+fn scope_criterion_and_allowed_scopes() {
+    let s = set("\
+- from: https://files.example.com
+  allowed_scopes: [Files.Read]
+- from: https://write.example.com
+  policy:
+    allow:
+      and:
+        - scope: {has: Files.Write}
+        - domain: {is: example.com}
+");
+    let mut delegated = user("a@example.com", &[]);
+    delegated.client_id = Some("caller".into());
+    delegated.scopes = vec!["Files.Read".into()];
+    assert_eq!(decide(&s, "https://files.example.com/", Some(&delegated)), Verdict::Allow);
+    assert_eq!(decide(&s, "https://write.example.com/", Some(&delegated)), Verdict::Forbidden);
+    delegated.scopes.push("Files.Write".into());
+    assert_eq!(decide(&s, "https://write.example.com/", Some(&delegated)), Verdict::Allow);
 }

@@ -176,6 +176,8 @@ impl Parser {
             "domain" => self.str_match(v, true).map(Criterion::Domain),
             "user" => self.str_match(v, true).map(Criterion::User),
             "groups" => self.list_match(v).map(Criterion::Groups),
+            "client_id" => self.str_match(v, false).map(Criterion::ClientId),
+            "scope" => self.list_match(v).map(Criterion::Scope),
             "http_method" => self.str_match(v, true).map(Criterion::Method),
             "http_path" => self.str_match(v, false).map(Criterion::Path),
             "source_ip" => self.cidrs(v).map(Criterion::SourceIp),
@@ -190,7 +192,7 @@ impl Parser {
                 }
                 _ => {
                     self.err(k.pos, format!(
-                        "unknown criterion `{name}`: expected accept, reject, authenticated_user, email, domain, user, groups, claim/<name>, http_method, http_path or source_ip"
+                        "unknown criterion `{name}`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip"
                     ));
                     None
                 }

@@ -1,0 +1,334 @@
+//! Bearer tokens from API clients (RFC 6750): an OAuth 2.0 access token that is a JWT, verified
+//! and turned into the identity the policies judge.
+//!
+//! Pure: the caller passes the issuers' keys and the time. The signature is `jsonwebtoken`'s
+//! (the key chosen by `kid` from the issuer's published set, never one published with
+//! `use: enc`; asymmetric algorithms only, and the algorithm must fit the key's type, so
+//! `alg: none` and HS256 "signed" with the public key fail). forwarden checks the rest:
+//! - `iss` is a trusted issuer: the `oidc:` provider (for Entra also its v1 issuer
+//!   `https://sts.windows.net/{tid}/`), or one listed under `bearer.issuers`;
+//! - `aud` names one of `bearer.audiences`;
+//! - `exp`, `nbf` and `iat` against the given time with the same leeway as ID tokens;
+//! - Entra's tenant allow-list, as for sign-in;
+//! - it is an access token: it names the calling application (`azp`, `appid` or `client_id`)
+//!   and carries no `nonce`, so an ID token presented as a bearer token is refused even when its
+//!   audience (the client id) is an accepted one; a `typ` header other than `JWT` or `at+jwt` is
+//!   refused too;
+//! - a `crit` header is refused, and the token is at most [`MAX_TOKEN_BYTES`].
+//!
+//! An application's own token (client credentials: Entra `idtyp: app`, or no `scp`) is an
+//! identity with no user: no email, no username, and no group, so email, domain and
+//! `authenticated_user` rules never match it; `client_id`, `scope` and `claim/roles` rules do.
+
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::idtoken::{Claims, IssuerRule, KeySet, is_guid};
+use crate::identity::{EMAIL_SOURCE, Identity};
+
+/// The longest bearer token accepted, in bytes. Entra's largest tokens (200 groups) are about
+/// 10 KB; anything longer is refused before any work.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Algorithms accepted: asymmetric only.
+const ALLOWED: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Why a bearer token was refused. Each maps to RFC 6750's `error` in [`BearerError::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// Over [`MAX_TOKEN_BYTES`].
+    #[error("the token is too large")]
+    TooLarge,
+    /// Not a JWT, or claims of the wrong type.
+    #[error("the token is malformed")]
+    Malformed,
+    /// `alg` is not an accepted asymmetric algorithm, or does not fit the key.
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    /// A header forwarden must not ignore (`crit`), or a `typ` that is not an access token's.
+    #[error("the token's header is not accepted")]
+    Header,
+    /// No trusted issuer has this `iss`.
+    #[error("the token's issuer is not trusted")]
+    Issuer,
+    /// No key of the issuer has this `kid` (the caller may fetch the keys again once).
+    #[error("the token was signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    Signature,
+    /// `aud` names none of the accepted audiences.
+    #[error("the token is for another audience")]
+    Audience,
+    /// Past `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Before `nbf`, or issued in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// An Entra tenant that is not allowed.
+    #[error("the token's tenant is not allowed")]
+    Tenant,
+    /// An ID token, or another token that names no calling application.
+    #[error("the token is not an access token")]
+    NotAccessToken,
+    /// `sub` is missing or empty.
+    #[error("the token names no subject")]
+    Subject,
+}
+
+impl BearerError {
+    /// RFC 6750's `error` code for `WWW-Authenticate`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BearerError::TooLarge => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// One trusted issuer.
+#[derive(Debug, Clone)]
+pub struct TrustedIssuer {
+    /// Its issuer rule (an Entra multi-tenant provider is a template).
+    pub rule: IssuerRule,
+    /// The issuer is Entra ID: `oid`/`tid` name the user, and its v1 issuer is accepted too.
+    pub entra: bool,
+}
+
+impl TrustedIssuer {
+    /// Whether `iss` (with the token's `tid`) is this issuer.
+    fn accepts(&self, iss: &str, tid: Option<&str>) -> bool {
+        let v1 = |tenant: &str| format!("https://sts.windows.net/{tenant}/");
+        match &self.rule {
+            IssuerRule::Exact(s) => {
+                iss == s
+                    || (self.entra
+                        && entra_tenant(s).is_some_and(|t| iss == v1(t) && tid.is_some_and(|x| x == t)))
+            }
+            IssuerRule::EntraTemplate(t) => tid
+                .filter(|tid| is_guid(tid))
+                .is_some_and(|tid| iss == t.replace("{tenantid}", tid) || (self.entra && iss == v1(tid))),
+        }
+    }
+}
+
+/// The tenant id of an Entra v2 issuer `https://login.microsoftonline.com/{tid}/v2.0`.
+fn entra_tenant(issuer: &str) -> Option<&str> {
+    let rest = issuer.split_once("://")?.1;
+    let tenant = rest.split('/').nth(1)?;
+    is_guid(tenant).then_some(tenant)
+}
+
+/// What a token must satisfy.
+pub struct Expect<'a> {
+    /// The accepted audiences.
+    pub audiences: &'a [String],
+    /// Now, Unix seconds.
+    pub now: u64,
+    /// Allowed clock skew, seconds.
+    pub leeway: u64,
+    /// Entra tenants allowed (empty: any tenant the issuer rule admits).
+    pub allowed_tenants: &'a [String],
+    /// Claims copied into the identity for headers and `claim/…` rules.
+    pub extra_claims: &'a [String],
+}
+
+/// A verified token: who it stands for, and until when.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The identity the policies judge.
+    pub identity: Identity,
+    /// `exp`, Unix seconds.
+    pub exp: u64,
+}
+
+/// The header fields read before the signature is checked.
+#[derive(Deserialize)]
+struct RawHeader {
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The issuer's part of the payload, read to choose the keys (trusted only after the signature).
+#[derive(Deserialize)]
+struct Routing {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    tid: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn any(&self, f: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Audience::One(a) => f(a),
+            Audience::Many(v) => v.iter().any(|a| f(a)),
+        }
+    }
+}
+
+fn part<T: for<'de> Deserialize<'de>>(token: &str, i: usize) -> Result<T, BearerError> {
+    let text = token.split('.').nth(i).ok_or(BearerError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| BearerError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| BearerError::Malformed)
+}
+
+/// The decoding key for `kid` in `keys`: signing keys only.
+fn key(keys: &KeySet, kid: Option<&str>) -> Result<DecodingKey, BearerError> {
+    let json = serde_json::to_value(keys).map_err(|_| BearerError::UnknownKey)?;
+    let all = json.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+    let signing: Vec<Jwk> = all
+        .into_iter()
+        .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
+        .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
+        .collect();
+    let found = match kid {
+        Some(kid) => signing.iter().find(|k| k.common.key_id.as_deref() == Some(kid)),
+        // Without a `kid`, only a set of one key says which key it is.
+        None if signing.len() == 1 => signing.first(),
+        None => None,
+    };
+    DecodingKey::from_jwk(found.ok_or(BearerError::UnknownKey)?).map_err(|_| BearerError::UnknownKey)
+}
+
+/// Verify a bearer token. `issuers` pairs each trusted issuer with its current keys.
+pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>) -> Result<Verified, BearerError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(BearerError::TooLarge);
+    }
+    if token.split('.').count() != 3 {
+        return Err(BearerError::Malformed);
+    }
+    let header: RawHeader = part(token, 0)?;
+    if header.crit.is_some() {
+        return Err(BearerError::Header);
+    }
+    if let Some(typ) = &header.typ {
+        let t = typ.to_ascii_lowercase();
+        if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
+            return Err(BearerError::Header);
+        }
+    }
+    let alg = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Algorithm)?.alg;
+    if !ALLOWED.contains(&alg) {
+        return Err(BearerError::Algorithm);
+    }
+    let routing: Routing = part(token, 1)?;
+    let iss = routing.iss.as_deref().ok_or(BearerError::Issuer)?;
+    let (issuer, keys) = issuers
+        .iter()
+        .find(|(i, _)| i.accepts(iss, routing.tid.as_deref()))
+        .ok_or(BearerError::Issuer)?;
+    let key = key(keys, header.kid.as_deref())?;
+    // The signature and the algorithm's fit to the key; times are checked below, against `now`.
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|err| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match err.kind() {
+            K::InvalidSignature => BearerError::Signature,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => BearerError::Algorithm,
+            K::InvalidEcdsaKey | K::InvalidEddsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => BearerError::Algorithm,
+            _ => BearerError::Malformed,
+        }
+    })?;
+    // The signature holds: the payload is the issuer's word from here on.
+    let aud_ok = routing
+        .aud
+        .as_ref()
+        .is_some_and(|a| a.any(|a| e.audiences.iter().any(|x| x == a)));
+    if !aud_ok {
+        return Err(BearerError::Audience);
+    }
+    let mut claims: Claims = serde_json::from_value(data.claims).map_err(|_| BearerError::Malformed)?;
+    if claims.exp + e.leeway <= e.now {
+        return Err(BearerError::Expired);
+    }
+    if claims.nbf.is_some_and(|t| t > e.now + e.leeway) || claims.iat.is_some_and(|t| t > e.now + e.leeway) {
+        return Err(BearerError::NotYetValid);
+    }
+    if claims.sub.trim().is_empty() {
+        return Err(BearerError::Subject);
+    }
+    if !e.allowed_tenants.is_empty() {
+        let tid = claims.tid.as_deref().unwrap_or_default();
+        if !e.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
+            return Err(BearerError::Tenant);
+        }
+    }
+    // An access token names the application that asked for it; an ID token does not, and
+    // carries the login's nonce.
+    let text = |c: &Claims, k: &str| c.extra.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let client = ["azp", "appid", "client_id"]
+        .iter()
+        .find_map(|k| text(&claims, k))
+        .filter(|c| !c.is_empty())
+        .ok_or(BearerError::NotAccessToken)?;
+    if claims.nonce.is_some() {
+        return Err(BearerError::NotAccessToken);
+    }
+    let scopes: Vec<String> = ["scp", "scope"]
+        .iter()
+        .find_map(|k| text(&claims, k))
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    // Client credentials: Entra says `idtyp: app`; elsewhere the token has no delegated scope,
+    // or its subject is the client itself (RFC 9068 2.2).
+    let app = text(&claims, "idtyp").is_some_and(|t| t == "app") || scopes.is_empty() || claims.sub == client;
+    // Entra v1 tokens name the user in `upn` (or `unique_name`), not `preferred_username`.
+    if claims.preferred_username.is_none() {
+        claims.preferred_username = text(&claims, "upn").or_else(|| text(&claims, "unique_name"));
+    }
+    let home: Vec<String> = match (&issuer.rule, claims.tid.as_deref()) {
+        // A single-tenant Entra issuer's own tenant vouches for its UPNs.
+        (IssuerRule::Exact(s), _) if issuer.entra => entra_tenant(s).map(str::to_string).into_iter().collect(),
+        _ => e.allowed_tenants.to_vec(),
+    };
+    let mut identity = claims.identity(issuer.entra, &home, e.extra_claims);
+    if app {
+        identity.email = None;
+        identity.preferred_username = None;
+        identity.groups.clear();
+        identity.claims.insert(EMAIL_SOURCE.into(), "none".into());
+    }
+    identity.client_id = Some(client);
+    identity.scopes = scopes;
+    identity.application = app;
+    Ok(Verified {
+        identity,
+        exp: claims.exp,
+    })
+}
+
+#[cfg(test)]
+mod tests;

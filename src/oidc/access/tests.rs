@@ -1,0 +1,232 @@
+//! Each refusal is named after the attack it stops.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+
+use super::*;
+use crate::oidc::testkeys::{KEY_A, KEY_B, NOW, PUB_A, TENANT, jwks};
+
+const API: &str = "api://forwarden-apps";
+const CALLER: &str = "11112222-3333-4444-5555-666677778888";
+
+fn provider() -> TrustedIssuer {
+    TrustedIssuer {
+        rule: IssuerRule::Exact(format!("https://login.microsoftonline.com/{TENANT}/v2.0")),
+        entra: true,
+    }
+}
+
+/// An Entra v2 delegated access token for our API.
+fn delegated() -> serde_json::Value {
+    json!({
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "aud": API,
+        "sub": "pairwise-sub",
+        "exp": NOW + 3600, "iat": NOW - 300, "nbf": NOW - 300,
+        "tid": TENANT,
+        "oid": "00000000-0000-0000-0000-0000000000aa",
+        "azp": CALLER,
+        "scp": "Files.Read user_impersonation",
+        "preferred_username": "alice@contoso.com",
+        "roles": ["Reader"],
+        "ver": "2.0",
+    })
+}
+
+/// An Entra v2 application token (client credentials).
+fn application() -> serde_json::Value {
+    json!({
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "aud": API,
+        "sub": "00000000-0000-0000-0000-0000000000bb",
+        "oid": "00000000-0000-0000-0000-0000000000bb",
+        "exp": NOW + 3600, "iat": NOW - 300,
+        "tid": TENANT,
+        "azp": CALLER,
+        "idtyp": "app",
+        "roles": ["Tasks.Write"],
+        "email": "someone@contoso.com",
+        "email_verified": true,
+    })
+}
+
+fn sign_with(claims: &serde_json::Value, mut h: Header, key: &EncodingKey) -> String {
+    h.kid.get_or_insert_with(|| "key-a".to_string());
+    encode(&h, claims, key).unwrap()
+}
+
+fn sign(claims: &serde_json::Value) -> String {
+    sign_with(claims, Header::new(Algorithm::RS256), &EncodingKey::from_rsa_pem(KEY_A).unwrap())
+}
+
+fn check(token: &str) -> Result<Verified, BearerError> {
+    let issuer = provider();
+    let keys = jwks("a");
+    let audiences = vec![API.to_string(), CALLER.to_string()];
+    let tenants = vec![TENANT.to_string()];
+    verify(
+        token,
+        &[(&issuer, &keys)],
+        &Expect {
+            audiences: &audiences,
+            now: NOW,
+            leeway: 120,
+            allowed_tenants: &tenants,
+            extra_claims: &[],
+        },
+    )
+}
+
+fn with(mut c: serde_json::Value, k: &str, v: serde_json::Value) -> serde_json::Value {
+    c[k] = v;
+    c
+}
+
+#[test]
+fn delegated_token_is_the_user_with_the_calling_app_and_scopes() {
+    let v = check(&sign(&delegated())).unwrap();
+    let id = v.identity;
+    assert_eq!(id.subject, "00000000-0000-0000-0000-0000000000aa");
+    assert_eq!(id.tenant, TENANT);
+    assert_eq!(id.client_id.as_deref(), Some(CALLER));
+    assert_eq!(id.scopes, vec!["Files.Read", "user_impersonation"]);
+    assert!(!id.application);
+    // The UPN of the issuer's own tenant, as for sign-in.
+    assert_eq!(id.email.as_deref(), Some("alice@contoso.com"));
+    assert_eq!(v.exp, NOW + 3600);
+}
+
+#[test]
+fn application_token_has_no_user_so_email_rules_never_match_it() {
+    let id = check(&sign(&application())).unwrap().identity;
+    assert!(id.application);
+    assert_eq!(id.email, None, "a verified email claim in an app token is not a user's");
+    assert_eq!(id.preferred_username, None);
+    assert_eq!(id.roles, vec!["Tasks.Write"]);
+    assert_eq!(id.client_id.as_deref(), Some(CALLER));
+}
+
+#[test]
+fn entra_v1_token_with_the_sts_issuer_and_appid() {
+    let mut c = delegated();
+    c["iss"] = json!(format!("https://sts.windows.net/{TENANT}/"));
+    c.as_object_mut().unwrap().remove("azp");
+    c.as_object_mut().unwrap().remove("preferred_username");
+    c["appid"] = json!(CALLER);
+    c["upn"] = json!("alice@contoso.com");
+    let id = check(&sign(&c)).unwrap().identity;
+    assert_eq!(id.client_id.as_deref(), Some(CALLER));
+    assert_eq!(id.preferred_username.as_deref(), Some("alice@contoso.com"));
+    // The v1 issuer of another tenant is not the provider's.
+    c["iss"] = json!("https://sts.windows.net/11111111-2222-4333-8444-555555555555/");
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Issuer);
+}
+
+#[test]
+fn id_token_presented_as_a_bearer_token_is_refused() {
+    // An ID token for our client id (an accepted audience): no calling application.
+    let mut c = delegated();
+    c["aud"] = json!(CALLER);
+    c.as_object_mut().unwrap().remove("azp");
+    c.as_object_mut().unwrap().remove("scp");
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::NotAccessToken);
+    // With a nonce, even one that names a client.
+    let c = with(delegated(), "nonce", json!("n-1"));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::NotAccessToken);
+    // A typ that says so.
+    let mut h = Header::new(Algorithm::RS256);
+    h.typ = Some("id_token+jwt".into());
+    let t = sign_with(&delegated(), h, &EncodingKey::from_rsa_pem(KEY_A).unwrap());
+    assert_eq!(check(&t).unwrap_err(), BearerError::Header);
+}
+
+#[test]
+fn rfc9068_typ_at_jwt_is_accepted() {
+    let mut h = Header::new(Algorithm::RS256);
+    h.typ = Some("at+jwt".into());
+    let t = sign_with(&delegated(), h, &EncodingKey::from_rsa_pem(KEY_A).unwrap());
+    assert!(check(&t).is_ok());
+}
+
+#[test]
+fn token_for_another_audience_is_refused() {
+    let c = with(delegated(), "aud", json!("api://someone-else"));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Audience);
+    let c = with(delegated(), "aud", json!(["api://someone-else"]));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Audience);
+    let mut c = delegated();
+    c.as_object_mut().unwrap().remove("aud");
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Audience);
+}
+
+#[test]
+fn wrong_issuer_is_refused() {
+    let c = with(delegated(), "iss", json!("https://evil.example/"));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Issuer);
+}
+
+#[test]
+fn foreign_key_is_refused() {
+    // Signed by key-b under key-a's kid, and under its own kid (not in the set).
+    let b = EncodingKey::from_rsa_pem(KEY_B).unwrap();
+    let t = sign_with(&delegated(), Header::new(Algorithm::RS256), &b);
+    assert_eq!(check(&t).unwrap_err(), BearerError::Signature);
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("key-b".into());
+    assert_eq!(check(&sign_with(&delegated(), h, &b)).unwrap_err(), BearerError::UnknownKey);
+}
+
+#[test]
+fn algorithm_confusion_hs256_with_the_public_key_is_refused() {
+    let t = sign_with(&delegated(), Header::new(Algorithm::HS256), &EncodingKey::from_secret(PUB_A));
+    assert_eq!(check(&t).unwrap_err(), BearerError::Algorithm);
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let t = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "key-a"})), b64(&delegated()));
+    assert_eq!(check(&t).unwrap_err(), BearerError::Algorithm);
+}
+
+#[test]
+fn tampered_payload_is_refused() {
+    let t = sign(&delegated());
+    let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    parts[1] = b64.encode(with(delegated(), "roles", json!(["Admin"])).to_string());
+    assert_eq!(check(&parts.join(".")).unwrap_err(), BearerError::Signature);
+}
+
+#[test]
+fn expired_and_future_tokens_are_refused() {
+    let c = with(delegated(), "exp", json!(NOW - 121));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Expired);
+    let c = with(delegated(), "exp", json!(NOW - 60));
+    assert!(check(&sign(&c)).is_ok(), "within the leeway");
+    let c = with(delegated(), "nbf", json!(NOW + 600));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::NotYetValid);
+}
+
+#[test]
+fn tenant_not_allowed_is_refused() {
+    let c = with(delegated(), "tid", json!("11111111-2222-4333-8444-555555555555"));
+    assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::Tenant);
+}
+
+#[test]
+fn oversized_token_is_refused_before_any_work() {
+    let t = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(check(&t).unwrap_err(), BearerError::TooLarge);
+    assert_eq!(BearerError::TooLarge.code(), "invalid_request");
+    assert_eq!(check("not.a-token").unwrap_err(), BearerError::Malformed);
+}
+
+#[test]
+fn crit_header_is_refused() {
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let t = sign(&delegated());
+    let rest = t.split_once('.').unwrap().1;
+    let h = b64(&json!({"alg": "RS256", "kid": "key-a", "crit": ["exp"]}));
+    assert_eq!(check(&format!("{h}.{rest}")).unwrap_err(), BearerError::Header);
+}
