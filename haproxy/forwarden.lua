@@ -15,6 +15,7 @@ local identity_headers = {
   "X-Auth-Request-Preferred-Username",
   "X-Auth-Request-Groups",
   "X-Auth-Request-Roles",
+  "X-Auth-Request-Client-Id",
   -- The signed identity, when identity_jwt is configured.
   "X-Forwarden-Jwt",
 }
@@ -53,6 +54,8 @@ core.register_action("forwarden-auth", { "http-req" }, function(txn)
     ["X-Forwarded-Method"] = { txn.f:method() or "GET" },
     ["X-Forwarded-For"] = { txn.f:src() or "" },
     ["Cookie"] = { txn.f:req_fhdr("cookie") or "" },
+    -- A bearer token (with bearer: in forwarden.yaml; ignored without).
+    ["Authorization"] = { txn.f:req_fhdr("authorization") or "" },
     ["Accept"] = { txn.f:req_fhdr("accept") or "" },
     ["Access-Control-Request-Method"] = { txn.f:req_fhdr("access-control-request-method") or "" },
   }
@@ -78,5 +81,10 @@ core.register_action("forwarden-auth", { "http-req" }, function(txn)
     -- One line: haproxy.cfg's lf-string would print a newline as a literal %0A.
     txn:set_var("txn.forwarden_body", (string.gsub(res.body or "", "[\r\n]+", " ")))
     txn:set_var("txn.forwarden_type", header(res.headers, "Content-Type") or "text/plain")
+    -- An API client's 401 with bearer: on carries RFC 6750's challenge.
+    local challenge = header(res.headers, "WWW-Authenticate")
+    if challenge ~= nil and challenge ~= "" then
+      txn:set_var("txn.forwarden_www_authenticate", challenge)
+    end
   end
 end)

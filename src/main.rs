@@ -210,12 +210,13 @@ fn cookie_scheme_warnings(cfg: &Config, set: &PolicySet) -> Vec<String> {
 /// reach the upstream. Headers outside the `X-Auth-Request-*` and `X-Forwarden-*` patterns that
 /// the shipped Caddy, HAProxy and Traefik configurations remove need listing there too.
 fn proxy_header_notes(cfg: &Config) -> Vec<String> {
-    const IN_INCLUDE: [&str; 7] = [
+    const IN_INCLUDE: [&str; 8] = [
         "x-auth-request-user",
         "x-auth-request-email",
         "x-auth-request-preferred-username",
         "x-auth-request-groups",
         "x-auth-request-roles",
+        "x-auth-request-client-id",
         "x-auth-request-name",
         "x-forwarden-jwt",
     ];

@@ -56,6 +56,26 @@ pub struct Config {
     pub identity_jwt: Option<IdentityJwt>,
     /// Bounds on connections and policy files.
     pub limits: Limits,
+    /// Bearer tokens from API clients (`bearer:`); without it, `Authorization` is ignored.
+    pub bearer: Option<BearerConfig>,
+}
+
+/// Which bearer tokens are accepted (`bearer:` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerConfig {
+    /// The accepted audiences (for Entra the API's application ID URI and its client id).
+    pub audiences: Vec<String>,
+    /// Issuers trusted besides the `oidc:` provider, each with its key set's URL.
+    pub issuers: Vec<ExtraIssuer>,
+}
+
+/// An issuer trusted for bearer tokens besides the `oidc:` provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraIssuer {
+    /// `iss`, exactly.
+    pub issuer: String,
+    /// Where its signing keys are published (a JWKS document).
+    pub jwks_url: String,
 }
 
 /// Bounds on what the outside can make forwarden hold (`limits:` in the config).
@@ -144,6 +164,8 @@ pub struct HeaderNames {
     pub groups: String,
     /// Roles, comma-separated.
     pub roles: String,
+    /// A bearer token's calling application (empty for a browser session).
+    pub client_id: String,
     /// Claim name to header name.
     pub claims: Vec<(String, String)>,
 }
@@ -156,6 +178,7 @@ impl Default for HeaderNames {
             preferred_username: "X-Auth-Request-Preferred-Username".into(),
             groups: "X-Auth-Request-Groups".into(),
             roles: "X-Auth-Request-Roles".into(),
+            client_id: "X-Auth-Request-Client-Id".into(),
             claims: Vec::new(),
         }
     }
@@ -170,6 +193,7 @@ impl HeaderNames {
             self.preferred_username.as_str(),
             self.groups.as_str(),
             self.roles.as_str(),
+            self.client_id.as_str(),
         ];
         v.extend(self.claims.iter().map(|(_, h)| h.as_str()));
         v

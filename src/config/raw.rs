@@ -33,6 +33,24 @@ pub(super) struct RawConfig {
     pub(super) identity_jwt: Option<RawIdentityJwt>,
     #[serde(default)]
     pub(super) limits: Option<RawLimits>,
+    #[serde(default)]
+    pub(super) bearer: Option<RawBearer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBearer {
+    #[serde(default)]
+    pub(super) audiences: Vec<String>,
+    #[serde(default)]
+    pub(super) issuers: Vec<RawBearerIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBearerIssuer {
+    pub(super) issuer: String,
+    pub(super) jwks_url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +147,8 @@ pub(super) struct RawHeaders {
     pub(super) groups: Option<String>,
     #[serde(default)]
     pub(super) roles: Option<String>,
+    #[serde(default)]
+    pub(super) client_id: Option<String>,
     #[serde(default)]
     pub(super) claims: BTreeMap<String, String>,
 }

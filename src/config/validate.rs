@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawLimits, RawOidc, RawTenants};
+use super::raw::{
+    RawBearer, RawBearerIssuer, RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawLimits, RawOidc,
+    RawTenants,
+};
 use super::{
-    Audit, Config, CookieConfig, HeaderNames, IdentityJwt, Inputs, Limits, MIN_SECRET_LEN, clean,
-    is_header_name, parse_duration,
+    Audit, BearerConfig, Config, CookieConfig, ExtraIssuer, HeaderNames, IdentityJwt, Inputs, Limits,
+    MIN_SECRET_LEN, clean, is_header_name, parse_duration,
 };
 use crate::oidc::ProviderConfig;
 use crate::oidc::redirect::AllowedDomain;
@@ -169,6 +172,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
             ),
         }
     });
+    let has_oidc = raw.oidc.is_some();
     let oidc = optional(node, "oidc", raw.oidc, None, |n, o| {
         oidc(n, o, base, inputs).map(Some)
     });
@@ -178,6 +182,9 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
     let first = secrets.as_ref().map(|s| s.first().cloned()).map_err(|_| ());
     let identity_jwt = optional(node, "identity_jwt", raw.identity_jwt, None, |n, j| {
         identity_jwt(n, j, first, base, inputs).map(Some)
+    });
+    let bearer = optional(node, "bearer", raw.bearer, None, |n, b| {
+        bearer(n, b, has_oidc).map(Some)
     });
     let cookie = cookie(cookie_node, raw.cookie, secrets);
     gather!(Config {
@@ -194,7 +201,44 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         audit,
         identity_jwt,
         limits,
+        bearer,
     })
+}
+
+fn bearer(node: &Node, raw: RawBearer, has_oidc: bool) -> Checked<BearerConfig> {
+    let audiences = match node.get("audiences") {
+        Some(n) if !raw.audiences.is_empty() => each(n, &raw.audiences, |n, a: &String| {
+            if a.trim().is_empty() {
+                fail(n, "an audience is empty")
+            } else {
+                Ok(a.clone())
+            }
+        }),
+        at => fail(
+            at.unwrap_or(node),
+            "bearer.audiences is empty: list the audiences your API's tokens carry (for Entra its application ID URI, api://…, and its client id)",
+        ),
+    };
+    let url = |n: &Node, u: &str, what: &str| match url::Url::parse(u) {
+        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => Ok(u.to_string()),
+        _ => fail(n, format!("`{u}` is not an http(s) URL ({what})")),
+    };
+    let issuers = match node.get("issuers") {
+        None => Ok(Vec::new()),
+        Some(n) => each(n, &raw.issuers, |n, i: &RawBearerIssuer| {
+            let issuer = url(field(n, "issuer"), &i.issuer, "the issuer");
+            let jwks_url = url(field(n, "jwks_url"), &i.jwks_url, "its key set");
+            gather!(ExtraIssuer { issuer, jwks_url })
+        }),
+    };
+    let (audiences, issuers) = gather!(audiences, issuers)?;
+    if !has_oidc && issuers.is_empty() {
+        return fail(
+            node,
+            "bearer needs an issuer: configure oidc: (its provider is trusted) or list bearer.issuers",
+        );
+    }
+    Ok(BearerConfig { audiences, issuers })
 }
 
 fn limits(node: &Node, raw: RawLimits) -> Checked<Limits> {
@@ -399,6 +443,7 @@ fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
     let preferred_username = check("preferred_username", raw.preferred_username, d.preferred_username);
     let groups = check("groups", raw.groups, d.groups);
     let roles = check("roles", raw.roles, d.roles);
+    let client_id = check("client_id", raw.client_id, d.client_id);
     let claims = match node.get("claims") {
         None => Ok(Vec::new()),
         Some(cn) => {
@@ -424,6 +469,7 @@ fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
         preferred_username,
         groups,
         roles,
+        client_id,
         claims,
     })
 }

@@ -11,12 +11,14 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
+use super::bearer;
 use super::cookies::find_cookie;
 use super::edge::{Contract, Denial};
 use super::session_cache::{open_session, signed_identity};
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
+use crate::oidc::access::{BearerError, Verified};
 use crate::policy::{Narrowing, Verdict};
 use crate::request::{DESCRIBING, FORWARDED_FOR_LINES, Field, Sources, Subrequest, rebuild};
 use crate::session;
@@ -27,7 +29,8 @@ pub async fn nginx(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    check(&st, peer, req.uri(), req.headers(), Contract::Nginx, true)
+    let token = bearer::verify(&st, req.headers()).await;
+    check(&st, peer, req.uri(), req.headers(), Contract::Nginx, true, token)
 }
 
 /// `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy.
@@ -36,7 +39,16 @@ pub async fn forward_auth(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, true)
+    let token = bearer::verify(&st, req.headers()).await;
+    check(
+        &st,
+        peer,
+        req.uri(),
+        req.headers(),
+        Contract::ForwardAuth,
+        true,
+        token,
+    )
 }
 
 /// `GET /oauth2/forbidden`: the 403 page for nginx's `error_page 403`, after `/oauth2/auth`
@@ -46,7 +58,16 @@ pub async fn forbidden_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    check(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false)
+    let token = bearer::verify(&st, req.headers()).await;
+    check(
+        &st,
+        peer,
+        req.uri(),
+        req.headers(),
+        Contract::ForwardAuth,
+        false,
+        token,
+    )
 }
 
 /// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`.
@@ -125,7 +146,8 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Decide one auth subrequest; `record`: write the audit line and count it.
+/// Decide one auth subrequest; `record`: write the audit line and count it. `token`: the
+/// request's bearer token, verified (with `bearer:` on and a token sent).
 fn check(
     st: &AppState,
     peer: SocketAddr,
@@ -133,6 +155,7 @@ fn check(
     headers: &HeaderMap,
     contract: Contract,
     record: bool,
+    token: Option<Result<Arc<Verified>, BearerError>>,
 ) -> Response {
     // Counted only when metrics are served: with metrics off, the check reads no clock for them.
     let started = st.config.metrics_listen.map(|_| Instant::now());
@@ -177,9 +200,54 @@ fn check(
             return untrusted(wants_html, contract);
         }
     };
+    let bearer_on = st.bearer.is_some();
+    // With bearer tokens on, a token in the URL is refused: it would end up in logs and
+    // browser histories (RFC 6750 5.3).
+    let in_query = bearer_on
+        && req.uri.split_once('?').is_some_and(|(_, q)| {
+            q.split('&').any(|p| {
+                p.split('=')
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+            })
+        });
+    let token = match (token, in_query) {
+        (_, true) => Err(BearerError::InQuery),
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(v)), _) => Ok(Some(v)),
+        (None, _) => Ok(None),
+    };
+    let verified = match token {
+        Ok(v) => v,
+        Err(e) => {
+            if record {
+                let line = AuditLine {
+                    verdict: Verdict::Login,
+                    code: "invalid_token",
+                    route: "-",
+                    rule: None,
+                    detail: &e,
+                };
+                line.record(st, started, Some(&req), None, peer);
+            }
+            return Denial::Bearer {
+                error: Some(e.code()),
+                description: e.to_string(),
+            }
+            .into_response(contract);
+        }
+    };
     let lookup = |n: &str| seen.cookie(n);
-    let session = open_session(st, lookup);
-    let user = session.as_deref().map(|s| &s.session.identity);
+    // A bearer token speaks for the request; cookies are not read then.
+    let session = if verified.is_some() {
+        None
+    } else {
+        open_session(st, lookup)
+    };
+    let user = match &verified {
+        Some(v) => Some(&v.identity),
+        None => session.as_deref().map(|s| &s.session.identity),
+    };
     let audit = |verdict, route, detail: &dyn std::fmt::Display, code, rule| {
         if record {
             let line = AuditLine {
@@ -221,8 +289,14 @@ fn check(
     match d.verdict {
         Verdict::Allow => {
             let mut r = StatusCode::OK.into_response();
-            st.headers
-                .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut());
+            match &verified {
+                Some(v) => st
+                    .headers
+                    .write(Some(&st.headers.values(&v.identity)), r.headers_mut()),
+                None => st
+                    .headers
+                    .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut()),
+            }
             if let (Some(jwt), Some(name), Some(o)) =
                 (&st.config.identity_jwt, &st.headers.jwt, session.as_deref())
             {
@@ -235,6 +309,14 @@ fn check(
         }
         Verdict::Login | Verdict::Refresh => {
             audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
+            // An API client is asked for a bearer token, never sent to a sign-in page.
+            if bearer_on && (verified.is_some() || !req.wants_html) {
+                return Denial::Bearer {
+                    error: None,
+                    description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
+                }
+                .into_response(contract);
+            }
             let (login, absolute) = sign_in_urls(st, &req, "/oauth2/start");
             Denial::Login {
                 login,
@@ -245,13 +327,23 @@ fn check(
         }
         Verdict::Forbidden => {
             audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
-            Denial::Forbidden {
+            let mut r = Denial::Forbidden {
                 user: user.cloned().map(Box::new),
                 url: req.url(),
                 reason: d.reason.explanation().into(),
                 html: req.wants_html,
             }
-            .into_response(contract)
+            .into_response(contract);
+            if verified.is_some() {
+                // RFC 6750 3.1: a valid token that does not allow this.
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static(
+                        "Bearer realm=\"forwarden\", error=\"insufficient_scope\"",
+                    ),
+                );
+            }
+            r
         }
     }
 }

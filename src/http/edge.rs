@@ -29,6 +29,14 @@ pub enum Denial {
         /// Redirect (browser navigation) or 401.
         navigate: bool,
     },
+    /// An API client without a valid bearer token (with `bearer:` on): 401 with RFC 6750's
+    /// `WWW-Authenticate`, never a redirect.
+    Bearer {
+        /// RFC 6750's `error` (`invalid_token`, `invalid_request`); none when no token came.
+        error: Option<&'static str>,
+        /// What was wrong, for `error_description`.
+        description: String,
+    },
     /// Signed in (or not needed) but not allowed.
     Forbidden {
         /// Who the user is, if signed in.
@@ -71,6 +79,32 @@ impl Denial {
                 };
                 if let Ok(v) = HeaderValue::from_str(&login) {
                     r.headers_mut().insert(LOGIN_HEADER, v);
+                }
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Denial::Bearer { error, description } => {
+                let challenge = match error {
+                    // The description is forwarden's own text: no quote or backslash in it.
+                    Some(code) => format!(
+                        "Bearer realm=\"forwarden\", error=\"{code}\", error_description=\"{}\"",
+                        description.replace(['"', '\\'], "'")
+                    ),
+                    None => "Bearer realm=\"forwarden\"".to_string(),
+                };
+                let body = serde_json::json!({
+                    "error": error.unwrap_or("not signed in"),
+                    "error_description": description,
+                });
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
                 r.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -12,6 +12,7 @@ pub struct IdentityHeaders {
     preferred_username: HeaderName,
     groups: HeaderName,
     roles: HeaderName,
+    client_id: HeaderName,
     claims: Vec<(String, HeaderName)>,
     /// The signed identity JWT header, when `identity_jwt` is configured.
     pub(crate) jwt: Option<HeaderName>,
@@ -37,6 +38,7 @@ impl IdentityHeaders {
             preferred_username: name(&h.preferred_username),
             groups: name(&h.groups),
             roles: name(&h.roles),
+            client_id: name(&h.client_id),
             claims: h.claims.iter().map(|(c, n)| (c.clone(), name(n))).collect(),
             jwt: jwt.map(name),
         }
@@ -52,6 +54,7 @@ impl IdentityHeaders {
             opt(id.preferred_username.as_ref()),
             value(&id.groups.join(",")),
             value(&id.roles.join(",")),
+            opt(id.client_id.as_ref()),
         ];
         v.extend(
             self.claims
@@ -68,6 +71,7 @@ impl IdentityHeaders {
             &self.preferred_username,
             &self.groups,
             &self.roles,
+            &self.client_id,
         ]
         .into_iter()
         .chain(self.claims.iter().map(|(_, h)| h))
@@ -76,7 +80,7 @@ impl IdentityHeaders {
     /// Every header, always present, empty when there is no value (Caddy 2.6 would otherwise
     /// forward a literal placeholder).
     pub(crate) fn write(&self, values: Option<&[HeaderValue]>, out: &mut HeaderMap) {
-        out.reserve(self.claims.len() + 5);
+        out.reserve(self.claims.len() + 6);
         for (i, name) in self.names().enumerate() {
             // A fresh copy: cloning the cached value would share its reference count between
             // worker threads, which costs more than copying a few bytes.

@@ -17,6 +17,7 @@
 
 mod account;
 mod auth;
+mod bearer;
 mod cookies;
 mod edge;
 mod headers;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub provider: Option<Arc<Provider>>,
     /// What is counted for Prometheus.
     pub metrics: Metrics,
+    /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
+    bearer: Option<bearer::Bearer>,
 }
 
 impl AppState {
@@ -85,6 +88,14 @@ impl AppState {
                 }
             });
         let policy_stamp = crate::policy::load::fingerprint(&config.policy_files);
+        let timeout = config
+            .oidc
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |o| o.timeout);
+        let bearer = config
+            .bearer
+            .as_ref()
+            .map(|b| bearer::Bearer::new(b, timeout, &metrics));
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
@@ -96,6 +107,7 @@ impl AppState {
             instance,
             provider,
             metrics,
+            bearer,
         })
     }
 }

@@ -87,13 +87,16 @@ pub enum BearerError {
     /// `sub` is missing or empty.
     #[error("the token names no subject")]
     Subject,
+    /// A token in the URL's query (`access_token=`), which RFC 6750 5.3 says not to send there.
+    #[error("tokens in the URL are refused: send Authorization: Bearer")]
+    InQuery,
 }
 
 impl BearerError {
     /// RFC 6750's `error` code for `WWW-Authenticate`.
     pub fn code(&self) -> &'static str {
         match self {
-            BearerError::TooLarge => "invalid_request",
+            BearerError::TooLarge | BearerError::InQuery => "invalid_request",
             _ => "invalid_token",
         }
     }
@@ -204,7 +207,11 @@ fn part<T: for<'de> Deserialize<'de>>(token: &str, i: usize) -> Result<T, Bearer
 /// The decoding key for `kid` in `keys`: signing keys only.
 fn key(keys: &KeySet, kid: Option<&str>) -> Result<DecodingKey, BearerError> {
     let json = serde_json::to_value(keys).map_err(|_| BearerError::UnknownKey)?;
-    let all = json.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+    let all = json
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .cloned()
+        .unwrap_or_default();
     let signing: Vec<Jwk> = all
         .into_iter()
         .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
@@ -220,7 +227,11 @@ fn key(keys: &KeySet, kid: Option<&str>) -> Result<DecodingKey, BearerError> {
 }
 
 /// Verify a bearer token. `issuers` pairs each trusted issuer with its current keys.
-pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>) -> Result<Verified, BearerError> {
+pub fn verify(
+    token: &str,
+    issuers: &[(&TrustedIssuer, &KeySet)],
+    e: &Expect<'_>,
+) -> Result<Verified, BearerError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(BearerError::TooLarge);
     }
@@ -237,7 +248,9 @@ pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>
             return Err(BearerError::Header);
         }
     }
-    let alg = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Algorithm)?.alg;
+    let alg = jsonwebtoken::decode_header(token)
+        .map_err(|_| BearerError::Algorithm)?
+        .alg;
     if !ALLOWED.contains(&alg) {
         return Err(BearerError::Algorithm);
     }
@@ -258,7 +271,9 @@ pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>
         match err.kind() {
             K::InvalidSignature => BearerError::Signature,
             K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => BearerError::Algorithm,
-            K::InvalidEcdsaKey | K::InvalidEddsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => BearerError::Algorithm,
+            K::InvalidEcdsaKey | K::InvalidEddsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
+                BearerError::Algorithm
+            }
             _ => BearerError::Malformed,
         }
     })?;
@@ -280,7 +295,7 @@ pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>
     if claims.sub.trim().is_empty() {
         return Err(BearerError::Subject);
     }
-    if !e.allowed_tenants.is_empty() {
+    if issuer.entra && !e.allowed_tenants.is_empty() {
         let tid = claims.tid.as_deref().unwrap_or_default();
         if !e.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
             return Err(BearerError::Tenant);
@@ -311,7 +326,9 @@ pub fn verify(token: &str, issuers: &[(&TrustedIssuer, &KeySet)], e: &Expect<'_>
     }
     let home: Vec<String> = match (&issuer.rule, claims.tid.as_deref()) {
         // A single-tenant Entra issuer's own tenant vouches for its UPNs.
-        (IssuerRule::Exact(s), _) if issuer.entra => entra_tenant(s).map(str::to_string).into_iter().collect(),
+        (IssuerRule::Exact(s), _) if issuer.entra => {
+            entra_tenant(s).map(str::to_string).into_iter().collect()
+        }
         _ => e.allowed_tenants.to_vec(),
     };
     let mut identity = claims.identity(issuer.entra, &home, e.extra_claims);

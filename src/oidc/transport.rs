@@ -310,6 +310,67 @@ impl Provider {
     }
 }
 
+/// The signing keys of an issuer trusted for bearer tokens besides the provider
+/// (`bearer.issuers`): fetched on first use, and again after an unknown `kid` at most once per
+/// `JWKS_REFETCH`; a failed fetch keeps the last good keys.
+pub struct KeySource {
+    url: String,
+    http: reqwest::Client,
+    keys: ArcSwapOption<JwkSet>,
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+    metrics: Metrics,
+}
+
+impl KeySource {
+    /// A source that has fetched nothing yet.
+    pub fn new(url: &str, timeout: Duration, metrics: Metrics) -> Result<Self, TransportError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError::Network(e.to_string()))?;
+        Ok(KeySource {
+            url: url.to_string(),
+            http,
+            keys: ArcSwapOption::empty(),
+            last_fetch: std::sync::Mutex::new(None),
+            metrics,
+        })
+    }
+
+    /// The keys, once fetched.
+    pub fn keys(&self) -> Option<Arc<JwkSet>> {
+        self.keys.load_full()
+    }
+
+    /// Fetch the keys (rate-limited). Returns whether new keys were stored.
+    pub async fn fetch(&self) -> bool {
+        {
+            let Ok(mut last) = self.last_fetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let fetched = send::<JwkSet>(self.http.get(&self.url)).await;
+        self.metrics.jwks_refresh(fetched.is_ok());
+        match fetched {
+            Ok(keys) => {
+                self.keys.store(Some(Arc::new(keys)));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "bearer issuer keys fetch failed");
+                false
+            }
+        }
+    }
+}
+
 /// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred
 /// KiB is far more than any real one needs; a larger one is refused without being buffered.
 pub(crate) const MAX_ANSWER: usize = 512 * 1024;

@@ -356,7 +356,10 @@ fn legacy_rules(raw: &RawRoute, at: impl Fn(&str) -> Origin) -> Vec<Rule> {
             fold: false,
             tests: vec![StrTest::Is(v.clone())],
         };
-        let crits = raw.allowed_client_ids.iter().map(|c| Criterion::ClientId(exact(c)));
+        let crits = raw
+            .allowed_client_ids
+            .iter()
+            .map(|c| Criterion::ClientId(exact(c)));
         rules.push(allow("allowed_client_ids", crits.collect()));
     }
     if !raw.allowed_scopes.is_empty() {

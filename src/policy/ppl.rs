@@ -274,7 +274,9 @@ impl Criterion {
             Criterion::Claim(name, value) => {
                 user.is_some_and(|u| u.claim_values(name).iter().any(|v| v == value))
             }
-            Criterion::ClientId(m) => user.and_then(|u| u.client_id.as_deref()).is_some_and(|c| m.holds(c)),
+            Criterion::ClientId(m) => user
+                .and_then(|u| u.client_id.as_deref())
+                .is_some_and(|c| m.holds(c)),
             Criterion::Scope(l) => user.is_some_and(|u| {
                 l.has.iter().all(|g| u.scopes.iter().any(|x| x == g))
                     && !l.exclude.iter().any(|g| u.scopes.iter().any(|x| x == g))

@@ -490,15 +490,33 @@ fn application_token_is_not_an_authenticated_user_and_has_no_email() {
         - claim/roles: Tasks.Write
 ");
     let app = app_token("11112222-3333-4444-5555-666677778888");
-    assert_eq!(decide(&s, "https://api.example.com/", Some(&app)), Verdict::Forbidden);
-    assert_eq!(decide(&s, "https://mail.example.com/", Some(&app)), Verdict::Forbidden);
-    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&app)), Verdict::Allow);
-    assert_eq!(decide(&s, "https://tasks.example.com/", Some(&app)), Verdict::Allow);
+    assert_eq!(
+        decide(&s, "https://api.example.com/", Some(&app)),
+        Verdict::Forbidden
+    );
+    assert_eq!(
+        decide(&s, "https://mail.example.com/", Some(&app)),
+        Verdict::Forbidden
+    );
+    assert_eq!(
+        decide(&s, "https://jobs.example.com/", Some(&app)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide(&s, "https://tasks.example.com/", Some(&app)),
+        Verdict::Allow
+    );
     let other = app_token("99998888-7777-6666-5555-444433332222");
-    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&other)), Verdict::Forbidden);
+    assert_eq!(
+        decide(&s, "https://jobs.example.com/", Some(&other)),
+        Verdict::Forbidden
+    );
     // A signed-in user has no calling application.
     let u = user("a@example.com", &[]);
-    assert_eq!(decide(&s, "https://jobs.example.com/", Some(&u)), Verdict::Forbidden);
+    assert_eq!(
+        decide(&s, "https://jobs.example.com/", Some(&u)),
+        Verdict::Forbidden
+    );
     assert_eq!(decide(&s, "https://api.example.com/", Some(&u)), Verdict::Allow);
 }
 
@@ -517,8 +535,17 @@ fn scope_criterion_and_allowed_scopes() {
     let mut delegated = user("a@example.com", &[]);
     delegated.client_id = Some("caller".into());
     delegated.scopes = vec!["Files.Read".into()];
-    assert_eq!(decide(&s, "https://files.example.com/", Some(&delegated)), Verdict::Allow);
-    assert_eq!(decide(&s, "https://write.example.com/", Some(&delegated)), Verdict::Forbidden);
+    assert_eq!(
+        decide(&s, "https://files.example.com/", Some(&delegated)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        decide(&s, "https://write.example.com/", Some(&delegated)),
+        Verdict::Forbidden
+    );
     delegated.scopes.push("Files.Write".into());
-    assert_eq!(decide(&s, "https://write.example.com/", Some(&delegated)), Verdict::Allow);
+    assert_eq!(
+        decide(&s, "https://write.example.com/", Some(&delegated)),
+        Verdict::Allow
+    );
 }

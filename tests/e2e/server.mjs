@@ -16,7 +16,7 @@ console.warn = (...args) => {
   if (typeof args[0] === 'string' && args[0].includes('Unsupported runtime')) return;
   warn(...args);
 };
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 console.warn = warn;
 if (Number(process.versions.node.split('.')[0]) < 22) {
   console.error(`test provider: Node.js ${process.versions.node}; oidc-provider prefers 22 LTS, and works on this one for these tests`);
@@ -47,6 +47,15 @@ export const USERS = {
   mallory: { oid: guid(6), name: 'Mallory', email: 'alice@contoso.com', upn: 'mallory@fabrikam.com', unverified: true, groups: [], roles: [], tenant: TENANT2 },
 };
 const tenantOf = (id) => USERS[id]?.tenant || TENANT;
+
+// API clients (client credentials), as Entra app registrations with their service principals'
+// object ids and the app roles granted to them. Their tokens are for the API below.
+export const API = 'api://forwarden-apps';
+const OTHER_API = 'api://someone-else';
+export const APPS = {
+  '11112222-3333-4444-5555-666677778888': { secret: 'caller-secret-0123456789abcdef', oid: guid(101), roles: ['Tasks.Write'] },
+  '99998888-7777-4666-8555-444433332222': { secret: 'other-secret-0123456789abcdef', oid: guid(102), roles: [] },
+};
 
 let graphEndpoint = '';
 
@@ -106,7 +115,14 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_post',
-  }],
+  }, ...Object.entries(APPS).map(([id, app]) => ({
+    client_id: id,
+    client_secret: app.secret,
+    redirect_uris: [],
+    response_types: [],
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_post',
+  }))],
   claims: {
     openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles', 'login_hint'],
     email: ['email', 'email_verified'],
@@ -114,7 +130,33 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
   },
   conformIdTokenClaims: false,
   findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) && tenantOf(id) === tenant ? { accountId: id, claims: () => claimsOf(id) } : undefined),
-  features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: { enabled: true },
+    clientCredentials: { enabled: true },
+    // Access tokens for the API are JWTs (RFC 9068), shaped like Entra's v2 tokens below.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (ctx, client, oneOf) => oneOf,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => {
+        // OTHER_API: another API's tokens, which forwarden must refuse.
+        if (resource !== API && resource !== OTHER_API) throw new errors.InvalidTarget();
+        return { scope: 'Tasks.Read Files.Read', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 3600 };
+      },
+    },
+  },
+  // Entra's claims in access tokens: tid, oid, azp (the calling app), idtyp, and scp for a
+  // user's (delegated) token or the app's roles for its own.
+  extraTokenClaims: (ctx, token) => {
+    const base = { tid: tenant, azp: token.clientId, ver: '2.0' };
+    if (!token.accountId) {
+      const app = APPS[token.clientId] || { roles: [] };
+      return { ...base, idtyp: 'app', oid: app.oid, roles: app.roles };
+    }
+    const u = USERS[token.accountId];
+    return { ...base, idtyp: 'user', oid: u.oid, scp: token.scope, preferred_username: u.upn || u.email, name: u.name, roles: u.roles };
+  },
   interactions: { url: (ctx, interaction) => `/${tenant}/v2.0/interaction/${interaction.uid}` },
   issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   cookies: { keys: ['forwarden-test-idp-cookie-key'] },
@@ -130,6 +172,7 @@ async function finish(provider, req, res, accountId) {
   const details = await provider.interactionDetails(req, res);
   const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
+  if (details.params.resource) grant.addResourceScope(details.params.resource, details.params.scope);
   const grantId = await grant.save();
   await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
 }

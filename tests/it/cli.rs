@@ -64,7 +64,7 @@ fn check_lists_every_problem_with_file_line_column() {
     let err = err.replace(&dir.path().display().to_string(), "DIR");
     insta::assert_snapshot!(err, @r"
     DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
-    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
     DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip
     DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range

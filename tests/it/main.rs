@@ -10,6 +10,7 @@
 
 mod util;
 
+mod bearer;
 mod browser;
 mod cli;
 mod contract;

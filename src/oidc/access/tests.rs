@@ -56,7 +56,11 @@ fn sign_with(claims: &serde_json::Value, mut h: Header, key: &EncodingKey) -> St
 }
 
 fn sign(claims: &serde_json::Value) -> String {
-    sign_with(claims, Header::new(Algorithm::RS256), &EncodingKey::from_rsa_pem(KEY_A).unwrap())
+    sign_with(
+        claims,
+        Header::new(Algorithm::RS256),
+        &EncodingKey::from_rsa_pem(KEY_A).unwrap(),
+    )
 }
 
 fn check(token: &str) -> Result<Verified, BearerError> {
@@ -100,7 +104,10 @@ fn delegated_token_is_the_user_with_the_calling_app_and_scopes() {
 fn application_token_has_no_user_so_email_rules_never_match_it() {
     let id = check(&sign(&application())).unwrap().identity;
     assert!(id.application);
-    assert_eq!(id.email, None, "a verified email claim in an app token is not a user's");
+    assert_eq!(
+        id.email, None,
+        "a verified email claim in an app token is not a user's"
+    );
     assert_eq!(id.preferred_username, None);
     assert_eq!(id.roles, vec!["Tasks.Write"]);
     assert_eq!(id.client_id.as_deref(), Some(CALLER));
@@ -173,19 +180,30 @@ fn foreign_key_is_refused() {
     assert_eq!(check(&t).unwrap_err(), BearerError::Signature);
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("key-b".into());
-    assert_eq!(check(&sign_with(&delegated(), h, &b)).unwrap_err(), BearerError::UnknownKey);
+    assert_eq!(
+        check(&sign_with(&delegated(), h, &b)).unwrap_err(),
+        BearerError::UnknownKey
+    );
 }
 
 #[test]
 fn algorithm_confusion_hs256_with_the_public_key_is_refused() {
-    let t = sign_with(&delegated(), Header::new(Algorithm::HS256), &EncodingKey::from_secret(PUB_A));
+    let t = sign_with(
+        &delegated(),
+        Header::new(Algorithm::HS256),
+        &EncodingKey::from_secret(PUB_A),
+    );
     assert_eq!(check(&t).unwrap_err(), BearerError::Algorithm);
 }
 
 #[test]
 fn alg_none_is_refused() {
     let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let t = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "key-a"})), b64(&delegated()));
+    let t = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "key-a"})),
+        b64(&delegated())
+    );
     assert_eq!(check(&t).unwrap_err(), BearerError::Algorithm);
 }
 

@@ -1,0 +1,219 @@
+//! Bearer tokens on the auth endpoints: find the token, verify it once, and remember the answer.
+//!
+//! Verified tokens are cached, keyed by the SHA-256 of the token: at most
+//! [`CACHE_BYTES`] in all (each entry counts its identity's size and at least
+//! [`MIN_ENTRY_BYTES`], so at most 65,536 entries), each kept until the token's `exp` and at
+//! most [`MAX_TTL`]. A refused token is not cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::config::BearerConfig;
+use crate::metrics::Metrics;
+use crate::oidc::access::{self, BearerError, TrustedIssuer, Verified};
+use crate::oidc::idtoken::IssuerRule;
+use crate::oidc::signin::LEEWAY;
+use crate::oidc::transport::KeySource;
+
+/// The most bytes of verified tokens kept.
+pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// What one cached token counts at least.
+pub const MIN_ENTRY_BYTES: u32 = 512;
+/// The longest a verified token is kept (never past its `exp`).
+pub const MAX_TTL: Duration = Duration::from_secs(300);
+
+/// `bearer:` at run time.
+pub struct Bearer {
+    audiences: Vec<String>,
+    extra: Vec<(TrustedIssuer, KeySource)>,
+    cache: moka::sync::Cache<[u8; 32], Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    verified: Arc<Verified>,
+    ttl: Duration,
+    weight: u32,
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Entry> for UntilExp {
+    fn expire_after_create(&self, _: &[u8; 32], e: &Entry, _: std::time::Instant) -> Option<Duration> {
+        Some(e.ttl)
+    }
+}
+
+impl Bearer {
+    /// From the configuration.
+    pub fn new(config: &BearerConfig, timeout: Duration, metrics: &Metrics) -> Self {
+        let extra = config
+            .issuers
+            .iter()
+            .filter_map(|i| {
+                let source = KeySource::new(&i.jwks_url, timeout, metrics.clone())
+                    .map_err(|e| tracing::error!(error = %e, "cannot set up a bearer issuer's key client"))
+                    .ok()?;
+                let issuer = TrustedIssuer {
+                    rule: IssuerRule::Exact(i.issuer.clone()),
+                    entra: false,
+                };
+                Some((issuer, source))
+            })
+            .collect();
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(CACHE_BYTES)
+            .weigher(|_, e: &Entry| e.weight)
+            .expire_after(UntilExp)
+            .build();
+        Bearer {
+            audiences: config.audiences.clone(),
+            extra,
+            cache,
+        }
+    }
+}
+
+/// What the request's `Authorization` header holds.
+pub enum Presented<'a> {
+    /// No bearer token (no header, or another scheme).
+    None,
+    /// One token.
+    Token(&'a str),
+    /// `Bearer` without a token, or more than one `Authorization` header.
+    Malformed,
+}
+
+/// The bearer token of a request.
+pub fn presented(headers: &HeaderMap) -> Presented<'_> {
+    let mut all = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let Some(first) = all.next() else {
+        return Presented::None;
+    };
+    let value = first.to_str().unwrap_or("");
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Presented::None;
+    }
+    let token = rest.trim();
+    if all.next().is_some() || token.is_empty() || token.contains(' ') {
+        return Presented::Malformed;
+    }
+    Presented::Token(token)
+}
+
+/// Verify a request's bearer token (`None` without `bearer:` or without a token).
+pub async fn verify(st: &AppState, headers: &HeaderMap) -> Option<Result<Arc<Verified>, BearerError>> {
+    let b = st.bearer.as_ref()?;
+    let token = match presented(headers) {
+        Presented::None => return None,
+        Presented::Malformed => return Some(Err(BearerError::Malformed)),
+        Presented::Token(t) => t,
+    };
+    if token.len() > access::MAX_TOKEN_BYTES {
+        return Some(Err(BearerError::TooLarge));
+    }
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let now = (st.clock)();
+    if let Some(e) = b.cache.get(&key) {
+        if e.verified.exp + LEEWAY > now {
+            return Some(Ok(e.verified));
+        }
+        b.cache.invalidate(&key);
+    }
+    let mut refetched = false;
+    loop {
+        match verify_once(st, b, token, now).await {
+            Err(BearerError::UnknownKey) if !refetched => {
+                refetched = true;
+                refetch(st, b).await;
+            }
+            Ok(v) => {
+                let verified = Arc::new(v);
+                let ttl = Duration::from_secs((verified.exp + LEEWAY).saturating_sub(now)).min(MAX_TTL);
+                let weight = weight(&verified);
+                b.cache.insert(
+                    key,
+                    Entry {
+                        verified: verified.clone(),
+                        ttl,
+                        weight,
+                    },
+                );
+                return Some(Ok(verified));
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result<Verified, BearerError> {
+    for (_, source) in &b.extra {
+        if source.keys().is_none() {
+            source.fetch().await;
+        }
+    }
+    let provider = st.provider.as_ref().and_then(|p| Some((p, p.ready()?)));
+    let provider_issuer = provider.as_ref().map(|(p, ready)| {
+        let issuer = TrustedIssuer {
+            rule: ready.issuer.clone(),
+            entra: p.config.entra,
+        };
+        (issuer, ready.jwks.load_full())
+    });
+    let extra_keys: Vec<_> = b.extra.iter().filter_map(|(i, s)| Some((i, s.keys()?))).collect();
+    let mut issuers = Vec::with_capacity(extra_keys.len() + 1);
+    if let Some((i, k)) = &provider_issuer {
+        issuers.push((i, k.as_ref()));
+    }
+    issuers.extend(extra_keys.iter().map(|(i, k)| (*i, k.as_ref())));
+    let tenants = provider
+        .as_ref()
+        .map(|(p, _)| p.config.allowed_tenants.as_slice())
+        .unwrap_or_default();
+    access::verify(
+        token,
+        &issuers,
+        &access::Expect {
+            audiences: &b.audiences,
+            now,
+            leeway: LEEWAY,
+            allowed_tenants: tenants,
+            extra_claims: &st.extra_claims,
+        },
+    )
+}
+
+/// Fetch every issuer's keys again (each at most once per refetch interval).
+async fn refetch(st: &AppState, b: &Bearer) {
+    if let Some(p) = &st.provider {
+        p.refetch_jwks().await;
+    }
+    for (_, source) in &b.extra {
+        source.fetch().await;
+    }
+}
+
+/// What a cached token counts against [`CACHE_BYTES`].
+fn weight(v: &Verified) -> u32 {
+    let id = &v.identity;
+    let strings = id.subject.len()
+        + id.tenant.len()
+        + id.email.as_ref().map_or(0, String::len)
+        + id.preferred_username.as_ref().map_or(0, String::len)
+        + id.name.as_ref().map_or(0, String::len)
+        + id.groups
+            .iter()
+            .chain(&id.roles)
+            .chain(&id.scopes)
+            .map(String::len)
+            .sum::<usize>()
+        + id.claims.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    u32::try_from(strings + 256)
+        .unwrap_or(u32::MAX)
+        .max(MIN_ENTRY_BYTES)
+}

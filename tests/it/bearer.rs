@@ -1,0 +1,308 @@
+//! API clients with bearer tokens from the real identity provider (client credentials and
+//! sign-in with a resource indicator, JWT access tokens shaped like Entra's), through real
+//! nginx and Caddy with the shipped configurations.
+
+use base64::Engine;
+
+use crate::util::*;
+
+const API: &str = "api://forwarden-apps";
+const CALLER: &str = "11112222-3333-4444-5555-666677778888";
+const CALLER_SECRET: &str = "caller-secret-0123456789abcdef";
+const OTHER: &str = "99998888-7777-4666-8555-444433332222";
+const OTHER_SECRET: &str = "other-secret-0123456789abcdef";
+
+/// /jobs is for the caller application, /tasks for the role Tasks.Write, the rest for people
+/// of contoso.com.
+const POLICY: &str = "\
+- from: http://app.test
+  prefix: /jobs
+  allowed_client_ids: [11112222-3333-4444-5555-666677778888]
+- from: http://app.test
+  prefix: /files
+  allowed_scopes: [Files.Read]
+- from: http://app.test
+  allowed_domains: [contoso.com]
+";
+
+/// A client-credentials token for `resource`.
+async fn app_token(idp: &Idp, client: &str, secret: &str, resource: &str) -> String {
+    let http = client_plain();
+    let r: serde_json::Value = http
+        .post(format!("{}/token", idp.issuer))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", secret),
+            ("resource", resource),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string()
+}
+
+fn client_plain() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The same token with one claim changed and the signature kept.
+fn tampered(token: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["azp"] = serde_json::json!(OTHER);
+    format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2])
+}
+
+async fn setup() -> Option<(Idp, Fw, std::net::SocketAddr)> {
+    let idp = idp(&["http://app.test/oauth2/callback".to_string()]).await?;
+    let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant())
+        + &format!("bearer:\n  audiences: [\"{API}\"]\n");
+    let fw = Fw::start_with(POLICY, &extra).await;
+    fw.discovered().await;
+    Some((idp, fw, echo_upstream().await))
+}
+
+/// One API client's story through a proxy at `port` (host app.test).
+async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
+    let http = client(&[("app.test", port)]);
+    let url = |p: &str| format!("http://app.test:{port}{p}");
+    let caller = app_token(idp, CALLER, CALLER_SECRET, API).await;
+    let other = app_token(idp, OTHER, OTHER_SECRET, API).await;
+    let get = |path: &str, token: &str| {
+        http.get(url(path))
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-auth-request-client-id", "forged")
+            .header("accept", "application/json")
+    };
+    // The caller passes its route; the upstream is told which application calls.
+    let r = get("/jobs/1", &caller).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", logs());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-auth-request-client-id"], CALLER, "{body}");
+    assert_eq!(
+        body["headers"]["x-auth-request-user"], "00000065-aaaa-4bbb-8ccc-000000000065",
+        "the service principal's object id: {body}"
+    );
+    let email = body["headers"]
+        .get("x-auth-request-email")
+        .and_then(|v| v.as_str());
+    assert_eq!(email.unwrap_or(""), "", "an application has no email: {body}");
+    // Another application: 403, with RFC 6750's insufficient_scope.
+    let r = get("/jobs/1", &other).send().await.unwrap();
+    assert_eq!(r.status(), 403, "{}", logs());
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope"),
+        "{:?}",
+        r.headers()
+    );
+    // An application token never matches an email-domain rule.
+    let r = get("/", &caller).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Tampered, foreign-audience and expired tokens: 401 with WWW-Authenticate, no redirect.
+    let foreign = app_token(idp, CALLER, CALLER_SECRET, "api://someone-else").await;
+    for (what, token) in [("tampered", tampered(&caller)), ("foreign audience", foreign)] {
+        let r = get("/jobs/1", &token).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{what}: {}", logs());
+        assert_eq!(
+            r.headers().get_all("www-authenticate").iter().count(),
+            1,
+            "{what}"
+        );
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(
+            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+    }
+    // No token on an API request: 401 asking for one, never a redirect.
+    let r = http
+        .get(url("/jobs/1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    // A token in the query string is refused.
+    let r = http
+        .get(url(&format!("/jobs/1?access_token={caller}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_request")
+    );
+    // A browser without a session still goes to sign in.
+    let r = http
+        .get(url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    // Two hours later the cached caller token has expired.
+    fw.clock.fetch_add(7200, std::sync::atomic::Ordering::SeqCst);
+    let r = get("/jobs/1", &caller).send().await.unwrap();
+    assert_eq!(r.status(), 401, "expired");
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("expired")
+    );
+    fw.clock.fetch_sub(7200, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn api_client_tokens_through_nginx() {
+    let Some((idp, fw, up)) = setup().await else {
+        return;
+    };
+    let port = free_port();
+    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    story(&idp, &fw, port, &|| nginx.logs()).await;
+}
+
+#[tokio::test]
+async fn api_client_tokens_through_caddy() {
+    let Some((idp, fw, up)) = setup().await else {
+        return;
+    };
+    let Some(caddy) = caddy(fw.addr, up).await else {
+        return;
+    };
+    story(&idp, &fw, caddy.port, &|| caddy.logs()).await;
+}
+
+/// A user's delegated token from sign-in with a resource indicator: the user's identity, the
+/// calling application and its scopes.
+#[tokio::test]
+async fn delegated_token_from_sign_in_with_a_resource_indicator() {
+    let Some((idp, fw, _up)) = setup().await else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let callback = "http://app.test/oauth2/callback";
+    let verifier = "v".repeat(64);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+    let mut url = format!(
+        "{}/auth?client_id={IDP_CLIENT}&response_type=code&scope=openid%20Files.Read&redirect_uri={}&resource={}&code_challenge={challenge}&code_challenge_method=S256&state=s&nonce=n&login_hint=alice",
+        idp.issuer,
+        urlencode(callback),
+        urlencode(API)
+    );
+    let code = loop {
+        let r = http.get(&url).send().await.unwrap();
+        let loc = r
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("{}", r.status()))
+            .to_str()
+            .unwrap()
+            .to_string();
+        let next = url::Url::parse(&url).unwrap().join(&loc).unwrap();
+        if next.path() == "/oauth2/callback" {
+            break next
+                .query_pairs()
+                .find(|(k, _)| k == "code")
+                .unwrap()
+                .1
+                .to_string();
+        }
+        url = next.to_string();
+    };
+    let tokens: serde_json::Value = http
+        .post(format!("{}/token", idp.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", callback),
+            ("client_id", IDP_CLIENT),
+            ("client_secret", IDP_SECRET),
+            ("code_verifier", verifier.as_str()),
+            ("resource", API),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tokens}"));
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let ask = |path: &str, token: &str| {
+        client(&[])
+            .get(fw.url("/oauth2/forward-auth"))
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", path.to_string())
+            .header("x-forwarded-method", "GET")
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    let r = ask("/files/a", access).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-request-email"], "alice@contoso.com");
+    assert_eq!(r.headers()["x-auth-request-client-id"], IDP_CLIENT);
+    // A person's token passes the domain rule too.
+    assert_eq!(ask("/", access).await.unwrap().status(), 200);
+    // The ID token of the same sign-in is not an access token.
+    let r = ask("/files/a", id_token).await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn api_client_tokens_through_haproxy() {
+    let Some((idp, fw, up)) = setup().await else {
+        return;
+    };
+    let Some(p) = haproxy(fw.addr, up).await else {
+        return;
+    };
+    story(&idp, &fw, p.port, &|| p.logs()).await;
+}
+
+#[tokio::test]
+async fn api_client_tokens_through_traefik() {
+    let Some((idp, fw, up)) = setup().await else {
+        return;
+    };
+    let Some(p) = traefik(fw.addr, up).await else {
+        return;
+    };
+    story(&idp, &fw, p.port, &|| p.logs()).await;
+}
