@@ -148,6 +148,24 @@ fn oidc_issuer_and_client_id_from_the_environment() {
 }
 
 #[test]
+fn bearer_section() {
+    let base = "cookie:\n  secrets: ['0123456789abcdef0123456789abcdef']\npolicy_files: [p]\n";
+    let ok = format!(
+        "{base}bearer:\n  audiences: [api://x]\n  issuers: [{{issuer: 'https://other.example/', jwks_url: 'https://other.example/keys'}}]\n"
+    );
+    let c = Config::parse("f.yaml", &ok, Path::new("."), inputs(&no_env)).unwrap();
+    let b = c.bearer.unwrap();
+    assert_eq!(b.audiences, ["api://x"]);
+    assert_eq!(b.issuers[0].jwks_url, "https://other.example/keys");
+    insta::assert_snapshot!(errors(&format!("{base}bearer:\n  audiences: []\n  issuers: [{{issuer: nope, jwks_url: 'ftp://x'}}]\n")), @r"
+    f.yaml:5:14: bearer.audiences is empty: list the audiences your API's tokens carry (for Entra its application ID URI, api://…, and its client id)
+    f.yaml:6:22: `nope` is not an http(s) URL (the issuer)
+    f.yaml:6:38: `ftp://x` is not an http(s) URL (its key set)
+    ");
+    insta::assert_snapshot!(errors(&format!("{base}bearer:\n  audiences: [api://x]\n")), @"f.yaml:5:3: bearer needs an issuer: configure oidc: (its provider is trusted) or list bearer.issuers");
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
     assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604800)));

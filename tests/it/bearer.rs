@@ -26,10 +26,10 @@ const POLICY: &str = "\
 ";
 
 /// A client-credentials token for `resource`.
-async fn app_token(idp: &Idp, client: &str, secret: &str, resource: &str) -> String {
+async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str) -> String {
     let http = client_plain();
     let r: serde_json::Value = http
-        .post(format!("{}/token", idp.issuer))
+        .post(format!("{issuer}/token"))
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", client),
@@ -74,8 +74,8 @@ async fn setup() -> Option<(Idp, Fw, std::net::SocketAddr)> {
 async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     let http = client(&[("app.test", port)]);
     let url = |p: &str| format!("http://app.test:{port}{p}");
-    let caller = app_token(idp, CALLER, CALLER_SECRET, API).await;
-    let other = app_token(idp, OTHER, OTHER_SECRET, API).await;
+    let caller = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
+    let other = app_token(&idp.issuer, OTHER, OTHER_SECRET, API).await;
     let get = |path: &str, token: &str| {
         http.get(url(path))
             .header("authorization", format!("Bearer {token}"))
@@ -110,7 +110,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     let r = get("/", &caller).send().await.unwrap();
     assert_eq!(r.status(), 403);
     // Tampered, foreign-audience and expired tokens: 401 with WWW-Authenticate, no redirect.
-    let foreign = app_token(idp, CALLER, CALLER_SECRET, "api://someone-else").await;
+    let foreign = app_token(&idp.issuer, CALLER, CALLER_SECRET, "api://someone-else").await;
     for (what, token) in [("tampered", tampered(&caller)), ("foreign audience", foreign)] {
         let r = get("/jobs/1", &token).send().await.unwrap();
         assert_eq!(r.status(), 401, "{what}: {}", logs());
@@ -305,4 +305,39 @@ async fn api_client_tokens_through_traefik() {
         return;
     };
     story(&idp, &fw, p.port, &|| p.logs()).await;
+}
+
+/// `bearer.issuers`: another issuer's tokens (the test provider's second directory), verified
+/// with the keys from its `jwks_url`; without the entry they are refused.
+#[tokio::test]
+async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
+    let Some(idp) = idp(&["http://app.test/oauth2/callback".to_string()]).await else {
+        return;
+    };
+    let other = idp.issuer.replace(IDP_TENANT, "11111111-2222-4333-8444-555555555555");
+    let oidc = oidc_config(&idp.issuer, "openid", &home_tenant());
+    let trusting = format!(
+        "{oidc}bearer:\n  audiences: [\"{API}\"]\n  issuers: [{{issuer: \"{other}\", jwks_url: \"{other}/jwks\"}}]\n"
+    );
+    let fw = Fw::start_with(POLICY, &trusting).await;
+    let plain = Fw::start_with(POLICY, &format!("{oidc}bearer:\n  audiences: [\"{API}\"]\n")).await;
+    fw.discovered().await;
+    plain.discovered().await;
+    let token = app_token(&other, CALLER, CALLER_SECRET, API).await;
+    let ask = |fw: &Fw| {
+        client(&[])
+            .get(fw.url("/oauth2/forward-auth"))
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", "/jobs/1")
+            .header("x-forwarded-method", "GET")
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    let r = ask(&fw).await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);
+    let r = ask(&plain).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("issuer"));
 }

@@ -274,7 +274,12 @@ fn entra_example_is_valid_once_its_placeholders_are_filled() {
     );
     let set = PolicySet::load(&cfg.policy_files, cfg.limits.max_policy_bytes).unwrap();
     assert!(set.lint().is_empty());
-    assert_eq!(set.routes().len(), 2);
+    assert_eq!(set.routes().len(), 3);
+    let bearer = cfg.bearer.as_ref().unwrap();
+    assert_eq!(
+        bearer.audiences,
+        ["api://forwarden-apps", "11111111-2222-3333-4444-555555555555"]
+    );
 }
 
 /// The server blocks ingress-nginx renders for these Ingresses (modelled on its nginx.tmpl:
