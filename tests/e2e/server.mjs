@@ -52,6 +52,10 @@ const tenantOf = (id) => USERS[id]?.tenant || TENANT;
 // object ids and the app roles granted to them. Their tokens are for the API below.
 export const API = 'api://forwarden-apps';
 const OTHER_API = 'api://someone-else';
+// The same API asking for Entra's v1 token shape (appid, upn, unique_name, ver 1.0; no azp).
+// oidc-provider signs with its own issuer, so the v1 issuer (sts.windows.net) is left to the
+// unit tests.
+const API_V1 = 'api://forwarden-apps-v1';
 export const APPS = {
   '11112222-3333-4444-5555-666677778888': { secret: 'caller-secret-0123456789abcdef', oid: guid(101), roles: ['Tasks.Write'] },
   '99998888-7777-4666-8555-444433332222': { secret: 'other-secret-0123456789abcdef', oid: guid(102), roles: [] },
@@ -141,7 +145,7 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => {
         // OTHER_API: another API's tokens, which forwarden must refuse.
-        if (resource !== API && resource !== OTHER_API) throw new errors.InvalidTarget();
+        if (![API, OTHER_API, API_V1].includes(resource)) throw new errors.InvalidTarget();
         return { scope: 'Tasks.Read Files.Read', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 3600 };
       },
     },
@@ -149,13 +153,15 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
   // Entra's claims in access tokens: tid, oid, azp (the calling app), idtyp, and scp for a
   // user's (delegated) token or the app's roles for its own.
   extraTokenClaims: (ctx, token) => {
-    const base = { tid: tenant, azp: token.clientId, ver: '2.0' };
+    const v1 = token.resourceServer?.audience === API_V1;
+    const base = v1 ? { tid: tenant, appid: token.clientId, ver: '1.0' } : { tid: tenant, azp: token.clientId, ver: '2.0' };
     if (!token.accountId) {
       const app = APPS[token.clientId] || { roles: [] };
       return { ...base, idtyp: 'app', oid: app.oid, roles: app.roles };
     }
     const u = USERS[token.accountId];
-    return { ...base, idtyp: 'user', oid: u.oid, scp: token.scope, preferred_username: u.upn || u.email, name: u.name, roles: u.roles };
+    const name = v1 ? { upn: u.upn || u.email, unique_name: u.upn || u.email } : { preferred_username: u.upn || u.email };
+    return { ...base, idtyp: 'user', oid: u.oid, scp: token.scope, ...name, name: u.name, roles: u.roles };
   },
   interactions: { url: (ctx, interaction) => `/${tenant}/v2.0/interaction/${interaction.uid}` },
   issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),

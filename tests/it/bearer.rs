@@ -7,6 +7,8 @@ use base64::Engine;
 use crate::util::*;
 
 const API: &str = "api://forwarden-apps";
+/// The same API, with tokens in Entra's v1 shape (`appid`, `upn`, no `azp`).
+const API_V1: &str = "api://forwarden-apps-v1";
 const CALLER: &str = "11112222-3333-4444-5555-666677778888";
 const CALLER_SECRET: &str = "caller-secret-0123456789abcdef";
 const OTHER: &str = "99998888-7777-4666-8555-444433332222";
@@ -64,7 +66,7 @@ fn tampered(token: &str) -> String {
 async fn setup() -> Option<(Idp, Fw, std::net::SocketAddr)> {
     let idp = idp(&["http://app.test/oauth2/callback".to_string()]).await?;
     let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant())
-        + &format!("bearer:\n  audiences: [\"{API}\"]\n");
+        + &format!("bearer:\n  audiences: [\"{API}\", \"{API_V1}\"]\n");
     let fw = Fw::start_with(POLICY, &extra).await;
     fw.discovered().await;
     Some((idp, fw, echo_upstream().await))
@@ -95,6 +97,10 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
         .get("x-auth-request-email")
         .and_then(|v| v.as_str());
     assert_eq!(email.unwrap_or(""), "", "an application has no email: {body}");
+    // The same application with a token in Entra's v1 shape: the caller is its `appid`.
+    let v1 = app_token(&idp.issuer, CALLER, CALLER_SECRET, API_V1).await;
+    let r = get("/jobs/1", &v1).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", logs());
     // Another application: 403, with RFC 6750's insufficient_scope.
     let r = get("/jobs/1", &other).send().await.unwrap();
     assert_eq!(r.status(), 403, "{}", logs());
@@ -314,7 +320,9 @@ async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
     let Some(idp) = idp(&["http://app.test/oauth2/callback".to_string()]).await else {
         return;
     };
-    let other = idp.issuer.replace(IDP_TENANT, "11111111-2222-4333-8444-555555555555");
+    let other = idp
+        .issuer
+        .replace(IDP_TENANT, "11111111-2222-4333-8444-555555555555");
     let oidc = oidc_config(&idp.issuer, "openid", &home_tenant());
     let trusting = format!(
         "{oidc}bearer:\n  audiences: [\"{API}\"]\n  issuers: [{{issuer: \"{other}\", jwks_url: \"{other}/jwks\"}}]\n"
@@ -339,5 +347,10 @@ async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
     assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);
     let r = ask(&plain).await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("issuer"));
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("issuer")
+    );
 }
