@@ -29,8 +29,7 @@ pub async fn nginx(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let token = bearer::verify(&st, req.headers()).await;
-    check(&st, peer, req.uri(), req.headers(), Contract::Nginx, true, token)
+    answer(&st, peer, req.uri(), req.headers(), Contract::Nginx, true).await
 }
 
 /// `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy.
@@ -39,16 +38,7 @@ pub async fn forward_auth(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let token = bearer::verify(&st, req.headers()).await;
-    check(
-        &st,
-        peer,
-        req.uri(),
-        req.headers(),
-        Contract::ForwardAuth,
-        true,
-        token,
-    )
+    answer(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, true).await
 }
 
 /// `GET /oauth2/forbidden`: the 403 page for nginx's `error_page 403`, after `/oauth2/auth`
@@ -58,16 +48,20 @@ pub async fn forbidden_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let token = bearer::verify(&st, req.headers()).await;
-    check(
-        &st,
-        peer,
-        req.uri(),
-        req.headers(),
-        Contract::ForwardAuth,
-        false,
-        token,
-    )
+    answer(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false).await
+}
+
+/// Verify the bearer token, if any (the only step that may wait), then decide.
+async fn answer(
+    st: &AppState,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    contract: Contract,
+    record: bool,
+) -> Response {
+    let token = bearer::verify(st, headers).await;
+    check(st, peer, uri, headers, contract, record, token)
 }
 
 /// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`.

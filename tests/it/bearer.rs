@@ -219,32 +219,19 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
     let verifier = "v".repeat(64);
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
-    let mut url = format!(
+    let url = format!(
         "{}/auth?client_id={IDP_CLIENT}&response_type=code&scope=openid%20Files.Read&redirect_uri={}&resource={}&code_challenge={challenge}&code_challenge_method=S256&state=s&nonce=n&login_hint=alice",
         idp.issuer,
         urlencode(callback),
         urlencode(API)
     );
-    let code = loop {
-        let r = http.get(&url).send().await.unwrap();
-        let loc = r
-            .headers()
-            .get("location")
-            .unwrap_or_else(|| panic!("{}", r.status()))
-            .to_str()
-            .unwrap()
-            .to_string();
-        let next = url::Url::parse(&url).unwrap().join(&loc).unwrap();
-        if next.path() == "/oauth2/callback" {
-            break next
-                .query_pairs()
-                .find(|(k, _)| k == "code")
-                .unwrap()
-                .1
-                .to_string();
-        }
-        url = next.to_string();
-    };
+    let back = sign_in(&http, url).await;
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
     let tokens: serde_json::Value = http
         .post(format!("{}/token", idp.issuer))
         .form(&[
@@ -266,16 +253,7 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
         .as_str()
         .unwrap_or_else(|| panic!("{tokens}"));
     let id_token = tokens["id_token"].as_str().unwrap();
-    let ask = |path: &str, token: &str| {
-        client(&[])
-            .get(fw.url("/oauth2/forward-auth"))
-            .header("x-forwarded-proto", "http")
-            .header("x-forwarded-host", "app.test")
-            .header("x-forwarded-uri", path.to_string())
-            .header("x-forwarded-method", "GET")
-            .header("authorization", format!("Bearer {token}"))
-            .send()
-    };
+    let ask = |path: &str, token: &str| forward_auth(&fw, path, token).send();
     let r = ask("/files/a", access).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-request-email"], "alice@contoso.com");
@@ -285,6 +263,17 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
     // The ID token of the same sign-in is not an access token.
     let r = ask("/files/a", id_token).await.unwrap();
     assert_eq!(r.status(), 401);
+}
+
+/// forwarden's forward-auth endpoint asked directly about `path` on app.test with a token.
+fn forward_auth(fw: &Fw, path: &str, token: &str) -> reqwest::RequestBuilder {
+    client(&[])
+        .get(fw.url("/oauth2/forward-auth"))
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "app.test")
+        .header("x-forwarded-uri", path.to_string())
+        .header("x-forwarded-method", "GET")
+        .header("authorization", format!("Bearer {token}"))
 }
 
 fn urlencode(s: &str) -> String {
@@ -332,16 +321,7 @@ async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
     fw.discovered().await;
     plain.discovered().await;
     let token = app_token(&other, CALLER, CALLER_SECRET, API).await;
-    let ask = |fw: &Fw| {
-        client(&[])
-            .get(fw.url("/oauth2/forward-auth"))
-            .header("x-forwarded-proto", "http")
-            .header("x-forwarded-host", "app.test")
-            .header("x-forwarded-uri", "/jobs/1")
-            .header("x-forwarded-method", "GET")
-            .header("authorization", format!("Bearer {token}"))
-            .send()
-    };
+    let ask = |fw: &Fw| forward_auth(fw, "/jobs/1", &token).send();
     let r = ask(&fw).await.unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.headers());
     assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);

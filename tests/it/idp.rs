@@ -5,26 +5,6 @@ use forwarden::oidc::idtoken::{Expect, IssuerRule, TokenError, verify};
 
 use crate::util::*;
 
-/// Sign `user` in without a browser (login_hint) and return the callback's query.
-async fn sign_in(http: &reqwest::Client, mut url: String) -> url::Url {
-    for _ in 0..10 {
-        let r = http.get(&url).send().await.unwrap();
-        let loc = r
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string());
-        let Some(loc) = loc else {
-            panic!("no redirect from {url}: {}", r.status())
-        };
-        let next = url::Url::parse(&url).unwrap().join(&loc).unwrap();
-        if next.path() == "/oauth2/callback" {
-            return next;
-        }
-        url = next.to_string();
-    }
-    panic!("the provider never redirected back");
-}
-
 #[tokio::test]
 async fn provider_id_token_verifies_with_its_jwks() {
     let callback = "http://127.0.0.1/oauth2/callback".to_string();
