@@ -182,14 +182,8 @@ fn check(
         }
         Err(e) => {
             if record {
-                let line = AuditLine {
-                    verdict: Verdict::Forbidden,
-                    code: "untrusted_request",
-                    route: "-",
-                    rule: None,
-                    detail: &e,
-                };
-                line.record(st, started, None, None, peer);
+                AuditLine::early(Verdict::Forbidden, "untrusted_request", &e)
+                    .record(st, started, None, None, peer);
             }
             return untrusted(wants_html, contract);
         }
@@ -215,14 +209,13 @@ fn check(
         Ok(v) => v,
         Err(e) => {
             if record {
-                let line = AuditLine {
-                    verdict: Verdict::Login,
-                    code: "invalid_token",
-                    route: "-",
-                    rule: None,
-                    detail: &e,
-                };
-                line.record(st, started, Some(&req), None, peer);
+                AuditLine::early(Verdict::Login, "invalid_token", &e).record(
+                    st,
+                    started,
+                    Some(&req),
+                    None,
+                    peer,
+                );
             }
             return Denial::Bearer {
                 error: Some(e.code()),
@@ -353,7 +346,18 @@ struct AuditLine<'a> {
     detail: &'a dyn std::fmt::Display,
 }
 
-impl AuditLine<'_> {
+impl<'a> AuditLine<'a> {
+    /// A decision the edge made before any route was chosen.
+    fn early(verdict: Verdict, code: &'a str, detail: &'a dyn std::fmt::Display) -> Self {
+        AuditLine {
+            verdict,
+            code,
+            route: "-",
+            rule: None,
+            detail,
+        }
+    }
+
     /// Count the decision (when metrics are on; `started` is then when the check began) and
     /// write its audit line (every decision but a plain allow, or all with `audit: all`).
     fn record(

@@ -11,12 +11,7 @@ async fn provider_id_token_verifies_with_its_jwks() {
     let Some(idp) = idp(std::slice::from_ref(&callback)).await else {
         return;
     };
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .no_proxy()
-        .build()
-        .unwrap();
+    let http = browserless();
     let discovery: serde_json::Value = http
         .get(format!("{}/.well-known/openid-configuration", idp.issuer))
         .send()

@@ -597,3 +597,14 @@ pub async fn sign_in(http: &reqwest::Client, mut url: String) -> url::Url {
     }
     panic!("the provider never redirected back");
 }
+
+/// A client that keeps cookies and follows no redirect: a browser's part in a sign-in without a
+/// browser ([`sign_in`]).
+pub fn browserless() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
