@@ -50,6 +50,11 @@ async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str) -> 
         .to_string()
 }
 
+/// The `WWW-Authenticate` header of an answer.
+fn challenge(r: &reqwest::Response) -> &str {
+    r.headers()["www-authenticate"].to_str().unwrap()
+}
+
 fn client_plain() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -104,14 +109,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     // Another application: 403, with RFC 6750's insufficient_scope.
     let r = get("/jobs/1", &other).send().await.unwrap();
     assert_eq!(r.status(), 403, "{}", logs());
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("insufficient_scope"),
-        "{:?}",
-        r.headers()
-    );
+    assert!(challenge(&r).contains("insufficient_scope"), "{:?}", r.headers());
     // An application token never matches an email-domain rule.
     let r = get("/", &caller).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -125,7 +123,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
             1,
             "{what}"
         );
-        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        let challenge = challenge(&r).to_string();
         assert!(
             challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
             "{what}: {challenge}"
@@ -139,12 +137,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer")
-    );
+    assert!(challenge(&r).starts_with("Bearer"));
     // A token in the query string is refused.
     let r = http
         .get(url(&format!("/jobs/1?access_token={caller}")))
@@ -152,12 +145,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("invalid_request")
-    );
+    assert!(challenge(&r).contains("invalid_request"));
     // A browser without a session still goes to sign in.
     let r = http
         .get(url("/"))
@@ -170,12 +158,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     fw.clock.fetch_add(7200, std::sync::atomic::Ordering::SeqCst);
     let r = get("/jobs/1", &caller).send().await.unwrap();
     assert_eq!(r.status(), 401, "expired");
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("expired")
-    );
+    assert!(challenge(&r).contains("expired"));
     fw.clock.fetch_sub(7200, std::sync::atomic::Ordering::SeqCst);
 }
 
@@ -277,12 +260,7 @@ async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
     assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);
     let r = ask(&plain).await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("issuer")
-    );
+    assert!(challenge(&r).contains("issuer"));
 }
 
 /// The story through one proxy running its shipped configuration.
