@@ -473,15 +473,30 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     ),
                     None => None,
                 };
+                let ext_authz = match cfg.ext_authz_listen {
+                    Some(g) => Some(
+                        bind(g)
+                            .await
+                            .with_context(|| format!("cannot listen on {g} (ext_authz_listen)"))?,
+                    ),
+                    None => None,
+                };
                 tracing::info!(
                     listen = %cfg.listen,
+                    ext_authz = %cfg.ext_authz_listen.map_or("off".to_string(), |g| g.to_string()),
                     metrics = %cfg.metrics_listen.map_or("off".to_string(), |m| m.to_string()),
                     routes = set.routes().len(),
                     "forwarden serving"
                 );
                 let state = AppState::new(cfg, set, system_clock(), Entropy::system());
-                forwarden::server::run(listener, metrics, state, forwarden::server::terminate_signal())
-                    .await?;
+                forwarden::server::run(
+                    listener,
+                    metrics,
+                    ext_authz,
+                    state,
+                    forwarden::server::terminate_signal(),
+                )
+                .await?;
                 tracing::info!("stopped");
                 anyhow::Ok(())
             })?;

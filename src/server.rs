@@ -195,6 +195,7 @@ pub async fn terminate_signal() {
 pub async fn run(
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
+    ext_authz: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -208,6 +209,18 @@ pub async fn run(
         tokio::spawn(async move {
             if let Err(e) = crate::http::serve_metrics(m, st, done).await {
                 tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    if let Some(g) = ext_authz {
+        let mut stop = rx.clone();
+        let done = async move {
+            let _ = stop.changed().await;
+        };
+        let st = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve_ext_authz(g, st, done).await {
+                tracing::error!(error = %e, "the ext_authz listener stopped");
             }
         });
     }

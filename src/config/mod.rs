@@ -50,6 +50,9 @@ pub struct Config {
     pub oidc: Option<ProviderConfig>,
     /// Where Prometheus metrics are served (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Envoy's gRPC `ext_authz` (`envoy.service.auth.v3.Authorization/Check`) on its own
+    /// listener (cleartext HTTP/2), off unless set.
+    pub ext_authz_listen: Option<SocketAddr>,
     /// Which decisions get an audit log line.
     pub audit: Audit,
     /// A signed JWT for upstreams on every allowed request with a session.

@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) metrics_listen: Option<String>,
     #[serde(default)]
+    pub(super) ext_authz_listen: Option<String>,
+    #[serde(default)]
     pub(super) audit: Option<String>,
     #[serde(default)]
     pub(super) identity_jwt: Option<RawIdentityJwt>,

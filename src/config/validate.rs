@@ -162,6 +162,9 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
     let metrics_listen = optional(node, "metrics_listen", raw.metrics_listen, None, |n, m| {
         address(n, &m, "127.0.0.1:9180").map(Some)
     });
+    let ext_authz_listen = optional(node, "ext_authz_listen", raw.ext_authz_listen, None, |n, m| {
+        address(n, &m, "127.0.0.1:4181").map(Some)
+    });
     let audit = optional(node, "audit", raw.audit, Audit::Denials, |n, a| {
         match a.as_str() {
             "denials" => Ok(Audit::Denials),
@@ -198,6 +201,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         allowed_redirect_domains,
         oidc,
         metrics_listen,
+        ext_authz_listen,
         audit,
         identity_jwt,
         limits,

@@ -52,7 +52,7 @@ pub async fn forbidden_page(
 }
 
 /// Verify the bearer token, if any (the only step that may wait), then decide.
-async fn answer(
+pub(super) async fn answer(
     st: &AppState,
     peer: SocketAddr,
     uri: &Uri,

@@ -20,6 +20,7 @@ mod auth;
 mod bearer;
 mod cookies;
 mod edge;
+mod ext_authz;
 mod headers;
 mod health;
 mod listen;
@@ -118,6 +119,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/auth", any(auth::nginx))
         .route("/oauth2/forward-auth", any(auth::forward_auth))
         .route("/oauth2/forbidden", any(auth::forbidden_page))
+        .route("/oauth2/ext-authz", any(ext_authz::http_mode))
+        .route("/oauth2/ext-authz/{*original}", any(ext_authz::http_mode))
         .route("/oauth2/start", get(login::start))
         .route("/oauth2/sign_in", get(login::start))
         .route("/oauth2/callback", get(login::callback))
@@ -143,6 +146,15 @@ pub async fn serve_metrics(
 ) -> std::io::Result<()> {
     let limits = state.config.limits;
     listen::serve(listener, metrics_router(state), limits, shutdown).await
+}
+
+/// Serve Envoy's gRPC `ext_authz` on its own listener until `shutdown` completes.
+pub async fn serve_ext_authz(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    ext_authz::serve_grpc(listener, state, shutdown).await
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` completes, within `config.limits`:

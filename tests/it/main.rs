@@ -16,6 +16,7 @@ mod cli;
 mod contract;
 mod demo;
 mod docs;
+mod envoy;
 mod faults;
 mod guides;
 mod idp;

@@ -48,6 +48,8 @@ pub struct Fw {
     pub addr: SocketAddr,
     /// The metrics listener, when the config has `metrics_listen`.
     pub metrics: Option<SocketAddr>,
+    /// Envoy's gRPC ext_authz listener, when the config has `ext_authz_listen`.
+    pub ext_authz: Option<SocketAddr>,
     pub state: Arc<AppState>,
     pub dir: TempDir,
     /// The clock the server reads; tests may move it.
@@ -95,10 +97,18 @@ impl Fw {
             }
             None => (None, None),
         };
+        let (ext_authz_listener, ext_authz) = match state.config.ext_authz_listen {
+            Some(g) => {
+                let l = tokio::net::TcpListener::bind(g).await.unwrap();
+                let a = l.local_addr().unwrap();
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         tokio::spawn(async move {
-            forwarden::server::run(listener, metrics_listener, st, async move {
+            forwarden::server::run(listener, metrics_listener, ext_authz_listener, st, async move {
                 let _ = rx.await;
             })
             .await
@@ -107,6 +117,7 @@ impl Fw {
         Fw {
             addr,
             metrics,
+            ext_authz,
             state,
             dir,
             clock,

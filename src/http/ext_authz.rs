@@ -1,0 +1,351 @@
+//! Envoy's external authorization, the contract of Gateway API implementations built on Envoy
+//! (Envoy Gateway, Istio, Cilium, kgateway, Contour): gRPC `envoy.service.auth.v3.Authorization/Check`
+//! on `ext_authz_listen`, and the HTTP mode under `/oauth2/ext-authz` (Envoy's `path_prefix`).
+//!
+//! Both describe the request to the same decision as the other contracts ([`super::auth`]):
+//! the described request is rebuilt from what Envoy routed on (gRPC: `attributes.request.http`
+//! method, scheme, host and path, and the port of `attributes.destination`; HTTP: the method,
+//! the path after the prefix and the `Host` of the auth request itself), never from a client's
+//! `X-Forwarded-*` headers. Envoy is the caller, so its address must be in `trusted_proxies`.
+//! From the client's headers forwarden reads only `Cookie`, `Authorization`, `Accept` and
+//! `Access-Control-Request-Method`.
+//!
+//! Allowed: the identity headers to set, and every client header that looks like one forwarden
+//! sets (`X-Auth-Request-*`, `X-Forwarden-*`, with `-` or `_`) to remove: the gateway, not the
+//! client, decides what the upstream sees. Denied: forwarden's answer (302 to sign in for a
+//! page load, 401, 403 with its page) as the response Envoy sends the client.
+//!
+//! Bounds: a gRPC message is at most [`MAX_MESSAGE`] bytes; a call has
+//! [`CALL_TIMEOUT`]; each HTTP/2 connection carries at most [`MAX_STREAMS`] calls at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use envoy_types::ext_authz::v3::pb::{
+    Address, Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue as PbHeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
+    OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::google::rpc;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::AppState;
+use super::auth::answer;
+use super::edge::Contract;
+
+/// The largest gRPC message read.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+/// The longest one `Check` may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent calls on one HTTP/2 connection.
+pub const MAX_STREAMS: u32 = 256;
+/// The longest body of a denial (forwarden's pages are a few KiB).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The client headers forwarden reads.
+const CLIENT_HEADERS: [&str; 4] = [
+    "cookie",
+    "authorization",
+    "accept",
+    "access-control-request-method",
+];
+
+/// `context_extensions` (and the HTTP mode's query) that pin or narrow the decision, as the
+/// nginx query does.
+const NARROWING: [&str; 5] = [
+    "host",
+    "policy",
+    "allowed_groups",
+    "allowed_emails",
+    "allowed_email_domains",
+];
+
+/// Whether a client header could be read as one forwarden sets.
+fn looks_like_identity(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('_', "-");
+    n.starts_with("x-auth-request-") || n.starts_with("x-forwarden-")
+}
+
+/// The gRPC service.
+pub struct ExtAuthz {
+    state: Arc<AppState>,
+}
+
+/// The gRPC server on its listener until `shutdown` completes.
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let service = AuthorizationServer::new(ExtAuthz { state })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS)
+        .add_service(service)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let caller = request
+            .remote_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let check = request.into_inner();
+        let attributes = check.attributes.unwrap_or_default();
+        let http = attributes
+            .request
+            .and_then(|r| r.http)
+            .ok_or_else(|| tonic::Status::invalid_argument("no attributes.request.http"))?;
+        let mut client: HashMap<String, String> = http.headers;
+        if client.is_empty() {
+            // `encode_raw_headers: true` sends the headers as a list instead.
+            for h in http.header_map.map(|m| m.headers).unwrap_or_default() {
+                let value = String::from_utf8_lossy(&h.raw_value).into_owned();
+                client
+                    .entry(h.key.to_ascii_lowercase())
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    })
+                    .or_insert(value);
+            }
+        }
+        let port = attributes
+            .destination
+            .and_then(|d| d.address)
+            .and_then(|a| a.address)
+            .and_then(|a| match a {
+                Address::SocketAddress(s) => match s.port_specifier {
+                    Some(PortSpecifier::PortValue(p)) => u16::try_from(p).ok(),
+                    _ => None,
+                },
+                _ => None,
+            });
+        let source = attributes
+            .source
+            .and_then(|d| d.address)
+            .and_then(|a| a.address)
+            .and_then(|a| match a {
+                Address::SocketAddress(s) => Some(s.address),
+                _ => None,
+            });
+        let scheme = if http.scheme.is_empty() {
+            "http"
+        } else {
+            http.scheme.as_str()
+        };
+        let described = Described {
+            method: &http.method,
+            scheme,
+            host: &http.host,
+            port,
+            path: &http.path,
+            client_ip: source.as_deref(),
+            narrowing: &attributes.context_extensions,
+        };
+        let (uri, headers) = described.request(|n| client.get(n).map(String::as_str));
+        let answer = answer(&self.state, caller, &uri, &headers, Contract::ForwardAuth, true).await;
+        Ok(tonic::Response::new(
+            check_response(answer, client.keys().map(String::as_str)).await,
+        ))
+    }
+}
+
+/// The original request as Envoy routed it.
+struct Described<'a> {
+    method: &'a str,
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    path: &'a str,
+    client_ip: Option<&'a str>,
+    narrowing: &'a HashMap<String, String>,
+}
+
+impl Described<'_> {
+    /// The auth request forwarden's decision reads: the description in `X-Forwarded-*`, the
+    /// narrowing in the query, and the few client headers forwarden reads.
+    fn request<'c>(&self, client: impl Fn(&str) -> Option<&'c str>) -> (Uri, HeaderMap) {
+        let mut h = HeaderMap::new();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.append(HeaderName::from_static(name), v);
+            }
+        };
+        put("x-forwarded-method", self.method);
+        put("x-forwarded-proto", self.scheme);
+        put("x-forwarded-host", self.host);
+        put("x-forwarded-uri", self.path);
+        if let Some(p) = self.port {
+            put("x-forwarded-port", &p.to_string());
+        }
+        if let Some(ip) = self.client_ip {
+            put("x-forwarded-for", ip);
+        }
+        for name in CLIENT_HEADERS {
+            if let Some(v) = client(name) {
+                put(name, v);
+            }
+        }
+        let mut keys: Vec<&String> = self
+            .narrowing
+            .keys()
+            .filter(|k| NARROWING.contains(&k.as_str()))
+            .collect();
+        keys.sort();
+        let query: Vec<String> = keys
+            .into_iter()
+            .map(|k| {
+                format!(
+                    "{k}={}",
+                    utf8_percent_encode(&self.narrowing[k], NON_ALPHANUMERIC)
+                )
+            })
+            .collect();
+        let uri = format!("/oauth2/forward-auth?{}", query.join("&"))
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/oauth2/forward-auth"));
+        (uri, h)
+    }
+}
+
+/// forwarden's answer as Envoy's `CheckResponse`.
+async fn check_response<'c>(
+    answer: Response,
+    client_headers: impl Iterator<Item = &'c str>,
+) -> CheckResponse {
+    let (parts, body) = answer.into_parts();
+    let header = |k: &str, v: &str, action: HeaderAppendAction| HeaderValueOption {
+        header: Some(PbHeaderValue {
+            key: k.to_string(),
+            value: v.to_string(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    };
+    if parts.status == StatusCode::OK {
+        let set: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter(|(n, v)| looks_like_identity(n.as_str()) && !v.is_empty())
+            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+            .collect();
+        let mut remove: Vec<String> = client_headers
+            .filter(|n| looks_like_identity(n) && !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)))
+            .map(str::to_ascii_lowercase)
+            .collect();
+        remove.sort();
+        remove.dedup();
+        let ok = OkHttpResponse {
+            headers: set
+                .iter()
+                .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                .collect(),
+            headers_to_remove: remove,
+            ..Default::default()
+        };
+        return CheckResponse {
+            status: Some(rpc::Status {
+                code: 0,
+                ..Default::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(ok)),
+            ..Default::default()
+        };
+    }
+    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    let denied = DeniedHttpResponse {
+        status: Some(HttpStatus {
+            code: i32::from(parts.status.as_u16()),
+        }),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(n, _)| n.as_str() != "content-length")
+            .filter_map(|(n, v)| {
+                Some(header(
+                    n.as_str(),
+                    v.to_str().ok()?,
+                    HeaderAppendAction::AppendIfExistsOrAdd,
+                ))
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    // google.rpc.Code: UNAUTHENTICATED (16) for "sign in first", PERMISSION_DENIED (7) otherwise.
+    let code = if matches!(parts.status.as_u16(), 302 | 401) {
+        16
+    } else {
+        7
+    };
+    CheckResponse {
+        status: Some(rpc::Status {
+            code,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(denied)),
+        ..Default::default()
+    }
+}
+
+/// `ANY /oauth2/ext-authz/<original path>`: Envoy's HTTP ext_authz (`path_prefix:
+/// /oauth2/ext-authz`), with the original method, path and Host. Allowed: 200 with the identity
+/// headers and `x-envoy-auth-headers-to-remove` naming the client's copies; denied: forwarden's
+/// answer, which Envoy passes to the client.
+pub async fn http_mode(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let original = path_and_query.strip_prefix("/oauth2/ext-authz").unwrap_or("/");
+    let original = if original.starts_with('/') { original } else { "/" };
+    let headers = req.headers();
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let no_narrowing = HashMap::new();
+    let described = Described {
+        method: req.method().as_str(),
+        // Envoy's edge sets X-Forwarded-Proto on the request (allow it in `allowed_headers`).
+        scheme: get("x-forwarded-proto").unwrap_or("http"),
+        host: get("host").unwrap_or(""),
+        port: None,
+        path: original,
+        client_ip: get("x-forwarded-for")
+            .and_then(|f| f.rsplit(',').next())
+            .map(str::trim),
+        narrowing: &no_narrowing,
+    };
+    let (uri, described_headers) = described.request(get);
+    let mut r = answer(&st, peer, &uri, &described_headers, Contract::ForwardAuth, true).await;
+    if r.status() == StatusCode::OK {
+        // Every client copy, unless forwarden's answer sets the header to a value.
+        let set = |n: &str| r.headers().get(n).is_some_and(|v| !v.is_empty());
+        let mut remove: Vec<String> = headers
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|n| looks_like_identity(n) && !set(n))
+            .map(str::to_string)
+            .collect();
+        remove.dedup();
+        if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
+            if !remove.is_empty() {
+                r.headers_mut().insert("x-envoy-auth-headers-to-remove", v);
+            }
+        }
+    }
+    r.into_response()
+}

@@ -1,0 +1,477 @@
+//! Envoy's ext_authz contract, as Envoy speaks it (no Envoy binary runs here): a gRPC client
+//! built from the same Envoy protos (`envoy-types`) sends `CheckRequest`s shaped like the ones
+//! Envoy's ext_authz filter builds (`check_request_utils.cc`: the downstream peer as `source`,
+//! the listener's address as `destination`, the pseudo-headers among the lower-cased headers,
+//! `host` = `:authority`, `path` with the query, `context_extensions` from the route), and
+//! HTTP-mode requests shaped like its HTTP client's (the original method, `path_prefix` +
+//! the original path, the original Host, the allowed headers).
+
+use std::collections::HashMap;
+
+use envoy_types::ext_authz::v3::pb::{Address, CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::config::core::v3::{SocketAddress, socket_address::PortSpecifier};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+
+use crate::util::*;
+
+const POLICY: &str = "\
+- from: https://app.test
+  allowed_domains: [example.com]
+- from: https://app.test
+  prefix: /admin
+  allowed_groups: [admins]
+- from: https://app.test
+  prefix: /public
+  allow_public_unauthenticated_access: true
+- from: https://app.test:8443
+  allow_public_unauthenticated_access: true
+";
+
+fn peer(ip: &str, port: u32) -> Option<Peer> {
+    Some(Peer {
+        address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+            address: Some(Address::SocketAddress(SocketAddress {
+                address: ip.into(),
+                port_specifier: Some(PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    })
+}
+
+/// A CheckRequest as Envoy's HTTP filter builds it for `method authority path` on a listener
+/// at port 443, from a client at 203.0.113.7, with these extra client headers and the route's
+/// context extensions.
+fn envoy_check(
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    ext: &[(&str, &str)],
+) -> CheckRequest {
+    let mut h: HashMap<String, String> = [
+        (":authority", authority),
+        (":method", method),
+        (":path", path),
+        (":scheme", "https"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "0d7c7a3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"),
+        ("user-agent", "Mozilla/5.0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in headers {
+        h.insert(k.to_ascii_lowercase(), v.to_string());
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: peer("203.0.113.7", 52_000),
+            destination: peer("10.0.0.5", 443),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    id: "0d7c7a3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f".into(),
+                    method: method.into(),
+                    headers: h,
+                    path: path.into(),
+                    host: authority.into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/1.1".into(),
+                    size: -1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: ext.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn grpc(fw: &Fw) -> AuthorizationClient<tonic::transport::Channel> {
+    AuthorizationClient::connect(format!("http://{}", fw.ext_authz.unwrap()))
+        .await
+        .unwrap()
+}
+
+async fn start(extra: &str) -> Fw {
+    Fw::start_with(
+        POLICY,
+        &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
+    )
+    .await
+}
+
+/// The denial's status and headers, or the allowed request's headers to set and to remove.
+enum Answer {
+    Ok {
+        set: HashMap<String, String>,
+        remove: Vec<String>,
+    },
+    Denied {
+        status: i32,
+        headers: HashMap<String, String>,
+        body: String,
+    },
+}
+
+fn answer(r: CheckResponse) -> Answer {
+    let code = r.status.map(|s| s.code).unwrap_or(-1);
+    match r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => {
+            assert_eq!(code, 0);
+            Answer::Ok {
+                set: ok
+                    .headers
+                    .into_iter()
+                    .filter_map(|h| h.header)
+                    .map(|h| (h.key.to_ascii_lowercase(), h.value))
+                    .collect(),
+                remove: ok.headers_to_remove,
+            }
+        }
+        Some(HttpResponse::DeniedResponse(d)) => {
+            assert_ne!(code, 0);
+            Answer::Denied {
+                status: d.status.map(|s| s.code).unwrap_or(0),
+                headers: d
+                    .headers
+                    .into_iter()
+                    .filter_map(|h| h.header)
+                    .map(|h| (h.key.to_ascii_lowercase(), h.value))
+                    .collect(),
+                body: d.body,
+            }
+        }
+        other => panic!("no http_response: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn envoy_grpc_check_contract() {
+    let fw = start("").await;
+    let c = grpc(&fw).await;
+    let alice = fw.cookie(&alice());
+    let bob = fw.cookie(&bob());
+    let ask = |req: CheckRequest| {
+        let mut c = c.clone();
+        async move { answer(c.check(req).await.unwrap().into_inner()) }
+    };
+    // A page load without a session: 302 to sign in on the app's host, the whole URL kept.
+    match ask(envoy_check(
+        "GET",
+        "app.test",
+        "/docs?a=1&b=2",
+        &[("accept", "text/html")],
+        &[],
+    ))
+    .await
+    {
+        Answer::Denied { status, headers, .. } => {
+            assert_eq!(status, 302);
+            assert_eq!(
+                headers["location"],
+                "https://app.test/oauth2/start?rd=https%3A%2F%2Fapp%2Etest%2Fdocs%3Fa%3D1%26b%3D2"
+            );
+        }
+        Answer::Ok { .. } => panic!("allowed without a session"),
+    }
+    // An API request: 401.
+    match ask(envoy_check(
+        "GET",
+        "app.test",
+        "/api",
+        &[("accept", "application/json")],
+        &[],
+    ))
+    .await
+    {
+        Answer::Denied { status, .. } => assert_eq!(status, 401),
+        Answer::Ok { .. } => panic!("allowed"),
+    }
+    // Allowed: the identity to set, and every client copy of an identity header to remove.
+    let forged = [
+        ("cookie", alice.as_str()),
+        ("x-auth-request-user", "mallory"),
+        ("x_auth_request_email", "mallory@example.com"),
+        ("X-Forwarden-Jwt", "forged"),
+    ];
+    match ask(envoy_check("GET", "app.test", "/admin/x", &forged, &[])).await {
+        Answer::Ok { set, remove } => {
+            assert_eq!(set["x-auth-request-user"], "alice-oid");
+            assert_eq!(set["x-auth-request-email"], "alice@example.com");
+            assert_eq!(set["x-auth-request-groups"], "admins,staff");
+            assert_eq!(remove, ["x-forwarden-jwt", "x_auth_request_email"], "{set:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("{status} {body}"),
+    }
+    // Forbidden: 403 with forwarden's page.
+    match ask(envoy_check(
+        "GET",
+        "app.test",
+        "/admin/x",
+        &[("cookie", bob.as_str()), ("accept", "text/html")],
+        &[],
+    ))
+    .await
+    {
+        Answer::Denied {
+            status,
+            body,
+            headers,
+        } => {
+            assert_eq!(status, 403);
+            assert!(headers["content-type"].starts_with("text/html"));
+            assert!(
+                body.contains("bob@example.com") && body.contains("/oauth2/sign_out"),
+                "{body}"
+            );
+        }
+        Answer::Ok { .. } => panic!("allowed"),
+    }
+    // context_extensions narrow the route, as the nginx query does.
+    match ask(envoy_check(
+        "GET",
+        "app.test",
+        "/x",
+        &[("cookie", bob.as_str())],
+        &[("allowed_groups", "admins")],
+    ))
+    .await
+    {
+        Answer::Denied { status, .. } => assert_eq!(status, 403),
+        Answer::Ok { .. } => panic!("the narrowing was ignored"),
+    }
+    // A public route: nothing to set, the client's copies removed.
+    match ask(envoy_check(
+        "GET",
+        "app.test",
+        "/public/x",
+        &[("x-auth-request-user", "mallory")],
+        &[],
+    ))
+    .await
+    {
+        Answer::Ok { set, remove } => {
+            assert!(set.is_empty(), "{set:?}");
+            assert_eq!(remove, ["x-auth-request-user"]);
+        }
+        Answer::Denied { status, .. } => panic!("{status}"),
+    }
+}
+
+/// The client's own description headers are not believed: the request is what Envoy routed.
+#[tokio::test]
+async fn host_confusion_through_envoy_grpc_client_description_headers_and_ports() {
+    let fw = start("").await;
+    let mut c = grpc(&fw).await;
+    let bob = fw.cookie(&bob());
+    let spoofed = [
+        ("cookie", bob.as_str()),
+        ("x-forwarded-uri", "/public/"),
+        ("x-forwarded-host", "other.test"),
+        ("x-original-url", "https://app.test/public/"),
+    ];
+    let r = answer(
+        c.check(envoy_check("GET", "app.test", "/admin/x", &spoofed, &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(
+        matches!(r, Answer::Denied { status: 403, .. }),
+        "the spoofed description was believed"
+    );
+    // A port in the authority is the client's word, and it contradicts the listener's port
+    // (443): the request is refused, so the public route of port 8443 is never chosen.
+    let r = answer(
+        c.check(envoy_check("GET", "app.test:8443", "/admin/x", &[], &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    match r {
+        Answer::Denied { status, body, .. } => {
+            assert_eq!(status, 403);
+            assert!(body.contains("could not tell which address"), "{body}");
+        }
+        Answer::Ok { set, .. } => panic!("allowed: {set:?}"),
+    }
+    // A route pins its host: the authority it was reached with does not matter.
+    let r = answer(
+        c.check(envoy_check(
+            "GET",
+            "other.test",
+            "/admin/x",
+            &[("cookie", bob.as_str())],
+            &[("host", "app.test")],
+        ))
+        .await
+        .unwrap()
+        .into_inner(),
+    );
+    assert!(matches!(r, Answer::Denied { status: 403, .. }));
+}
+
+/// Only a trusted caller's description counts.
+#[tokio::test]
+async fn untrusted_caller_through_envoy_grpc_is_refused() {
+    let fw = Fw::start_with(
+        POLICY,
+        "trusted_proxies: [10.9.9.9/32]\next_authz_listen: 127.0.0.1:0\n",
+    )
+    .await;
+    let mut c = grpc(&fw).await;
+    let alice = fw.cookie(&alice());
+    let r = answer(
+        c.check(envoy_check(
+            "GET",
+            "app.test",
+            "/x",
+            &[("cookie", alice.as_str())],
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner(),
+    );
+    assert!(matches!(r, Answer::Denied { status: 403, .. }));
+}
+
+#[tokio::test]
+async fn oversized_check_request_is_refused_by_the_grpc_bound() {
+    let fw = start("").await;
+    let mut c = grpc(&fw).await;
+    let big = "a".repeat(300 * 1024);
+    let r = c
+        .check(envoy_check(
+            "GET",
+            "app.test",
+            "/x",
+            &[("x-big", big.as_str())],
+            &[],
+        ))
+        .await;
+    assert_eq!(r.unwrap_err().code(), tonic::Code::OutOfRange);
+}
+
+/// Envoy's HTTP ext_authz: `path_prefix: /oauth2/ext-authz`, the original method and Host.
+#[tokio::test]
+async fn envoy_http_mode_contract() {
+    let fw = start("").await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    let url = |p: &str| format!("http://app.test:{}/oauth2/ext-authz{p}", fw.addr.port());
+    let alice = fw.cookie(&alice());
+    let bob = fw.cookie(&bob());
+    let r = http
+        .get(url("/docs?a=1"))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://app.test/oauth2/start?rd=https%3A%2F%2Fapp%2Etest%2Fdocs%3Fa%3D1"
+    );
+    let r = http
+        .post(url("/admin/x"))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("cookie", &alice)
+        .header("x-auth-request-user", "mallory")
+        .header("x-forwarden-jwt", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice-oid");
+    assert_eq!(r.headers()["x-envoy-auth-headers-to-remove"], "x-forwarden-jwt");
+    // The client's description headers are not believed here either.
+    let r = http
+        .get(url("/admin/x"))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-uri", "/public/")
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// A bearer token through the gRPC contract.
+#[tokio::test]
+async fn bearer_token_through_envoy_grpc() {
+    let Some(idp) = idp(&["https://app.test/oauth2/callback".to_string()]).await else {
+        return;
+    };
+    let extra = oidc_config(&idp.issuer, "openid", &home_tenant())
+        .replace("trusted_proxies: [127.0.0.1/32]\n", "")
+        + "bearer:\n  audiences: [\"api://forwarden-apps\"]\n";
+    let fw = Fw::start_with(
+        "- from: https://app.test\n  allowed_client_ids: [11112222-3333-4444-5555-666677778888]\n",
+        &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
+    )
+    .await;
+    fw.discovered().await;
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token", idp.issuer))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "11112222-3333-4444-5555-666677778888"),
+            ("client_secret", "caller-secret-0123456789abcdef"),
+            ("resource", "api://forwarden-apps"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let mut c = grpc(&fw).await;
+    let r = answer(
+        c.check(envoy_check(
+            "GET",
+            "app.test",
+            "/jobs",
+            &[("authorization", bearer.as_str())],
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner(),
+    );
+    match r {
+        Answer::Ok { set, .. } => assert_eq!(
+            set["x-auth-request-client-id"],
+            "11112222-3333-4444-5555-666677778888"
+        ),
+        Answer::Denied { status, body, .. } => panic!("{status} {body}"),
+    }
+    let r = answer(
+        c.check(envoy_check(
+            "GET",
+            "app.test",
+            "/jobs",
+            &[("authorization", "Bearer e30.e30.x")],
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner(),
+    );
+    match r {
+        Answer::Denied { status, headers, .. } => {
+            assert_eq!(status, 401);
+            assert!(headers["www-authenticate"].contains("invalid_token"));
+        }
+        Answer::Ok { .. } => panic!("a broken token was allowed"),
+    }
+}
