@@ -154,3 +154,36 @@ async fn sighup_reloads_at_once() {
     assert!(kill.success());
     wait_for(&http, port, &cookie, 200).await;
 }
+
+/// A mounted ConfigMap, updated the way the kubelet's atomic writer does it: the files live in a
+/// timestamped folder, `..data` links to it, and each key is a link through `..data`; an update
+/// writes a new folder, points `..data_tmp` at it, renames `..data_tmp` over `..data` and
+/// removes the old folder. The policy path in the configuration is the key's link.
+#[tokio::test]
+async fn configmap_update_by_the_kubelet_symlink_swap_takes_effect() {
+    use std::os::unix::fs::symlink;
+    let s = server("1s").await;
+    let port = s.proc.port;
+    let http = client(&[]);
+    let cookie = cookie_with(&Keys::new(&[SECRET]), &alice(), now(), now() + 3600);
+    assert_eq!(status(&http, port, &cookie).await.unwrap(), 403);
+    // The server started on a plain file; the mount replaces it with the kubelet's layout.
+    let dir = s.policy.parent().unwrap();
+    let first = dir.join("..2026_12_01_17_00_00.000000001");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::write(first.join("policy.yaml"), DENY).unwrap();
+    symlink("..2026_12_01_17_00_00.000000001", dir.join("..data")).unwrap();
+    symlink("..data/policy.yaml", dir.join("policy.tmp")).unwrap();
+    std::fs::rename(dir.join("policy.tmp"), &s.policy).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status(&http, port, &cookie).await.unwrap(), 403);
+    // The update.
+    let second = dir.join("..2026_12_01_17_05_00.000000002");
+    std::fs::create_dir(&second).unwrap();
+    std::fs::write(second.join("policy.yaml"), ALLOW).unwrap();
+    symlink("..2026_12_01_17_05_00.000000002", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    wait_for(&http, port, &cookie, 200).await;
+    assert!(s.proc.logs().contains("reloaded"), "{}", s.proc.logs());
+}
