@@ -20,6 +20,7 @@ mod envoy;
 mod faults;
 mod guides;
 mod idp;
+mod image;
 mod kubernetes;
 mod login;
 mod nginx;
