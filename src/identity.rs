@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 /// `none`. `/oauth2/userinfo` shows it as `email_source`.
 pub const EMAIL_SOURCE: &str = "forwarden:email_source";
 
+/// The claim that keeps the identity provider's session id (`sid` of the ID token), for
+/// back-channel and front-channel logout.
+pub const PROVIDER_SID: &str = "forwarden:sid";
+
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Stable user id (`sub`; for Entra the object id `oid`).

@@ -23,6 +23,8 @@
 //! - [`http`]: the axum router, one file per endpoint group, and the one mapping from
 //!   decisions and errors to responses.
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
+//! - [`store`]: sessions kept on the server (`session_store:`): the ticket in the cookie, the
+//!   sealed record, and the Redis transport with each replica's cache.
 
 pub mod clock;
 pub mod config;
@@ -37,4 +39,5 @@ pub mod request;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod yaml;

@@ -60,6 +60,36 @@ enum Command {
     },
     /// Decide one request: first line allow, forbidden or login; then the route and the rule.
     Explain(Box<ExplainArgs>),
+    /// The sessions in the session store (session_store), and revoking them.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// List sessions: id, user, email, signed in (or refreshed), ends.
+    List {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+        /// Only this user's: an email or a user id, as /oauth2/userinfo shows them.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke sessions: every replica refuses them at once.
+    Revoke {
+        /// The configuration file.
+        #[arg(long, env = "FORWARDEN_CONFIG")]
+        config: PathBuf,
+        /// This user's sessions: an email or a user id.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        user: Option<String>,
+        /// Every session.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -167,6 +197,14 @@ fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
 }
 
 /// `1 route`, `2 routes`; `1 named policy`, `3 named policies`.
+/// A Unix time as `2026-12-01 17:04:05 UTC`.
+fn time(t: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(t).unwrap_or(i64::MAX), 0).map_or_else(
+        || t.to_string(),
+        |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
 fn count(n: usize, one: &str) -> String {
     match (n, one.strip_suffix('y')) {
         (1, _) => format!("1 {one}"),
@@ -428,6 +466,56 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             out!("rule: {}", d.reason);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sessions { action } => {
+            let (config, user, revoke) = match action {
+                SessionsAction::List { config, user } => (config, user, false),
+                SessionsAction::Revoke { config, user, all } => (config, if all { None } else { user }, true),
+            };
+            let cfg = match Config::load(&config, &env) {
+                Ok(c) => c,
+                Err(diags) => {
+                    print_problems(&diags);
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let Some(redis) = &cfg.session_store else {
+                err!(
+                    "{}: no session_store: sessions are kept in the browsers' cookies, and none can be listed or revoked from here",
+                    config.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            };
+            let store = forwarden::store::redis::RedisStore::new(redis, forwarden::metrics::Metrics::new())
+                .context("the session store's settings")?;
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            rt.block_on(async {
+                let mine: Vec<_> = store
+                    .list()
+                    .await
+                    .context("listing the sessions")?
+                    .into_iter()
+                    .filter(|m| user.as_deref().is_none_or(|u| m.is_user(u)))
+                    .collect();
+                if revoke {
+                    let ids: Vec<String> = mine.iter().map(|m| m.id.clone()).collect();
+                    let n = store.revoke(&ids).await.context("revoking the sessions")?;
+                    out!("revoked {}", count(n, "session"));
+                } else {
+                    for m in &mine {
+                        out!(
+                            "{}  {}  {}  signed in {}  ends {}",
+                            m.id,
+                            m.subject,
+                            if m.email.is_empty() { "-" } else { &m.email },
+                            time(m.issued_at),
+                            time(m.expires_at)
+                        );
+                    }
+                    out!("{}", count(mine.len(), "session"));
+                }
+                anyhow::Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Healthcheck { config } => {
             let cfg = match Config::load(&config, &env) {

@@ -93,6 +93,7 @@ struct Inner {
     jwks_refreshes: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
+    store_up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +117,12 @@ impl Metrics {
         let jwks_refreshes = Family::<ResultLabel, Counter>::default();
         let reloads = Family::<ResultLabel, Counter>::default();
         let session_refreshes = Family::<ResultLabel, Counter>::default();
+        let store_up = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "session_store_up",
+            "1 while the session store (session_store) answers, 0 when it does not or there is none",
+            store_up.clone(),
+        );
         registry.register("logins", "Sign-in callbacks by result", logins.clone());
         registry.register(
             "provider_errors",
@@ -164,6 +171,7 @@ impl Metrics {
                 jwks_refreshes,
                 reloads,
                 session_refreshes,
+                store_up,
             }),
         }
     }
@@ -305,6 +313,11 @@ impl Metrics {
             .session_refreshes
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// Whether the session store answers.
+    pub fn store_up(&self, up: bool) {
+        self.inner.store_up.set(i64::from(up));
     }
 
     /// The Prometheus text exposition (OpenMetrics text format).

@@ -224,6 +224,9 @@ pub async fn run(
             }
         });
     }
+    if let Some(store) = &state.store {
+        tokio::spawn(store.clone().follow(rx.clone()));
+    }
     if let Some(p) = &state.provider {
         // Existing sessions keep working while the provider is unreachable; sign-in waits.
         tokio::spawn(p.clone().discover_until_ready(rx.clone()));

@@ -214,8 +214,8 @@ pub(crate) fn open_bytes(value: &str, keys: &Keys, cookie_name: &str) -> Result<
         .ok_or(SessionError::Sealed)
 }
 
-/// Seal a session into `(cookie name, value)` pairs: one cookie `name`, or chunks `name_0…`.
-pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> Vec<(String, String)> {
+/// A session's compact encoding (what a cookie, or a store's record, seals).
+pub(crate) fn encode(session: &Session) -> Vec<u8> {
     let id = &session.identity;
     let (mut guid_groups, mut other_groups) = (Vec::new(), Vec::new());
     for g in &id.groups {
@@ -239,7 +239,12 @@ pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) 
         claims: id.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         refresh_token: session.refresh_token.clone(),
     };
-    let plain = postcard::to_allocvec(&wire).unwrap_or_default();
+    postcard::to_allocvec(&wire).unwrap_or_default()
+}
+
+/// Seal a session into `(cookie name, value)` pairs: one cookie `name`, or chunks `name_0…`.
+pub fn seal(session: &Session, keys: &Keys, cookie_name: &str, nonce: [u8; 12]) -> Vec<(String, String)> {
+    let plain = encode(session);
     let value = seal_bytes(&plain, keys, cookie_name, nonce);
     if value.len() <= CHUNK {
         return vec![(cookie_name.to_string(), value)];
@@ -368,7 +373,12 @@ pub(crate) fn open_value(
         return Err(SessionError::Malformed);
     }
     let plain = open_bytes(value, keys, cookie_name)?;
-    let wire: Wire = postcard::from_bytes(&plain).map_err(|_| SessionError::Format)?;
+    decode(&plain, now)
+}
+
+/// A session from its encoding ([`encode`]), valid at `now`.
+pub(crate) fn decode(plain: &[u8], now: u64) -> Result<Session, SessionError> {
+    let wire: Wire = postcard::from_bytes(plain).map_err(|_| SessionError::Format)?;
     if wire.format != FORMAT {
         return Err(SessionError::Format);
     }

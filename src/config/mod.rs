@@ -21,6 +21,7 @@ use ipnet::IpNet;
 
 use crate::diag::Diagnostic;
 use crate::oidc::ProviderConfig;
+use crate::secret::Secret;
 use crate::session::Keys;
 
 /// The shortest secret accepted: 32 bytes, as many as the AES-256 key derived from it.
@@ -61,6 +62,38 @@ pub struct Config {
     pub limits: Limits,
     /// Bearer tokens from API clients (`bearer:`); without it, `Authorization` is ignored.
     pub bearer: Option<BearerConfig>,
+    /// Server-side sessions (`session_store:`); without it, sessions live in the cookies.
+    pub session_store: Option<RedisConfig>,
+}
+
+/// Sessions on Redis or Valkey (`session_store.redis`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Where: one server, or the master Sentinel names.
+    pub server: RedisServer,
+    /// The password (or an ACL user's, with the user in the URL).
+    pub password: Option<Secret>,
+    /// Prefix of every key and channel.
+    pub key_prefix: String,
+    /// How long a replica trusts a session it read without asking Redis again (revocations
+    /// reach it sooner, through the channel).
+    pub cache_ttl: Duration,
+}
+
+/// One Redis server or a Sentinel-managed master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisServer {
+    /// `redis://…` or `rediss://…` (TLS).
+    Url(String),
+    /// The master named `master`, found through these Sentinels (`host:port`), database `db`.
+    Sentinel {
+        /// The master's name in Sentinel.
+        master: String,
+        /// Sentinel addresses.
+        nodes: Vec<String>,
+        /// The database number.
+        db: i64,
+    },
 }
 
 /// Which bearer tokens are accepted (`bearer:` in the config).

@@ -37,6 +37,38 @@ pub(super) struct RawConfig {
     pub(super) limits: Option<RawLimits>,
     #[serde(default)]
     pub(super) bearer: Option<RawBearer>,
+    #[serde(default)]
+    pub(super) session_store: Option<RawSessionStore>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessionStore {
+    pub(super) redis: RawRedis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    #[serde(default)]
+    pub(super) url: Option<String>,
+    #[serde(default)]
+    pub(super) sentinel: Option<RawSentinel>,
+    #[serde(default)]
+    pub(super) password: Option<String>,
+    #[serde(default)]
+    pub(super) key_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSentinel {
+    pub(super) master: String,
+    pub(super) nodes: Vec<String>,
+    #[serde(default)]
+    pub(super) db: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

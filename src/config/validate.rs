@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use super::raw::{
     RawBearer, RawBearerIssuer, RawConfig, RawCookie, RawHeaders, RawIdentityJwt, RawLimits, RawOidc,
-    RawTenants,
+    RawRedis, RawTenants,
 };
 use super::{
     Audit, BearerConfig, Config, CookieConfig, ExtraIssuer, HeaderNames, IdentityJwt, Inputs, Limits,
-    MIN_SECRET_LEN, clean, is_header_name, parse_duration,
+    MIN_SECRET_LEN, RedisConfig, RedisServer, clean, is_header_name, parse_duration,
 };
 use crate::oidc::ProviderConfig;
 use crate::oidc::redirect::AllowedDomain;
@@ -189,6 +189,10 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
     let bearer = optional(node, "bearer", raw.bearer, None, |n, b| {
         bearer(n, b, has_oidc).map(Some)
     });
+    let session_store = optional(node, "session_store", raw.session_store, None, |n, s| {
+        let r = field(n, "redis");
+        redis(r, s.redis, base, inputs).map(Some)
+    });
     let cookie = cookie(cookie_node, raw.cookie, secrets);
     gather!(Config {
         listen,
@@ -206,6 +210,68 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         identity_jwt,
         limits,
         bearer,
+        session_store,
+    })
+}
+
+fn redis(node: &Node, raw: RawRedis, _base: &Path, inputs: Inputs<'_>) -> Checked<RedisConfig> {
+    let server = match (raw.url, raw.sentinel) {
+        (Some(url), None) => {
+            let url = env_value(field(node, "url"), &url, inputs)?;
+            match url::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {
+                    Ok(RedisServer::Url(url))
+                }
+                _ => fail(
+                    field(node, "url"),
+                    format!("`{url}` is not a Redis URL like redis://127.0.0.1:6379/0 (rediss:// for TLS)"),
+                ),
+            }
+        }
+        (None, Some(s)) => {
+            let at = field(node, "sentinel");
+            if s.nodes.is_empty() || s.master.trim().is_empty() {
+                fail(
+                    at,
+                    "sentinel needs a master name and at least one node (host:port)",
+                )
+            } else if let Some(bad) = s
+                .nodes
+                .iter()
+                .find(|n| n.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+            {
+                fail(
+                    at,
+                    format!("`{bad}` is not a Sentinel address like 10.0.0.1:26379"),
+                )
+            } else {
+                Ok(RedisServer::Sentinel {
+                    master: s.master,
+                    nodes: s.nodes,
+                    db: s.db.unwrap_or(0),
+                })
+            }
+        }
+        (Some(_), Some(_)) => fail(node, "set redis.url or redis.sentinel, not both"),
+        (None, None) => fail(node, "session_store.redis needs url (one server) or sentinel"),
+    };
+    let password = match &raw.password {
+        Some(p) => env_value(field(node, "password"), p, inputs).map(|p| Some(Secret::new(p))),
+        None => Ok(None),
+    };
+    let cache_ttl = optional(
+        node,
+        "cache_ttl",
+        raw.cache_ttl,
+        Duration::from_secs(10),
+        |n, t| duration(n, &t),
+    );
+    let (server, password, cache_ttl) = gather!(server, password, cache_ttl)?;
+    Ok(RedisConfig {
+        server,
+        password,
+        key_prefix: raw.key_prefix.unwrap_or_else(|| "forwarden:".into()),
+        cache_ttl,
     })
 }
 

@@ -8,16 +8,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::cookies::end_session;
 use super::edge::redirect;
 use super::login::{RdQuery, return_target};
-use super::session_cache::session_of;
+use super::sessions;
 use crate::identity::EMAIL_SOURCE;
 use crate::oidc::signin::LOGIN_HINT;
 use crate::session::GROUPS_REDUCED;
 
 /// `GET|POST /oauth2/sign_out?rd=…`: clear the session; with `oidc.end_session`, continue to
-/// the provider's `end_session_endpoint`, which returns the browser to `rd`.
+/// the provider's `end_session_endpoint`, which returns the browser to `rd`. With a session
+/// store the session is deleted there too, and `everywhere=1` deletes every session of the user.
 pub async fn sign_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -25,7 +25,9 @@ pub async fn sign_out(
     headers: HeaderMap,
 ) -> Response {
     let (origin, target) = return_target(&st, peer, &headers, q.rd.as_deref());
-    let session = session_of(&st, &headers).map(|o| o.session.clone());
+    let mut ended = redirect("/");
+    let everywhere = q.everywhere.as_deref() == Some("1");
+    let session = sessions::end(&st, &headers, everywhere, &mut ended).await;
     let end_session_url = st
         .provider
         .as_ref()
@@ -48,13 +50,15 @@ pub async fn sign_out(
             Some(url.to_string())
         });
     let mut r = redirect(&end_session_url.unwrap_or(target));
-    end_session(&st.config.cookie, &mut r);
+    for v in ended.headers().get_all(header::SET_COOKIE) {
+        r.headers_mut().append(header::SET_COOKIE, v.clone());
+    }
     r
 }
 
 /// `GET /oauth2/userinfo`: the session's identity as JSON; 401 without a session.
 pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let Some(o) = session_of(&st, &headers) else {
+    let Ok(Some((s, _))) = sessions::current(&st, &headers).await else {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::CONTENT_TYPE, "application/json")],
@@ -62,7 +66,6 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
         )
             .into_response();
     };
-    let s = &o.session;
     let id = &s.identity;
     let mut claims = id.claims.clone();
     // "n of m": the session keeps only the groups the policies name (it was too large).

@@ -61,6 +61,9 @@ pub(super) async fn answer(
     record: bool,
 ) -> Response {
     let token = bearer::verify(st, headers).await;
+    if token.is_none() {
+        super::sessions::preload(st, headers).await;
+    }
     check(st, peer, uri, headers, contract, record, token)
 }
 

@@ -90,6 +90,21 @@ pub fn set_session(
     Ok(())
 }
 
+/// Set the ticket cookie (session store), deleting any chunks a cookie session left.
+pub fn set_ticket(c: &CookieConfig, value: &str, r: &mut Response) {
+    let max_age = i64::try_from(c.lifetime.as_secs()).unwrap_or(i64::MAX);
+    for name in session_names(c) {
+        let v = if name == c.name {
+            set_cookie(c, &name, value, "/", Some(max_age))
+        } else {
+            set_cookie(c, &name, "", "/", Some(0))
+        };
+        if let Some(v) = v {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
 /// Delete every session cookie on a response.
 pub fn end_session(c: &CookieConfig, r: &mut Response) {
     for v in clear_session(c) {

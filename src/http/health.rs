@@ -32,7 +32,15 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             )
                 .into_response()
         }
-        _ => (StatusCode::OK, "ready\n").into_response(),
+        // Without Redis, sessions cached here still pass for their cache time and sign-in says
+        // the store is unavailable: degraded, not out of service (taking every replica out of
+        // the load balancer would stop the cached sessions too).
+        _ => match &st.store {
+            Some(s) if !s.is_up() => {
+                (StatusCode::OK, "ready; the session store is unavailable\n").into_response()
+            }
+            _ => (StatusCode::OK, "ready\n").into_response(),
+        },
     }
 }
 

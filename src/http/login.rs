@@ -11,8 +11,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
-use super::cookies::{pending_logins, set_session, store_pending};
+use super::cookies::{pending_logins, store_pending};
 use super::edge::{ErrorPage, RouteError, redirect};
+use super::sessions::{self, WriteError};
 use crate::identity::Identity;
 use crate::oidc::flow::{self, Authorize, Randomness};
 use crate::oidc::idtoken::{Expect, TokenError};
@@ -117,6 +118,9 @@ fn ready_provider(st: &AppState) -> Result<(&Provider, Arc<Ready>), RouteError> 
 pub struct RdQuery {
     #[serde(default)]
     pub(super) rd: Option<String>,
+    /// `/oauth2/sign_out?everywhere=1`: every session of the user (with a session store).
+    #[serde(default)]
+    pub(super) everywhere: Option<String>,
 }
 
 /// The browser's origin, and where it may be sent afterwards: `rd` when it passes the
@@ -256,11 +260,21 @@ async fn finish(
     };
     let mut r = redirect(&pending.rd);
     let policy = st.policy.load();
-    set_session(&st.config.cookie, &st.entropy, &mut session, |g| policy.names_group(g), &mut r).map_err(|_| {
-        tracing::warn!(user = %session.identity.subject, groups, "the session does not fit in cookies");
-        RouteError::Refused(format!(
-            "Your account is in {groups} groups, more than fit in a session cookie even when only the groups this site's policies name are kept. Ask the administrator to send fewer groups in the token (Entra ID: \"Groups assigned to the application\")."
-        ))
+    let subject = session.identity.subject.clone();
+    let names = |g: &str| policy.names_group(g);
+    sessions::write(st, &mut session, None, names, &mut r).await.map_err(|e| match e {
+        WriteError::TooLarge(_) => {
+            tracing::warn!(user = %subject, groups, "the session does not fit in cookies");
+            RouteError::Refused(format!(
+                "Your account is in {groups} groups, more than fit in a session cookie even when only the groups this site's policies name are kept. Ask the administrator to send fewer groups in the token (Entra ID: \"Groups assigned to the application\"), or keep sessions on the server (session_store)."
+            ))
+        }
+        WriteError::Store(e) => {
+            tracing::warn!(user = %subject, error = %e, "sign-in: the session store is unavailable");
+            RouteError::Unavailable(
+                "The session store is unavailable, so the sign-in cannot be kept. Try again in a moment.".into(),
+            )
+        }
     })?;
     store_pending(&st.config.cookie, &st.entropy, &rest, &mut r);
     Ok(r)

@@ -25,8 +25,10 @@ mod headers;
 mod health;
 mod listen;
 mod login;
+mod logout;
 mod refresh;
 mod session_cache;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -65,6 +67,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
     bearer: Option<bearer::Bearer>,
+    /// The session store (`session_store:`), when sessions live on the server.
+    pub store: Option<Arc<crate::store::redis::RedisStore>>,
 }
 
 impl AppState {
@@ -97,6 +101,15 @@ impl AppState {
             .bearer
             .as_ref()
             .map(|b| bearer::Bearer::new(b, timeout, &metrics));
+        let store = config.session_store.as_ref().and_then(|r| {
+            match crate::store::redis::RedisStore::new(r, metrics.clone()) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the session store client");
+                    None
+                }
+            }
+        });
         Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
@@ -109,6 +122,7 @@ impl AppState {
             provider,
             metrics,
             bearer,
+            store,
         })
     }
 }
@@ -127,6 +141,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/refresh", get(refresh::refresh))
         .route("/oauth2/sign_out", get(account::sign_out).post(account::sign_out))
         .route("/oauth2/userinfo", get(account::userinfo))
+        .route(
+            "/oauth2/backchannel-logout",
+            axum::routing::post(logout::backchannel)
+                .layer(axum::extract::DefaultBodyLimit::max(logout::MAX_BODY)),
+        )
+        .route("/oauth2/frontchannel-logout", get(logout::frontchannel))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/.well-known/jwks.json", get(health::jwks))

@@ -20,10 +20,9 @@ use axum::response::Response;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
-use super::cookies::{end_session, set_session};
 use super::edge::redirect;
 use super::login::{RdQuery, return_target, verify_tokens};
-use super::session_cache::session_of;
+use super::sessions::{self, WriteError};
 use crate::oidc::idtoken::TokenError;
 use crate::oidc::signin::SignInError;
 use crate::session::{self, Session};
@@ -51,8 +50,13 @@ pub async fn refresh(
     let (_, rd) = return_target(&st, peer, &headers, q.rd.as_deref());
     let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
     // A copy: the cached session is per worker thread and must not be held across awaits.
-    let Some(old) = session_of(&st, &headers).map(|o| o.session.clone()) else {
-        return redirect(&sign_in());
+    let (old, ticket) = match sessions::current(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return redirect(&sign_in()),
+        Err(e) => {
+            tracing::warn!(error = %e, "refresh: the session store is unavailable; the session stays as it is");
+            return redirect(&rd);
+        }
     };
     let now = (st.clock)();
     if !session::refresh_due(&old, st.config.cookie.refresh, now) {
@@ -63,20 +67,22 @@ pub async fn refresh(
         Outcome::Renewed(mut session) => {
             let mut r = redirect(&rd);
             let policy = st.policy.load();
-            if set_session(
-                &st.config.cookie,
-                &st.entropy,
-                &mut session,
-                |g| policy.names_group(g),
-                &mut r,
-            )
-            .is_err()
-            {
-                tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
-                st.metrics.session_refresh("ended");
-                let mut r = redirect(&sign_in());
-                end_session(&st.config.cookie, &mut r);
-                return r;
+            let names = |g: &str| policy.names_group(g);
+            match sessions::write(&st, &mut session, ticket.clone(), names, &mut r).await {
+                Ok(()) => {}
+                Err(WriteError::TooLarge(_)) => {
+                    tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
+                    st.metrics.session_refresh("ended");
+                    let mut r = redirect(&sign_in());
+                    sessions::end(&st, &headers, false, &mut r).await;
+                    return r;
+                }
+                Err(WriteError::Store(e)) => {
+                    // The stored session stays as it was: it is refreshed on a later page load.
+                    tracing::warn!(error = %e, "refresh: the session store is unavailable");
+                    st.metrics.session_refresh("postponed");
+                    return redirect(&rd);
+                }
             }
             tracing::info!(user = %session.identity.subject, "session refreshed");
             st.metrics.session_refresh("ok");
@@ -86,7 +92,7 @@ pub async fn refresh(
             tracing::info!(user = %old.identity.subject, reason = %why, "refresh refused; the session ends");
             st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
-            end_session(&st.config.cookie, &mut r);
+            sessions::end(&st, &headers, false, &mut r).await;
             r
         }
         Outcome::Postponed(why) => {
@@ -96,7 +102,9 @@ pub async fn refresh(
             let mut later = session::postpone_refresh(old, every, RETRY, now);
             let mut r = redirect(&rd);
             // The session was written before, so it fits again (its groups are unchanged).
-            let _ = set_session(&st.config.cookie, &st.entropy, &mut later, |_| true, &mut r);
+            if let Err(e) = sessions::write(&st, &mut later, ticket, |_| true, &mut r).await {
+                tracing::warn!(error = %e, "refresh postponed, and the session could not be rewritten");
+            }
             r
         }
     }

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
 
@@ -16,7 +17,7 @@ use crate::session;
 /// An opened session with its identity headers, as cached.
 pub struct Opened {
     /// The session.
-    pub session: session::Session,
+    pub session: Arc<session::Session>,
     /// Identity header values, computed once per session.
     pub(crate) values: Vec<HeaderValue>,
     /// The whole sealed value: a cache hit must match it exactly.
@@ -109,6 +110,9 @@ pub(crate) fn open_session<'a>(
             return None;
         }
     };
+    if let Some(store) = &st.store {
+        return stored(st, store, &value, now);
+    }
     let key = cache_key(&value);
     let hit = OPENED.with_borrow(|m| {
         m.map
@@ -124,7 +128,7 @@ pub(crate) fn open_session<'a>(
             let values = st.headers.values(&s.identity);
             let key: Box<str> = key.into();
             let o = Rc::new(Opened {
-                session: s,
+                session: Arc::new(s),
                 values,
                 sealed: value.into_owned(),
                 instance: st.instance,
@@ -147,6 +151,29 @@ pub(crate) fn open_session<'a>(
             None
         }
     }
+}
+
+/// With a session store: the ticket's session as this replica's store cache has it (the auth
+/// endpoints load it first, see `sessions::preload`). Header values are computed per request:
+/// a revocation must take effect at once, so nothing is kept per thread.
+fn stored(
+    st: &AppState,
+    store: &crate::store::redis::RedisStore,
+    value: &str,
+    now: u64,
+) -> Option<Rc<Opened>> {
+    let ticket = crate::store::Ticket::open(value, &st.config.cookie.keys, &st.config.cookie.name).ok()?;
+    let session = store.cached(&ticket.id)??;
+    if !session::is_current(&session, now) {
+        return None;
+    }
+    Some(Rc::new(Opened {
+        values: st.headers.values(&session.identity),
+        session,
+        sealed: String::new(),
+        instance: st.instance,
+        jwts: RefCell::new(Vec::new()),
+    }))
 }
 
 /// The session of a request that is not an auth subrequest (userinfo, sign-out).

@@ -16,6 +16,7 @@
 pub mod access;
 pub mod flow;
 pub mod idtoken;
+pub mod logout;
 pub mod redirect;
 pub mod signin;
 pub mod transport;

@@ -9,7 +9,7 @@
 use super::idtoken::KeySet as JwkSet;
 
 use super::idtoken::{self, Expect, TokenError};
-use crate::identity::Identity;
+use crate::identity::{Identity, PROVIDER_SID};
 
 /// Allowed clock skew for ID tokens, in seconds.
 pub(crate) const LEEWAY: u64 = 120;
@@ -144,6 +144,22 @@ impl<'a> SignIn<'a> {
             .filter(|h| h.len() <= MAX_LOGIN_HINT)
         {
             identity.claims.insert(LOGIN_HINT.into(), hint.into());
+        }
+        // The provider's session id, for its logout (back-channel and front-channel); a
+        // refreshed ID token without one keeps the session's.
+        let sid = claims
+            .extra
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .filter(|s| s.len() <= MAX_LOGIN_HINT);
+        match (sid, self.same_user.and_then(|o| o.claims.get(PROVIDER_SID))) {
+            (Some(sid), _) => {
+                identity.claims.insert(PROVIDER_SID.into(), sid.into());
+            }
+            (None, Some(old)) => {
+                identity.claims.insert(PROVIDER_SID.into(), old.clone());
+            }
+            (None, None) => {}
         }
         if !claims.groups_overage() {
             return Ok(Next::Done(Box::new(identity)));

@@ -37,6 +37,8 @@ export const USERS = {
   alice: { oid: guid(1), name: 'Alice', email: 'alice@contoso.com', groups: [guid(1001)], roles: ['Reader', 'Admin'] },
   bob: { oid: guid(2), name: 'Bob', email: 'bob@contoso.com', groups: [guid(1002)], roles: ['Reader'] },
   carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
+  // A thousand groups (overage, from Graph): more than any cookie carries.
+  frank: { oid: guid(8), name: 'Frank', email: 'frank@contoso.com', groups: Array.from({ length: 1000 }, (_, i) => guid(5001 + i)), roles: [], overage: true },
   // Of example.com, the domain the guides' policies allow.
   dana: { oid: guid(7), name: 'Dana', email: 'dana@example.com', groups: [], roles: [] },
   // More groups than fit in a token: the ID token says where to get them (overage).
@@ -119,6 +121,11 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_post',
+    // BACKCHANNEL_LOGOUT_URI: where a logout at this provider is posted (forwarden's
+    // /oauth2/backchannel-logout), with the provider's session id in the ID token (sid).
+    ...(process.env.BACKCHANNEL_LOGOUT_URI
+      ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+      : {}),
   }, ...Object.entries(APPS).map(([id, app]) => ({
     client_id: id,
     client_secret: app.secret,
@@ -138,6 +145,7 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
     clientCredentials: { enabled: true },
+    backchannelLogout: { enabled: true },
     // Access tokens for the API are JWTs (RFC 9068), shaped like Entra's v2 tokens below.
     resourceIndicators: {
       enabled: true,
@@ -166,10 +174,22 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
   interactions: { url: (ctx, interaction) => `/${tenant}/v2.0/interaction/${interaction.uid}` },
   issueRefreshToken: (ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   cookies: { keys: ['forwarden-test-idp-cookie-key'] },
+  // Everything here is on loopback, which oidc-provider's outgoing requests (back-channel
+  // logout) refuse by default as a guard against request forgery: allow it for the tests.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   pkce: { required: () => true },
 });
 // Replaced whole by /__test/rotate: new signing keys (and, as after a restart, no sessions).
 let provider = makeProvider();
+// Back-channel logout outcomes, in the test log.
+const backchannelLog = (p) => {
+  p.on('backchannel.success', (...args) => console.error(`backchannel logout sent: ${args.filter((a) => typeof a === 'string').join(' ')}`));
+  p.on('backchannel.error', (...args) => console.error(`backchannel logout failed: ${args.map((a) => (a?.message ? `${a.message} ${a.cause?.message || ''}` : '') || a?.clientId || (typeof a === 'string' ? a : '')).filter(Boolean).join(' | ')}`));
+};
+backchannelLog(provider);
 let provider2 = makeProvider(TENANT2);
 
 const page = (body) => `<!doctype html><html><head><meta charset="utf-8"><title>Test sign-in</title></head><body>${body}</body></html>`;

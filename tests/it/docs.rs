@@ -195,6 +195,8 @@ fn core_modules_import_no_shell() {
         "src/diag.rs",
         "src/clock.rs",
         "src/secret.rs",
+        // The store's pure part; its Redis transport (src/store/redis.rs) is shell.
+        "src/store/mod.rs",
     ];
     let mut files = Vec::new();
     for c in core {
@@ -224,8 +226,10 @@ fn core_modules_import_no_shell() {
             }
         }
         // Only the transport module makes outbound calls or runs on tokio.
-        if !f.ends_with("oidc/transport.rs") && (text.contains("reqwest::") || text.contains("tokio::")) {
-            bad.push(format!("{} uses reqwest or tokio", f.display()));
+        if !f.ends_with("oidc/transport.rs")
+            && (text.contains("reqwest::") || text.contains("tokio::") || text.contains("redis::"))
+        {
+            bad.push(format!("{} uses reqwest, tokio or redis", f.display()));
         }
     }
     assert!(files.len() >= 15, "{files:?}");

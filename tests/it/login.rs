@@ -4,33 +4,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-/// Follow redirects with a cookie jar, as a browser would, until a non-redirect answer.
-/// `login_hint` is added to the provider's authorization request so the test provider signs
-/// the user in without a form.
-async fn browse(
-    http: &reqwest::Client,
-    start: &str,
-    issuer: &str,
-    user: &str,
-) -> (reqwest::Response, Vec<String>) {
-    let mut url = start.to_string();
-    let mut seen = Vec::new();
-    for _ in 0..15 {
-        seen.push(url.clone());
-        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
-        if !r.status().is_redirection() {
-            return (r, seen);
-        }
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
-        if next.starts_with(&format!("{issuer}/auth?")) {
-            next.push_str(&format!("&login_hint={user}"));
-        }
-        url = next;
-    }
-    panic!("too many redirects: {seen:#?}");
-}
-
 #[tokio::test]
 async fn central_mode_one_callback_for_every_app() {
     let port = free_port();

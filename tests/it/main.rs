@@ -29,4 +29,5 @@ mod proxies;
 mod proxy_attacks;
 mod reload;
 mod security;
+mod store;
 mod walkthrough;

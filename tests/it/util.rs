@@ -334,6 +334,17 @@ pub async fn nginx(fw: SocketAddr, upstream: SocketAddr, locations: &str) -> Opt
 
 /// [`nginx`] on a port chosen beforehand (when the identity provider must know the callback).
 pub async fn nginx_on(port: u16, fw: SocketAddr, upstream: SocketAddr, locations: &str) -> Option<Proc> {
+    nginx_on_many(port, &[fw], upstream, locations).await
+}
+
+/// [`nginx_on`] with several forwarden replicas in its `upstream forwarden` (round-robin).
+pub async fn nginx_on_many(
+    port: u16,
+    fws: &[SocketAddr],
+    upstream: SocketAddr,
+    locations: &str,
+) -> Option<Proc> {
+    let fw: String = fws.iter().map(|a| format!("server {a}; ")).collect();
     let bin = require("nginx")?;
     let dir = TempDir::new().unwrap();
     let d = dir.path().display();
@@ -344,7 +355,7 @@ pub async fn nginx_on(port: u16, fw: SocketAddr, upstream: SocketAddr, locations
         "pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  upstream forwarden {{ server {fw}; keepalive 8; }}\n  upstream app {{ server {upstream}; }}\n\
+  upstream forwarden {{ {fw}keepalive 8; }}\n  upstream app {{ server {upstream}; }}\n\
   server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    include {server_inc};\n\
     location / {{\n      include {location_inc};\n      proxy_pass http://app;\n    }}\n{locations}\n  }}\n}}\n"
     );
@@ -479,6 +490,11 @@ pub fn home_tenant() -> String {
 
 /// Start the test identity provider; `redirect_uris` are the client's registered callbacks.
 pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
+    idp_with(redirect_uris, &[]).await
+}
+
+/// [`idp`] with more environment (`BACKCHANNEL_LOGOUT_URI`).
+pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<Idp> {
     let node = require("node")?;
     let dir_idp = repo().join("tests/e2e");
     if !dir_idp.join("node_modules/oidc-provider").exists() {
@@ -505,6 +521,7 @@ pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
                 .collect::<Vec<_>>()
                 .join(","),
         );
+    cmd.envs(env.iter().copied());
     let proc = spawn("idp", cmd, dir, port).await;
     let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
     Some(Idp { proc, issuer })
@@ -618,4 +635,74 @@ pub fn browserless() -> reqwest::Client {
         .no_proxy()
         .build()
         .unwrap()
+}
+
+/// A Redis server (Debian's redis-server) on a free loopback port, with nothing saved to disk;
+/// `extra` are more `--option value` arguments (a replica's `--replicaof`).
+pub async fn redis_server(extra: &[&str]) -> Option<Proc> {
+    let bin = require("redis-server")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(dir.path())
+    .args(extra);
+    Some(spawn("redis-server", cmd, dir, port).await)
+}
+
+/// A Redis Sentinel watching the master `mymaster` at `master` (quorum 1, failover after one
+/// second without an answer).
+pub async fn redis_sentinel(master: u16) -> Option<Proc> {
+    let bin = require("redis-sentinel")?;
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\nsentinel parallel-syncs mymaster 1\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg(&conf);
+    Some(spawn("redis-sentinel", cmd, dir, port).await)
+}
+
+/// Follow redirects with a cookie jar, as a browser would, until a non-redirect answer.
+/// `login_hint` is added to the provider's authorization request so the test provider signs
+/// the user in without a form.
+pub async fn browse(
+    http: &reqwest::Client,
+    start: &str,
+    issuer: &str,
+    user: &str,
+) -> (reqwest::Response, Vec<String>) {
+    let mut url = start.to_string();
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        seen.push(url.clone());
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        if !r.status().is_redirection() {
+            return (r, seen);
+        }
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("too many redirects: {seen:#?}");
 }

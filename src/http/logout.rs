@@ -1,0 +1,185 @@
+//! The identity provider's logout reaching forwarden's sessions (a session store is needed:
+//! cookies cannot be revoked from the server):
+//! - `POST /oauth2/backchannel-logout`: OpenID Connect Back-Channel Logout 1.0, a signed logout
+//!   token naming the provider's session (`sid`) and/or the user (`sub`);
+//! - `GET /oauth2/frontchannel-logout?iss=…&sid=…`: Front-Channel Logout 1.0 (Entra ID's
+//!   "front-channel logout URL"), loaded by the provider in the user's browser; without `sid`
+//!   the browser's own session ends.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::sessions;
+use crate::oidc::idtoken::IssuerRule;
+use crate::oidc::logout::{self, MAX_AGE};
+
+/// The largest back-channel request body read.
+pub const MAX_BODY: usize = 32 * 1024;
+
+fn answer(status: StatusCode, error: Option<&str>) -> Response {
+    let body = match error {
+        Some(e) => serde_json::json!({"error": "invalid_request", "error_description": e}).to_string(),
+        None => String::new(),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /oauth2/backchannel-logout` with `logout_token` (form-encoded).
+pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Some(store) = &st.store else {
+        return answer(
+            StatusCode::NOT_IMPLEMENTED,
+            Some("sessions are kept in cookies here; back-channel logout needs session_store"),
+        );
+    };
+    let Some(token) = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return answer(StatusCode::BAD_REQUEST, Some("no logout_token"));
+    };
+    let Some((provider, ready)) = st.provider.as_ref().and_then(|p| Some((p, p.ready()?))) else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the identity provider is not discovered yet"),
+        );
+    };
+    let now = (st.clock)();
+    let verified = logout::verify(
+        &token,
+        &ready.jwks.load(),
+        &ready.issuer,
+        &provider.config.client_id,
+        now,
+    );
+    let verified = match verified {
+        Err(logout::LogoutError::UnknownKey) if provider.refetch_jwks().await => logout::verify(
+            &token,
+            &ready.jwks.load(),
+            &ready.issuer,
+            &provider.config.client_id,
+            now,
+        ),
+        other => other,
+    };
+    let l = match verified {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout refused");
+            return answer(StatusCode::BAD_REQUEST, Some(&e.to_string()));
+        }
+    };
+    // A logout token is used once (jti), across every replica.
+    match store
+        .first_use(&l.jti, std::time::Duration::from_secs(MAX_AGE * 2))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(jti = %l.jti, "back-channel logout token replayed");
+            return answer(
+                StatusCode::BAD_REQUEST,
+                Some("this logout token was already used"),
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: the session store is unavailable");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("the session store is unavailable"),
+            );
+        }
+    }
+    let revoked = match (&l.sid, &l.sub) {
+        (Some(sid), _) => store.revoke_sid(sid).await,
+        (None, Some(sub)) => store.revoke_user(sub).await,
+        (None, None) => Ok(0),
+    };
+    match revoked {
+        Ok(n) => {
+            tracing::info!(sid = ?l.sid, sub = ?l.sub, sessions = n, "back-channel logout");
+            answer(StatusCode::OK, None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: the session store is unavailable");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("the session store is unavailable"),
+            )
+        }
+    }
+}
+
+/// Query of `/oauth2/frontchannel-logout`.
+#[derive(Deserialize)]
+pub struct FrontChannel {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+}
+
+/// `GET /oauth2/frontchannel-logout?iss=…&sid=…`.
+pub async fn frontchannel(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<FrontChannel>,
+    headers: HeaderMap,
+) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "<!doctype html><title>Signed out</title>",
+    )
+        .into_response();
+    match (&st.store, q.iss.as_deref(), q.sid.as_deref()) {
+        (Some(store), Some(iss), Some(sid)) => {
+            let issuer_ok =
+                st.provider
+                    .as_ref()
+                    .and_then(|p| p.ready())
+                    .is_some_and(|ready| match &ready.issuer {
+                        IssuerRule::Exact(s) => iss == s,
+                        IssuerRule::EntraTemplate(t) => t
+                            .split_once("{tenantid}")
+                            .is_some_and(|(a, b)| iss.starts_with(a) && iss.ends_with(b)),
+                    });
+            if !issuer_ok {
+                return answer(StatusCode::BAD_REQUEST, Some("iss is not this provider's"));
+            }
+            match store.revoke_sid(sid).await {
+                Ok(n) => tracing::info!(sid, sessions = n, "front-channel logout"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "front-channel logout: the session store is unavailable");
+                    return answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("the session store is unavailable"),
+                    );
+                }
+            }
+            // The browser's own cookie goes too.
+            super::cookies::end_session(&st.config.cookie, &mut r);
+        }
+        // Without a sid (or a store), the browser's session ends.
+        _ => {
+            sessions::end(&st, &headers, false, &mut r).await;
+        }
+    }
+    r
+}

@@ -1,0 +1,472 @@
+//! The session store on Redis (or Valkey): standalone, or its master found through Sentinel.
+//! The one module besides the identity provider's transport that makes outbound calls.
+//!
+//! Layout under `key_prefix` (`forwarden:`):
+//! - `s:<id>`: a hash: `r` the sealed record, `u` user id, `e` email, `i` issued, `x` expires,
+//!   `d` the provider's `sid`; it expires with the session;
+//! - `u:<user id>` and `sid:<sid>`: sets of session ids (sign-out everywhere, provider logout);
+//! - `jti:<jti>`: a back-channel logout token already used;
+//! - channel `revoked`: the ids of revoked or rewritten sessions, for every replica's cache.
+//!
+//! Reads go through a local cache of opened sessions ([`CACHE_ENTRIES`] at most, each kept for
+//! `cache_ttl`); a revocation removes the entry on every replica through the channel, and a
+//! replica that lost its subscription empties its cache when it subscribes again. Every call
+//! is bounded: connecting and each answer take at most [`TIMEOUT`]. With Sentinel a write
+//! counts only once a replica has it too (`WAIT 1`), so a failover loses no session that was
+//! acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
+
+use super::{Meta, Ticket};
+use crate::config::{RedisConfig, RedisServer};
+use crate::session::Session;
+
+/// Connecting, and each answer, take at most this long.
+pub const TIMEOUT: Duration = Duration::from_secs(1);
+/// Opened sessions kept by each replica.
+pub const CACHE_ENTRIES: u64 = 100_000;
+/// How long a write waits for a replica's acknowledgement (Sentinel).
+const REPLICATION_WAIT_MS: u64 = 1000;
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis is unreachable or answered with an error.
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+    /// Sentinel: no replica acknowledged the write in time.
+    #[error("the session store did not replicate the session")]
+    NotReplicated,
+}
+
+impl From<RedisError> for StoreError {
+    fn from(e: RedisError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+enum Backend {
+    Url(Client),
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
+/// A cached lookup: the session, or `None` when the store has no such session.
+pub type Cached = Option<Arc<Session>>;
+
+/// The Redis session store.
+pub struct RedisStore {
+    backend: Backend,
+    sentinel: bool,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    prefix: String,
+    cache: moka::sync::Cache<[u8; 16], Cached>,
+    up: AtomicBool,
+    metrics: crate::metrics::Metrics,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store that has connected to nothing yet.
+    pub fn new(config: &RedisConfig, metrics: crate::metrics::Metrics) -> Result<Self, StoreError> {
+        let info = |url: &str| -> Result<redis::ConnectionInfo, StoreError> {
+            let mut info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)?;
+            if let Some(p) = &config.password {
+                info.redis.password = Some(p.expose().to_string());
+            }
+            Ok(info)
+        };
+        let (backend, sentinel) = match &config.server {
+            RedisServer::Url(url) => (Backend::Url(Client::open(info(url)?)?), false),
+            RedisServer::Sentinel { master, nodes, db } => {
+                let nodes: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
+                let node = redis::sentinel::SentinelNodeConnectionInfo {
+                    tls_mode: None,
+                    redis_connection_info: Some(redis::RedisConnectionInfo {
+                        db: *db,
+                        password: config.password.as_ref().map(|p| p.expose().to_string()),
+                        ..Default::default()
+                    }),
+                };
+                let client = redis::sentinel::SentinelClient::build(
+                    nodes,
+                    master.clone(),
+                    Some(node),
+                    redis::sentinel::SentinelServerType::Master,
+                )?;
+                (Backend::Sentinel(tokio::sync::Mutex::new(client)), true)
+            }
+        };
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(CACHE_ENTRIES)
+            .time_to_live(config.cache_ttl)
+            .build();
+        Ok(RedisStore {
+            backend,
+            sentinel,
+            conn: tokio::sync::Mutex::new(None),
+            prefix: config.key_prefix.clone(),
+            cache,
+            up: AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    /// Whether the last call to Redis succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn set_up(&self, up: bool) -> bool {
+        self.metrics.store_up(up);
+        self.up.swap(up, Ordering::Relaxed)
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        match &self.backend {
+            Backend::Url(c) => Ok(c.clone()),
+            Backend::Sentinel(s) => {
+                let mut s = s.lock().await;
+                Ok(tokio::time::timeout(TIMEOUT * 2, s.async_get_client())
+                    .await
+                    .map_err(|_| StoreError::Unavailable("no Sentinel answered in time".into()))??)
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT);
+        let c = self
+            .client()
+            .await?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Note the outcome of a call; after a failure the next call connects again (and, with
+    /// Sentinel, asks for the current master).
+    async fn outcome<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &r {
+            Ok(_) => {
+                self.set_up(true);
+            }
+            Err(e) => {
+                if self.set_up(false) {
+                    tracing::warn!(error = %e, "session store unavailable");
+                }
+                *self.conn.lock().await = None;
+            }
+        }
+        r
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revoked", self.prefix)
+    }
+
+    /// The cached lookup of a session id, if this replica has one.
+    pub fn cached(&self, id: &[u8; 16]) -> Option<Cached> {
+        self.cache.get(id)
+    }
+
+    /// The session of a ticket: from the cache, or read from Redis and opened.
+    pub async fn load(&self, t: &Ticket, now: u64) -> Result<Cached, StoreError> {
+        if let Some(c) = self.cache.get(&t.id) {
+            return Ok(c);
+        }
+        let key = self.key("s", &t.id_hex());
+        let r = async {
+            let mut c = self.conn().await?;
+            Ok::<Option<String>, StoreError>(c.hget(&key, "r").await?)
+        }
+        .await;
+        let record = self.outcome(r).await?;
+        let found = record.and_then(|r| t.open_record(&r, now).ok()).map(Arc::new);
+        self.cache.insert(t.id, found.clone());
+        Ok(found)
+    }
+
+    /// Write a session (new, or refreshed under the same ticket). Other replicas drop their
+    /// cached copy.
+    pub async fn save(&self, t: &Ticket, s: &Session, now: u64, nonce: [u8; 12]) -> Result<(), StoreError> {
+        let meta = Meta::of(t, s);
+        let key = self.key("s", &meta.id);
+        let user = self.key("u", &meta.subject);
+        let ttl = s.expires_at.saturating_sub(now).max(1);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("r", t.seal_record(s, nonce)),
+                    ("u", meta.subject.clone()),
+                    ("e", meta.email.clone()),
+                    ("i", meta.issued_at.to_string()),
+                    ("x", meta.expires_at.to_string()),
+                    ("d", meta.sid.clone()),
+                ],
+            )
+            .ignore()
+            .expire_at(&key, s.expires_at as i64)
+            .ignore()
+            .sadd(&user, &meta.id)
+            .ignore()
+            .expire(&user, ttl as i64)
+            .ignore();
+        if !meta.sid.is_empty() {
+            let sid = self.key("sid", &meta.sid);
+            pipe.sadd(&sid, &meta.id)
+                .ignore()
+                .expire(&sid, ttl as i64)
+                .ignore();
+        }
+        pipe.publish(self.channel(), &meta.id).ignore();
+        let sentinel = self.sentinel;
+        let r = async {
+            let mut c = self.conn().await?;
+            let () = pipe.query_async(&mut c).await?;
+            if sentinel {
+                let acked: i64 = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(REPLICATION_WAIT_MS)
+                    .query_async(&mut c)
+                    .await?;
+                if acked < 1 {
+                    return Err(StoreError::NotReplicated);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.outcome(r).await?;
+        self.cache.insert(t.id, Some(Arc::new(s.clone())));
+        Ok(())
+    }
+
+    /// Delete sessions by id (hex); every replica drops them. Returns how many existed.
+    pub async fn revoke(&self, ids: &[String]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key("s", id)).collect();
+        let r = async {
+            let mut c = self.conn().await?;
+            let (n,): (usize,) = redis::pipe()
+                .del(&keys)
+                .publish(self.channel(), ids.join(" "))
+                .ignore()
+                .query_async(&mut c)
+                .await?;
+            Ok(n)
+        }
+        .await;
+        let n = self.outcome(r).await?;
+        self.forget(ids.iter().map(String::as_str));
+        Ok(n)
+    }
+
+    /// Delete every session of a user (by user id).
+    pub async fn revoke_user(&self, subject: &str) -> Result<usize, StoreError> {
+        self.revoke_set(&self.key("u", subject)).await
+    }
+
+    /// Delete every session the identity provider's session `sid` signed in.
+    pub async fn revoke_sid(&self, sid: &str) -> Result<usize, StoreError> {
+        self.revoke_set(&self.key("sid", sid)).await
+    }
+
+    async fn revoke_set(&self, set: &str) -> Result<usize, StoreError> {
+        let r = async {
+            let mut c = self.conn().await?;
+            Ok::<Vec<String>, StoreError>(c.smembers(set).await?)
+        }
+        .await;
+        let ids = self.outcome(r).await?;
+        let n = self.revoke(&ids).await?;
+        let r = async {
+            let mut c = self.conn().await?;
+            let () = c.del(set).await?;
+            Ok(())
+        }
+        .await;
+        self.outcome(r).await?;
+        Ok(n)
+    }
+
+    /// Every stored session's clear part.
+    pub async fn list(&self) -> Result<Vec<Meta>, StoreError> {
+        let pattern = format!("{}s:*", self.prefix);
+        let r = async {
+            let mut c = self.conn().await?;
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            let mut out = Vec::new();
+            for key in keys {
+                let v: MetaFields = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["u", "e", "i", "x", "d"])
+                    .query_async(&mut c)
+                    .await?;
+                let Some(id) = key.strip_prefix(&format!("{}s:", self.prefix)) else {
+                    continue;
+                };
+                if let (Some(subject), email, Some(issued_at), Some(expires_at), sid) = v {
+                    out.push(Meta {
+                        id: id.to_string(),
+                        subject,
+                        email: email.unwrap_or_default(),
+                        issued_at,
+                        expires_at,
+                        sid: sid.unwrap_or_default(),
+                    });
+                }
+            }
+            Ok(out)
+        }
+        .await;
+        let mut out = self.outcome(r).await?;
+        out.sort_by(|a, b| (&a.subject, a.issued_at).cmp(&(&b.subject, b.issued_at)));
+        Ok(out)
+    }
+
+    /// Whether a logout token's `jti` is seen for the first time (it is remembered for `ttl`).
+    pub async fn first_use(&self, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.key("jti", jti);
+        let r = async {
+            let mut c = self.conn().await?;
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl.as_secs().max(1))
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        }
+        .await;
+        self.outcome(r).await
+    }
+
+    fn forget<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(bytes) = unhex(id) {
+                self.cache.invalidate(&bytes);
+            }
+        }
+    }
+
+    /// Keep this replica's cache in step with every replica's writes and revocations, until
+    /// `stop` changes: subscribe, drop what each message names, and after a lost subscription
+    /// empty the cache (messages may have been missed) and subscribe again.
+    pub async fn follow(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let subscribed = async {
+                let mut ps = self.client().await?.get_async_pubsub().await?;
+                ps.subscribe(self.channel()).await?;
+                Ok::<_, StoreError>(ps)
+            };
+            let ps = tokio::select! {
+                r = tokio::time::timeout(TIMEOUT * 3, subscribed) => r,
+                _ = stop.changed() => return,
+            };
+            match ps {
+                Ok(Ok(mut ps)) => {
+                    // Anything cached before (or during a gap) may have been revoked meanwhile.
+                    self.cache.invalidate_all();
+                    self.set_up(true);
+                    let mut messages = ps.on_message();
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(m) => {
+                                    let ids: String = m.get_payload().unwrap_or_default();
+                                    self.forget(ids.split(' '));
+                                }
+                                None => break,
+                            },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                    tracing::warn!("session store subscription lost; reconnecting");
+                    self.set_up(false);
+                    *self.conn.lock().await = None;
+                }
+                Ok(Err(e)) => {
+                    if self.set_up(false) {
+                        tracing::warn!(error = %e, "session store unavailable");
+                    }
+                }
+                Err(_) => {
+                    self.set_up(false);
+                }
+            }
+            // Cached sessions may pass for their cache_ttl while Redis is away; the cache is
+            // emptied when the subscription is back.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// `HMGET u e i x d` of a session hash.
+type MetaFields = (
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+    Option<u64>,
+    Option<String>,
+);
+
+/// Hex to 16 bytes.
+fn unhex(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
