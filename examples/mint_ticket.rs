@@ -27,13 +27,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         key_prefix: "forwarden:".into(),
         cache_ttl: Duration::from_secs(10),
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let session = |n: usize| Session {
         identity: Identity {
             subject: format!("bench-user-{n}"),
             email: Some(email.clone()),
             preferred_username: Some(email.clone()),
-            groups: (0..3).map(|i| format!("{i:08x}-aaaa-4bbb-8ccc-000000000000")).collect(),
+            groups: (0..3)
+                .map(|i| format!("{i:08x}-aaaa-4bbb-8ccc-000000000000"))
+                .collect(),
             ..Identity::default()
         },
         issued_at: now,
@@ -61,7 +65,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cold.load(t, now).await?.ok_or("a session was not found")?;
         }
         let per = start.elapsed() / u32::try_from(misses.saturating_sub(1).max(1))?;
-        eprintln!("cache miss (read from Redis, opened, sequential on one connection): {per:?} each over {} reads", misses - 1);
+        eprintln!(
+            "cache miss (read from Redis, opened, sequential on one connection): {per:?} each over {} reads",
+            misses - 1
+        );
     }
     Ok(())
 }

@@ -166,6 +166,40 @@ fn bearer_section() {
 }
 
 #[test]
+fn session_store_section() {
+    let base = "cookie:\n  secrets: ['0123456789abcdef0123456789abcdef']\npolicy_files: [p]\n";
+    let c = Config::parse(
+        "f.yaml",
+        &format!(
+            "{base}session_store:\n  redis:\n    sentinel: {{master: mymaster, nodes: ['10.0.0.1:26379']}}\n"
+        ),
+        Path::new("."),
+        inputs(&no_env),
+    )
+    .unwrap();
+    let r = c.session_store.unwrap();
+    assert_eq!(
+        r.server,
+        RedisServer::Sentinel {
+            master: "mymaster".into(),
+            nodes: vec!["10.0.0.1:26379".into()],
+            db: 0
+        }
+    );
+    assert_eq!(
+        (r.key_prefix.as_str(), r.cache_ttl),
+        ("forwarden:", Duration::from_secs(10))
+    );
+    insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis:\n    url: http://x\n    cache_ttl: soon\n    password: ${{NOPE}}\n")), @r"
+    f.yaml:6:10: `http://x` is not a Redis URL like redis://127.0.0.1:6379/0 (rediss:// for TLS)
+    f.yaml:7:16: `soon` is not a duration like 90s, 30m, 12h or 7d
+    f.yaml:8:15: environment variable NOPE is not set
+    ");
+    insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis:\n    sentinel: {{master: m, nodes: [nowhere]}}\n")), @"f.yaml:6:15: `nowhere` is not a Sentinel address like 10.0.0.1:26379");
+    insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis: {{}}\n")), @"f.yaml:5:10: session_store.redis needs url (one server) or sentinel");
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
     assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604800)));

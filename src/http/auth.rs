@@ -14,7 +14,7 @@ use super::AppState;
 use super::bearer;
 use super::cookies::find_cookie;
 use super::edge::{Contract, Denial};
-use super::session_cache::{open_session, signed_identity};
+use super::session_cache::{open_session, opened_stored, signed_identity};
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -61,10 +61,11 @@ pub(super) async fn answer(
     record: bool,
 ) -> Response {
     let token = bearer::verify(st, headers).await;
-    if token.is_none() {
-        super::sessions::preload(st, headers).await;
-    }
-    check(st, peer, uri, headers, contract, record, token)
+    let stored = match (&token, &st.store) {
+        (None, Some(_)) => super::sessions::stored(st, headers).await,
+        _ => None,
+    };
+    check(st, peer, uri, headers, contract, record, Read { token, stored })
 }
 
 /// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`.
@@ -143,8 +144,16 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Decide one auth subrequest; `record`: write the audit line and count it. `token`: the
-/// request's bearer token, verified (with `bearer:` on and a token sent).
+/// What the handler read before the (synchronous) decision.
+struct Read {
+    /// The bearer token's verification, with `bearer:` on and a token sent.
+    token: Option<Result<Arc<Verified>, BearerError>>,
+    /// With a session store, the ticket's id and its session.
+    stored: Option<([u8; 16], Arc<crate::session::Session>)>,
+}
+
+/// Decide one auth subrequest; `record`: write the audit line and count it; `read`: what the
+/// handler read first (a bearer token's verification, or the stored session).
 fn check(
     st: &AppState,
     peer: SocketAddr,
@@ -152,8 +161,9 @@ fn check(
     headers: &HeaderMap,
     contract: Contract,
     record: bool,
-    token: Option<Result<Arc<Verified>, BearerError>>,
+    read: Read,
 ) -> Response {
+    let Read { token, stored } = read;
     // Counted only when metrics are served: with metrics off, the check reads no clock for them.
     let started = st.config.metrics_listen.map(|_| Instant::now());
     let sources = match contract {
@@ -229,10 +239,11 @@ fn check(
     };
     let lookup = |n: &str| seen.cookie(n);
     // A bearer token speaks for the request; cookies are not read then.
-    let session = if verified.is_some() {
-        None
-    } else {
-        open_session(st, lookup)
+    let session = match (&verified, &st.store) {
+        (Some(_), _) => None,
+        // A session store: the session the handler read (from the cache or from Redis).
+        (None, Some(_)) => stored.and_then(|(id, s)| opened_stored(st, id, s)),
+        (None, None) => open_session(st, lookup),
     };
     let user = match &verified {
         Some(v) => Some(&v.identity),

@@ -13,6 +13,7 @@ use super::cookies::request_cookie;
 use crate::config::IdentityJwt;
 use crate::request::Request;
 use crate::session;
+use crate::store::Ticket;
 
 /// An opened session with its identity headers, as cached.
 pub struct Opened {
@@ -110,9 +111,6 @@ pub(crate) fn open_session<'a>(
             return None;
         }
     };
-    if let Some(store) = &st.store {
-        return stored(st, store, &value, now);
-    }
     let key = cache_key(&value);
     let hit = OPENED.with_borrow(|m| {
         m.map
@@ -153,27 +151,59 @@ pub(crate) fn open_session<'a>(
     }
 }
 
-/// With a session store: the ticket's session as this replica's store cache has it (the auth
-/// endpoints load it first, see `sessions::preload`). Header values are computed per request:
-/// a revocation must take effect at once, so nothing is kept per thread.
-fn stored(
-    st: &AppState,
-    store: &crate::store::redis::RedisStore,
-    value: &str,
-    now: u64,
-) -> Option<Rc<Opened>> {
-    let ticket = crate::store::Ticket::open(value, &st.config.cookie.keys, &st.config.cookie.name).ok()?;
-    let session = store.cached(&ticket.id)??;
-    if !session::is_current(&session, now) {
+thread_local! {
+    /// With a session store: the ticket each cookie value opens to (opening it costs an AES-GCM
+    /// decryption; a cookie value always opens to the same ticket), and the opened session of
+    /// each ticket with its header values, reused while the store cache holds the very same
+    /// loaded session (a refresh or a revocation replaces or removes it there).
+    static TICKETS: RefCell<HashMap<Box<str>, Ticket>> = RefCell::new(HashMap::new());
+    static STORED: RefCell<HashMap<[u8; 16], Rc<Opened>>> = RefCell::new(HashMap::new());
+}
+
+/// The ticket of the request's cookie (session store).
+pub(crate) fn ticket<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Ticket> {
+    let c = &st.config.cookie;
+    let value = session::sealed_value(lookup, &c.name).ok()?;
+    if let Some(t) = TICKETS.with_borrow(|m| m.get(value.as_ref()).cloned()) {
+        return Some(t);
+    }
+    let t = Ticket::open(&value, &c.keys, &c.name).ok()?;
+    TICKETS.with_borrow_mut(|m| {
+        if m.len() >= CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(value.as_ref().into(), t.clone());
+    });
+    Some(t)
+}
+
+/// The opened form of a session the store returned, reused per thread while it is the same.
+pub(crate) fn opened_stored(st: &AppState, id: [u8; 16], s: Arc<session::Session>) -> Option<Rc<Opened>> {
+    if !session::is_current(&s, (st.clock)()) {
         return None;
     }
-    Some(Rc::new(Opened {
-        values: st.headers.values(&session.identity),
-        session,
+    let hit = STORED.with_borrow(|m| {
+        m.get(&id)
+            .filter(|o| Arc::ptr_eq(&o.session, &s) && o.instance == st.instance)
+            .cloned()
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let o = Rc::new(Opened {
+        values: st.headers.values(&s.identity),
+        session: s,
         sealed: String::new(),
         instance: st.instance,
         jwts: RefCell::new(Vec::new()),
-    }))
+    });
+    STORED.with_borrow_mut(|m| {
+        if m.len() >= CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(id, o.clone());
+    });
+    Some(o)
 }
 
 /// The session of a request that is not an auth subrequest (userinfo, sign-out).

@@ -3,12 +3,14 @@
 //! write and end sessions through here; the auth endpoints read them through `session_cache`,
 //! after [`preload`].
 
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::AppState;
 use super::cookies::{end_session, request_cookie, set_session, set_ticket};
-use super::session_cache::session_of;
+use super::session_cache::{self, session_of};
 use crate::session::{self, Session, SessionError};
 use crate::store::Ticket;
 use crate::store::redis::StoreError;
@@ -27,23 +29,26 @@ pub enum WriteError {
 /// The request's ticket, with a session store.
 pub(crate) fn ticket_of(st: &AppState, headers: &HeaderMap) -> Option<Ticket> {
     st.store.as_ref()?;
-    let c = &st.config.cookie;
-    let value = session::sealed_value(|n: &str| request_cookie(headers, n), &c.name).ok()?;
-    Ticket::open(&value, &c.keys, &c.name).ok()
+    session_cache::ticket(st, |n: &str| request_cookie(headers, n))
 }
 
-/// Make sure this replica's store cache has the request's session (or knows there is none),
-/// so that the synchronous decision finds it. Redis trouble leaves the cache as it is: a
-/// session cached before passes for its cache time, anything else is "not signed in".
-pub(crate) async fn preload(st: &AppState, headers: &HeaderMap) {
-    let (Some(store), Some(t)) = (&st.store, ticket_of(st, headers)) else {
-        return;
+/// With a session store, the request's session for the auth check: from this replica's store
+/// cache, or read from Redis. Redis trouble means "not signed in" for a session this replica
+/// has not cached (cached ones pass for their cache time).
+pub(crate) async fn stored(st: &AppState, headers: &HeaderMap) -> Option<([u8; 16], Arc<Session>)> {
+    let store = st.store.as_ref()?;
+    let t = ticket_of(st, headers)?;
+    let found = match store.cached(&t.id) {
+        Some(c) => c,
+        None => match store.load(&t, (st.clock)()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "session not loaded");
+                None
+            }
+        },
     };
-    if store.cached(&t.id).is_none() {
-        if let Err(e) = store.load(&t, (st.clock)()).await {
-            tracing::debug!(error = %e, "session not loaded");
-        }
-    }
+    found.map(|s| (t.id, s))
 }
 
 /// The request's session, and its ticket with a store.

@@ -528,3 +528,76 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
     assert!(sent > 50);
     drop((r1, r2, sentinel));
 }
+
+#[test]
+fn redis_example_is_valid_once_its_placeholders_are_filled() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("redis")).unwrap();
+    std::fs::create_dir(dir.path().join("nginx")).unwrap();
+    let text = std::fs::read_to_string(repo().join("examples/redis/forwarden.yaml"))
+        .unwrap()
+        .replace("<tenant-id>", IDP_TENANT)
+        .replace("<application-client-id>", "11111111-2222-3333-4444-555555555555");
+    std::fs::write(dir.path().join("redis/forwarden.yaml"), text).unwrap();
+    std::fs::copy(
+        repo().join("examples/nginx/policy.yaml"),
+        dir.path().join("nginx/policy.yaml"),
+    )
+    .unwrap();
+    let env = |k: &str| match k {
+        "FORWARDEN_COOKIE_SECRET" => Some(SECRET.to_string()),
+        "FORWARDEN_CLIENT_SECRET" | "REDIS_PASSWORD" => Some("a-password".to_string()),
+        _ => None,
+    };
+    let cfg = forwarden::config::Config::load(&dir.path().join("redis/forwarden.yaml"), &env).unwrap();
+    let redis = cfg.session_store.unwrap();
+    assert_eq!(
+        redis.server,
+        forwarden::config::RedisServer::Url("redis://127.0.0.1:6379/0".into())
+    );
+    assert_eq!(redis.cache_ttl, Duration::from_secs(10));
+    assert_eq!(redis.password.unwrap().expose(), "a-password");
+}
+
+/// A session whose cache entry expires between its read and the decision is still the
+/// session read (the decision never looks the cache up a second time): no spurious 401.
+#[tokio::test]
+async fn cache_expiry_between_read_and_decision_never_signs_out() {
+    let Some(redis) = redis_server(&[]).await else {
+        return;
+    };
+    let Some(idp) = idp(&["http://app.test/oauth2/callback".to_string()]).await else {
+        return;
+    };
+    let extra = oidc_config(&idp.issuer, "openid", &home_tenant())
+        + &store_config(&format!("url: redis://127.0.0.1:{}/0", redis.port))
+            .replace("cache_ttl: 30s", "cache_ttl: 1s");
+    let fw = Fw::start_with(POLICY, &extra).await;
+    let store = fw.state.store.clone().unwrap();
+    let now = now();
+    let entropy = forwarden::clock::Entropy::system();
+    let ticket = forwarden::store::Ticket::new(entropy.bytes());
+    let session = forwarden::session::Session {
+        identity: alice_at_contoso(),
+        issued_at: now,
+        expires_at: now + 3600,
+        refresh_token: None,
+    };
+    store.save(&ticket, &session, now, entropy.bytes()).await.unwrap();
+    let keys = forwarden::session::Keys::new(&[SECRET]);
+    let cookie = format!("_forwarden={}", ticket.seal(&keys, "_forwarden", entropy.bytes()));
+    let start = Instant::now();
+    let mut answers = std::collections::BTreeMap::new();
+    while start.elapsed() < Duration::from_millis(2500) {
+        *answers.entry(status(&fw, &cookie).await).or_insert(0) += 1;
+    }
+    assert_eq!(answers.keys().copied().collect::<Vec<_>>(), [200], "{answers:?}");
+}
+
+fn alice_at_contoso() -> forwarden::identity::Identity {
+    forwarden::identity::Identity {
+        subject: "alice-oid".into(),
+        email: Some("alice@contoso.com".into()),
+        ..Default::default()
+    }
+}
