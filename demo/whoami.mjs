@@ -66,5 +66,6 @@ ${signed}
 <li><a href="/public/">/public</a> (no sign-in)</li>
 <li><a href="/oauth2/userinfo">/oauth2/userinfo</a> (your session, as JSON)</li>
 <li><a id="sign-out" href="/oauth2/sign_out">Sign out</a></li>
+<li><a id="sign-out-everywhere" href="/oauth2/sign_out?everywhere=1">Sign out everywhere</a> (with sessions on Redis, <code>DEMO_REDIS=1 scripts/demo</code>: every browser you signed in with)</li>
 </ul></body></html>`);
 }).listen(PORT, '127.0.0.1');

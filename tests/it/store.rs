@@ -601,3 +601,43 @@ fn alice_at_contoso() -> forwarden::identity::Identity {
         ..Default::default()
     }
 }
+
+/// forwarden starts without Redis, says so, answers within the auth contract, and picks Redis
+/// up when it appears.
+#[tokio::test]
+async fn starts_without_redis_says_so_and_connects_when_it_appears() {
+    if require("redis-server").is_none() {
+        return;
+    }
+    let redis_port = free_port();
+    let extra = store_config(&format!("url: redis://127.0.0.1:{redis_port}/0"));
+    let fw = Fw::start_with(POLICY, &format!("trusted_proxies: [127.0.0.1/32]\n{extra}")).await;
+    let ready = || async {
+        client(&[])
+            .get(fw.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(ready().await, "ready; the session store is unavailable\n");
+    let entropy = forwarden::clock::Entropy::system();
+    let ticket = forwarden::store::Ticket::new(entropy.bytes());
+    let keys = forwarden::session::Keys::new(&[SECRET]);
+    let cookie = format!("_forwarden={}", ticket.seal(&keys, "_forwarden", entropy.bytes()));
+    assert_eq!(status(&fw, &cookie).await, 401, "not signed in, never a 500");
+    let data = tempfile::TempDir::new().unwrap();
+    let _redis = spawn(
+        "redis-server",
+        persistent_redis(data.path(), redis_port),
+        tempfile::TempDir::new().unwrap(),
+        redis_port,
+    )
+    .await;
+    until("the store is up", Duration::from_secs(5), async || {
+        ready().await == "ready\n"
+    })
+    .await;
+}
