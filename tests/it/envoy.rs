@@ -475,3 +475,66 @@ async fn bearer_token_through_envoy_grpc() {
         Answer::Ok { .. } => panic!("a broken token was allowed"),
     }
 }
+
+/// A page load with a session due for refresh goes through `/oauth2/refresh` (a plain request
+/// that can set every cookie), through the gRPC contract too.
+#[tokio::test]
+async fn refresh_redirect_through_envoy_grpc() {
+    let Some(idp) = idp(&["https://app.test/oauth2/callback".to_string()]).await else {
+        return;
+    };
+    let extra =
+        oidc_config(&idp.issuer, "openid", &home_tenant()).replace("trusted_proxies: [127.0.0.1/32]\n", "");
+    let fw = Fw::start_full(
+        POLICY,
+        "  refresh: 1m\n",
+        &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
+    )
+    .await;
+    fw.discovered().await;
+    let session = forwarden::session::Session {
+        identity: alice(),
+        issued_at: now() - 3600,
+        expires_at: now() + 3600,
+        refresh_token: Some("rt".into()),
+    };
+    let cookie: String = forwarden::session::seal(
+        &session,
+        &forwarden::session::Keys::new(&[SECRET]),
+        "_forwarden",
+        [3; 12],
+    )
+    .into_iter()
+    .map(|(n, v)| format!("{n}={v}"))
+    .collect::<Vec<_>>()
+    .join("; ");
+    let mut c = grpc(&fw).await;
+    let page = [("cookie", cookie.as_str()), ("accept", "text/html")];
+    match answer(
+        c.check(envoy_check("GET", "app.test", "/docs", &page, &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    ) {
+        Answer::Denied { status, headers, .. } => {
+            assert_eq!(status, 302);
+            assert!(
+                headers["location"]
+                    .starts_with("https://app.test/oauth2/refresh?rd=https%3A%2F%2Fapp%2Etest%2Fdocs"),
+                "{headers:?}"
+            );
+        }
+        Answer::Ok { .. } => panic!("a page load with a session due for refresh passed without refreshing"),
+    }
+    // Not a page load: the still-valid session passes meanwhile.
+    let api = [("cookie", cookie.as_str()), ("accept", "application/json")];
+    assert!(matches!(
+        answer(
+            c.check(envoy_check("GET", "app.test", "/docs", &api, &[]))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        Answer::Ok { .. }
+    ));
+}
