@@ -611,18 +611,16 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
     }
     let redis_port = free_port();
     let extra = store_config(&format!("url: redis://127.0.0.1:{redis_port}/0"));
-    let fw = Fw::start_with(POLICY, &format!("trusted_proxies: [127.0.0.1/32]\n{extra}")).await;
-    let ready = || async {
-        client(&[])
-            .get(fw.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let fw = Fw::start_with(
+        POLICY,
+        &format!("trusted_proxies: [127.0.0.1/32]\nmetrics_listen: 127.0.0.1:0\n{extra}"),
+    )
+    .await;
+    let get = |url: String| async move { client(&[]).get(url).send().await.unwrap().text().await.unwrap() };
+    let ready = || get(fw.url("/readyz"));
+    let metrics = || get(format!("http://{}/metrics", fw.metrics.unwrap()));
     assert_eq!(ready().await, "ready; the session store is unavailable\n");
+    assert!(metrics().await.contains("forwarden_session_store_up 0"));
     let entropy = forwarden::clock::Entropy::system();
     let ticket = forwarden::store::Ticket::new(entropy.bytes());
     let keys = forwarden::session::Keys::new(&[SECRET]);
@@ -640,4 +638,5 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
         ready().await == "ready\n"
     })
     .await;
+    assert!(metrics().await.contains("forwarden_session_store_up 1"));
 }
