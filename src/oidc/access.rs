@@ -1,10 +1,9 @@
 //! Bearer tokens from API clients (RFC 6750): an OAuth 2.0 access token that is a JWT, verified
 //! and turned into the identity the policies judge.
 //!
-//! Pure: the caller passes the issuers' keys and the time. The signature is `jsonwebtoken`'s
-//! (the key chosen by `kid` from the issuer's published set, never one published with
-//! `use: enc`; asymmetric algorithms only, and the algorithm must fit the key's type, so
-//! `alg: none` and HS256 "signed" with the public key fail). forwarden checks the rest:
+//! Pure: the caller passes the issuers' keys and the time. The signature is checked by
+//! [`super::jws`] (`jsonwebtoken`, the issuer's signing key by `kid`, asymmetric algorithms
+//! that fit the key). forwarden checks the rest:
 //! - `iss` is a trusted issuer: the `oidc:` provider (for Entra also its v1 issuer
 //!   `https://sts.windows.net/{tid}/`), or one listed under `bearer.issuers`;
 //! - `aud` names one of `bearer.audiences`;
@@ -20,30 +19,15 @@
 //! identity with no user: no email, no username, and no group, so email, domain and
 //! `authenticated_user` rules never match it; `client_id`, `scope` and `claim/roles` rules do.
 
-use base64::Engine;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::idtoken::{Claims, IssuerRule, KeySet, is_guid};
+use super::jws::{self, JwsError};
 use crate::identity::{EMAIL_SOURCE, Identity};
 
 /// The longest bearer token accepted, in bytes. Entra's largest tokens (200 groups) are about
 /// 10 KB; anything longer is refused before any work.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// Algorithms accepted: asymmetric only.
-const ALLOWED: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// Why a bearer token was refused. Each maps to RFC 6750's `error` in [`BearerError::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,17 +142,6 @@ pub struct Verified {
     pub exp: u64,
 }
 
-/// The header fields read before the signature is checked.
-#[derive(Deserialize)]
-struct RawHeader {
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-}
-
 /// The issuer's part of the payload, read to choose the keys (trusted only after the signature).
 #[derive(Deserialize)]
 struct Routing {
@@ -196,34 +169,16 @@ impl Audience {
     }
 }
 
-fn part<T: for<'de> Deserialize<'de>>(token: &str, i: usize) -> Result<T, BearerError> {
-    let text = token.split('.').nth(i).ok_or(BearerError::Malformed)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| BearerError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| BearerError::Malformed)
-}
-
-/// The decoding key for `kid` in `keys`: signing keys only.
-fn key(keys: &KeySet, kid: Option<&str>) -> Result<DecodingKey, BearerError> {
-    let json = serde_json::to_value(keys).map_err(|_| BearerError::UnknownKey)?;
-    let all = json
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let signing: Vec<Jwk> = all
-        .into_iter()
-        .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
-        .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
-        .collect();
-    let found = match kid {
-        Some(kid) => signing.iter().find(|k| k.common.key_id.as_deref() == Some(kid)),
-        // Without a `kid`, only a set of one key says which key it is.
-        None if signing.len() == 1 => signing.first(),
-        None => None,
-    };
-    DecodingKey::from_jwk(found.ok_or(BearerError::UnknownKey)?).map_err(|_| BearerError::UnknownKey)
+impl From<JwsError> for BearerError {
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::Malformed => BearerError::Malformed,
+            JwsError::Critical => BearerError::Header,
+            JwsError::Algorithm => BearerError::Algorithm,
+            JwsError::UnknownKey => BearerError::UnknownKey,
+            JwsError::Signature => BearerError::Signature,
+        }
+    }
 }
 
 /// Verify a bearer token. `issuers` pairs each trusted issuer with its current keys.
@@ -235,48 +190,20 @@ pub fn verify(
     if token.len() > MAX_TOKEN_BYTES {
         return Err(BearerError::TooLarge);
     }
-    if token.split('.').count() != 3 {
-        return Err(BearerError::Malformed);
-    }
-    let header: RawHeader = part(token, 0)?;
-    if header.crit.is_some() {
-        return Err(BearerError::Header);
-    }
+    let header = jws::header(token)?;
     if let Some(typ) = &header.typ {
         let t = typ.to_ascii_lowercase();
         if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
             return Err(BearerError::Header);
         }
     }
-    let alg = jsonwebtoken::decode_header(token)
-        .map_err(|_| BearerError::Algorithm)?
-        .alg;
-    if !ALLOWED.contains(&alg) {
-        return Err(BearerError::Algorithm);
-    }
-    let routing: Routing = part(token, 1)?;
+    let routing: Routing = jws::part(token, 1)?;
     let iss = routing.iss.as_deref().ok_or(BearerError::Issuer)?;
     let (issuer, keys) = issuers
         .iter()
         .find(|(i, _)| i.accepts(iss, routing.tid.as_deref()))
         .ok_or(BearerError::Issuer)?;
-    let key = key(keys, header.kid.as_deref())?;
-    // The signature and the algorithm's fit to the key; times are checked below, against `now`.
-    let mut v = Validation::new(alg);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|err| {
-        use jsonwebtoken::errors::ErrorKind as K;
-        match err.kind() {
-            K::InvalidSignature => BearerError::Signature,
-            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => BearerError::Algorithm,
-            K::InvalidEcdsaKey | K::InvalidEddsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
-                BearerError::Algorithm
-            }
-            _ => BearerError::Malformed,
-        }
-    })?;
+    let payload = jws::verify(token, &header, keys)?;
     // The signature holds: the payload is the issuer's word from here on.
     let aud_ok = routing
         .aud
@@ -285,7 +212,7 @@ pub fn verify(
     if !aud_ok {
         return Err(BearerError::Audience);
     }
-    let mut claims: Claims = serde_json::from_value(data.claims).map_err(|_| BearerError::Malformed)?;
+    let mut claims: Claims = serde_json::from_value(payload).map_err(|_| BearerError::Malformed)?;
     if claims.exp + e.leeway <= e.now {
         return Err(BearerError::Expired);
     }

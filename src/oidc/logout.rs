@@ -7,12 +7,10 @@
 //! back-channel logout event in `events`, `sub` and/or `sid`, no `nonce`, a `jti` (the caller
 //! refuses one it has seen), and a `typ` of `logout+jwt` or `JWT` if present.
 
-use base64::Engine;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::idtoken::{IssuerRule, KeySet, is_guid};
+use super::jws::{self, JwsError};
 
 /// The event a logout token carries.
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -22,18 +20,6 @@ pub const MAX_AGE: u64 = 300;
 
 /// The longest logout token read.
 pub const MAX_BYTES: usize = 16 * 1024;
-
-const ALLOWED: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// Why a logout token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +50,17 @@ pub enum LogoutError {
     NotLogout,
 }
 
+impl From<JwsError> for LogoutError {
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::Malformed | JwsError::Critical => LogoutError::Malformed,
+            JwsError::Algorithm => LogoutError::Algorithm,
+            JwsError::UnknownKey => LogoutError::UnknownKey,
+            JwsError::Signature => LogoutError::Signature,
+        }
+    }
+}
+
 /// What the provider signed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Logout {
@@ -75,16 +72,6 @@ pub struct Logout {
     pub jti: String,
     /// `iss`, for the caller's log.
     pub iss: String,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -116,19 +103,10 @@ pub fn verify(
     client_id: &str,
     now: u64,
 ) -> Result<Logout, LogoutError> {
-    if token.len() > MAX_BYTES || token.split('.').count() != 3 {
+    if token.len() > MAX_BYTES {
         return Err(LogoutError::Malformed);
     }
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header: Header = token
-        .split('.')
-        .next()
-        .and_then(|h| b64.decode(h).ok())
-        .and_then(|h| serde_json::from_slice(&h).ok())
-        .ok_or(LogoutError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(LogoutError::Malformed);
-    }
+    let header = jws::header(token)?;
     if header.typ.as_deref().is_some_and(|t| {
         !matches!(
             t.to_ascii_lowercase().as_str(),
@@ -137,41 +115,8 @@ pub fn verify(
     }) {
         return Err(LogoutError::NotLogout);
     }
-    let alg = jsonwebtoken::decode_header(token)
-        .map_err(|_| LogoutError::Algorithm)?
-        .alg;
-    if !ALLOWED.contains(&alg) {
-        return Err(LogoutError::Algorithm);
-    }
-    let json = serde_json::to_value(keys).map_err(|_| LogoutError::UnknownKey)?;
-    let signing: Vec<Jwk> = json
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
-        .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
-        .collect();
-    let jwk = match header.kid.as_deref() {
-        Some(kid) => signing.iter().find(|k| k.common.key_id.as_deref() == Some(kid)),
-        None if signing.len() == 1 => signing.first(),
-        None => None,
-    }
-    .ok_or(LogoutError::UnknownKey)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| LogoutError::UnknownKey)?;
-    let mut v = Validation::new(alg);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind as K;
-        match e.kind() {
-            K::InvalidSignature => LogoutError::Signature,
-            K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => LogoutError::Algorithm,
-            _ => LogoutError::Malformed,
-        }
-    })?;
-    let c: Claims = serde_json::from_value(data.claims).map_err(|_| LogoutError::Malformed)?;
+    let payload = jws::verify(token, &header, keys)?;
+    let c: Claims = serde_json::from_value(payload).map_err(|_| LogoutError::Malformed)?;
     let issuer_ok = match issuer {
         IssuerRule::Exact(s) => c.iss == *s,
         IssuerRule::EntraTemplate(t) => c
@@ -215,7 +160,8 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    use jsonwebtoken::{EncodingKey, encode};
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, encode};
     use serde_json::json;
 
     use super::*;

@@ -16,6 +16,7 @@
 pub mod access;
 pub mod flow;
 pub mod idtoken;
+mod jws;
 pub mod logout;
 pub mod redirect;
 pub mod signin;

@@ -1,5 +1,6 @@
 //! Each refusal is named after the attack it stops.
 
+use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
 
