@@ -2,7 +2,7 @@
 //! and turned into the identity the policies judge.
 //!
 //! Pure: the caller passes the issuers' keys and the time. The signature is checked by
-//! [`super::jws`] (`jsonwebtoken`, the issuer's signing key by `kid`, asymmetric algorithms
+//! `oidc/jws.rs` (`jsonwebtoken`, the issuer's signing key by `kid`, asymmetric algorithms
 //! that fit the key). forwarden checks the rest:
 //! - `iss` is a trusted issuer: the `oidc:` provider (for Entra also its v1 issuer
 //!   `https://sts.windows.net/{tid}/`), or one listed under `bearer.issuers`;
