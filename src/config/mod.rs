@@ -54,6 +54,8 @@ pub struct Config {
     /// Envoy's gRPC `ext_authz` (`envoy.service.auth.v3.Authorization/Check`) on its own
     /// listener (cleartext HTTP/2), off unless set.
     pub ext_authz_listen: Option<SocketAddr>,
+    /// TLS for that listener (`ext_authz_tls`): otherwise it is cleartext HTTP/2.
+    pub ext_authz_tls: Option<Tls>,
     /// Which decisions get an audit log line.
     pub audit: Audit,
     /// A signed JWT for upstreams on every allowed request with a session.
@@ -64,6 +66,15 @@ pub struct Config {
     pub bearer: Option<BearerConfig>,
     /// Server-side sessions (`session_store:`); without it, sessions live in the cookies.
     pub session_store: Option<RedisConfig>,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The certificate chain.
+    pub cert_pem: String,
+    /// The private key (never printed).
+    pub key_pem: Secret,
 }
 
 /// Sessions on Redis or Valkey (`session_store.redis`).

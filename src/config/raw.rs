@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) ext_authz_listen: Option<String>,
     #[serde(default)]
+    pub(super) ext_authz_tls: Option<RawTls>,
+    #[serde(default)]
     pub(super) audit: Option<String>,
     #[serde(default)]
     pub(super) identity_jwt: Option<RawIdentityJwt>,
@@ -39,6 +41,13 @@ pub(super) struct RawConfig {
     pub(super) bearer: Option<RawBearer>,
     #[serde(default)]
     pub(super) session_store: Option<RawSessionStore>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert_file: String,
+    pub(super) key_file: String,
 }
 
 #[derive(Debug, Deserialize)]

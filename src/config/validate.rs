@@ -12,7 +12,7 @@ use super::raw::{
 };
 use super::{
     Audit, BearerConfig, Config, CookieConfig, ExtraIssuer, HeaderNames, IdentityJwt, Inputs, Limits,
-    MIN_SECRET_LEN, RedisConfig, RedisServer, clean, is_header_name, parse_duration,
+    MIN_SECRET_LEN, RedisConfig, RedisServer, Tls, clean, is_header_name, parse_duration,
 };
 use crate::oidc::ProviderConfig;
 use crate::oidc::redirect::AllowedDomain;
@@ -165,6 +165,23 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
     let ext_authz_listen = optional(node, "ext_authz_listen", raw.ext_authz_listen, None, |n, m| {
         address(n, &m, "127.0.0.1:4181").map(Some)
     });
+    let ext_authz_tls = optional(node, "ext_authz_tls", raw.ext_authz_tls, None, |n, t| {
+        let pem = |key: &str, file: &str| {
+            let at = field(n, key);
+            let p = base.join(file);
+            match (inputs.read)(&p) {
+                Ok(t) if t.contains("-----BEGIN ") => Ok(t),
+                Ok(_) => fail(at, format!("{} is not PEM", p.display())),
+                Err(e) => fail(at, format!("cannot read {}: {e}", p.display())),
+            }
+        };
+        let (cert, key) = (pem("cert_file", &t.cert_file), pem("key_file", &t.key_file));
+        let (cert_pem, key) = gather!(cert, key)?;
+        Ok(Some(Tls {
+            cert_pem,
+            key_pem: Secret::new(key),
+        }))
+    });
     let audit = optional(node, "audit", raw.audit, Audit::Denials, |n, a| {
         match a.as_str() {
             "denials" => Ok(Audit::Denials),
@@ -206,6 +223,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         oidc,
         metrics_listen,
         ext_authz_listen,
+        ext_authz_tls,
         audit,
         identity_jwt,
         limits,

@@ -83,10 +83,15 @@ pub async fn serve_grpc(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let service = AuthorizationServer::new(ExtAuthz { state })
+    let service = AuthorizationServer::new(ExtAuthz { state: state.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &state.config.ext_authz_tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, tls.key_pem.expose());
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .timeout(CALL_TIMEOUT)
         .max_concurrent_streams(MAX_STREAMS)
         .add_service(service)

@@ -538,3 +538,83 @@ async fn refresh_redirect_through_envoy_grpc() {
         Answer::Ok { .. }
     ));
 }
+
+/// `ext_authz_tls`: the gRPC listener speaks TLS with the configured certificate (a client that
+/// trusts it checks as Envoy would with a `transport_socket`), and refuses cleartext.
+#[tokio::test]
+async fn envoy_grpc_over_tls() {
+    let Some(openssl) = require("openssl") else { return };
+    let dir = tempfile::TempDir::new().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=forwarden.test",
+            "-addext",
+            "subjectAltName=DNS:forwarden.test",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let fw = start(&format!(
+        "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let addr = fw.ext_authz.unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(&cert).unwrap(),
+        ))
+        .domain_name("forwarden.test");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = AuthorizationClient::new(channel);
+    let alice = fw.cookie(&alice());
+    let r = answer(
+        c.check(envoy_check(
+            "GET",
+            "app.test",
+            "/x",
+            &[("cookie", alice.as_str())],
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner(),
+    );
+    assert!(matches!(r, Answer::Ok { .. }));
+    // A cleartext client gets nowhere.
+    let plain = AuthorizationClient::connect(format!("http://{addr}")).await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(mut p) => p
+            .check(envoy_check("GET", "app.test", "/x", &[], &[]))
+            .await
+            .is_err(),
+    };
+    assert!(refused, "cleartext was answered on the TLS listener");
+}
