@@ -91,6 +91,23 @@ fn envoy_check(
     }
 }
 
+/// One `Check` as Envoy sends it, and its answer.
+async fn ask(
+    c: &mut AuthorizationClient<tonic::transport::Channel>,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    ext: &[(&str, &str)],
+) -> Answer {
+    answer(
+        c.check(envoy_check(method, authority, path, headers, ext))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
 async fn grpc(fw: &Fw) -> AuthorizationClient<tonic::transport::Channel> {
     AuthorizationClient::connect(format!("http://{}", fw.ext_authz.unwrap()))
         .await
@@ -275,24 +292,14 @@ async fn host_confusion_through_envoy_grpc_client_description_headers_and_ports(
         ("x-forwarded-host", "other.test"),
         ("x-original-url", "https://app.test/public/"),
     ];
-    let r = answer(
-        c.check(envoy_check("GET", "app.test", "/admin/x", &spoofed, &[]))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let r = ask(&mut c, "GET", "app.test", "/admin/x", &spoofed, &[]).await;
     assert!(
         matches!(r, Answer::Denied { status: 403, .. }),
         "the spoofed description was believed"
     );
     // A port in the authority is the client's word, and it contradicts the listener's port
     // (443): the request is refused, so the public route of port 8443 is never chosen.
-    let r = answer(
-        c.check(envoy_check("GET", "app.test:8443", "/admin/x", &[], &[]))
-            .await
-            .unwrap()
-            .into_inner(),
-    );
+    let r = ask(&mut c, "GET", "app.test:8443", "/admin/x", &[], &[]).await;
     match r {
         Answer::Denied { status, body, .. } => {
             assert_eq!(status, 403);
@@ -301,18 +308,15 @@ async fn host_confusion_through_envoy_grpc_client_description_headers_and_ports(
         Answer::Ok { set, .. } => panic!("allowed: {set:?}"),
     }
     // A route pins its host: the authority it was reached with does not matter.
-    let r = answer(
-        c.check(envoy_check(
-            "GET",
-            "other.test",
-            "/admin/x",
-            &[("cookie", bob.as_str())],
-            &[("host", "app.test")],
-        ))
-        .await
-        .unwrap()
-        .into_inner(),
-    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "other.test",
+        "/admin/x",
+        &[("cookie", bob.as_str())],
+        &[("host", "app.test")],
+    )
+    .await;
     assert!(matches!(r, Answer::Denied { status: 403, .. }));
 }
 
@@ -326,18 +330,15 @@ async fn untrusted_caller_through_envoy_grpc_is_refused() {
     .await;
     let mut c = grpc(&fw).await;
     let alice = fw.cookie(&alice());
-    let r = answer(
-        c.check(envoy_check(
-            "GET",
-            "app.test",
-            "/x",
-            &[("cookie", alice.as_str())],
-            &[],
-        ))
-        .await
-        .unwrap()
-        .into_inner(),
-    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/x",
+        &[("cookie", alice.as_str())],
+        &[],
+    )
+    .await;
     assert!(matches!(r, Answer::Denied { status: 403, .. }));
 }
 
@@ -436,18 +437,15 @@ async fn bearer_token_through_envoy_grpc() {
         .unwrap();
     let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
     let mut c = grpc(&fw).await;
-    let r = answer(
-        c.check(envoy_check(
-            "GET",
-            "app.test",
-            "/jobs",
-            &[("authorization", bearer.as_str())],
-            &[],
-        ))
-        .await
-        .unwrap()
-        .into_inner(),
-    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/jobs",
+        &[("authorization", bearer.as_str())],
+        &[],
+    )
+    .await;
     match r {
         Answer::Ok { set, .. } => assert_eq!(
             set["x-auth-request-client-id"],
@@ -455,18 +453,15 @@ async fn bearer_token_through_envoy_grpc() {
         ),
         Answer::Denied { status, body, .. } => panic!("{status} {body}"),
     }
-    let r = answer(
-        c.check(envoy_check(
-            "GET",
-            "app.test",
-            "/jobs",
-            &[("authorization", "Bearer e30.e30.x")],
-            &[],
-        ))
-        .await
-        .unwrap()
-        .into_inner(),
-    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/jobs",
+        &[("authorization", "Bearer e30.e30.x")],
+        &[],
+    )
+    .await;
     match r {
         Answer::Denied { status, headers, .. } => {
             assert_eq!(status, 401);
@@ -510,12 +505,7 @@ async fn refresh_redirect_through_envoy_grpc() {
     .join("; ");
     let mut c = grpc(&fw).await;
     let page = [("cookie", cookie.as_str()), ("accept", "text/html")];
-    match answer(
-        c.check(envoy_check("GET", "app.test", "/docs", &page, &[]))
-            .await
-            .unwrap()
-            .into_inner(),
-    ) {
+    match ask(&mut c, "GET", "app.test", "/docs", &page, &[]).await {
         Answer::Denied { status, headers, .. } => {
             assert_eq!(status, 302);
             assert!(
@@ -529,12 +519,7 @@ async fn refresh_redirect_through_envoy_grpc() {
     // Not a page load: the still-valid session passes meanwhile.
     let api = [("cookie", cookie.as_str()), ("accept", "application/json")];
     assert!(matches!(
-        answer(
-            c.check(envoy_check("GET", "app.test", "/docs", &api, &[]))
-                .await
-                .unwrap()
-                .into_inner()
-        ),
+        ask(&mut c, "GET", "app.test", "/docs", &api, &[]).await,
         Answer::Ok { .. }
     ));
 }
@@ -594,18 +579,15 @@ async fn envoy_grpc_over_tls() {
         .unwrap();
     let mut c = AuthorizationClient::new(channel);
     let alice = fw.cookie(&alice());
-    let r = answer(
-        c.check(envoy_check(
-            "GET",
-            "app.test",
-            "/x",
-            &[("cookie", alice.as_str())],
-            &[],
-        ))
-        .await
-        .unwrap()
-        .into_inner(),
-    );
+    let r = ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/x",
+        &[("cookie", alice.as_str())],
+        &[],
+    )
+    .await;
     assert!(matches!(r, Answer::Ok { .. }));
     // A cleartext client gets nowhere.
     let plain = AuthorizationClient::connect(format!("http://{addr}")).await;
