@@ -58,8 +58,9 @@ const CLIENT_HEADERS: [&str; 4] = [
 
 /// `context_extensions` (and the HTTP mode's query) that pin or narrow the decision, as the
 /// nginx query does.
-const NARROWING: [&str; 5] = [
+const NARROWING: [&str; 6] = [
     "host",
+    "route",
     "policy",
     "allowed_groups",
     "allowed_emails",

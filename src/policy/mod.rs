@@ -56,7 +56,18 @@ pub struct Narrowing {
     pub host: Option<(String, Option<u16>)>,
 }
 
+/// The pin of a mistaken `host` or `route`: no route has this host.
+const INVALID_PIN: &str = "invalid.host.pin";
+
 impl Narrowing {
+    /// Pin the host; two pins that disagree pin nothing a route has.
+    fn pin(&mut self, pin: (String, Option<u16>)) {
+        self.host = Some(match self.host.take() {
+            Some(old) if old != pin => (INVALID_PIN.to_string(), None),
+            _ => pin,
+        });
+    }
+
     /// Whether the proxy asked for any restriction.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty() && self.emails.is_empty() && self.domains.is_empty() && self.policy.is_none()
@@ -77,12 +88,19 @@ impl Narrowing {
                 "allowed_email_domains" => n.domains.extend(values),
                 "policy" => n.policy = Some(v.trim().to_string()),
                 // An unparsable pin is a configuration mistake: it pins a host no route has.
-                "host" => {
-                    n.host = Some(match crate::request::parse_host(v.trim()) {
-                        Ok((h, p)) => (h.into_owned(), p),
-                        Err(_) => ("invalid.host.pin".to_string(), None),
-                    })
-                }
+                "host" => n.pin(match crate::request::parse_host(v.trim()) {
+                    Ok((h, p)) => (h.into_owned(), p),
+                    Err(_) => (INVALID_PIN.to_string(), None),
+                }),
+                // `route=<a route's from URL>` (an Envoy route's context extension): the same pin,
+                // written as the route names itself.
+                "route" => n.pin(match url::Url::parse(v.trim()) {
+                    Ok(u) => match u.host_str().map(crate::request::parse_host) {
+                        Some(Ok((h, _))) => (h.into_owned(), u.port()),
+                        _ => (INVALID_PIN.to_string(), None),
+                    },
+                    Err(_) => (INVALID_PIN.to_string(), None),
+                }),
                 _ => {}
             }
         }

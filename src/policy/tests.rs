@@ -549,3 +549,17 @@ fn scope_criterion_and_allowed_scopes() {
         Verdict::Allow
     );
 }
+
+#[test]
+fn route_context_extension_pins_like_host_and_disagreeing_pins_pin_nothing() {
+    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com");
+    assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
+    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com%3A8443%2F");
+    assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(8443))));
+    let n = Narrowing::from_query("host=grafana.example.com&route=https%3A%2F%2Fgrafana.example.com");
+    assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
+    let n = Narrowing::from_query("host=wiki.example.com&route=https%3A%2F%2Fgrafana.example.com");
+    assert_eq!(n.host, Some((INVALID_PIN.to_string(), None)));
+    let n = Narrowing::from_query("route=not%20a%20url");
+    assert_eq!(n.host, Some((INVALID_PIN.to_string(), None)));
+}

@@ -307,6 +307,29 @@ async fn host_confusion_through_envoy_grpc_client_description_headers_and_ports(
         }
         Answer::Ok { set, .. } => panic!("allowed: {set:?}"),
     }
+    // `route` names the route it protects by its `from` URL: judged as that route's host (a
+    // host no route covers would be refused).
+    let alice = fw.cookie(&alice());
+    let r = ask(
+        &mut c,
+        "GET",
+        "other.test",
+        "/admin/x",
+        &[("cookie", alice.as_str())],
+        &[("route", "https://app.test")],
+    )
+    .await;
+    assert!(matches!(r, Answer::Ok { .. }));
+    let r = ask(
+        &mut c,
+        "GET",
+        "other.test",
+        "/admin/x",
+        &[("cookie", alice.as_str())],
+        &[],
+    )
+    .await;
+    assert!(matches!(r, Answer::Denied { status: 403, .. }));
     // A route pins its host: the authority it was reached with does not matter.
     let r = ask(
         &mut c,
