@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::sessions;
-use crate::oidc::idtoken::IssuerRule;
 use crate::oidc::logout::{self, MAX_AGE};
 
 /// The largest back-channel request body read.
@@ -150,16 +149,8 @@ pub async fn frontchannel(
         .into_response();
     match (&st.store, q.iss.as_deref(), q.sid.as_deref()) {
         (Some(store), Some(iss), Some(sid)) => {
-            let issuer_ok =
-                st.provider
-                    .as_ref()
-                    .and_then(|p| p.ready())
-                    .is_some_and(|ready| match &ready.issuer {
-                        IssuerRule::Exact(s) => iss == s,
-                        IssuerRule::EntraTemplate(t) => t
-                            .split_once("{tenantid}")
-                            .is_some_and(|(a, b)| iss.starts_with(a) && iss.ends_with(b)),
-                    });
+            let ready = st.provider.as_ref().and_then(|p| p.ready());
+            let issuer_ok = ready.is_some_and(|ready| ready.issuer.admits(iss));
             if !issuer_ok {
                 return answer(StatusCode::BAD_REQUEST, Some("iss is not this provider's"));
             }

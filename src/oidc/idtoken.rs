@@ -46,6 +46,19 @@ pub enum IssuerRule {
 }
 
 impl IssuerRule {
+    /// Whether `iss` is this rule's issuer: equal, or for Entra's template the template with a
+    /// tenant id (a GUID) in place of `{tenantid}`.
+    pub fn admits(&self, iss: &str) -> bool {
+        match self {
+            IssuerRule::Exact(s) => iss == s,
+            IssuerRule::EntraTemplate(t) => t.split_once("{tenantid}").is_some_and(|(head, tail)| {
+                iss.strip_prefix(head)
+                    .and_then(|rest| rest.strip_suffix(tail))
+                    .is_some_and(is_guid)
+            }),
+        }
+    }
+
     /// The rule for the issuer a discovery document publishes.
     pub fn from_discovery(issuer: &str) -> Self {
         if issuer.contains("{tenantid}") {

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::idtoken::{IssuerRule, KeySet, is_guid};
+use super::idtoken::{IssuerRule, KeySet};
 use super::jws::{self, JwsError};
 
 /// The event a logout token carries.
@@ -91,8 +91,6 @@ struct Claims {
     sid: Option<String>,
     #[serde(default)]
     nonce: Option<serde_json::Value>,
-    #[serde(default)]
-    tid: Option<String>,
 }
 
 /// Verify a logout token for `client_id`, issued by the provider of `issuer` and `keys`.
@@ -117,14 +115,7 @@ pub fn verify(
     }
     let payload = jws::verify(token, &header, keys)?;
     let c: Claims = serde_json::from_value(payload).map_err(|_| LogoutError::Malformed)?;
-    let issuer_ok = match issuer {
-        IssuerRule::Exact(s) => c.iss == *s,
-        IssuerRule::EntraTemplate(t) => c
-            .tid
-            .as_deref()
-            .filter(|tid| is_guid(tid))
-            .is_some_and(|tid| c.iss == t.replace("{tenantid}", tid)),
-    };
+    let issuer_ok = issuer.admits(&c.iss);
     if !issuer_ok {
         return Err(LogoutError::Issuer);
     }

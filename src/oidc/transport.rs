@@ -105,13 +105,7 @@ pub struct Provider {
 impl Provider {
     /// A provider that has not been discovered yet.
     pub fn new(config: ProviderConfig, metrics: Metrics) -> Result<Self, TransportError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .timeout(config.timeout)
-            .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let http = http_client(config.timeout)?;
         Ok(Provider {
             config,
             http,
@@ -196,14 +190,8 @@ impl Provider {
     /// fetch keeps the last good keys. Returns whether new keys were stored.
     pub async fn refetch_jwks(&self) -> bool {
         let Some(ready) = self.ready() else { return false };
-        {
-            let Ok(mut last) = self.last_refetch.lock() else {
-                return false;
-            };
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
-                return false;
-            }
-            *last = Some(Instant::now());
+        if !turn(&self.last_refetch) {
+            return false;
         }
         let fetched = self.get_json::<JwkSet>(&ready.discovery.jwks_uri, "jwks").await;
         self.metrics.jwks_refresh(fetched.is_ok());
@@ -324,13 +312,7 @@ pub struct KeySource {
 impl KeySource {
     /// A source that has fetched nothing yet.
     pub fn new(url: &str, timeout: Duration, metrics: Metrics) -> Result<Self, TransportError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportError::Network(e.to_string()))?;
+        let http = http_client(timeout)?;
         Ok(KeySource {
             url: url.to_string(),
             http,
@@ -347,14 +329,8 @@ impl KeySource {
 
     /// Fetch the keys (rate-limited). Returns whether new keys were stored.
     pub async fn fetch(&self) -> bool {
-        {
-            let Ok(mut last) = self.last_fetch.lock() else {
-                return false;
-            };
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
-                return false;
-            }
-            *last = Some(Instant::now());
+        if !turn(&self.last_fetch) {
+            return false;
         }
         let fetched = send::<JwkSet>(self.http.get(&self.url)).await;
         self.metrics.jwks_refresh(fetched.is_ok());
@@ -369,6 +345,31 @@ impl KeySource {
             }
         }
     }
+}
+
+/// The HTTP client for the provider and key sets: no redirects followed, every call bounded by
+/// `timeout` (connecting by at most 5 s).
+fn http_client(timeout: Duration) -> Result<reqwest::Client, TransportError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| TransportError::Network(e.to_string()))
+}
+
+/// Whether a key fetch may go now: at most one per `JWKS_REFETCH` for each source (an unknown
+/// `kid` in a flood of forged tokens must not turn into a flood of fetches).
+fn turn(last: &std::sync::Mutex<Option<Instant>>) -> bool {
+    let Ok(mut last) = last.lock() else {
+        return false;
+    };
+    if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
 }
 
 /// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred

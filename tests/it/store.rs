@@ -68,6 +68,27 @@ async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) ->
     panic!("{what}: not within {limit:?}");
 }
 
+/// A browser in which `user` signed in to /docs through nginx, and its session cookie.
+async fn signed_in(s: &Setup, user: &str) -> (reqwest::Client, String) {
+    let (http, jar) = jar_browser(s.port);
+    let start = format!("http://app.test:{}/docs", s.port);
+    let (r, path) = browse(&http, &start, &s.idp.issuer, user).await;
+    assert_eq!(r.status(), 200, "{path:#?}\n{}", s.nginx.logs());
+    let cookie = cookie_header(&jar, s.port);
+    (http, cookie)
+}
+
+/// `/oauth2/userinfo` through nginx.
+async fn userinfo(http: &reqwest::Client, port: u16) -> serde_json::Value {
+    http.get(format!("http://app.test:{port}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 struct Setup {
     idp: Idp,
     fws: Vec<Fw>,
@@ -117,11 +138,7 @@ async fn setup(replicas: usize) -> Option<Setup> {
 #[tokio::test]
 async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within_a_second() {
     let Some(s) = setup(2).await else { return };
-    let (http, jar) = jar_browser(s.port);
-    let start = format!("http://app.test:{}/docs", s.port);
-    let (r, path) = browse(&http, &start, &s.idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200, "{path:#?}\n{}", s.nginx.logs());
-    let cookie = cookie_header(&jar, s.port);
+    let (http, cookie) = signed_in(&s, "alice").await;
     // The cookie is a ticket: small, whatever the session holds.
     assert!(cookie.len() < 200, "{} bytes: {cookie}", cookie.len());
     // Both replicas accept it (nginx alternates between them, and each is asked directly).
@@ -129,10 +146,7 @@ async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within
         assert_eq!(status(fw, &cookie).await, 200);
     }
     // A second browser of the same user.
-    let (other, other_jar) = jar_browser(s.port);
-    let (r, _) = browse(&other, &start, &s.idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200);
-    let other_cookie = cookie_header(&other_jar, s.port);
+    let (_other, other_cookie) = signed_in(&s, "alice").await;
     assert_ne!(cookie, other_cookie);
     // Sign out everywhere through nginx (one of the replicas): both replicas refuse both
     // sessions within a second, though each had them cached.
@@ -172,14 +186,7 @@ async fn a_thousand_groups_pass_group_rules_with_a_small_cookie() {
     assert_eq!(groups.split(',').count(), 1000);
     let cookie = cookie_header(&jar, s.port);
     assert!(cookie.len() < 200, "{} bytes", cookie.len());
-    let info: serde_json::Value = http
-        .get(format!("http://app.test:{}/oauth2/userinfo", s.port))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = userinfo(&http, s.port).await;
     assert_eq!(info["groups"].as_array().unwrap().len(), 1000);
     assert!(info["groups_reduced"].is_null(), "{}", info["groups_reduced"]);
 }
@@ -187,11 +194,7 @@ async fn a_thousand_groups_pass_group_rules_with_a_small_cookie() {
 #[tokio::test]
 async fn back_channel_logout_from_the_provider_revokes_the_session() {
     let Some(s) = setup(2).await else { return };
-    let (http, jar) = jar_browser(s.port);
-    let start = format!("http://app.test:{}/docs", s.port);
-    let (r, _) = browse(&http, &start, &s.idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200);
-    let cookie = cookie_header(&jar, s.port);
+    let (http, cookie) = signed_in(&s, "alice").await;
     // The user signs out at the provider (its own page, with the provider's session cookie in
     // the same browser): the provider posts a logout token to forwarden.
     let end = http
@@ -249,19 +252,8 @@ async fn back_channel_logout_token_replay_and_forgery_are_refused() {
 #[tokio::test]
 async fn front_channel_logout_by_sid_revokes_the_session() {
     let Some(s) = setup(1).await else { return };
-    let (http, jar) = jar_browser(s.port);
-    let start = format!("http://app.test:{}/docs", s.port);
-    let (r, _) = browse(&http, &start, &s.idp.issuer, "alice").await;
-    assert_eq!(r.status(), 200);
-    let cookie = cookie_header(&jar, s.port);
-    let info: serde_json::Value = http
-        .get(format!("http://app.test:{}/oauth2/userinfo", s.port))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (http, cookie) = signed_in(&s, "alice").await;
+    let info = userinfo(&http, s.port).await;
     let sid = info["claims"]["forwarden:sid"]
         .as_str()
         .unwrap_or_else(|| panic!("no sid: {info}"))

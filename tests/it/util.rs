@@ -129,10 +129,11 @@ impl Fw {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Wait until the identity provider has been discovered.
+    /// Wait until the identity provider has been discovered (up to 30 s: with every test's
+    /// provider starting at once on two cores, a first discovery can take several seconds).
     pub async fn discovered(&self) {
         let provider = self.state.provider.clone().expect("an oidc section");
-        for _ in 0..200 {
+        for _ in 0..600 {
             if provider.ready().is_some() {
                 return;
             }

@@ -340,3 +340,14 @@ fn hostile_provider_oid_does_not_override_sub_outside_entra() {
         "00000000-0000-0000-0000-0000000000aa"
     );
 }
+
+#[test]
+fn issuer_rule_admits_only_its_issuer_and_guid_tenants() {
+    let t = entra();
+    assert!(t.admits(&format!("https://login.microsoftonline.com/{TENANT}/v2.0")));
+    assert!(!t.admits("https://login.microsoftonline.com/evil/v2.0"));
+    assert!(!t.admits(&format!("https://login.microsoftonline.com/{TENANT}/v2.0/extra")));
+    assert!(!t.admits(&format!("https://evil.example/{TENANT}/v2.0")));
+    let e = IssuerRule::Exact("https://idp.example/".into());
+    assert!(e.admits("https://idp.example/") && !e.admits("https://idp.example"));
+}
