@@ -26,12 +26,14 @@ const HOSTS_POLICY: &str = "\
 
 /// Every header forwarden may set, as a client would forge it: the defaults, a claim header, the
 /// signed identity, and underscore spellings that CGI and WSGI servers read as dashes.
-const FORGED: [(&str, &str); 9] = [
+const FORGED: [(&str, &str); 10] = [
     ("X-Auth-Request-User", "mallory"),
     ("X-Auth-Request-Email", "ceo@example.com"),
     ("X-Auth-Request-Preferred-Username", "ceo@example.com"),
     ("X-Auth-Request-Groups", "admins"),
     ("X-Auth-Request-Roles", "Admin"),
+    // The calling application of a bearer token: a browser session has none.
+    ("X-Auth-Request-Client-Id", "11112222-3333-4444-5555-666677778888"),
     ("X-Auth-Request-Department", "finance"),
     ("X-Forwarden-Jwt", "eyJhbGciOiJub25lIn0.e30."),
     ("X_Auth_Request_User", "mallory"),
