@@ -85,9 +85,54 @@ impl Identity {
             other => self
                 .claims
                 .get(other)
-                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+                .map(|v| claim_members(v))
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// Marks a chosen claim's text as a list: each member follows one of these. Claim text is
+/// kept without control characters ([`claim_text`]), so a string claim never holds it, and a
+/// string claim a user can edit (`"x,Finance"`) is never read as a list.
+const LIST_MARK: char = '\u{1f}';
+
+/// A claim's JSON value as the text an identity keeps: a string as it is, a list of strings
+/// as a list (matched by member), anything else as its JSON. Control characters are dropped.
+pub fn claim_text(v: &serde_json::Value) -> String {
+    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+    match v {
+        serde_json::Value::String(s) => clean(s),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .flat_map(|m| std::iter::once(LIST_MARK.to_string()).chain(std::iter::once(clean(m))))
+            .collect(),
+        other => clean(&other.to_string()),
+    }
+}
+
+/// The text of a list claim from its members (`explain --claim name=a --claim name=b`).
+pub fn list_claim<'a>(members: impl IntoIterator<Item = &'a str>) -> String {
+    members
+        .into_iter()
+        .flat_map(|m| [LIST_MARK.to_string(), m.to_string()])
+        .collect()
+}
+
+/// The values a claim's text matches: a list claim's members, or a string claim whole.
+pub fn claim_members(text: &str) -> Vec<&str> {
+    match text.strip_prefix(LIST_MARK) {
+        Some(list) => list.split(LIST_MARK).filter(|m| !m.is_empty()).collect(),
+        None if text.is_empty() => Vec::new(),
+        None => vec![text],
+    }
+}
+
+/// A claim's text for `/oauth2/userinfo`: a list as a JSON array, a string as a string.
+pub fn claim_json(text: &str) -> serde_json::Value {
+    match text.starts_with(LIST_MARK) {
+        true => claim_members(text).into_iter().collect(),
+        false => text.into(),
     }
 }
 
@@ -105,6 +150,29 @@ pub(crate) fn email_domain(email: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comma_in_a_string_claim_never_matches_as_a_member() {
+        // The attack: a user-editable string claim (say a job title) set to "x,Finance" must not
+        // match a rule for the claim value Finance; a list claim matches by member.
+        let mut id = Identity::default();
+        id.claims
+            .insert("title".into(), claim_text(&serde_json::json!("x,Finance")));
+        id.claims
+            .insert("teams".into(), claim_text(&serde_json::json!(["x", "Finance"])));
+        id.claims
+            .insert("odd".into(), claim_text(&serde_json::json!("\u{1f}Finance")));
+        assert_eq!(id.claim_values("title"), vec!["x,Finance"]);
+        assert_eq!(id.claim_values("teams"), vec!["x", "Finance"]);
+        assert_eq!(id.claim_values("odd"), vec!["Finance"]);
+        assert!(!id.claims["odd"].starts_with(LIST_MARK));
+        assert_eq!(
+            claim_json(&id.claims["teams"]),
+            serde_json::json!(["x", "Finance"])
+        );
+        assert_eq!(claim_json(&id.claims["title"]), serde_json::json!("x,Finance"));
+        assert_eq!(claim_members(&list_claim(["a", "b"])), vec!["a", "b"]);
+    }
 
     #[test]
     fn double_at_has_no_domain() {

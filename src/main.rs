@@ -115,7 +115,7 @@ struct ExplainArgs {
     /// An app role the user has (repeat for more).
     #[arg(long = "role")]
     roles: Vec<String>,
-    /// A claim as name=value (repeat for more).
+    /// A claim as name=value (repeat for more; the same name again makes it a list claim).
     #[arg(long = "claim")]
     claims: Vec<String>,
     /// The client's address.
@@ -433,13 +433,24 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let mut req =
                 Request::from_url(&url, &method).with_context(|| format!("cannot use --url {url}"))?;
             req.client_ip = source_ip;
-            let mut claim_map = BTreeMap::new();
+            // A claim given once is a string; given more than once, a list of its values.
+            let mut given: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for c in claims {
                 let (k, v) = c
                     .split_once('=')
                     .with_context(|| format!("--claim {c}: expected name=value"))?;
-                claim_map.insert(k.to_string(), v.to_string());
+                given.entry(k.to_string()).or_default().push(v.to_string());
             }
+            let claim_map = given
+                .into_iter()
+                .map(|(k, v)| match v.as_slice() {
+                    [one] => (k, one.clone()),
+                    many => (
+                        k,
+                        forwarden::identity::list_claim(many.iter().map(String::as_str)),
+                    ),
+                })
+                .collect();
             let identity = Identity {
                 subject: user
                     .clone()
@@ -452,11 +463,11 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 ..Identity::default()
             };
             let who = (!anonymous).then_some(&identity);
-            let narrow = Narrowing::from_query(&auth_query);
-            if let Some((host, port)) = &narrow.host {
-                req.host = host.clone().into();
-                req.port = port.or(req.port);
-                req.port_stated = true;
+            let narrow = Narrowing::from_query(&auth_query).with_context(|| {
+                format!("--auth-query {auth_query}: the server would refuse every request")
+            })?;
+            if let Some(pin) = &narrow.host {
+                req.pin(pin);
             }
             let d = set.decide(&req, who, &narrow);
             out!("{}", d.verdict);

@@ -52,6 +52,18 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Judge the request as the host a location pins (`host=`, `route=`), whatever it said.
+    /// The pin's port is the proxy's word; without one, no port is (Traefik, for one, derives
+    /// `X-Forwarded-Port` from the client's Host header). The server and `explain` both pin
+    /// through here, so they cannot disagree.
+    pub fn pin(&mut self, (host, port): &(String, Option<u16>)) {
+        self.host = Cow::Owned(host.clone());
+        self.port_stated = port.is_some();
+        if port.is_some() {
+            self.port = *port;
+        }
+    }
+
     /// A request for `url` as `explain` and tests describe one.
     pub fn from_url(url: &'a str, method: &'a str) -> Result<Self, RequestError> {
         let (scheme, rest) = url.split_once("://").ok_or(RequestError::BadUrl)?;

@@ -81,7 +81,10 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
         "groups": id.groups,
         "groups_reduced": reduced,
         "roles": id.roles,
-        "claims": claims,
+        "claims": claims
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::identity::claim_json(v)))
+            .collect::<serde_json::Map<_, _>>(),
         "issued_at": s.issued_at,
         "expires_at": s.expires_at,
     });

@@ -19,7 +19,7 @@ use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
 use crate::oidc::access::{BearerError, Verified};
-use crate::policy::{Narrowing, Verdict};
+use crate::policy::{Narrowing, NarrowingError, Verdict};
 use crate::request::{DESCRIBING, FORWARDED_FOR_LINES, Field, Sources, Subrequest, rebuild};
 use crate::session;
 
@@ -51,7 +51,9 @@ pub async fn forbidden_page(
     answer(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false).await
 }
 
-/// Verify the bearer token, if any (the only step that may wait), then decide.
+/// One auth request, in the pipeline's order: describe and trust it (pure: nothing waits, so
+/// an untrusted peer or an undescribable request never causes a key fetch, a signature check
+/// or a Redis read), resolve the subject (the only step that may wait), decide (pure), answer.
 pub(super) async fn answer(
     st: &AppState,
     peer: SocketAddr,
@@ -60,17 +62,190 @@ pub(super) async fn answer(
     contract: Contract,
     record: bool,
 ) -> Response {
-    let token = bearer::verify(st, headers).await;
-    let stored = match (&token, &st.store) {
-        (None, Some(_)) => super::sessions::stored(st, headers).await,
+    // Counted only when metrics are served: with metrics off, the check reads no clock for them.
+    let started = st.config.metrics_listen.map(|_| Instant::now());
+    let seen = Seen::new(headers);
+    let ask = match describe(st, peer, uri, &seen, contract) {
+        Ok(ask) => ask,
+        Err(refused) => {
+            if record {
+                AuditLine::early(refused.verdict(), refused.code(), &refused).record(
+                    st,
+                    started,
+                    refused.request(),
+                    None,
+                    peer,
+                );
+            }
+            return refused.into_response(seen.wants_html(), contract);
+        }
+    };
+    let token = match (&st.bearer, ask.token) {
+        (Some(b), Some(t)) => Some(bearer::verify(st, b, t).await),
         _ => None,
     };
-    check(st, peer, uri, headers, contract, record, Read { token, stored })
+    let stored = match (&token, &st.store) {
+        (None, Some(_)) => super::sessions::stored(st, |n| seen.cookie(n)).await,
+        _ => None,
+    };
+    check(
+        st,
+        peer,
+        &ask,
+        &seen,
+        contract,
+        Read {
+            token,
+            stored,
+            started,
+            record,
+        },
+    )
 }
 
-/// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`.
-const READ: [&str; DESCRIBING.len() + 2] = {
-    let mut all = [""; DESCRIBING.len() + 2];
+/// A request that is trusted and described: what the decision reads, before anything waits.
+struct Ask<'a> {
+    /// The original request, pinned to the location's host when it pins one.
+    req: crate::request::Request<'a>,
+    /// The proxy's narrowing for this location.
+    narrow: Narrowing,
+    /// A bearer token to verify (with `bearer:` on).
+    token: Option<&'a str>,
+}
+
+/// Why a request was refused before its subject was looked at.
+#[derive(Debug, thiserror::Error)]
+enum Early<'a> {
+    /// The peer is not trusted, or the request cannot be described.
+    #[error(transparent)]
+    Untrusted(#[from] crate::request::RequestError),
+    /// The proxy's narrowing parameters cannot be used.
+    #[error(transparent)]
+    Narrowing(#[from] NarrowingError),
+    /// The auth endpoint's query is the client's own (Caddy's `forward_auth` keeps the original
+    /// query unless its `uri` sets one): the client would choose the narrowing and the pin.
+    #[error(
+        "the proxy passed the client's query string to the auth endpoint (set the auth URI's query explicitly, e.g. Caddy's `uri /oauth2/forward-auth?`)"
+    )]
+    ClientQuery(Box<crate::request::Request<'a>>),
+    /// A bearer token that cannot be used before any verification (in the URL, or an
+    /// unreadable `Authorization`).
+    #[error("{0}")]
+    Bearer(BearerError, Box<crate::request::Request<'a>>),
+}
+
+impl Early<'_> {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Early::Bearer(..) => Verdict::Login,
+            _ => Verdict::Forbidden,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Early::Untrusted(_) => "untrusted_request",
+            Early::Narrowing(_) | Early::ClientQuery(_) => "bad_narrowing",
+            Early::Bearer(..) => "invalid_token",
+        }
+    }
+
+    fn request(&self) -> Option<&crate::request::Request<'_>> {
+        match self {
+            Early::ClientQuery(r) | Early::Bearer(_, r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn into_response(self, html: bool, contract: Contract) -> Response {
+        match self {
+            Early::Bearer(e, _) => Denial::Bearer {
+                error: Some(e.code()),
+                description: e.to_string(),
+            }
+            .into_response(contract),
+            Early::Untrusted(_) => untrusted(html, contract),
+            Early::Narrowing(_) | Early::ClientQuery(_) => Denial::Forbidden {
+                user: None,
+                url: String::new(),
+                reason: "The proxy's settings for this address are not valid, so forwarden refuses.".into(),
+                html,
+            }
+            .into_response(contract),
+        }
+    }
+}
+
+/// Describe and trust one auth request: pure, nothing waits.
+fn describe<'a>(
+    st: &AppState,
+    peer: SocketAddr,
+    uri: &'a Uri,
+    seen: &Seen<'a>,
+    contract: Contract,
+) -> Result<Ask<'a>, Early<'a>> {
+    let sources = match contract {
+        Contract::Nginx => Sources::Nginx,
+        Contract::ForwardAuth => Sources::ForwardAuth,
+    };
+    let sub = Subrequest {
+        peer: peer.ip(),
+        header: |n: &str| seen.get(n),
+        forwarded_for: seen.forwarded_for,
+        sources,
+    };
+    let mut req = rebuild(&sub, &st.config.trusted_proxies)?;
+    let query = uri.query().unwrap_or("");
+    if !query.is_empty() && req.uri.split_once('?').is_some_and(|(_, q)| q == query) {
+        return Err(Early::ClientQuery(Box::new(req)));
+    }
+    let narrow = Narrowing::from_query(query).inspect_err(log_once)?;
+    // A location that pins its host is judged as that host, whatever the request says.
+    if let Some(pin) = &narrow.host {
+        req.pin(pin);
+    }
+    let token = match st.bearer {
+        None => None,
+        Some(_) => {
+            // With bearer tokens on, a token in the URL is refused before it is verified: it
+            // would end up in logs and browser histories (RFC 6750 5.3). Names are compared
+            // decoded (`access%5Ftoken` is `access_token`).
+            let in_query = req.uri.split_once('?').is_some_and(|(_, q)| {
+                url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("access_token"))
+            });
+            if in_query {
+                return Err(Early::Bearer(BearerError::InQuery, Box::new(req)));
+            }
+            match bearer::presented(seen.get("authorization")) {
+                bearer::Presented::None => None,
+                bearer::Presented::Token(t) => Some(t),
+                bearer::Presented::Malformed => {
+                    return Err(Early::Bearer(BearerError::Unreadable, Box::new(req)));
+                }
+            }
+        }
+    };
+    Ok(Ask { req, narrow, token })
+}
+
+/// Log a narrowing error once per parameter name (a misconfigured location would otherwise
+/// write one line per request); at most [`LOGGED_KEYS`] names are remembered.
+fn log_once(e: &NarrowingError) {
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut logged) = LOGGED.lock() else { return };
+    if logged.len() < LOGGED_KEYS && !logged.iter().any(|k| k == e.key()) {
+        logged.push(e.key().to_string());
+        tracing::warn!(error = %e, "the proxy's auth request cannot be used; every such request is refused");
+    }
+}
+
+/// How many distinct narrowing parameter names [`log_once`] remembers.
+const LOGGED_KEYS: usize = 64;
+
+/// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`, all in
+/// one pass ([`Seen`]).
+const READ: [&str; DESCRIBING.len() + 3] = {
+    let mut all = [""; DESCRIBING.len() + 3];
     let mut i = 0;
     while i < DESCRIBING.len() {
         all[i] = DESCRIBING[i];
@@ -78,6 +253,7 @@ const READ: [&str; DESCRIBING.len() + 2] = {
     }
     all[i] = "access-control-request-method";
     all[i + 1] = "accept";
+    all[i + 2] = "authorization";
     all
 };
 
@@ -137,6 +313,12 @@ impl<'a> Seen<'a> {
             .map_or(Field::Absent, |i| self.values[i])
     }
 
+    /// Whether the client asked for a page (`Accept: text/html`), for a refusal made before the
+    /// request was described; afterwards `Request::wants_html` decides.
+    fn wants_html(&self) -> bool {
+        matches!(self.get("accept"), Field::One(a) if a.contains("text/html"))
+    }
+
     /// The value of the first cookie called `name`.
     fn cookie(&self, name: &str) -> Option<&'a str> {
         let all = self.cookies.iter().flatten().chain(&self.more_cookies).copied();
@@ -150,82 +332,37 @@ struct Read {
     token: Option<Result<Arc<Verified>, BearerError>>,
     /// With a session store, the ticket's id and its session.
     stored: Option<([u8; 16], Arc<crate::session::Session>)>,
+    /// When the check began (with metrics on).
+    started: Option<Instant>,
+    /// Write the audit line and count the decision.
+    record: bool,
 }
 
-/// Decide one auth subrequest; `record`: write the audit line and count it; `read`: what the
-/// handler read first (a bearer token's verification, or the stored session).
+/// Decide one described auth request on what the handler read, and answer it.
 fn check(
     st: &AppState,
     peer: SocketAddr,
-    uri: &Uri,
-    headers: &HeaderMap,
+    ask: &Ask<'_>,
+    seen: &Seen<'_>,
     contract: Contract,
-    record: bool,
     read: Read,
 ) -> Response {
-    let Read { token, stored } = read;
-    // Counted only when metrics are served: with metrics off, the check reads no clock for them.
-    let started = st.config.metrics_listen.map(|_| Instant::now());
-    let sources = match contract {
-        Contract::Nginx => Sources::Nginx,
-        Contract::ForwardAuth => Sources::ForwardAuth,
-    };
-    let seen = Seen::new(headers);
-    let sub = Subrequest {
-        peer: peer.ip(),
-        header: |n: &str| seen.get(n),
-        forwarded_for: seen.forwarded_for,
-        sources,
-    };
-    let wants_html = matches!(seen.get("accept"), Field::One(a) if a.contains("text/html"));
-    let narrow = Narrowing::from_query(uri.query().unwrap_or(""));
-    let req = match rebuild(&sub, &st.config.trusted_proxies) {
-        // A location that pins its host is judged as that host, whatever the request says.
-        Ok(mut r) => {
-            if let Some((host, port)) = &narrow.host {
-                r.host = std::borrow::Cow::Owned(host.clone());
-                // The pin's port is the proxy's word; without one, no port is (Traefik, for one,
-                // derives X-Forwarded-Port from the client's Host header).
-                r.port_stated = port.is_some();
-                if port.is_some() {
-                    r.port = *port;
-                }
-            }
-            r
-        }
-        Err(e) => {
-            if record {
-                AuditLine::early(Verdict::Forbidden, "untrusted_request", &e)
-                    .record(st, started, None, None, peer);
-            }
-            return untrusted(wants_html, contract);
-        }
-    };
+    let Read {
+        token,
+        stored,
+        started,
+        record,
+    } = read;
+    let Ask { req, narrow, .. } = ask;
     let bearer_on = st.bearer.is_some();
-    // With bearer tokens on, a token in the URL is refused: it would end up in logs and
-    // browser histories (RFC 6750 5.3).
-    let in_query = bearer_on
-        && req.uri.split_once('?').is_some_and(|(_, q)| {
-            q.split('&').any(|p| {
-                p.split('=')
-                    .next()
-                    .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
-            })
-        });
-    let token = match (token, in_query) {
-        (_, true) => Err(BearerError::InQuery),
-        (Some(Err(e)), _) => Err(e),
-        (Some(Ok(v)), _) => Ok(Some(v)),
-        (None, _) => Ok(None),
-    };
-    let verified = match token {
+    let verified = match token.transpose() {
         Ok(v) => v,
         Err(e) => {
             if record {
                 AuditLine::early(Verdict::Login, "invalid_token", &e).record(
                     st,
                     started,
-                    Some(&req),
+                    Some(req),
                     None,
                     peer,
                 );
@@ -258,7 +395,7 @@ fn check(
                 rule,
                 detail,
             };
-            line.record(st, started, Some(&req), user, peer);
+            line.record(st, started, Some(req), user, peer);
         }
     };
     if let Some(o) = session.as_deref() {
@@ -274,7 +411,7 @@ fn check(
                 "refresh_due",
                 None,
             );
-            let (login, absolute) = sign_in_urls(st, &req, "/oauth2/refresh");
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh");
             return Denial::Login {
                 login,
                 absolute,
@@ -284,7 +421,7 @@ fn check(
         }
     }
     let policy = st.policy.load();
-    let d = policy.decide(&req, user, &narrow);
+    let d = policy.decide(req, user, narrow);
     let route = d.route.map(|r| r.label.as_str()).unwrap_or("-");
     let rule = d.reason.rule().map(|r| &r.origin);
     match d.verdict {
@@ -301,7 +438,7 @@ fn check(
             if let (Some(jwt), Some(name), Some(o)) =
                 (&st.config.identity_jwt, &st.headers.jwt, session.as_deref())
             {
-                if let Some(v) = signed_identity(st, jwt, o, &req) {
+                if let Some(v) = signed_identity(st, jwt, o, req) {
                     r.headers_mut().insert(name.clone(), v);
                 }
             }
@@ -318,7 +455,7 @@ fn check(
                 }
                 .into_response(contract);
             }
-            let (login, absolute) = sign_in_urls(st, &req, "/oauth2/start");
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start");
             Denial::Login {
                 login,
                 absolute,

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -18,6 +17,7 @@ use crate::oidc::access::{self, BearerError, TrustedIssuer, Verified};
 use crate::oidc::idtoken::IssuerRule;
 use crate::oidc::signin::LEEWAY;
 use crate::oidc::transport::KeySource;
+use crate::request::Field;
 
 /// The most bytes of verified tokens kept.
 pub const CACHE_BYTES: u64 = 32 * 1024 * 1024;
@@ -79,49 +79,72 @@ impl Bearer {
 }
 
 /// What the request's `Authorization` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presented<'a> {
-    /// No bearer token (no header, or another scheme).
+    /// No bearer token: no header, or another scheme's single credential (`Basic <token68>`,
+    /// for the upstream's own use).
     None,
     /// One token.
     Token(&'a str),
-    /// `Bearer` without a token, or more than one `Authorization` header.
+    /// Anything else: `Bearer` without a token, a token that is not a `b64token`, more than one
+    /// `Authorization` header, a list, a tab, bytes that are not visible ASCII. Refused: the
+    /// upstream receives the header, and could read a token forwarden did not verify.
     Malformed,
 }
 
-/// The bearer token of a request.
-pub fn presented(headers: &HeaderMap) -> Presented<'_> {
-    let mut all = headers.get_all(axum::http::header::AUTHORIZATION).iter();
-    let Some(first) = all.next() else {
-        return Presented::None;
+/// Read the `Authorization` header (RFC 7235: `scheme SP credentials`; RFC 6750 2.1:
+/// `Bearer SP b64token`).
+pub fn presented(field: Field<'_>) -> Presented<'_> {
+    let value = match field {
+        Field::Absent => return Presented::None,
+        Field::Invalid => return Presented::Malformed,
+        Field::One(v) => v,
     };
-    let value = first.to_str().unwrap_or("");
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Presented::None;
-    }
-    let token = rest.trim();
-    if all.next().is_some() || token.is_empty() || token.contains(' ') {
+    if scheme.is_empty() || !scheme.bytes().all(is_tchar) {
         return Presented::Malformed;
     }
-    Presented::Token(token)
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return match is_b64token(rest) {
+            true => Presented::Token(rest),
+            false => Presented::Malformed,
+        };
+    }
+    // Another scheme counts only as one token68 credential: a list (`Basic a, Bearer b`) or
+    // parameters could carry a bearer token past the check.
+    match rest.is_empty() || is_b64token(rest) {
+        true => Presented::None,
+        false => Presented::Malformed,
+    }
 }
 
-/// Verify a request's bearer token (`None` without `bearer:` or without a token).
-pub async fn verify(st: &AppState, headers: &HeaderMap) -> Option<Result<Arc<Verified>, BearerError>> {
-    let b = st.bearer.as_ref()?;
-    let token = match presented(headers) {
-        Presented::None => return None,
-        Presented::Malformed => return Some(Err(BearerError::Malformed)),
-        Presented::Token(t) => t,
-    };
+/// RFC 7230's `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 6750's `b64token` (RFC 7235's `token68`): `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+/// "+" / "/" ) *"="`.
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Verify a bearer token: from the cache, or by its signature (the only step here that may
+/// wait, for a key fetch). The caller has established that the peer is trusted and the request
+/// described.
+pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verified>, BearerError> {
     if token.len() > access::MAX_TOKEN_BYTES {
-        return Some(Err(BearerError::TooLarge));
+        return Err(BearerError::TooLarge);
     }
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = (st.clock)();
     if let Some(e) = b.cache.get(&key) {
         if e.verified.exp + LEEWAY > now {
-            return Some(Ok(e.verified));
+            return Ok(e.verified);
         }
         b.cache.invalidate(&key);
     }
@@ -144,9 +167,9 @@ pub async fn verify(st: &AppState, headers: &HeaderMap) -> Option<Result<Arc<Ver
                         weight,
                     },
                 );
-                return Some(Ok(verified));
+                return Ok(verified);
             }
-            Err(e) => return Some(Err(e)),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -216,4 +239,41 @@ fn weight(v: &Verified) -> u32 {
     u32::try_from(strings + 256)
         .unwrap_or(u32::MAX)
         .max(MIN_ENTRY_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_that_is_not_one_bearer_token_is_refused() {
+        // The attack: a header the upstream may read as a token while forwarden reads none.
+        for value in [
+            "Bearer\tabc",
+            "Bearer,abc",
+            "Bearer  abc",
+            "Bearer abc def",
+            "Bearer ",
+            "Bearer",
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l, Bearer abc",
+            "Digest username=\"a\", Bearer abc",
+            " Bearer abc",
+            "Bearer a\"b",
+        ] {
+            assert_eq!(presented(Field::One(value)), Presented::Malformed, "{value:?}");
+        }
+        // Repeated (`Basic …` then `Bearer x`) or not visible ASCII.
+        assert_eq!(presented(Field::Invalid), Presented::Malformed);
+        assert_eq!(
+            presented(Field::One("Bearer abc.def-_~+/==")),
+            Presented::Token("abc.def-_~+/==")
+        );
+        assert_eq!(presented(Field::One("bearer abc")), Presented::Token("abc"));
+        assert_eq!(
+            presented(Field::One("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
+            Presented::None
+        );
+        assert_eq!(presented(Field::One("Negotiate")), Presented::None);
+        assert_eq!(presented(Field::Absent), Presented::None);
+    }
 }

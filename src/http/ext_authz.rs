@@ -56,17 +56,6 @@ const CLIENT_HEADERS: [&str; 4] = [
     "access-control-request-method",
 ];
 
-/// `context_extensions` (and the HTTP mode's query) that pin or narrow the decision, as the
-/// nginx query does.
-const NARROWING: [&str; 6] = [
-    "host",
-    "route",
-    "policy",
-    "allowed_groups",
-    "allowed_emails",
-    "allowed_email_domains",
-];
-
 /// Whether a client header could be read as one forwarden sets.
 fn looks_like_identity(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");
@@ -115,18 +104,22 @@ impl Authorization for ExtAuthz {
             .request
             .and_then(|r| r.http)
             .ok_or_else(|| tonic::Status::invalid_argument("no attributes.request.http"))?;
-        let mut client: HashMap<String, String> = http.headers;
+        // Every entry as Envoy sent it: with `encode_raw_headers: true` a list whose repeated
+        // entries stay apart (a second `cookie`, a second `authorization`) and whose values are
+        // bytes (a non-UTF-8 `authorization` stays unreadable, and is refused as such).
+        let mut client: Vec<(String, Vec<u8>)> = http
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_bytes()))
+            .collect();
         if client.is_empty() {
-            // `encode_raw_headers: true` sends the headers as a list instead.
             for h in http.header_map.map(|m| m.headers).unwrap_or_default() {
-                let value = String::from_utf8_lossy(&h.raw_value).into_owned();
-                client
-                    .entry(h.key.to_ascii_lowercase())
-                    .and_modify(|v| {
-                        v.push_str(", ");
-                        v.push_str(&value);
-                    })
-                    .or_insert(value);
+                let value = if h.raw_value.is_empty() {
+                    h.value.into_bytes()
+                } else {
+                    h.raw_value
+                };
+                client.push((h.key.to_ascii_lowercase(), value));
             }
         }
         let port = attributes
@@ -162,10 +155,14 @@ impl Authorization for ExtAuthz {
             client_ip: source.as_deref(),
             narrowing: &attributes.context_extensions,
         };
-        let (uri, headers) = described.request(|n| client.get(n).map(String::as_str));
-        let answer = answer(&self.state, caller, &uri, &headers, Contract::ForwardAuth, true).await;
+        let st = &self.state;
+        let client_names = || client.iter().map(|(k, _)| k.as_str());
+        let answer = match described.request(&client) {
+            Ok((uri, headers)) => answer(st, caller, &uri, &headers, Contract::ForwardAuth, true).await,
+            Err(e) => unusable(&e),
+        };
         Ok(tonic::Response::new(
-            check_response(answer, client.keys().map(String::as_str)).await,
+            check_response(st, answer, client_names()).await,
         ))
     }
 }
@@ -181,36 +178,63 @@ struct Described<'a> {
     narrowing: &'a HashMap<String, String>,
 }
 
+/// A described request forwarden cannot use: refused, never judged on a part of it.
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    /// A field of the request that no HTTP request could carry (a method `DELETE\0`, a host
+    /// with a control character): forwarden cannot tell what the upstream will see.
+    #[error("Envoy described a request whose {0} is not a valid header value")]
+    Field(&'static str),
+    /// A describing header the client sent more than once (HTTP mode).
+    #[error("the {0} header came more than once")]
+    Repeated(&'static str),
+    /// `context_extensions` forwarden does not understand.
+    #[error(transparent)]
+    Narrowing(#[from] crate::policy::NarrowingError),
+}
+
+/// The refusal of an unusable request: 403 (gRPC `PERMISSION_DENIED`).
+fn unusable(e: &Unusable) -> Response {
+    tracing::warn!(error = %e, "ext_authz: the request cannot be described; refused");
+    super::edge::Denial::Forbidden {
+        user: None,
+        url: String::new(),
+        reason: "forwarden could not tell which address was requested, so it refuses.".into(),
+        html: false,
+    }
+    .into_response(Contract::ForwardAuth)
+}
+
 impl Described<'_> {
     /// The auth request forwarden's decision reads: the description in `X-Forwarded-*`, the
-    /// narrowing in the query, and the few client headers forwarden reads.
-    fn request<'c>(&self, client: impl Fn(&str) -> Option<&'c str>) -> (Uri, HeaderMap) {
+    /// narrowing in the query, and the few client headers forwarden reads (each entry kept
+    /// apart, so that a repeated one stays visible as such). Every field must be a valid header
+    /// value: anything else is refused, never dropped (a dropped method would be judged as GET).
+    fn request(&self, client: &[(String, Vec<u8>)]) -> Result<(Uri, HeaderMap), Unusable> {
         let mut h = HeaderMap::new();
-        let mut put = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.append(HeaderName::from_static(name), v);
-            }
+        let mut put = |name: &'static str, value: &[u8]| -> Result<(), Unusable> {
+            let v = HeaderValue::from_bytes(value).map_err(|_| Unusable::Field(name))?;
+            h.append(HeaderName::from_static(name), v);
+            Ok(())
         };
-        put("x-forwarded-method", self.method);
-        put("x-forwarded-proto", self.scheme);
-        put("x-forwarded-host", self.host);
-        put("x-forwarded-uri", self.path);
+        put("x-forwarded-method", self.method.as_bytes())?;
+        put("x-forwarded-proto", self.scheme.as_bytes())?;
+        put("x-forwarded-host", self.host.as_bytes())?;
+        put("x-forwarded-uri", self.path.as_bytes())?;
         if let Some(p) = self.port {
-            put("x-forwarded-port", &p.to_string());
+            put("x-forwarded-port", p.to_string().as_bytes())?;
         }
         if let Some(ip) = self.client_ip {
-            put("x-forwarded-for", ip);
+            put("x-forwarded-for", ip.as_bytes())?;
         }
         for name in CLIENT_HEADERS {
-            if let Some(v) = client(name) {
-                put(name, v);
+            for (_, v) in client.iter().filter(|(k, _)| k == name) {
+                put(name, v)?;
             }
         }
-        let mut keys: Vec<&String> = self
-            .narrowing
-            .keys()
-            .filter(|k| NARROWING.contains(&k.as_str()))
-            .collect();
+        // Every key must be one forwarden knows, and each given once (see `Narrowing`).
+        crate::policy::Narrowing::from_pairs(self.narrowing.iter())?;
+        let mut keys: Vec<&String> = self.narrowing.keys().collect();
         keys.sort();
         let query: Vec<String> = keys
             .into_iter()
@@ -223,13 +247,14 @@ impl Described<'_> {
             .collect();
         let uri = format!("/oauth2/forward-auth?{}", query.join("&"))
             .parse()
-            .unwrap_or_else(|_| Uri::from_static("/oauth2/forward-auth"));
-        (uri, h)
+            .map_err(|_| Unusable::Field("context_extensions"))?;
+        Ok((uri, h))
     }
 }
 
 /// forwarden's answer as Envoy's `CheckResponse`.
 async fn check_response<'c>(
+    st: &AppState,
     answer: Response,
     client_headers: impl Iterator<Item = &'c str>,
 ) -> CheckResponse {
@@ -244,18 +269,7 @@ async fn check_response<'c>(
         ..Default::default()
     };
     if parts.status == StatusCode::OK {
-        let set: Vec<(&str, &str)> = parts
-            .headers
-            .iter()
-            .filter(|(n, v)| looks_like_identity(n.as_str()) && !v.is_empty())
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-            .collect();
-        let mut remove: Vec<String> = client_headers
-            .filter(|n| looks_like_identity(n) && !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)))
-            .map(str::to_ascii_lowercase)
-            .collect();
-        remove.sort();
-        remove.dedup();
+        let (set, remove) = identity_headers(st, &parts.headers, client_headers);
         let ok = OkHttpResponse {
             headers: set
                 .iter()
@@ -308,6 +322,37 @@ async fn check_response<'c>(
     }
 }
 
+/// On allow: the identity headers forwarden set (each header it may set, with a value), and
+/// the headers to remove: every header forwarden may set but did not (a claim header such as
+/// `X-User-Given` included), and every client header that looks like one forwarden sets. The
+/// gateway, not the client, decides what the upstream sees.
+fn identity_headers<'c>(
+    st: &AppState,
+    answer: &HeaderMap,
+    client_headers: impl Iterator<Item = &'c str>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    for name in st.headers.names().chain(st.headers.jwt.as_ref()) {
+        match answer
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => set.push((name.as_str().to_string(), v.to_string())),
+            None => remove.push(name.as_str().to_string()),
+        }
+    }
+    remove.extend(
+        client_headers
+            .filter(|n| looks_like_identity(n) && !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n)))
+            .map(str::to_ascii_lowercase),
+    );
+    remove.sort();
+    remove.dedup();
+    (set, remove)
+}
+
 /// `ANY /oauth2/ext-authz/<original path>`: Envoy's HTTP ext_authz (`path_prefix:
 /// /oauth2/ext-authz`), with the original method, path and Host. Allowed: 200 with the identity
 /// headers and `x-envoy-auth-headers-to-remove` naming the client's copies; denied: forwarden's
@@ -321,7 +366,23 @@ pub async fn http_mode(
     let original = path_and_query.strip_prefix("/oauth2/ext-authz").unwrap_or("/");
     let original = if original.starts_with('/') { original } else { "/" };
     let headers = req.headers();
+    // The same rule as every other contract: a describing header sent twice is refused, never
+    // judged by its first value.
+    for name in ["host", "x-forwarded-proto"] {
+        if headers.get_all(name).iter().count() > 1 {
+            return unusable(&Unusable::Repeated(name));
+        }
+    }
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let client: Vec<(String, Vec<u8>)> = CLIENT_HEADERS
+        .iter()
+        .flat_map(|n| {
+            headers
+                .get_all(*n)
+                .iter()
+                .map(|v| (n.to_string(), v.as_bytes().to_vec()))
+        })
+        .collect();
     let no_narrowing = HashMap::new();
     let described = Described {
         method: req.method().as_str(),
@@ -335,18 +396,14 @@ pub async fn http_mode(
             .map(str::trim),
         narrowing: &no_narrowing,
     };
-    let (uri, described_headers) = described.request(get);
-    let mut r = answer(&st, peer, &uri, &described_headers, Contract::ForwardAuth, true).await;
+    let mut r = match described.request(&client) {
+        Ok((uri, described_headers)) => {
+            answer(&st, peer, &uri, &described_headers, Contract::ForwardAuth, true).await
+        }
+        Err(e) => unusable(&e),
+    };
     if r.status() == StatusCode::OK {
-        // Every client copy, unless forwarden's answer sets the header to a value.
-        let set = |n: &str| r.headers().get(n).is_some_and(|v| !v.is_empty());
-        let mut remove: Vec<String> = headers
-            .keys()
-            .map(HeaderName::as_str)
-            .filter(|n| looks_like_identity(n) && !set(n))
-            .map(str::to_string)
-            .collect();
-        remove.dedup();
+        let (_, remove) = identity_headers(&st, r.headers(), headers.keys().map(HeaderName::as_str));
         if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
             if !remove.is_empty() {
                 r.headers_mut().insert("x-envoy-auth-headers-to-remove", v);

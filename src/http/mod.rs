@@ -134,6 +134,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/forward-auth", any(auth::forward_auth))
         .route("/oauth2/forbidden", any(auth::forbidden_page))
         .route("/oauth2/ext-authz", any(ext_authz::http_mode))
+        // An app's root page: `path_prefix` makes `/` into `/oauth2/ext-authz/`.
+        .route("/oauth2/ext-authz/", any(ext_authz::http_mode))
         .route("/oauth2/ext-authz/{*original}", any(ext_authz::http_mode))
         .route("/oauth2/start", get(login::start))
         .route("/oauth2/sign_in", get(login::start))

@@ -35,9 +35,12 @@ pub(crate) fn ticket_of(st: &AppState, headers: &HeaderMap) -> Option<Ticket> {
 /// With a session store, the request's session for the auth check: from this replica's store
 /// cache, or read from Redis. Redis trouble means "not signed in" for a session this replica
 /// has not cached (cached ones pass for their cache time).
-pub(crate) async fn stored(st: &AppState, headers: &HeaderMap) -> Option<([u8; 16], Arc<Session>)> {
+pub(crate) async fn stored<'a>(
+    st: &AppState,
+    cookie: impl Fn(&str) -> Option<&'a str>,
+) -> Option<([u8; 16], Arc<Session>)> {
     let store = st.store.as_ref()?;
-    let t = ticket_of(st, headers)?;
+    let t = session_cache::ticket(st, cookie)?;
     let found = match store.cached(&t.id) {
         Some(c) => c,
         None => match store.load(&t, (st.clock)()).await {

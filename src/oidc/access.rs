@@ -74,13 +74,18 @@ pub enum BearerError {
     /// A token in the URL's query (`access_token=`), which RFC 6750 5.3 says not to send there.
     #[error("tokens in the URL are refused: send Authorization: Bearer")]
     InQuery,
+    /// An `Authorization` header forwarden cannot read as one bearer token nor as another
+    /// scheme's single credential (several headers, a list, a tab, `Bearer,x`, not ASCII): the
+    /// upstream could read a token forwarden did not verify.
+    #[error("the Authorization header is not one bearer token (Authorization: Bearer <token>)")]
+    Unreadable,
 }
 
 impl BearerError {
     /// RFC 6750's `error` code for `WWW-Authenticate`.
     pub fn code(&self) -> &'static str {
         match self {
-            BearerError::TooLarge | BearerError::InQuery => "invalid_request",
+            BearerError::TooLarge | BearerError::InQuery | BearerError::Unreadable => "invalid_request",
             _ => "invalid_token",
         }
     }

@@ -233,14 +233,7 @@ impl Claims {
             .iter()
             .filter_map(|c| {
                 let v = self.extra.get(c)?;
-                let text = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Array(a) => {
-                        a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
-                    }
-                    other => other.to_string(),
-                };
-                Some((c.clone(), text))
+                Some((c.clone(), crate::identity::claim_text(v)))
             })
             .collect();
         claims.insert(EMAIL_SOURCE.into(), source.into());

@@ -1,6 +1,7 @@
 //! The decision for one request. Read this first: it is the whole of what forwarden judges.
 //!
-//! 1. no route covers the request: forbidden;
+//! 1. no route covers the request: forbidden; a route whose `from` names a port would cover
+//!    it but the proxy did not state the port: forbidden (which route applies is unknown);
 //! 2. a public route: allow;
 //! 3. a `deny` rule that holds: forbidden (deny beats allow). For an anonymous request a rule
 //!    about the user is *unknown* (see [`Truth`]): a deny that may hold means "sign in first";
@@ -12,6 +13,7 @@
 //!    `policy`) can then only narrow an allow, never widen a refusal.
 
 use super::ppl::{Action, Facts, Rule, Truth};
+use super::route::Found;
 use super::{Decision, Narrowing, PolicySet, Reason, Verdict};
 use crate::identity::{Identity, email_domain};
 use crate::request::Request;
@@ -19,12 +21,22 @@ use crate::request::Request;
 impl PolicySet {
     /// Decide one request.
     pub fn decide<'a>(&'a self, req: &Request, user: Option<&Identity>, narrow: &Narrowing) -> Decision<'a> {
-        let Some(route) = self.find_route(req) else {
-            return Decision {
-                verdict: Verdict::Forbidden,
-                route: None,
-                reason: Reason::NoRoute,
-            };
+        let route = match self.find_route(req) {
+            Found::Route(r) => r,
+            Found::None => {
+                return Decision {
+                    verdict: Verdict::Forbidden,
+                    route: None,
+                    reason: Reason::NoRoute,
+                };
+            }
+            Found::PortUnstated(r) => {
+                return Decision {
+                    verdict: Verdict::Forbidden,
+                    route: Some(r),
+                    reason: Reason::PortUnstated,
+                };
+            }
         };
         let decide = |verdict, reason| Decision {
             verdict,

@@ -56,56 +56,122 @@ pub struct Narrowing {
     pub host: Option<(String, Option<u16>)>,
 }
 
-/// The pin of a mistaken `host` or `route`: no route has this host.
-const INVALID_PIN: &str = "invalid.host.pin";
+/// Why the proxy's narrowing parameters cannot be used. Each one refuses the request: a
+/// parameter forwarden does not understand would otherwise leave the location wider than its
+/// author wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NarrowingError {
+    /// A key forwarden does not know (a typo such as `allowed_group`, or another case).
+    #[error(
+        "the auth request's parameter `{0}` is not one forwarden knows (host, route, policy, allowed_groups, allowed_emails, allowed_email_domains)"
+    )]
+    UnknownKey(String),
+    /// A key given twice: forwarden does not pick one of the values.
+    #[error("the auth request's parameter `{0}` is given more than once")]
+    Repeated(String),
+    /// A pin (`host`, `route`) that names no host.
+    #[error("the auth request's `{0}` does not name a host")]
+    BadPin(&'static str),
+    /// `host` and `route` name different hosts.
+    #[error("the auth request's `host` and `route` name different hosts")]
+    PinsDisagree,
+    /// A key with no value.
+    #[error("the auth request's parameter `{0}` is empty")]
+    Empty(String),
+}
+
+impl NarrowingError {
+    /// The parameter the error is about (for logging each one once).
+    pub fn key(&self) -> &str {
+        match self {
+            NarrowingError::UnknownKey(k) | NarrowingError::Repeated(k) | NarrowingError::Empty(k) => k,
+            NarrowingError::BadPin(k) => k,
+            NarrowingError::PinsDisagree => "host",
+        }
+    }
+}
+
+/// The keys of the auth endpoints' query (and of Envoy's `context_extensions`).
+pub const NARROWING_KEYS: [&str; 6] = [
+    "host",
+    "route",
+    "policy",
+    "allowed_groups",
+    "allowed_emails",
+    "allowed_email_domains",
+];
 
 impl Narrowing {
-    /// Pin the host; two pins that disagree pin nothing a route has.
-    fn pin(&mut self, pin: (String, Option<u16>)) {
-        self.host = Some(match self.host.take() {
-            Some(old) if old != pin => (INVALID_PIN.to_string(), None),
-            _ => pin,
-        });
-    }
-
     /// Whether the proxy asked for any restriction.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty() && self.emails.is_empty() && self.domains.is_empty() && self.policy.is_none()
     }
 
-    /// Parse the auth endpoint's query string. Values may be repeated or comma-separated.
-    pub fn from_query(query: &str) -> Self {
+    /// Parse the auth endpoint's query string: each key at most once, list values
+    /// comma-separated. An unknown, repeated or empty key, or a pin that names no host, is an
+    /// error (the request is refused), never ignored.
+    pub fn from_query(query: &str) -> Result<Self, NarrowingError> {
+        Self::from_pairs(url::form_urlencoded::parse(query.as_bytes()))
+    }
+
+    /// The same from key-value pairs (Envoy's `context_extensions`).
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self, NarrowingError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let mut n = Narrowing::default();
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let values = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from);
-            match k.as_ref() {
-                "allowed_groups" => n.groups.extend(values),
-                "allowed_emails" => n.emails.extend(values),
-                "allowed_email_domains" => n.domains.extend(values),
-                "policy" => n.policy = Some(v.trim().to_string()),
-                // An unparsable pin is a configuration mistake: it pins a host no route has.
-                "host" => n.pin(match crate::request::parse_host(v.trim()) {
-                    Ok((h, p)) => (h.into_owned(), p),
-                    Err(_) => (INVALID_PIN.to_string(), None),
-                }),
-                // `route=<a route's from URL>` (an Envoy route's context extension): the same pin,
-                // written as the route names itself.
-                "route" => n.pin(match url::Url::parse(v.trim()) {
-                    Ok(u) => match u.host_str().map(crate::request::parse_host) {
-                        Some(Ok((h, _))) => (h.into_owned(), u.port()),
-                        _ => (INVALID_PIN.to_string(), None),
-                    },
-                    Err(_) => (INVALID_PIN.to_string(), None),
-                }),
-                _ => {}
+        let mut seen = [false; NARROWING_KEYS.len()];
+        let (mut host, mut route) = (None, None);
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref().trim());
+            let Some(i) = NARROWING_KEYS.iter().position(|n| *n == k) else {
+                return Err(NarrowingError::UnknownKey(printable(k)));
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(NarrowingError::Repeated(k.to_string()));
+            }
+            if v.is_empty() {
+                return Err(NarrowingError::Empty(k.to_string()));
+            }
+            let values = || {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            };
+            match k {
+                "allowed_groups" => n.groups = values(),
+                "allowed_emails" => n.emails = values(),
+                "allowed_email_domains" => n.domains = values(),
+                "policy" => n.policy = Some(v.to_string()),
+                "host" => match crate::request::parse_host(v) {
+                    Ok((h, p)) => host = Some((h.into_owned(), p)),
+                    Err(_) => return Err(NarrowingError::BadPin("host")),
+                },
+                // `route=<a route's from URL>` (an Envoy route's context extension): the same
+                // pin, written as the route names itself.
+                _ => {
+                    let u = url::Url::parse(v).map_err(|_| NarrowingError::BadPin("route"))?;
+                    match u.host_str().map(crate::request::parse_host) {
+                        Some(Ok((h, _))) => route = Some((h.into_owned(), u.port())),
+                        _ => return Err(NarrowingError::BadPin("route")),
+                    }
+                }
             }
         }
-        n
+        n.host = match (host, route) {
+            (Some(a), Some(b)) if a != b => return Err(NarrowingError::PinsDisagree),
+            (a, b) => a.or(b),
+        };
+        Ok(n)
     }
+}
+
+/// A key as it can be logged: at most 64 characters, control characters escaped.
+fn printable(k: &str) -> String {
+    k.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
 /// What forwarden answers about a request: the one vocabulary of the decision, the audit
@@ -174,6 +240,8 @@ pub enum Reason<'a> {
     Narrowed(&'static str),
     /// The proxy named a policy that does not exist.
     UnknownPolicy(String),
+    /// A route for this host names a port, and the proxy did not state the request's port.
+    PortUnstated,
 }
 
 impl PartialEq for Rule {
@@ -196,6 +264,7 @@ impl Reason<'_> {
             Reason::LoginRequired => "login_required",
             Reason::Narrowed(_) => "narrowed",
             Reason::UnknownPolicy(_) => "unknown_policy",
+            Reason::PortUnstated => "port_unstated",
         }
     }
 
@@ -211,6 +280,7 @@ impl Reason<'_> {
     pub fn explanation(&self) -> &'static str {
         match self {
             Reason::NoRoute => "This address is not protected by any route, so it is closed to everyone.",
+            Reason::PortUnstated => "forwarden could not tell which port was requested, so it refuses.",
             Reason::Denied(_) => "A rule of this site denies access to your account.",
             Reason::Narrowed(_) | Reason::UnknownPolicy(_) => {
                 "This part of the site is limited to other groups or accounts."
@@ -234,6 +304,10 @@ impl fmt::Display for Reason<'_> {
             Reason::UnknownPolicy(n) => write!(
                 f,
                 "the proxy asked for policy `{n}`, which no policy file defines"
+            ),
+            Reason::PortUnstated => write!(
+                f,
+                "a route for this host names a port, and the proxy did not state the request's port (X-Forwarded-Port, or a pin with a port): refused rather than judged by another route"
             ),
         }
     }
@@ -264,7 +338,7 @@ impl PolicySet {
     }
 
     /// The most specific route covering the request.
-    pub fn find_route(&self, req: &Request) -> Option<&Route> {
+    pub fn find_route(&self, req: &Request) -> route::Found<'_> {
         self.index.find(&self.routes, req)
     }
 

@@ -58,14 +58,19 @@ pub struct Route {
 impl Route {
     /// Whether the route covers the request (host already matched by the index).
     pub fn matches(&self, req: &Request) -> bool {
-        if self.scheme != req.scheme {
-            return false;
-        }
         if let Some(p) = self.port {
             // A port only the client wrote (Host: app:8080) never selects a port's route.
             if !req.port_stated || req.port.unwrap_or(default_port(req.scheme)) != p {
                 return false;
             }
+        }
+        self.matches_but_port(req)
+    }
+
+    /// Whether the route covers the request, leaving its port aside.
+    fn matches_but_port(&self, req: &Request) -> bool {
+        if self.scheme != req.scheme {
+            return false;
         }
         if let Some(m) = &self.methods {
             if !m.iter().any(|x| x == req.method.as_ref()) {
@@ -189,26 +194,49 @@ impl Index {
     }
 
     /// The most specific route covering `req`.
-    pub fn find<'r>(&self, routes: &'r [Route], req: &Request) -> Option<&'r Route> {
+    pub fn find<'r>(&self, routes: &'r [Route], req: &Request) -> Found<'r> {
         let first = |list: Option<&Vec<usize>>| {
-            list.and_then(|l| l.iter().map(|i| &routes[*i]).find(|r| r.matches(req)))
+            let list = list?;
+            for r in list.iter().map(|i| &routes[*i]) {
+                // The port is not the proxy's word and this route names one: forwarden cannot
+                // tell whether it applies, and never picks the other (perhaps wider) route.
+                if r.port.is_some() && !req.port_stated && r.matches_but_port(req) {
+                    return Some(Found::PortUnstated(r));
+                }
+                if r.matches(req) {
+                    return Some(Found::Route(r));
+                }
+            }
+            None
         };
-        if let Some(r) = first(self.exact.get(req.host.as_ref())) {
-            return Some(r);
+        if let Some(f) = first(self.exact.get(req.host.as_ref())) {
+            return f;
         }
         if self.wildcard.is_empty() {
-            return None;
+            return Found::None;
         }
         // Longest suffix first: for a.b.example.com try b.example.com, then example.com, …
         let mut rest: &str = &req.host;
         while let Some(i) = rest.find('.') {
             rest = &rest[i + 1..];
-            if let Some(r) = first(self.wildcard.get(rest)) {
-                return Some(r);
+            if let Some(f) = first(self.wildcard.get(rest)) {
+                return f;
             }
         }
-        None
+        Found::None
     }
+}
+
+/// What the index found for a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'r> {
+    /// No route covers it.
+    None,
+    /// The most specific route covering it.
+    Route(&'r Route),
+    /// A route whose `from` names a port would cover it, but the proxy did not state the
+    /// request's port: which route applies cannot be established.
+    PortUnstated(&'r Route),
 }
 
 #[cfg(test)]

@@ -185,13 +185,13 @@ fn narrowing_never_widens() {
     let s = set("- from: https://a.example.com\n  allowed_groups: [g1]\n");
     let req = Request::from_url("https://a.example.com/", "GET").unwrap();
     let outsider = user("x@example.com", &["g2"]);
-    let n = Narrowing::from_query("allowed_groups=g2");
+    let n = Narrowing::from_query("allowed_groups=g2").unwrap();
     assert_eq!(s.decide(&req, Some(&outsider), &n).verdict, Verdict::Forbidden);
     let member = user("x@example.com", &["g1"]);
     assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Forbidden);
-    let n = Narrowing::from_query("allowed_groups=g2,g1&allowed_email_domains=example.com");
+    let n = Narrowing::from_query("allowed_groups=g2,g1&allowed_email_domains=example.com").unwrap();
     assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Allow);
-    let n = Narrowing::from_query("allowed_emails=y@example.com");
+    let n = Narrowing::from_query("allowed_emails=y@example.com").unwrap();
     assert_eq!(s.decide(&req, Some(&member), &n).verdict, Verdict::Forbidden);
 }
 
@@ -455,11 +455,58 @@ fn host_smuggling_a_port_only_the_client_wrote_never_selects_a_ports_route() {
         s.decide(&req, None, &Narrowing::default()).verdict,
         Verdict::Allow
     );
-    // The same port, but from the client's Host header only (no X-Forwarded-Port).
+    // The same port, but from the client's Host header only (no X-Forwarded-Port): which
+    // route applies cannot be established, so neither is picked.
     req.port_stated = false;
+    let d = s.decide(&req, None, &Narrowing::default());
+    assert_ne!(d.verdict, Verdict::Allow);
+    assert_eq!((d.verdict, d.reason), (Verdict::Forbidden, Reason::PortUnstated));
+}
+
+#[test]
+fn port_unstated_shadow_route_is_refused_not_judged_by_the_public_any_port_route() {
+    // The attack: a protected port route written after a public any-port route for the same
+    // host, and a request that names the port only in X-Forwarded-Host.
+    let s = set("- from: https://shadow.example.com
+  allow_public_unauthenticated_access: true
+- from: https://shadow.example.com:9443
+  allowed_users: [alice@example.com]
+");
+    let mut req = Request::from_url("https://shadow.example.com:9443/x", "GET").unwrap();
+    req.port_stated = false;
+    let d = s.decide(&req, None, &Narrowing::default());
+    assert_eq!(
+        (d.verdict, d.reason.clone()),
+        (Verdict::Forbidden, Reason::PortUnstated)
+    );
+    assert!(d.reason.to_string().contains("did not state the request's port"));
+    // No port at all, unstated: still unknown.
+    let mut req = Request::from_url("https://shadow.example.com/x", "GET").unwrap();
+    req.port_stated = false;
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).reason,
+        Reason::PortUnstated
+    );
+    // A stated port decides: 443 is the public route, 9443 the protected one.
+    let req = Request::from_url("https://shadow.example.com/x", "GET").unwrap();
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Allow
+    );
+    let req = Request::from_url("https://shadow.example.com:9443/x", "GET").unwrap();
     assert_eq!(
         s.decide(&req, None, &Narrowing::default()).verdict,
         Verdict::Login
+    );
+    // A host with no port route is judged as before.
+    let s = set("- from: https://plain.example.com
+  allow_public_unauthenticated_access: true
+");
+    let mut req = Request::from_url("https://plain.example.com:9443/x", "GET").unwrap();
+    req.port_stated = false;
+    assert_eq!(
+        s.decide(&req, None, &Narrowing::default()).verdict,
+        Verdict::Allow
     );
 }
 
@@ -552,14 +599,53 @@ fn scope_criterion_and_allowed_scopes() {
 
 #[test]
 fn route_context_extension_pins_like_host_and_disagreeing_pins_pin_nothing() {
-    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com");
+    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com").unwrap();
     assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
-    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com%3A8443%2F");
+    let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com%3A8443%2F").unwrap();
     assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(8443))));
-    let n = Narrowing::from_query("host=grafana.example.com&route=https%3A%2F%2Fgrafana.example.com");
+    let n =
+        Narrowing::from_query("host=grafana.example.com&route=https%3A%2F%2Fgrafana.example.com").unwrap();
     assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
     let n = Narrowing::from_query("host=wiki.example.com&route=https%3A%2F%2Fgrafana.example.com");
-    assert_eq!(n.host, Some((INVALID_PIN.to_string(), None)));
+    assert_eq!(n, Err(NarrowingError::PinsDisagree));
     let n = Narrowing::from_query("route=not%20a%20url");
-    assert_eq!(n.host, Some((INVALID_PIN.to_string(), None)));
+    assert_eq!(n, Err(NarrowingError::BadPin("route")));
+}
+
+#[test]
+fn narrowing_typo_or_repeat_refuses_instead_of_widening() {
+    // An attack on a location's narrowing: a typo, another case, or a second value that would
+    // win. Each is an error (the request is refused), never a wider location.
+    for (query, err) in [
+        (
+            "allowed_group=admins",
+            NarrowingError::UnknownKey("allowed_group".into()),
+        ),
+        (
+            "Allowed_Groups=admins",
+            NarrowingError::UnknownKey("Allowed_Groups".into()),
+        ),
+        (
+            "policy=admins&policy=staff",
+            NarrowingError::Repeated("policy".into()),
+        ),
+        (
+            "allowed_groups=a&allowed_groups=b",
+            NarrowingError::Repeated("allowed_groups".into()),
+        ),
+        (
+            "host=a.example.com&host=b.example.com",
+            NarrowingError::Repeated("host".into()),
+        ),
+        ("policy=", NarrowingError::Empty("policy".into())),
+        ("host=a%20b", NarrowingError::BadPin("host")),
+    ] {
+        assert_eq!(Narrowing::from_query(query), Err(err), "{query}");
+    }
+    let pairs = [("host", "a.example.com"), ("team", "x")];
+    assert_eq!(
+        Narrowing::from_pairs(pairs),
+        Err(NarrowingError::UnknownKey("team".into()))
+    );
+    assert_eq!(Narrowing::from_query(""), Ok(Narrowing::default()));
 }

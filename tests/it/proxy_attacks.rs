@@ -211,8 +211,8 @@ async fn host_confusion_through_ingress_nginx_is_stopped_by_the_pinned_host() {
     let port = free_port();
     // The way ingress-nginx describes the request: X-Original-URL from the client's Host.
     let location = format!(
-        "    location = /_external-auth {{\n        internal;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;\n        proxy_set_header X-Original-Method $request_method;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_pass http://{}/oauth2/auth?host=app.test;\n    }}\n    location /pinned/ {{\n        auth_request /_external-auth;\n        proxy_pass http://{up};\n    }}\n",
-        fw.addr
+        "    location = /_external-auth {{\n        internal;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;\n        proxy_set_header X-Original-Method $request_method;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_pass http://{}/oauth2/auth?host=app.test;\n    }}\n    location /pinned/ {{\n        auth_request /_external-auth;\n        proxy_pass http://{up};\n    }}\n    location = /_external-auth-port {{\n        internal;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_pass http://{}/oauth2/auth?host=app.test:80;\n    }}\n    location /pinned-port/ {{\n        auth_request /_external-auth-port;\n        proxy_pass http://{up};\n    }}\n",
+        fw.addr, fw.addr
     );
     let Some(p) = nginx_on(port, fw.addr, up, &location).await else {
         return;
@@ -220,6 +220,15 @@ async fn host_confusion_through_ingress_nginx_is_stopped_by_the_pinned_host() {
     let code = raw(
         port,
         "GET http://app.test/pinned/x HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // app.test has a route for port 8080 and the pin names no port: which route applies
+    // cannot be established, so the request is refused.
+    assert_eq!(code, Some(403), "{}", p.logs());
+    // A pin with the port judges the request as that host and port: sign in first.
+    let code = raw(
+        port,
+        "GET http://app.test/pinned-port/x HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(code, Some(401), "{}", p.logs());
