@@ -96,7 +96,8 @@ pub enum Presented<'a> {
 /// `Bearer SP b64token`).
 pub fn presented(field: Field<'_>) -> Presented<'_> {
     let value = match field {
-        Field::Absent => return Presented::None,
+        // An empty header carries no credential (HAProxy's Lua sends one when there is none).
+        Field::Absent | Field::One("") => return Presented::None,
         Field::Invalid => return Presented::Malformed,
         Field::One(v) => v,
     };

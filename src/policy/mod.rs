@@ -155,14 +155,19 @@ impl Narrowing {
                 _ => {
                     let u = url::Url::parse(v).map_err(|_| NarrowingError::BadPin("route"))?;
                     match u.host_str().map(crate::request::parse_host) {
-                        Some(Ok((h, _))) => route = Some((h.into_owned(), u.port())),
+                        // The route's scheme says its port when it names none.
+                        Some(Ok((h, _))) => route = Some((h.into_owned(), u.port_or_known_default())),
                         _ => return Err(NarrowingError::BadPin("route")),
                     }
                 }
             }
         }
         n.host = match (host, route) {
-            (Some(a), Some(b)) if a != b => return Err(NarrowingError::PinsDisagree),
+            // Both: the same host, and a port only one of them names, or the same port.
+            (Some((h, p)), Some((g, q))) => match h == g && (p.is_none() || q.is_none() || p == q) {
+                true => Some((h, p.or(q))),
+                false => return Err(NarrowingError::PinsDisagree),
+            },
             (a, b) => a.or(b),
         };
         Ok(n)

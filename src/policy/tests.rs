@@ -605,7 +605,9 @@ fn route_context_extension_pins_like_host_and_disagreeing_pins_pin_nothing() {
     assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(8443))));
     let n =
         Narrowing::from_query("host=grafana.example.com&route=https%3A%2F%2Fgrafana.example.com").unwrap();
-    assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
+    assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(443))));
+    let n = Narrowing::from_query("host=grafana.example.com:8443&route=https%3A%2F%2Fgrafana.example.com");
+    assert_eq!(n, Err(NarrowingError::PinsDisagree));
     let n = Narrowing::from_query("host=wiki.example.com&route=https%3A%2F%2Fgrafana.example.com");
     assert_eq!(n, Err(NarrowingError::PinsDisagree));
     let n = Narrowing::from_query("route=not%20a%20url");

@@ -29,12 +29,13 @@ fn traefik(http: &reqwest::Client, fw: &Fw, query: &str, uri: &str) -> reqwest::
 
 #[tokio::test]
 async fn caddy_style_subrequest_with_original_host_and_query() {
-    // Caddy keeps the original Host and query on the subrequest.
+    // Caddy keeps the original Host on the subrequest; the shipped Caddyfile's
+    // `uri /oauth2/forward-auth?` clears the client's query from it.
     let fw = Fw::start(POLICY).await;
     let http = client(&[("app.example.com", fw.addr.port())]);
-    let r = http
-        .get(format!(
-            "http://app.example.com:{}/oauth2/forward-auth?a=1&b=2",
+    let ask = |query: &str| {
+        http.get(format!(
+            "http://app.example.com:{}/oauth2/forward-auth{query}",
             fw.addr.port()
         ))
         .header("host", "app.example.com")
@@ -42,9 +43,8 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-uri", "/docs?a=1&b=2")
         .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    };
+    let r = ask("").send().await.unwrap();
     assert_eq!(r.status(), 302);
     assert!(
         r.headers()["location"]
@@ -52,6 +52,11 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
             .unwrap()
             .starts_with("https://app.example.com/oauth2/start?rd=")
     );
+    // The attack: a proxy that copies the client's query onto the auth request lets the client
+    // write the location's narrowing and pin (`?host=<a public host>`). A copied query is
+    // refused, whatever it holds.
+    let r = ask("?a=1&b=2").send().await.unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 #[tokio::test]

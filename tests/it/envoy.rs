@@ -221,7 +221,17 @@ async fn envoy_grpc_check_contract() {
             assert_eq!(set["x-auth-request-user"], "alice-oid");
             assert_eq!(set["x-auth-request-email"], "alice@example.com");
             assert_eq!(set["x-auth-request-groups"], "admins,staff");
-            assert_eq!(remove, ["x-forwarden-jwt", "x_auth_request_email"], "{set:?}");
+            // Every header forwarden may set but did not (the client id: a session has none),
+            // and every client copy of one.
+            assert_eq!(
+                remove,
+                [
+                    "x-auth-request-client-id",
+                    "x-forwarden-jwt",
+                    "x_auth_request_email"
+                ],
+                "{set:?}"
+            );
         }
         Answer::Denied { status, body, .. } => panic!("{status} {body}"),
     }
@@ -274,7 +284,18 @@ async fn envoy_grpc_check_contract() {
     {
         Answer::Ok { set, remove } => {
             assert!(set.is_empty(), "{set:?}");
-            assert_eq!(remove, ["x-auth-request-user"]);
+            // The client's copy, and every other header forwarden may set but did not.
+            assert_eq!(
+                remove,
+                [
+                    "x-auth-request-client-id",
+                    "x-auth-request-email",
+                    "x-auth-request-groups",
+                    "x-auth-request-preferred-username",
+                    "x-auth-request-roles",
+                    "x-auth-request-user",
+                ]
+            );
         }
         Answer::Denied { status, .. } => panic!("{status}"),
     }
@@ -385,7 +406,17 @@ async fn oversized_check_request_is_refused_by_the_grpc_bound() {
 /// Envoy's HTTP ext_authz: `path_prefix: /oauth2/ext-authz`, the original method and Host.
 #[tokio::test]
 async fn envoy_http_mode_contract() {
-    let fw = start("").await;
+    // The HTTP mode never learns the listener's port, so a host with a port-specific route is
+    // refused there (which route applies cannot be established): see the end of this test.
+    let portless = POLICY.replace(
+        "- from: https://app.test:8443\n  allow_public_unauthenticated_access: true\n",
+        "",
+    );
+    let fw = Fw::start_with(
+        &portless,
+        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
+    )
+    .await;
     let http = client(&[("app.test", fw.addr.port())]);
     let url = |p: &str| format!("http://app.test:{}/oauth2/ext-authz{p}", fw.addr.port());
     let alice = fw.cookie(&alice());
@@ -415,7 +446,10 @@ async fn envoy_http_mode_contract() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-request-user"], "alice-oid");
-    assert_eq!(r.headers()["x-envoy-auth-headers-to-remove"], "x-forwarden-jwt");
+    assert_eq!(
+        r.headers()["x-envoy-auth-headers-to-remove"],
+        "x-auth-request-client-id,x-forwarden-jwt"
+    );
     // The client's description headers are not believed here either.
     let r = http
         .get(url("/admin/x"))
@@ -427,6 +461,22 @@ async fn envoy_http_mode_contract() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // With the port-specific route for app.test, the port is unknown here: refused.
+    let fw = start("").await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    let r = http
+        .get(format!(
+            "http://app.test:{}/oauth2/ext-authz/docs",
+            fw.addr.port()
+        ))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("which port"));
 }
 
 /// A bearer token through the gRPC contract.

@@ -49,6 +49,50 @@ async fn raw(port: u16, request: &str) -> Option<u16> {
     String::from_utf8_lossy(&buf).get(9..12)?.parse().ok()
 }
 
+/// A raw request's whole answer, as text.
+async fn raw_answer(port: u16, request: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The attack: `GET /oauth2/sign_out?rd=https://evil.com/` with the client's own
+/// `X-Forwarded-Host: evil.com` (and proto, port), through the proxy on `port`. Every shipped
+/// proxy sets the describing headers on forwarden's own endpoints, so forwarden never takes
+/// evil.com for the request's host, and the redirect stays at home.
+async fn open_redirect_by_forged_forwarded_host_is_refused(port: u16, logs: impl Fn() -> String) {
+    for forged in [
+        "X-Forwarded-Host: evil.com\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n",
+        "X-Forwarded-Host: evil.com\r\n",
+        "X-Original-URL: https://evil.com/\r\n",
+    ] {
+        let answer = raw_answer(
+            port,
+            &format!(
+                "GET /oauth2/sign_out?rd=https%3A%2F%2Fevil.com%2F HTTP/1.1\r\nHost: app.test\r\n{forged}Connection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        let location = answer
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("location: ")
+                    .or_else(|| l.strip_prefix("Location: "))
+            })
+            .unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 302"), "{answer}\n{}", logs());
+        assert!(
+            !location.contains("evil.com"),
+            "open redirect to {location}\n{}",
+            logs()
+        );
+    }
+}
+
 /// The headers the upstream received for a request through a proxy on `port` with `host`.
 async fn upstream_headers(
     port: u16,
@@ -363,4 +407,98 @@ async fn forged_identity_headers_through_current_caddy() {
 #[tokio::test]
 async fn host_confusion_client_chosen_port_through_current_caddy() {
     client_port_through(Proxy::CaddyCurrent).await;
+}
+
+#[tokio::test]
+async fn open_redirect_by_forged_forwarded_host_through_nginx() {
+    let Some((_fw, p, _)) = nginx_setup(APP_POLICY).await else {
+        return;
+    };
+    open_redirect_by_forged_forwarded_host_is_refused(p.port, || p.logs()).await;
+}
+
+/// The same attack through each forward-auth proxy's shipped configuration.
+async fn open_redirect_through(proxy: Proxy) {
+    let Some((_fw, p)) = behind(proxy, APP_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await else {
+        return;
+    };
+    open_redirect_by_forged_forwarded_host_is_refused(p.port, || p.logs()).await;
+}
+
+#[tokio::test]
+async fn open_redirect_by_forged_forwarded_host_through_haproxy() {
+    open_redirect_through(Proxy::Haproxy).await;
+}
+
+#[tokio::test]
+async fn open_redirect_by_forged_forwarded_host_through_caddy() {
+    open_redirect_through(Proxy::Caddy).await;
+}
+
+#[tokio::test]
+async fn open_redirect_by_forged_forwarded_host_through_current_caddy() {
+    open_redirect_through(Proxy::CaddyCurrent).await;
+}
+
+#[tokio::test]
+async fn open_redirect_by_forged_forwarded_host_through_traefik() {
+    open_redirect_through(Proxy::Traefik).await;
+}
+
+/// The attack: the client writes the location's pin in its own query
+/// (`/secret?host=www.test`, a public host). A proxy that copied the client's query onto the
+/// auth request (Caddy's `forward_auth` keeps it unless `uri` sets one) would have forwarden
+/// judge www.test while the proxy serves app.test. Through every forward-auth proxy's shipped
+/// configuration, the request is never let through.
+async fn client_query_pin_through(proxy: Proxy) {
+    let Some((_fw, p)) = behind(proxy, HOSTS_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await else {
+        return;
+    };
+    for query in [
+        "host=www.test",
+        "host=www.test&policy=x",
+        "route=http%3A%2F%2Fwww.test",
+    ] {
+        let code = raw(
+            p.port,
+            &format!("GET /secret?{query} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            matches!(code, Some(302 | 401 | 403)),
+            "{query}: {code:?} {}",
+            p.logs()
+        );
+    }
+    // A query of the client's own is still just part of the URL (on a host without
+    // port-specific routes: Traefik's pin names no port, so app.test's are refused there).
+    let Some((_fw, p)) = behind(proxy, APP_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await else {
+        return;
+    };
+    let code = raw(
+        p.port,
+        "GET /secret?a=1 HTTP/1.1\r\nHost: app.test\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(code, Some(302 | 401)), "{code:?} {}", p.logs());
+}
+
+#[tokio::test]
+async fn client_query_pins_a_public_host_through_caddy() {
+    client_query_pin_through(Proxy::Caddy).await;
+}
+
+#[tokio::test]
+async fn client_query_pins_a_public_host_through_current_caddy() {
+    client_query_pin_through(Proxy::CaddyCurrent).await;
+}
+
+#[tokio::test]
+async fn client_query_pins_a_public_host_through_haproxy() {
+    client_query_pin_through(Proxy::Haproxy).await;
+}
+
+#[tokio::test]
+async fn client_query_pins_a_public_host_through_traefik() {
+    client_query_pin_through(Proxy::Traefik).await;
 }
