@@ -673,3 +673,246 @@ async fn envoy_grpc_over_tls() {
     };
     assert!(refused, "cleartext was answered on the TLS listener");
 }
+
+/// A `CheckRequest` whose client headers come as Envoy's `header_map` with
+/// `encode_raw_headers: true`: a list of entries with byte values, repeated names kept apart.
+fn envoy_check_raw(method: &str, path: &str, raw: &[(&str, &[u8])], ext: &[(&str, &str)]) -> CheckRequest {
+    let mut c = envoy_check(method, "app.test", path, &[], ext);
+    if let Some(http) = c
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.clear();
+        let mut list: Vec<envoy_types::pb::envoy::config::core::v3::HeaderValue> = [
+            (":authority", b"app.test".as_slice()),
+            (":method", method.as_bytes()),
+            (":path", path.as_bytes()),
+        ]
+        .iter()
+        .chain(raw.iter())
+        .map(|(k, v)| envoy_types::pb::envoy::config::core::v3::HeaderValue {
+            key: k.to_string(),
+            raw_value: v.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+        list.shrink_to_fit();
+        http.header_map = Some(envoy_types::pb::envoy::config::core::v3::HeaderMap { headers: list });
+    }
+    c
+}
+
+const ROUND_TWO_POLICY: &str = "\
+- from: https://app.test
+  allowed_domains: [example.com]
+- from: https://app.test
+  prefix: /get-only
+  methods: [GET]
+  allow_public_unauthenticated_access: true
+- from: https://app.test
+  prefix: /public
+  allow_public_unauthenticated_access: true
+";
+
+async fn start_round_two(extra: &str) -> (Fw, AuthorizationClient<tonic::transport::Channel>) {
+    let fw = Fw::start_with(
+        ROUND_TWO_POLICY,
+        &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
+    )
+    .await;
+    let c = grpc(&fw).await;
+    (fw, c)
+}
+
+async fn check(c: &AuthorizationClient<tonic::transport::Channel>, req: CheckRequest) -> Answer {
+    answer(c.clone().check(req).await.unwrap().into_inner())
+}
+
+#[tokio::test]
+async fn unusable_method_through_envoy_grpc_is_refused_not_judged_as_get() {
+    let (_fw, c) = start_round_two("").await;
+    assert!(matches!(
+        check(&c, envoy_check("GET", "app.test", "/get-only/x", &[], &[])).await,
+        Answer::Ok { .. }
+    ));
+    for method in ["DELETE\0", "DELETE\x7f", "DEL ETE", ""] {
+        match check(&c, envoy_check(method, "app.test", "/get-only/x", &[], &[])).await {
+            Answer::Denied { status, .. } => assert_eq!(status, 403, "{method:?}"),
+            Answer::Ok { .. } => panic!("{method:?} was judged as GET"),
+        }
+    }
+    // A control character in the host or path: refused too, never dropped.
+    for (host, path) in [("app.test\0", "/public/x"), ("app.test", "/public/\x01")] {
+        match check(&c, envoy_check("GET", host, path, &[], &[])).await {
+            Answer::Denied { status, .. } => assert_eq!(status, 403, "{host:?} {path:?}"),
+            Answer::Ok { .. } => panic!("{host:?} {path:?} allowed"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn session_cookie_in_a_second_cookie_entry_of_envoy_header_map_is_read() {
+    let (fw, c) = start_round_two("").await;
+    let alice = fw.cookie(&alice());
+    let raw: [(&str, &[u8]); 2] = [("cookie", b"theme=dark"), ("cookie", alice.as_bytes())];
+    match check(&c, envoy_check_raw("GET", "/x", &raw, &[])).await {
+        Answer::Ok { set, .. } => assert_eq!(set["x-auth-request-user"], "alice-oid"),
+        Answer::Denied { status, body, .. } => panic!("{status} {body}"),
+    }
+}
+
+#[tokio::test]
+async fn unreadable_authorization_through_envoy_grpc_is_refused_not_decided_on_the_cookie() {
+    // bearer: on, with an issuer whose keys are never fetched (nothing here verifies).
+    let (fw, c) = start_round_two(
+        "bearer:\n  audiences: [\"api://forwarden-apps\"]\n  issuers:\n    - issuer: https://issuer.test\n      jwks_url: http://127.0.0.1:9/keys\n",
+    )
+    .await;
+    let alice = fw.cookie(&alice());
+    let bad: [&[u8]; 4] = [
+        b"Bearer \xff\xfe",
+        b"Bearer\tabc",
+        b"Bearer,abc",
+        b"Basic YWJj, Bearer abc",
+    ];
+    for auth in bad {
+        let raw: [(&str, &[u8]); 2] = [("cookie", alice.as_bytes()), ("authorization", auth)];
+        match check(&c, envoy_check_raw("GET", "/x", &raw, &[])).await {
+            Answer::Denied { status, headers, .. } => {
+                assert_eq!(status, 401, "{auth:?}");
+                assert!(
+                    headers["www-authenticate"].contains("invalid_request"),
+                    "{headers:?}"
+                );
+            }
+            Answer::Ok { .. } => panic!("{auth:?}: decided on the cookie"),
+        }
+    }
+    // Two Authorization entries (`Basic …` then `Bearer x`): refused as well.
+    let raw: [(&str, &[u8]); 3] = [
+        ("cookie", alice.as_bytes()),
+        ("authorization", b"Basic YWJj"),
+        ("authorization", b"Bearer abc"),
+    ];
+    assert!(matches!(
+        check(&c, envoy_check_raw("GET", "/x", &raw, &[])).await,
+        Answer::Denied { status: 401, .. }
+    ));
+    // The cookie alone still passes.
+    let raw: [(&str, &[u8]); 1] = [("cookie", alice.as_bytes())];
+    assert!(matches!(
+        check(&c, envoy_check_raw("GET", "/x", &raw, &[])).await,
+        Answer::Ok { .. }
+    ));
+}
+
+#[tokio::test]
+async fn forged_claim_header_outside_the_prefixes_is_removed_through_envoy() {
+    // A claim header named by the configuration, outside X-Auth-Request-*/X-Forwarden-*.
+    let (fw, c) = start_round_two("headers:\n  claims:\n    department: X-User-Department\n").await;
+    let forged = [("x-user-department", "finance")];
+    match check(&c, envoy_check("GET", "app.test", "/public/x", &forged, &[])).await {
+        Answer::Ok { set, remove } => {
+            assert!(set.is_empty(), "{set:?}");
+            assert!(remove.iter().any(|r| r == "x-user-department"), "{remove:?}");
+        }
+        Answer::Denied { status, .. } => panic!("{status}"),
+    }
+    // The HTTP mode names it in x-envoy-auth-headers-to-remove.
+    let http = client(&[("app.test", fw.addr.port())]);
+    let r = http
+        .get(format!(
+            "http://app.test:{}/oauth2/ext-authz/public/x",
+            fw.addr.port()
+        ))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
+        .header("x-user-department", "finance")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let remove = r.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap();
+    assert!(remove.split(',').any(|n| n == "x-user-department"), "{remove}");
+}
+
+#[tokio::test]
+async fn unknown_or_repeated_context_extension_through_envoy_grpc_is_refused() {
+    let (fw, c) = start_round_two("").await;
+    let alice = fw.cookie(&alice());
+    let cookie = [("cookie", alice.as_str())];
+    assert!(matches!(
+        check(
+            &c,
+            envoy_check(
+                "GET",
+                "app.test",
+                "/x",
+                &cookie,
+                &[("allowed_groups", "admins,staff")]
+            )
+        )
+        .await,
+        Answer::Ok { .. }
+    ));
+    for ext in [
+        [("allowed_group", "admins")],
+        [("Allowed_Groups", "admins")],
+        [("team", "x")],
+    ] {
+        match check(&c, envoy_check("GET", "app.test", "/x", &cookie, &ext)).await {
+            Answer::Denied { status, .. } => assert_eq!(status, 403, "{ext:?}"),
+            Answer::Ok { .. } => panic!("{ext:?} was ignored"),
+        }
+    }
+}
+
+/// A raw HTTP/1.1 exchange with forwarden; the status code.
+async fn raw_status(addr: std::net::SocketAddr, request: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).get(9..12)?.parse().ok()
+}
+
+#[tokio::test]
+async fn two_host_headers_in_envoy_http_mode_are_refused_not_judged_by_the_first() {
+    let (fw, _c) = start_round_two("").await;
+    let code = raw_status(
+        fw.addr,
+        "GET /oauth2/ext-authz/x HTTP/1.1\r\nHost: www.test\r\nHost: app.test\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(code, Some(400 | 403)), "{code:?}");
+}
+
+#[tokio::test]
+async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
+    let (fw, _c) = start_round_two("").await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    for path in ["/", "/?q=1"] {
+        let r = http
+            .get(format!(
+                "http://app.test:{}/oauth2/ext-authz{path}",
+                fw.addr.port()
+            ))
+            .header("host", "app.test")
+            .header("x-forwarded-proto", "https")
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{path}");
+        let location = r.headers()["location"].to_str().unwrap();
+        let rd = if path == "/" {
+            "rd=https%3A%2F%2Fapp%2Etest%2F"
+        } else {
+            "rd=https%3A%2F%2Fapp%2Etest%2F%3Fq%3D1"
+        };
+        assert!(location.ends_with(rd), "{location}");
+    }
+}
