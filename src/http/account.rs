@@ -1,14 +1,16 @@
 //! The signed-in user's own endpoints: `/oauth2/sign_out` and `/oauth2/userinfo`.
 
 use std::net::SocketAddr;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::edge::redirect;
+use super::edge::{page, redirect};
 use super::login::{RdQuery, return_target};
 use super::sessions;
 use crate::identity::EMAIL_SOURCE;
@@ -17,16 +19,34 @@ use crate::session::GROUPS_REDUCED;
 
 /// `GET|POST /oauth2/sign_out?rd=…`: clear the session; with `oidc.end_session`, continue to
 /// the provider's `end_session_endpoint`, which returns the browser to `rd`. With a session
-/// store the session is deleted there too, and `everywhere=1` deletes every session of the user.
+/// store the session is deleted there too, and `everywhere=1` deletes every session of the user:
+/// that takes a `POST` from this site's own page (`Sec-Fetch-Site: same-origin`, or an `Origin`
+/// that is this site), so a third-party page cannot sign a user out of every browser; a `GET`
+/// with `everywhere=1` shows the page that asks.
 pub async fn sign_out(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
     let (origin, target) = return_target(&st, peer, &headers, q.rd.as_deref());
-    let mut ended = redirect("/");
     let everywhere = q.everywhere.as_deref() == Some("1");
+    if everywhere {
+        if method != Method::POST {
+            return confirm_everywhere(q.rd.as_deref());
+        }
+        let own = origin.as_ref().map(|o| o.url.as_str());
+        if !same_origin(&headers, own) {
+            tracing::warn!("sign-out everywhere refused: the request did not come from this site's page");
+            return edge_page(
+                StatusCode::FORBIDDEN,
+                "Sign-out everywhere refused",
+                "<p>Signing out of every browser must be confirmed on this site's own page.</p>\n<p><a href=\"/oauth2/sign_out?everywhere=1\">Sign out everywhere</a></p>",
+            );
+        }
+    }
+    let mut ended = redirect("/");
     let session = sessions::end(&st, &headers, everywhere, &mut ended).await;
     let end_session_url = st
         .provider
@@ -53,6 +73,60 @@ pub async fn sign_out(
     for v in ended.headers().get_all(header::SET_COOKIE) {
         r.headers_mut().append(header::SET_COOKIE, v.clone());
     }
+    r
+}
+
+/// Whether a request comes from this site's own page: `Sec-Fetch-Site: same-origin` (every
+/// current browser sends it), or, without it, an `Origin` that is this site. Anything else
+/// (a cross-site form, a request with neither header) is not.
+fn same_origin(headers: &HeaderMap, own: Option<&str>) -> bool {
+    let one = |n: &str| {
+        let mut all = headers.get_all(n).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    match one("sec-fetch-site") {
+        Some(site) => site.eq_ignore_ascii_case("same-origin"),
+        None if headers.contains_key("sec-fetch-site") => false,
+        None => own.is_some_and(|own| one("origin") == Some(own)),
+    }
+}
+
+/// The page that asks before every session of the user ends: a form that posts back here.
+fn confirm_everywhere(rd: Option<&str>) -> Response {
+    let rd = rd
+        .map(|r| format!("&rd={}", utf8_percent_encode(r, NON_ALPHANUMERIC)))
+        .unwrap_or_default();
+    let body = format!(
+        "<p>This ends your sessions in every browser you signed in with.</p>\n\
+<form method=\"post\" action=\"/oauth2/sign_out?everywhere=1{rd}\"><button type=\"submit\">Sign out everywhere</button></form>\n\
+<p><a href=\"/oauth2/sign_out?{}\">Sign out of this browser only</a></p>",
+        rd.trim_start_matches('&')
+    );
+    // `rd` is percent-encoded: no quote or angle bracket is left to escape.
+    edge_page(StatusCode::OK, "Sign out everywhere?", &body)
+}
+
+/// One of forwarden's pages: never cached, never framed (a framed confirmation could be
+/// clicked by a user who cannot see it).
+fn edge_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let mut r = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page(title, body),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    r.headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
 

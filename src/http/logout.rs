@@ -3,8 +3,9 @@
 //! - `POST /oauth2/backchannel-logout`: OpenID Connect Back-Channel Logout 1.0, a signed logout
 //!   token naming the provider's session (`sid`) and/or the user (`sub`);
 //! - `GET /oauth2/frontchannel-logout?iss=…&sid=…`: Front-Channel Logout 1.0 (Entra ID's
-//!   "front-channel logout URL"), loaded by the provider in the user's browser; without `sid`
-//!   the browser's own session ends.
+//!   "front-channel logout URL"), loaded by the provider in the user's browser: the sessions of
+//!   that `sid` end only when the browser's own session has it (a `sid` alone proves nothing);
+//!   without `sid` the browser's own session ends.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::sessions;
+use crate::identity::PROVIDER_SID;
 use crate::oidc::logout::{self, MAX_AGE};
 
 /// The largest back-channel request body read.
@@ -153,6 +155,28 @@ pub async fn frontchannel(
             let issuer_ok = ready.is_some_and(|ready| ready.issuer.admits(iss));
             if !issuer_ok {
                 return answer(StatusCode::BAD_REQUEST, Some("iss is not this provider's"));
+            }
+            // The request must come from the user's browser with its session (the model of
+            // Front-Channel Logout 1.0): a `sid` is in every relying party's ID token of that
+            // login, so anyone who learned it could otherwise end the victim's sessions.
+            let own = match sessions::current(&st, &headers).await {
+                Ok(s) => {
+                    s.is_some_and(|(s, _)| s.identity.claims.get(PROVIDER_SID).is_some_and(|v| v == sid))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "front-channel logout: the session store is unavailable");
+                    return answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("the session store is unavailable"),
+                    );
+                }
+            };
+            if !own {
+                tracing::info!(
+                    sid,
+                    "front-channel logout without this browser's session of that sid: nothing ended"
+                );
+                return r;
             }
             match store.revoke_sid(sid).await {
                 Ok(n) => tracing::info!(sid, sessions = n, "front-channel logout"),

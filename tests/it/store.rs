@@ -150,8 +150,35 @@ async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within
     assert_ne!(cookie, other_cookie);
     // Sign out everywhere through nginx (one of the replicas): both replicas refuse both
     // sessions within a second, though each had them cached.
+    // A third-party page cannot do it: a cross-site GET only shows the page that asks, and a
+    // cross-site POST is refused; both sessions still work.
+    let url = format!("http://app.test:{}/oauth2/sign_out?everywhere=1", s.port);
     let r = http
-        .get(format!("http://app.test:{}/oauth2/sign_out?everywhere=1", s.port))
+        .get(&url)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.text().await.unwrap().contains("<form method=\"post\""));
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let r = http.post(&url).header(name, value).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{name}: {value}");
+    }
+    let r = http.post(&url).send().await.unwrap();
+    assert_eq!(r.status(), 403, "neither Sec-Fetch-Site nor Origin");
+    for fw in &s.fws {
+        assert_eq!(status(fw, &cookie).await, 200);
+        assert_eq!(status(fw, &other_cookie).await, 200);
+    }
+    // The user's own confirmation (a same-origin POST from the page).
+    let r = http
+        .post(&url)
+        .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();
@@ -250,7 +277,7 @@ async fn back_channel_logout_token_replay_and_forgery_are_refused() {
 }
 
 #[tokio::test]
-async fn front_channel_logout_by_sid_revokes_the_session() {
+async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_browser() {
     let Some(s) = setup(1).await else { return };
     let (http, cookie) = signed_in(&s, "alice").await;
     let info = userinfo(&http, s.port).await;
@@ -268,11 +295,29 @@ async fn front_channel_logout_by_sid_revokes_the_session() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
-    // The provider's, without the browser's cookie (an iframe of another site).
+    // The attack: anyone who knows the sid (it is in every relying party's ID token of that
+    // login) sends the provider's request without the victim's cookie. Nothing ends.
     let iss =
         percent_encoding::utf8_percent_encode(&s.idp.issuer, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let url = format!("/oauth2/frontchannel-logout?iss={iss}&sid={sid}");
+    let r = client(&[]).get(s.fws[0].url(&url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status(&s.fws[0], &cookie).await, 200);
+    // Another user's session with the victim's sid: nothing ends either.
+    let (_bob, bob_cookie) = signed_in(&s, "bob").await;
     let r = client(&[])
-        .get(s.fws[0].url(&format!("/oauth2/frontchannel-logout?iss={iss}&sid={sid}")))
+        .get(s.fws[0].url(&url))
+        .header("cookie", &bob_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status(&s.fws[0], &cookie).await, 200);
+    assert_eq!(status(&s.fws[0], &bob_cookie).await, 200);
+    // From the user's own browser (its cookie): the sessions of that sid end.
+    let r = client(&[])
+        .get(s.fws[0].url(&url))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
