@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         leeway: 120,
         allowed_tenants: &[],
         extra_claims: &[],
+        sign_in_client: None,
     };
     assert!(verify(&token, &[(&issuer, &keys)], &expect).is_ok());
     c.bench_function("bearer token, cold verification", |b| {

@@ -208,6 +208,7 @@ async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result
             leeway: LEEWAY,
             allowed_tenants: tenants,
             extra_claims: &st.extra_claims,
+            sign_in_client: provider.as_ref().map(|(p, _)| p.config.client_id.as_str()),
         },
     )
 }

@@ -136,6 +136,9 @@ pub struct Expect<'a> {
     pub allowed_tenants: &'a [String],
     /// Claims copied into the identity for headers and `claim/…` rules.
     pub extra_claims: &'a [String],
+    /// forwarden's own sign-in client id (`oidc.client_id`), when it signs users in: a token
+    /// issued to it for itself alone is the login's ID token, not an access token.
+    pub sign_in_client: Option<&'a str>,
 }
 
 /// A verified token: who it stands for, and until when.
@@ -170,6 +173,13 @@ impl Audience {
         match self {
             Audience::One(a) => f(a),
             Audience::Many(v) => v.iter().any(|a| f(a)),
+        }
+    }
+
+    fn all(&self, f: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Audience::One(a) => f(a),
+            Audience::Many(v) => v.iter().all(|a| f(a)),
         }
     }
 }
@@ -241,7 +251,7 @@ pub fn verify(
         .find_map(|k| text(&claims, k))
         .filter(|c| !c.is_empty())
         .ok_or(BearerError::NotAccessToken)?;
-    if claims.nonce.is_some() {
+    if is_id_token(&claims, &client, routing.aud.as_ref(), e.sign_in_client) {
         return Err(BearerError::NotAccessToken);
     }
     let scopes: Vec<String> = ["scp", "scope"]
@@ -277,6 +287,26 @@ pub fn verify(
         identity,
         exp: claims.exp,
     })
+}
+
+/// Whether a verified token has the shape of an ID token (OpenID Connect Core 2, 3.1.3.6)
+/// rather than an access token, whatever its `typ` header says (Keycloak and Google issue ID
+/// tokens with `typ: JWT`, and a refreshed one has no `nonce`):
+/// - it carries what only ID tokens carry: `nonce`, `at_hash`, `c_hash`, or Keycloak's `typ`
+///   claim `ID`;
+/// - or it was issued to forwarden's own sign-in client (`azp`/`appid`) for that client alone
+///   (`aud`): a token an application obtained for an API names the API as its audience.
+///
+/// `auth_time` alone decides nothing: Keycloak puts it in access tokens too.
+fn is_id_token(claims: &Claims, client: &str, aud: Option<&Audience>, sign_in: Option<&str>) -> bool {
+    let has = |k: &str| claims.extra.get(k).is_some_and(|v| !v.is_null());
+    let keycloak_id = claims
+        .extra
+        .get("typ")
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t.eq_ignore_ascii_case("id"));
+    let to_itself = sign_in.is_some_and(|own| client == own && aud.is_some_and(|a| a.all(|a| a == own)));
+    claims.nonce.is_some() || has("at_hash") || has("c_hash") || keycloak_id || to_itself
 }
 
 #[cfg(test)]

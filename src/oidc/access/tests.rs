@@ -9,6 +9,9 @@ use crate::oidc::testkeys::{KEY_A, KEY_B, NOW, PUB_A, TENANT, jwks};
 
 const API: &str = "api://forwarden-apps";
 const CALLER: &str = "11112222-3333-4444-5555-666677778888";
+/// forwarden's own sign-in client, also an accepted audience (Entra's guide lists the app's
+/// client id among `bearer.audiences`).
+const SIGN_IN: &str = "99998888-7777-4666-8555-444433332222";
 
 fn provider() -> TrustedIssuer {
     TrustedIssuer {
@@ -67,7 +70,7 @@ fn sign(claims: &serde_json::Value) -> String {
 fn check(token: &str) -> Result<Verified, BearerError> {
     let issuer = provider();
     let keys = jwks("a");
-    let audiences = vec![API.to_string(), CALLER.to_string()];
+    let audiences = vec![API.to_string(), CALLER.to_string(), SIGN_IN.to_string()];
     let tenants = vec![TENANT.to_string()];
     verify(
         token,
@@ -78,6 +81,7 @@ fn check(token: &str) -> Result<Verified, BearerError> {
             leeway: 120,
             allowed_tenants: &tenants,
             extra_claims: &[],
+            sign_in_client: Some(SIGN_IN),
         },
     )
 }
@@ -146,6 +150,42 @@ fn id_token_presented_as_a_bearer_token_is_refused() {
     h.typ = Some("id_token+jwt".into());
     let t = sign_with(&delegated(), h, &EncodingKey::from_rsa_pem(KEY_A).unwrap());
     assert_eq!(check(&t).unwrap_err(), BearerError::Header);
+}
+
+#[test]
+fn id_token_without_nonce_with_our_client_as_azp_is_refused_as_an_access_token() {
+    // The attack: an ID token as Keycloak or Google issue them (or one from a refresh): `azp`
+    // and `aud` are forwarden's own sign-in client, no nonce, `typ: JWT`; its roles would pass a
+    // route that allows them.
+    let id_token = json!({
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "aud": SIGN_IN,
+        "azp": SIGN_IN,
+        "sub": "pairwise-sub",
+        "oid": "00000000-0000-0000-0000-0000000000aa",
+        "tid": TENANT,
+        "exp": NOW + 3600, "iat": NOW - 300,
+        "roles": ["Admin"],
+        "ver": "2.0",
+    });
+    assert_eq!(check(&sign(&id_token)).unwrap_err(), BearerError::NotAccessToken);
+    let as_list = with(id_token.clone(), "aud", json!([SIGN_IN]));
+    assert_eq!(check(&sign(&as_list)).unwrap_err(), BearerError::NotAccessToken);
+    // What only ID tokens carry, whoever the audience.
+    for (k, v) in [
+        ("at_hash", json!("x")),
+        ("c_hash", json!("y")),
+        ("typ", json!("ID")),
+    ] {
+        let c = with(delegated(), k, v);
+        assert_eq!(check(&sign(&c)).unwrap_err(), BearerError::NotAccessToken, "{k}");
+    }
+    // An access token for the API that forwarden's own client obtained is one.
+    let c = with(delegated(), "azp", json!(SIGN_IN));
+    assert!(check(&sign(&c)).is_ok());
+    // Keycloak's access tokens carry auth_time: not refused for it.
+    let c = with(delegated(), "auth_time", json!(NOW - 600));
+    assert!(check(&sign(&c)).is_ok());
 }
 
 #[test]
