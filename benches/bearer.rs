@@ -26,6 +26,7 @@ fn bench(c: &mut Criterion) {
     let issuer = TrustedIssuer {
         rule: IssuerRule::Exact("https://issuer.bench.test/".into()),
         entra: false,
+        foreign: None,
     };
     let audiences = vec!["api://bench".to_string()];
     let expect = Expect {

@@ -123,6 +123,13 @@ pub struct ExtraIssuer {
     pub issuer: String,
     /// Where its signing keys are published (a JWKS document).
     pub jwks_url: String,
+    /// `trusted_for: [client_id]`: its tokens' calling application (`azp`/`appid`) is the same
+    /// name space as the sign-in provider's (`client_id` criteria match it as it is).
+    /// Otherwise it reads `<issuer>#<azp>`.
+    pub trust_client_id: bool,
+    /// `trusted_for: [email]`: its tokens' verified email counts for email and domain rules.
+    /// Otherwise its users have no email.
+    pub trust_email: bool,
 }
 
 /// Bounds on what the outside can make forwarden hold (`limits:` in the config).

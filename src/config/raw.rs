@@ -94,6 +94,8 @@ pub(super) struct RawBearer {
 pub(super) struct RawBearerIssuer {
     pub(super) issuer: String,
     pub(super) jwks_url: String,
+    #[serde(default)]
+    pub(super) trusted_for: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -316,7 +316,24 @@ fn bearer(node: &Node, raw: RawBearer, has_oidc: bool) -> Checked<BearerConfig> 
         Some(n) => each(n, &raw.issuers, |n, i: &RawBearerIssuer| {
             let issuer = url(field(n, "issuer"), &i.issuer, "the issuer");
             let jwks_url = url(field(n, "jwks_url"), &i.jwks_url, "its key set");
-            gather!(ExtraIssuer { issuer, jwks_url })
+            let trusted_for = match n.get("trusted_for") {
+                None => Ok((false, false)),
+                Some(t) => each(t, &i.trusted_for, |n, v: &String| match v.as_str() {
+                    "client_id" | "email" => Ok(v.clone()),
+                    other => fail(
+                        n,
+                        format!("`{other}` is not something an issuer can be trusted for (client_id, email)"),
+                    ),
+                })
+                .map(|v| (v.iter().any(|x| x == "client_id"), v.iter().any(|x| x == "email"))),
+            };
+            let (issuer, jwks_url, (trust_client_id, trust_email)) = gather!(issuer, jwks_url, trusted_for)?;
+            Ok(ExtraIssuer {
+                issuer,
+                jwks_url,
+                trust_client_id,
+                trust_email,
+            })
         }),
     };
     let (audiences, issuers) = gather!(audiences, issuers)?;

@@ -61,6 +61,10 @@ impl Bearer {
                 let issuer = TrustedIssuer {
                     rule: IssuerRule::Exact(i.issuer.clone()),
                     entra: false,
+                    foreign: Some(access::Foreign {
+                        trust_client_id: i.trust_client_id,
+                        trust_email: i.trust_email,
+                    }),
                 };
                 Some((issuer, source))
             })
@@ -186,6 +190,7 @@ async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result
         let issuer = TrustedIssuer {
             rule: ready.issuer.clone(),
             entra: p.config.entra,
+            foreign: None,
         };
         (issuer, ready.jwks.load_full())
     });

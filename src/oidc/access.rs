@@ -98,6 +98,20 @@ pub struct TrustedIssuer {
     pub rule: IssuerRule,
     /// The issuer is Entra ID: `oid`/`tid` name the user, and its v1 issuer is accepted too.
     pub entra: bool,
+    /// `None` for the sign-in provider; for an extra issuer, what its identities share with the
+    /// sign-in provider's.
+    pub foreign: Option<Foreign>,
+}
+
+/// An issuer besides the sign-in provider. Its users and applications are its own: a subject
+/// is (issuer, subject), so its `sub` reads `<issuer>#<sub>` in policies and identity headers
+/// and can never be the provider's user of the same `sub`.
+#[derive(Debug, Clone, Default)]
+pub struct Foreign {
+    /// Its calling applications' ids are the provider's name space (else `<issuer>#<azp>`).
+    pub trust_client_id: bool,
+    /// Its verified emails count for email and domain rules (else its users have none).
+    pub trust_email: bool,
 }
 
 impl TrustedIssuer {
@@ -283,6 +297,18 @@ pub fn verify(
     identity.client_id = Some(client);
     identity.scopes = scopes;
     identity.application = app;
+    if let Some(f) = &issuer.foreign {
+        // (issuer, subject): another issuer's users never look like the provider's.
+        identity.subject = format!("{iss}#{}", identity.subject);
+        identity.tenant.clear();
+        if !f.trust_client_id {
+            identity.client_id = identity.client_id.map(|c| format!("{iss}#{c}"));
+        }
+        if !f.trust_email {
+            identity.email = None;
+            identity.claims.insert(EMAIL_SOURCE.into(), "none".into());
+        }
+    }
     Ok(Verified {
         identity,
         exp: claims.exp,

@@ -247,20 +247,29 @@ async fn extra_issuer_tokens_are_verified_with_its_published_keys() {
         .replace(IDP_TENANT, "11111111-2222-4333-8444-555555555555");
     let oidc = oidc_config(&idp.issuer, "openid", &home_tenant());
     let trusting = format!(
-        "{oidc}bearer:\n  audiences: [\"{API}\"]\n  issuers: [{{issuer: \"{other}\", jwks_url: \"{other}/jwks\"}}]\n"
+        "{oidc}bearer:\n  audiences: [\"{API}\"]\n  issuers: [{{issuer: \"{other}\", jwks_url: \"{other}/jwks\", trusted_for: [client_id]}}]\n"
     );
     let fw = Fw::start_with(POLICY, &trusting).await;
     let plain = Fw::start_with(POLICY, &format!("{oidc}bearer:\n  audiences: [\"{API}\"]\n")).await;
+    // The attack: the other issuer names a client id the policy allows for the provider's
+    // tokens. Without `trusted_for: [client_id]` it is that issuer's own client, not ours.
+    let untrusting = Fw::start_with(POLICY, &trusting.replace(", trusted_for: [client_id]", "")).await;
     fw.discovered().await;
     plain.discovered().await;
+    untrusting.discovered().await;
     let token = app_token(&other, CALLER, CALLER_SECRET, API).await;
     let ask = |fw: &Fw| forward_auth(fw, "/jobs/1", &token).send();
     let r = ask(&fw).await.unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.headers());
     assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);
+    // Its subject is (issuer, subject), whatever it is trusted for.
+    let user = r.headers()["x-auth-request-user"].to_str().unwrap();
+    assert!(user.starts_with(&format!("{other}#")), "{user}");
     let r = ask(&plain).await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(challenge(&r).contains("issuer"));
+    let r = ask(&untrusting).await.unwrap();
+    assert_eq!(r.status(), 403, "another issuer's client id passed as ours");
 }
 
 /// The story through one proxy running its shipped configuration.

@@ -17,6 +17,7 @@ fn provider() -> TrustedIssuer {
     TrustedIssuer {
         rule: IssuerRule::Exact(format!("https://login.microsoftonline.com/{TENANT}/v2.0")),
         entra: true,
+        foreign: None,
     }
 }
 
@@ -288,4 +289,60 @@ fn crit_header_is_refused() {
     let rest = t.split_once('.').unwrap().1;
     let h = b64(&json!({"alg": "RS256", "kid": "key-a", "crit": ["exp"]}));
     assert_eq!(check(&format!("{h}.{rest}")).unwrap_err(), BearerError::Header);
+}
+
+#[test]
+fn another_issuers_user_and_application_never_become_the_providers() {
+    // The attack: an extra issuer mints `sub` = the provider's alice and `azp` = a client the
+    // policies allow, with a verified email of alice's.
+    const OTHER: &str = "https://other.example/";
+    let other = |foreign: Foreign| TrustedIssuer {
+        rule: IssuerRule::Exact(OTHER.into()),
+        entra: false,
+        foreign: Some(foreign),
+    };
+    let claims = json!({
+        "iss": OTHER, "aud": API, "sub": "00000000-0000-0000-0000-0000000000aa",
+        "exp": NOW + 3600, "iat": NOW - 300, "azp": CALLER, "scp": "Files.Read",
+        "email": "alice@contoso.com", "email_verified": true,
+    });
+    let verify_with = |issuer: &TrustedIssuer| {
+        let keys = jwks("a");
+        let audiences = vec![API.to_string()];
+        verify(
+            &sign(&claims),
+            &[(issuer, &keys)],
+            &Expect {
+                audiences: &audiences,
+                now: NOW,
+                leeway: 120,
+                allowed_tenants: &[],
+                extra_claims: &[],
+                sign_in_client: Some(SIGN_IN),
+            },
+        )
+        .unwrap()
+        .identity
+    };
+    let id = verify_with(&other(Foreign::default()));
+    assert_eq!(
+        id.subject,
+        format!("{OTHER}#00000000-0000-0000-0000-0000000000aa")
+    );
+    assert_eq!(
+        id.client_id.as_deref(),
+        Some(format!("{OTHER}#{CALLER}").as_str())
+    );
+    assert_eq!(id.email, None);
+    // Trusted for client ids and emails: those read as they are; the subject stays its own.
+    let id = verify_with(&other(Foreign {
+        trust_client_id: true,
+        trust_email: true,
+    }));
+    assert_eq!(
+        id.subject,
+        format!("{OTHER}#00000000-0000-0000-0000-0000000000aa")
+    );
+    assert_eq!(id.client_id.as_deref(), Some(CALLER));
+    assert_eq!(id.email.as_deref(), Some("alice@contoso.com"));
 }
