@@ -13,6 +13,8 @@ RUN rustup component add rustfmt clippy
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY src src
+# check reads the identity headers of the shipped nginx include (compiled in).
+COPY nginx/forwarden-location.conf nginx/forwarden-location.conf
 COPY benches benches
 COPY examples examples
 COPY tests/it tests/it

@@ -79,16 +79,20 @@ enum SessionsAction {
         user: Option<String>,
     },
     /// Revoke sessions: every replica refuses them at once.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["user", "all", "damaged"])))]
     Revoke {
         /// The configuration file.
         #[arg(long, env = "FORWARDEN_CONFIG")]
         config: PathBuf,
         /// This user's sessions: an email or a user id.
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long)]
         user: Option<String>,
-        /// Every session.
+        /// Every session, damaged records included.
         #[arg(long)]
         all: bool,
+        /// Only the records `list` reports as damaged.
+        #[arg(long)]
+        damaged: bool,
     },
 }
 
@@ -213,120 +217,6 @@ fn count(n: usize, one: &str) -> String {
     }
 }
 
-/// Warnings about the configuration and the policies together: a `Secure` session cookie on a
-/// site served over http is never sent back, so sign-in there fails with "state mismatch".
-fn cookie_scheme_warnings(cfg: &Config, set: &PolicySet) -> Vec<String> {
-    if !cfg.cookie.secure {
-        return Vec::new();
-    }
-    let mut http: Vec<String> = set
-        .routes()
-        .iter()
-        .filter(|r| r.scheme == "http" && !r.public)
-        .map(|r| r.label.clone())
-        .collect();
-    if cfg.public_url.as_ref().is_some_and(|u| u.scheme() == "http") {
-        http.insert(0, "public_url".into());
-    }
-    if http.is_empty() {
-        return Vec::new();
-    }
-    let more = if http.len() > 3 {
-        format!(" and {} more", http.len() - 3)
-    } else {
-        String::new()
-    };
-    http.truncate(3);
-    vec![format!(
-        "warning: cookie.secure is on, but {}{more} use http: browsers do not send Secure cookies over http, so signing in there fails with \"state mismatch\". Serve those sites over https, or set cookie.secure: false for a local test",
-        http.join(", ")
-    )]
-}
-
-/// Identity headers the shipped nginx include does not name: nginx cannot remove headers by
-/// pattern, so each needs a pair of lines beside the include, or a client's copy of it would
-/// reach the upstream. Headers outside the `X-Auth-Request-*` and `X-Forwarden-*` patterns that
-/// the shipped Caddy, HAProxy and Traefik configurations remove need listing there too.
-fn proxy_header_notes(cfg: &Config) -> Vec<String> {
-    const IN_INCLUDE: [&str; 8] = [
-        "x-auth-request-user",
-        "x-auth-request-email",
-        "x-auth-request-preferred-username",
-        "x-auth-request-groups",
-        "x-auth-request-roles",
-        "x-auth-request-client-id",
-        "x-auth-request-name",
-        "x-forwarden-jwt",
-    ];
-    let mut names: Vec<&str> = cfg.headers.all();
-    if let Some(j) = &cfg.identity_jwt {
-        names.push(&j.header);
-    }
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !IN_INCLUDE.contains(&n.to_ascii_lowercase().as_str()))
-        .collect();
-    let mut out = Vec::new();
-    if !missing.is_empty() {
-        out.push(
-            "nginx: forwarden-location.conf names the default identity headers only; add these lines after it in each protected location, so that a client's own copy of each header forwarden sets is replaced:".to_string(),
-        );
-        for n in &missing {
-            let var = n.to_ascii_lowercase().replace('-', "_");
-            out.push(format!(
-                "    auth_request_set $forwarden_h_{var} $upstream_http_{var};"
-            ));
-            out.push(format!("    proxy_set_header {n} $forwarden_h_{var};"));
-        }
-    }
-    for n in names.iter().filter(|n| {
-        let l = n.to_ascii_lowercase().replace('_', "-");
-        !l.starts_with("x-auth-request-") && !l.starts_with("x-forwarden-")
-    }) {
-        out.push(format!(
-            "warning: the header {n} is not named X-Auth-Request-* or X-Forwarden-*: the shipped Caddy, HAProxy and Traefik configurations do not remove a client's copy of it; add it to the list of headers they remove"
-        ));
-    }
-    out
-}
-
-/// The redirect URIs to register at the identity provider.
-fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
-    if let Some(p) = &cfg.public_url {
-        return vec![format!(
-            "redirect URI to register at the identity provider: {}/oauth2/callback",
-            p.as_str().trim_end_matches('/')
-        )];
-    }
-    let mut hosts: Vec<String> = Vec::new();
-    let mut wildcards = false;
-    for r in set.routes().iter().filter(|r| !r.public) {
-        match &r.host {
-            forwarden::policy::HostMatch::Exact(h) => {
-                let uri = match r.port {
-                    Some(p) => format!("{}://{h}:{p}/oauth2/callback", r.scheme),
-                    None => format!("{}://{h}/oauth2/callback", r.scheme),
-                };
-                if !hosts.contains(&uri) {
-                    hosts.push(uri);
-                }
-            }
-            forwarden::policy::HostMatch::Wildcard(_) => wildcards = true,
-        }
-    }
-    let mut out =
-        vec!["redirect URIs to register at the identity provider (one per protected host):".to_string()];
-    out.extend(hosts.into_iter().map(|h| format!("  {h}")));
-    if wildcards {
-        out.push(
-            "  (wildcard routes need their hosts registered one by one, or public_url for central mode)"
-                .into(),
-        );
-    }
-    out
-}
-
 /// A listener with a deep accept backlog: connections past `limits.max_connections` wait
 /// there (rather than being refused) until a slot frees.
 async fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -381,12 +271,15 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 for w in &warnings {
                     out!("{w}");
                 }
-                let scheme = cookie_scheme_warnings(&cfg, &set);
-                for line in scheme.iter().chain(&proxy_header_notes(&cfg)) {
+                let scheme = forwarden::config::report::cookie_scheme_warnings(&cfg, &set);
+                for line in scheme
+                    .iter()
+                    .chain(&forwarden::config::report::proxy_header_notes(&cfg))
+                {
                     out!("{line}");
                 }
                 if cfg.oidc.is_some() {
-                    for line in redirect_uris(&cfg, &set) {
+                    for line in forwarden::config::report::redirect_uris(&cfg, &set) {
                         out!("{line}");
                     }
                 }
@@ -479,9 +372,15 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sessions { action } => {
-            let (config, user, revoke) = match action {
-                SessionsAction::List { config, user } => (config, user, false),
-                SessionsAction::Revoke { config, user, all } => (config, if all { None } else { user }, true),
+            // What to do: list (a user's), or revoke a user's, every record, or the damaged ones.
+            let (config, user, revoke, all, only_damaged) = match action {
+                SessionsAction::List { config, user } => (config, user, false, false, false),
+                SessionsAction::Revoke {
+                    config,
+                    user,
+                    all,
+                    damaged,
+                } => (config, user, true, all, damaged),
             };
             let cfg = match Config::load(&config, &env) {
                 Ok(c) => c,
@@ -501,15 +400,17 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 .context("the session store's settings")?;
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async {
-                let mine: Vec<_> = store
-                    .list()
-                    .await
-                    .context("listing the sessions")?
+                let (sessions, damaged) = store.list().await.context("listing the sessions")?;
+                let mine: Vec<_> = sessions
                     .into_iter()
                     .filter(|m| user.as_deref().is_none_or(|u| m.is_user(u)))
                     .collect();
                 if revoke {
-                    let ids: Vec<String> = mine.iter().map(|m| m.id.clone()).collect();
+                    let ids: Vec<String> = match (all, only_damaged) {
+                        (true, _) => mine.iter().map(|m| m.id.clone()).chain(damaged.iter().map(|d| d.id.clone())).collect(),
+                        (_, true) => damaged.iter().map(|d| d.id.clone()).collect(),
+                        _ => mine.iter().map(|m| m.id.clone()).collect(),
+                    };
                     let n = store.revoke(&ids).await.context("revoking the sessions")?;
                     out!("revoked {}", count(n, "session"));
                 } else {
@@ -524,6 +425,16 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                         );
                     }
                     out!("{}", count(mine.len(), "session"));
+                }
+                // Reported, never fatal: nobody is admitted on them, and revoke removes them.
+                if !revoke || user.is_some() {
+                    for d in &damaged {
+                        err!(
+                            "damaged session record {}: {}; the auth check refuses it (remove it with `forwarden sessions revoke --damaged`)",
+                            d.id,
+                            d.why
+                        );
+                    }
                 }
                 anyhow::Ok(ExitCode::SUCCESS)
             })
@@ -556,7 +467,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             for w in set.lint() {
                 tracing::warn!("{w}");
             }
-            for w in cookie_scheme_warnings(&cfg, &set) {
+            for w in forwarden::config::report::cookie_scheme_warnings(&cfg, &set) {
                 tracing::warn!("{w}");
             }
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -11,6 +11,7 @@
 //! never the other way round: they take plain values.
 
 mod raw;
+pub mod report;
 mod validate;
 
 use std::net::SocketAddr;

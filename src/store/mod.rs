@@ -131,6 +131,29 @@ impl Meta {
         }
     }
 
+    /// The clear part as Redis holds it (`HMGET u e i x d`), or why it is damaged: a record
+    /// without its user id, or whose times are not numbers, is listed as damaged (and removed by
+    /// `revoke --all` or `--damaged`), never as a session.
+    pub fn from_fields(id: &str, fields: [Option<String>; 5]) -> Result<Self, Damaged> {
+        let [u, e, i, x, d] = fields;
+        let damaged = |why: &'static str| Damaged {
+            id: id.to_string(),
+            why,
+        };
+        let subject = u
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| damaged("no user id (u)"))?;
+        let time = |v: Option<String>, why| v.and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| damaged(why));
+        Ok(Meta {
+            id: id.to_string(),
+            subject,
+            email: e.unwrap_or_default(),
+            issued_at: time(i, "no sign-in time (i) as a number")?,
+            expires_at: time(x, "no end time (x) as a number")?,
+            sid: d.unwrap_or_default(),
+        })
+    }
+
     /// Whether `user` (an email, compared without case, or a user id as `userinfo` shows it)
     /// names this session's user.
     pub fn is_user(&self, user: &str) -> bool {
@@ -138,9 +161,47 @@ impl Meta {
     }
 }
 
+/// A stored session whose clear part is damaged (edited by hand, or by another program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damaged {
+    /// The session id (hex).
+    pub id: String,
+    /// What is wrong.
+    pub why: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damaged_record_is_reported_not_listed_nor_fatal() {
+        let f = |u: Option<&str>, i: Option<&str>| {
+            let s = |v: Option<&str>| v.map(str::to_string);
+            [s(u), s(Some("a@example.com")), s(i), s(Some("2000")), None]
+        };
+        let m = Meta::from_fields("ab", f(Some("oid-1"), Some("1000"))).unwrap();
+        assert_eq!(
+            (m.subject.as_str(), m.issued_at, m.expires_at),
+            ("oid-1", 1000, 2000)
+        );
+        assert_eq!(
+            Meta::from_fields("ab", f(Some("oid-1"), Some("yesterday")))
+                .unwrap_err()
+                .why,
+            "no sign-in time (i) as a number"
+        );
+        assert_eq!(
+            Meta::from_fields("ab", f(None, Some("1000"))).unwrap_err().why,
+            "no user id (u)"
+        );
+        assert_eq!(
+            Meta::from_fields("ab", f(Some(""), Some("1000")))
+                .unwrap_err()
+                .why,
+            "no user id (u)"
+        );
+    }
 
     fn session() -> Session {
         Session {

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 
-use super::{Meta, Ticket};
+use super::{Damaged, Meta, Ticket};
 use crate::config::{RedisConfig, RedisServer};
 use crate::session::Session;
 
@@ -201,11 +201,22 @@ impl RedisStore {
         let key = self.key("s", &t.id_hex());
         let r = async {
             let mut c = self.conn().await?;
-            Ok::<Option<String>, StoreError>(c.hget(&key, "r").await?)
+            let v: [Option<String>; 6] = redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&["r", "u", "e", "i", "x", "d"])
+                .query_async(&mut c)
+                .await?;
+            Ok::<_, StoreError>(v)
         }
         .await;
-        let record = self.outcome(r).await?;
-        let found = record.and_then(|r| t.open_record(&r, now).ok()).map(Arc::new);
+        let [record, u, e, i, x, d] = self.outcome(r).await?;
+        // Only a record whose clear part is whole and names the sealed session's user is
+        // admitted: what listing and revocation cannot see must not pass either.
+        let meta = Meta::from_fields(&t.id_hex(), [u, e, i, x, d]);
+        let found = record
+            .and_then(|r| t.open_record(&r, now).ok())
+            .filter(|s| meta.as_ref().is_ok_and(|m| m.subject == s.identity.subject))
+            .map(Arc::new);
         self.cache.insert(t.id, found.clone());
         Ok(found)
     }
@@ -317,8 +328,8 @@ impl RedisStore {
         Ok(n)
     }
 
-    /// Every stored session's clear part.
-    pub async fn list(&self) -> Result<Vec<Meta>, StoreError> {
+    /// Every stored session's clear part, and the records whose clear part is damaged.
+    pub async fn list(&self) -> Result<(Vec<Meta>, Vec<Damaged>), StoreError> {
         let pattern = format!("{}s:*", self.prefix);
         let r = async {
             let mut c = self.conn().await?;
@@ -339,33 +350,41 @@ impl RedisStore {
                 }
                 cursor = next;
             }
-            let mut out = Vec::new();
+            let (mut out, mut damaged) = (Vec::new(), Vec::new());
             for key in keys {
-                let v: MetaFields = redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg(&["u", "e", "i", "x", "d"])
-                    .query_async(&mut c)
-                    .await?;
                 let Some(id) = key.strip_prefix(&format!("{}s:", self.prefix)) else {
                     continue;
                 };
-                if let (Some(subject), email, Some(issued_at), Some(expires_at), sid) = v {
-                    out.push(Meta {
-                        id: id.to_string(),
-                        subject,
-                        email: email.unwrap_or_default(),
-                        issued_at,
-                        expires_at,
-                        sid: sid.unwrap_or_default(),
-                    });
+                // Read as text, each field parsed on its own: one damaged record is reported,
+                // never the end of the listing.
+                let v: Result<[Option<String>; 5], _> = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["u", "e", "i", "x", "d"])
+                    .query_async(&mut c)
+                    .await;
+                let v = match v {
+                    Ok(v) => v,
+                    // Not a hash at all.
+                    Err(e) if e.kind() == redis::ErrorKind::TypeError || e.code() == Some("WRONGTYPE") => {
+                        damaged.push(Damaged {
+                            id: id.to_string(),
+                            why: "not a session record",
+                        });
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match Meta::from_fields(id, v) {
+                    Ok(m) => out.push(m),
+                    Err(d) => damaged.push(d),
                 }
             }
-            Ok(out)
+            Ok((out, damaged))
         }
         .await;
-        let mut out = self.outcome(r).await?;
+        let (mut out, damaged) = self.outcome(r).await?;
         out.sort_by(|a, b| (&a.subject, a.issued_at).cmp(&(&b.subject, b.issued_at)));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Whether a logout token's `jti` is seen for the first time (it is remembered for `ttl`).
@@ -449,15 +468,6 @@ impl RedisStore {
         }
     }
 }
-
-/// `HMGET u e i x d` of a session hash.
-type MetaFields = (
-    Option<String>,
-    Option<String>,
-    Option<u64>,
-    Option<u64>,
-    Option<String>,
-);
 
 /// Hex to 16 bytes.
 fn unhex(s: &str) -> Option<[u8; 16]> {

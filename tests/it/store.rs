@@ -97,8 +97,46 @@ struct Setup {
     port: u16,
 }
 
+/// The ACL line `docs/sessions.md` gives, as `ACL SETUSER` arguments, with this password.
+fn documented_acl(password: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(repo().join("docs/sessions.md")).unwrap();
+    let line = doc
+        .split('`')
+        .find(|part| part.starts_with("ACL SETUSER forwarden "))
+        .expect("docs/sessions.md gives the ACL line");
+    line.split_whitespace()
+        .skip(2)
+        .map(|t| {
+            if t == ">password" {
+                format!(">{password}")
+            } else {
+                t.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `redis-cli` against the test's Redis as its default (administrative) user.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new(require("redis-cli").unwrap())
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The password of the documented ACL user in the tests.
+const ACL_PASSWORD: &str = "acl-test-password-0123";
+
 async fn setup(replicas: usize) -> Option<Setup> {
     let redis = redis_server(&[]).await?;
+    // forwarden runs as the ACL user the docs give, with nothing more.
+    let acl = documented_acl(ACL_PASSWORD);
+    let mut args = vec!["ACL", "SETUSER"];
+    args.extend(acl.iter().map(String::as_str));
+    assert_eq!(redis_cli(redis.port, &args).trim(), "OK");
     let port = free_port();
     let backchannel = format!("http://127.0.0.1:{port}/oauth2/backchannel-logout");
     let idp = idp_with(
@@ -116,7 +154,10 @@ async fn setup(replicas: usize) -> Option<Setup> {
         + "/graph";
     let tenant = format!("{}    graph_url: {graph}\n", home_tenant());
     let extra = oidc_config(&idp.issuer, "openid, profile, email", &tenant)
-        + &store_config(&format!("url: redis://127.0.0.1:{}/0", redis.port));
+        + &store_config(&format!(
+            "url: redis://forwarden:{ACL_PASSWORD}@127.0.0.1:{}/0",
+            redis.port
+        ));
     let mut fws = Vec::new();
     for _ in 0..replicas {
         let fw = Fw::start_with(POLICY, &extra).await;
@@ -366,6 +407,78 @@ async fn sessions_list_and_revoke_from_the_command_line() {
     );
     assert!(run(&["sessions", "list"]).ends_with("1 session\n"));
     assert_eq!(run(&["sessions", "revoke", "--all"]), "revoked 1 session\n");
+}
+
+#[tokio::test]
+async fn damaged_session_record_neither_blocks_revocation_nor_passes_the_auth_check() {
+    let Some(s) = setup(1).await else { return };
+    let (_a, alice) = signed_in(&s, "alice").await;
+    let (_c, carol) = signed_in(&s, "carol").await;
+    let (_d, dave) = signed_in(&s, "dave").await;
+    let config = s.fws[0].dir.path().join("forwarden.yaml");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let redis_port = s._redis.port;
+    let ids = |user: &str| -> Vec<String> {
+        let (_, out, _) = run(&["sessions", "list", "--user", user]);
+        out.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|id| id.len() == 32)
+            .map(str::to_string)
+            .collect()
+    };
+    let (carol_id, dave_id) = (
+        ids("carol@contoso.com")[0].clone(),
+        ids("dave@contoso.com")[0].clone(),
+    );
+    // The damage: carol's sign-in time is not a number; dave's record lost its user id.
+    redis_cli(
+        redis_port,
+        &["HSET", &format!("forwarden:s:{carol_id}"), "i", "yesterday"],
+    );
+    redis_cli(redis_port, &["HDEL", &format!("forwarden:s:{dave_id}"), "u"]);
+    // Neither passes the auth check once the replica reads them from Redis again (the
+    // channel message drops them from its cache).
+    redis_cli(
+        redis_port,
+        &["PUBLISH", "forwarden:revoked", &format!("{carol_id} {dave_id}")],
+    );
+    until(
+        "the damaged records refused",
+        Duration::from_secs(2),
+        async || status(&s.fws[0], &carol).await == 401 && status(&s.fws[0], &dave).await == 401,
+    )
+    .await;
+    assert_eq!(status(&s.fws[0], &alice).await, 200);
+    // Listing reports them and goes on; the others are listed.
+    let (code, out, err) = run(&["sessions", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("alice@contoso.com") && out.ends_with("1 session\n"),
+        "{out}"
+    );
+    assert!(err.contains(&carol_id) && err.contains("(i)"), "{err}");
+    assert!(err.contains(&dave_id) && err.contains("(u)"), "{err}");
+    // Revoking another user's sessions works.
+    let (code, out, err) = run(&["sessions", "revoke", "--user", "alice@contoso.com"]);
+    assert_eq!((code, out.as_str()), (Some(0), "revoked 1 session\n"), "{err}");
+    assert_eq!(status(&s.fws[0], &alice).await, 401);
+    // The damaged ones go with --damaged (or --all).
+    let (code, out, err) = run(&["sessions", "revoke", "--damaged"]);
+    assert_eq!((code, out.as_str()), (Some(0), "revoked 2 sessions\n"), "{err}");
+    let (_, out, err) = run(&["sessions", "list"]);
+    assert!(out.ends_with("0 sessions\n") && err.is_empty(), "{out}{err}");
 }
 
 /// A Redis that keeps its data across a restart (append-only file, fsync always).
