@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::edge::{page, redirect};
+use super::edge::{escape, page, redirect};
 use super::login::{RdQuery, return_target};
 use super::sessions;
 use crate::identity::EMAIL_SOURCE;
@@ -47,7 +47,7 @@ pub async fn sign_out(
         }
     }
     let mut ended = redirect("/");
-    let session = sessions::end(&st, &headers, everywhere, &mut ended).await;
+    let (session, revoked) = sessions::end(&st, &headers, everywhere, &mut ended).await;
     let end_session_url = st
         .provider
         .as_ref()
@@ -69,7 +69,32 @@ pub async fn sign_out(
             drop(q);
             Some(url.to_string())
         });
-    let mut r = redirect(&end_session_url.unwrap_or(target));
+    let next = end_session_url.unwrap_or(target);
+    let mut r = match revoked {
+        sessions::Revoked::Done => redirect(&next),
+        // The user is told: this browser is signed out, the server's session is not ended yet.
+        sessions::Revoked::Pending | sessions::Revoked::Failed => {
+            let what = match (revoked, everywhere) {
+                (sessions::Revoked::Pending, _) => {
+                    "forwarden could not reach its session store to end the session on the server; it keeps trying, and the session ends as soon as the store answers."
+                }
+                (_, true) => {
+                    "forwarden could not reach its session store, so your sessions in other browsers are not ended. Try again in a moment."
+                }
+                _ => {
+                    "forwarden could not reach its session store to end the session on the server. Try again in a moment."
+                }
+            };
+            edge_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Signed out of this browser",
+                &format!(
+                    "<p>You are signed out in this browser.</p>\n<p>{what}</p>\n<p><a href=\"{}\">Continue</a></p>",
+                    escape(&next)
+                ),
+            )
+        }
+    };
     for v in ended.headers().get_all(header::SET_COOKIE) {
         r.headers_mut().append(header::SET_COOKIE, v.clone());
     }

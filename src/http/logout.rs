@@ -193,7 +193,7 @@ pub async fn frontchannel(
         }
         // Without a sid (or a store), the browser's session ends.
         _ => {
-            sessions::end(&st, &headers, false, &mut r).await;
+            let _ = sessions::end(&st, &headers, false, &mut r).await;
         }
     }
     r

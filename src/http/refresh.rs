@@ -74,7 +74,7 @@ pub async fn refresh(
                     tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
                     st.metrics.session_refresh("ended");
                     let mut r = redirect(&sign_in());
-                    sessions::end(&st, &headers, false, &mut r).await;
+                    let _ = sessions::end(&st, &headers, false, &mut r).await;
                     return r;
                 }
                 Err(WriteError::Store(e)) => {
@@ -92,7 +92,7 @@ pub async fn refresh(
             tracing::info!(user = %old.identity.subject, reason = %why, "refresh refused; the session ends");
             st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
-            sessions::end(&st, &headers, false, &mut r).await;
+            let _ = sessions::end(&st, &headers, false, &mut r).await;
             r
         }
         Outcome::Postponed(why) => {

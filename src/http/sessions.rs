@@ -91,33 +91,69 @@ pub(crate) async fn write(
     Ok(())
 }
 
+/// What signing out did on the server (with a session store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Revoked {
+    /// Nothing to revoke (sessions in cookies, or no session), or revoked.
+    Done,
+    /// The store could not take it now: it is retried in the background.
+    Pending,
+    /// The store could not take it, and it could not be queued for a retry.
+    Failed,
+}
+
 /// End the request's session: its cookies go, and with a store its record (or, `everywhere`,
-/// every session of its user). Returns the ended session, if there was one.
+/// every session of its user). The record is revoked by the ticket's id, which the cookie
+/// holds, so a store that cannot be read still gets the revocation (retried in the background
+/// when it cannot be written now). Returns the ended session, if it could be read, and what
+/// happened on the server.
 pub(crate) async fn end(
     st: &AppState,
     headers: &HeaderMap,
     everywhere: bool,
     r: &mut Response,
-) -> Option<Session> {
+) -> (Option<Session>, Revoked) {
     end_session(&st.config.cookie, r);
     let ended = match current(st, headers).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "sign-out: the session store is unavailable; the cookie is deleted");
-            return None;
+            None
         }
     };
-    let (Some(store), Some((s, Some(t)))) = (&st.store, &ended) else {
-        return ended.map(|(s, _)| s);
+    let Some(store) = &st.store else {
+        return (ended.map(|(s, _)| s), Revoked::Done);
     };
-    let revoked = if everywhere {
-        store.revoke_user(&s.identity.subject).await
-    } else {
-        store.revoke(&[t.id_hex()]).await
+    let Some(t) = ticket_of(st, headers) else {
+        return (None, Revoked::Done);
     };
-    match revoked {
-        Ok(n) => tracing::info!(user = %s.identity.subject, sessions = n, everywhere, "signed out"),
-        Err(e) => tracing::warn!(error = %e, "sign-out: the session store is unavailable"),
+    let session = ended.map(|(s, _)| s);
+    if everywhere {
+        // Every session of the user needs the user: from the session just read.
+        let revoked = match &session {
+            Some(s) => store.revoke_user(&s.identity.subject).await,
+            None => Err(StoreError::Unavailable("the session could not be read".into())),
+        };
+        return match revoked {
+            Ok(n) => {
+                tracing::info!(sessions = n, everywhere, "signed out");
+                (session, Revoked::Done)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-out everywhere: the session store is unavailable");
+                // This browser's own session is still revoked (or retried).
+                let _ = store.revoke_or_retry(t.id_hex()).await;
+                (session, Revoked::Failed)
+            }
+        };
     }
-    ended.map(|(s, _)| s)
+    let revoked = match store.revoke_or_retry(t.id_hex()).await {
+        Ok(true) => Revoked::Done,
+        Ok(false) => Revoked::Pending,
+        Err(_) => Revoked::Failed,
+    };
+    if revoked == Revoked::Done {
+        tracing::info!(everywhere, "signed out");
+    }
+    (session, revoked)
 }

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// Redis is unreachable or answered with an error.
     #[error("the session store is unavailable: {0}")]
     Unavailable(String),
+    /// Redis did not answer in time (the connection itself may be fine: a stalled server).
+    #[error("the session store did not answer within {TIMEOUT:?}")]
+    Timeout,
     /// Sentinel: no replica acknowledged the write in time.
     #[error("the session store did not replicate the session")]
     NotReplicated,
@@ -47,8 +50,31 @@ pub enum StoreError {
 
 impl From<RedisError> for StoreError {
     fn from(e: RedisError) -> Self {
-        StoreError::Unavailable(e.to_string())
+        if e.is_timeout() {
+            StoreError::Timeout
+        } else {
+            StoreError::Unavailable(e.to_string())
+        }
     }
+}
+
+/// After a failed connection attempt, calls fail at once for this long instead of each trying
+/// to connect again in turn (a stalled or absent server must not queue every check behind
+/// one reconnect after another).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// Revocations that could not be written are retried in the background, at most this many at
+/// once (each for at most [`RETRY_FOR`]); past that they are logged as lost.
+const MAX_PENDING_REVOCATIONS: usize = 1024;
+/// How long a revocation is retried.
+const RETRY_FOR: Duration = Duration::from_secs(3600);
+
+/// The shared connection.
+#[derive(Default)]
+struct Slot {
+    conn: Option<MultiplexedConnection>,
+    /// Until when connecting is not tried again, after a failure.
+    pause_until: Option<tokio::time::Instant>,
 }
 
 enum Backend {
@@ -63,8 +89,10 @@ pub type Cached = Option<Arc<Session>>;
 pub struct RedisStore {
     backend: Backend,
     sentinel: bool,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: tokio::sync::Mutex<Slot>,
     prefix: String,
+    /// Revocations being retried in the background.
+    pending: std::sync::atomic::AtomicUsize,
     cache: moka::sync::Cache<[u8; 16], Cached>,
     up: AtomicBool,
     metrics: crate::metrics::Metrics,
@@ -116,8 +144,9 @@ impl RedisStore {
         Ok(RedisStore {
             backend,
             sentinel,
-            conn: tokio::sync::Mutex::new(None),
+            conn: tokio::sync::Mutex::new(Slot::default()),
             prefix: config.key_prefix.clone(),
+            pending: std::sync::atomic::AtomicUsize::new(0),
             cache,
             up: AtomicBool::new(false),
             metrics,
@@ -148,23 +177,55 @@ impl RedisStore {
 
     async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
         let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
+        if let Some(c) = slot.conn.as_ref() {
             return Ok(c.clone());
+        }
+        if slot.pause_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            return Err(StoreError::Unavailable("reconnecting after a failure".into()));
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(TIMEOUT)
             .set_response_timeout(TIMEOUT);
-        let c = self
-            .client()
-            .await?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        *slot = Some(c.clone());
+        let connected = async {
+            let client = self.client().await?;
+            Ok::<_, StoreError>(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            )
+        };
+        let c = match tokio::time::timeout(TIMEOUT * 2, connected).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                slot.pause_until = Some(tokio::time::Instant::now() + RECONNECT_PAUSE);
+                return Err(e);
+            }
+            Err(_) => {
+                slot.pause_until = Some(tokio::time::Instant::now() + RECONNECT_PAUSE);
+                return Err(StoreError::Timeout);
+            }
+        };
+        slot.conn = Some(c.clone());
+        slot.pause_until = None;
         Ok(c)
     }
 
-    /// Note the outcome of a call; after a failure the next call connects again (and, with
-    /// Sentinel, asks for the current master).
+    /// A call with its deadline: whatever it waits for (the connection, a queue, the answer),
+    /// it ends within `limit`.
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        self.outcome(r).await
+    }
+
+    /// Note the outcome of a call. After a failure other than a slow answer the next call
+    /// connects again (and, with Sentinel, asks for the current master); a timeout keeps the
+    /// connection (a stalled server answers again on it, and reconnecting would only queue).
     async fn outcome<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         match &r {
             Ok(_) => {
@@ -174,7 +235,13 @@ impl RedisStore {
                 if self.set_up(false) {
                     tracing::warn!(error = %e, "session store unavailable");
                 }
-                *self.conn.lock().await = None;
+                // A connection attempt under way holds the slot: it replaces the connection
+                // anyway, and this call must not wait for it.
+                if !matches!(e, StoreError::Timeout) {
+                    if let Ok(mut slot) = self.conn.try_lock() {
+                        slot.conn = None;
+                    }
+                }
             }
         }
         r
@@ -199,7 +266,7 @@ impl RedisStore {
             return Ok(c);
         }
         let key = self.key("s", &t.id_hex());
-        let r = async {
+        let read = async {
             let mut c = self.conn().await?;
             let v: [Option<String>; 6] = redis::cmd("HMGET")
                 .arg(&key)
@@ -207,9 +274,9 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok::<_, StoreError>(v)
-        }
-        .await;
-        let [record, u, e, i, x, d] = self.outcome(r).await?;
+        };
+        // The auth check waits at most this long for Redis, whatever else is waiting.
+        let [record, u, e, i, x, d] = self.bounded(TIMEOUT, read).await?;
         // Only a record whose clear part is whole and names the sealed session's user is
         // admitted: what listing and revocation cannot see must not pass either.
         let meta = Meta::from_fields(&t.id_hex(), [u, e, i, x, d]);
@@ -257,7 +324,7 @@ impl RedisStore {
         }
         pipe.publish(self.channel(), &meta.id).ignore();
         let sentinel = self.sentinel;
-        let r = async {
+        let write = async {
             let mut c = self.conn().await?;
             let () = pipe.query_async(&mut c).await?;
             if sentinel {
@@ -271,9 +338,9 @@ impl RedisStore {
                 }
             }
             Ok(())
-        }
-        .await;
-        self.outcome(r).await?;
+        };
+        let limit = TIMEOUT * 2 + Duration::from_millis(REPLICATION_WAIT_MS);
+        self.bounded(limit, write).await?;
         self.cache.insert(t.id, Some(Arc::new(s.clone())));
         Ok(())
     }
@@ -284,7 +351,7 @@ impl RedisStore {
             return Ok(0);
         }
         let keys: Vec<String> = ids.iter().map(|id| self.key("s", id)).collect();
-        let r = async {
+        let delete = async {
             let mut c = self.conn().await?;
             let (n,): (usize,) = redis::pipe()
                 .del(&keys)
@@ -293,11 +360,48 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(n)
-        }
-        .await;
-        let n = self.outcome(r).await?;
+        };
+        let n = self.bounded(TIMEOUT * 2, delete).await?;
         self.forget(ids.iter().map(String::as_str));
         Ok(n)
+    }
+
+    /// Revoke a session now, or, when the store cannot take it, keep retrying in the
+    /// background (every replica drops it from its cache at once either way). `Ok(true)`: it is
+    /// revoked; `Ok(false)`: it is pending; `Err`: too many are pending, and it is not retried.
+    pub async fn revoke_or_retry(self: &Arc<Self>, id: String) -> Result<bool, StoreError> {
+        self.forget(std::iter::once(id.as_str()));
+        let first = match self.revoke(std::slice::from_ref(&id)).await {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_REVOCATIONS {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(session = %id, error = %first, "revocation not written and not retried: too many pending");
+            return Err(first);
+        }
+        tracing::warn!(session = %id, error = %first, "revocation not written yet; retrying in the background");
+        let store = self.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut pause = Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(pause).await;
+                match store.revoke(std::slice::from_ref(&id)).await {
+                    Ok(_) => {
+                        tracing::info!(session = %id, "pending revocation written");
+                        break;
+                    }
+                    Err(e) if started.elapsed() > RETRY_FOR => {
+                        tracing::error!(session = %id, error = %e, "pending revocation given up");
+                        break;
+                    }
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(30)),
+                }
+            }
+            store.pending.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(false)
     }
 
     /// Delete every session of a user (by user id).
@@ -311,20 +415,18 @@ impl RedisStore {
     }
 
     async fn revoke_set(&self, set: &str) -> Result<usize, StoreError> {
-        let r = async {
+        let members = async {
             let mut c = self.conn().await?;
             Ok::<Vec<String>, StoreError>(c.smembers(set).await?)
-        }
-        .await;
-        let ids = self.outcome(r).await?;
+        };
+        let ids = self.bounded(TIMEOUT * 2, members).await?;
         let n = self.revoke(&ids).await?;
-        let r = async {
+        let delete = async {
             let mut c = self.conn().await?;
             let () = c.del(set).await?;
             Ok(())
-        }
-        .await;
-        self.outcome(r).await?;
+        };
+        self.bounded(TIMEOUT * 2, delete).await?;
         Ok(n)
     }
 
@@ -390,7 +492,7 @@ impl RedisStore {
     /// Whether a logout token's `jti` is seen for the first time (it is remembered for `ttl`).
     pub async fn first_use(&self, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
         let key = self.key("jti", jti);
-        let r = async {
+        let set = async {
             let mut c = self.conn().await?;
             let set: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -401,9 +503,8 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await?;
             Ok(set.is_some())
-        }
-        .await;
-        self.outcome(r).await
+        };
+        self.bounded(TIMEOUT * 2, set).await
     }
 
     fn forget<'a>(&self, ids: impl Iterator<Item = &'a str>) {
@@ -448,7 +549,7 @@ impl RedisStore {
                     }
                     tracing::warn!("session store subscription lost; reconnecting");
                     self.set_up(false);
-                    *self.conn.lock().await = None;
+                    self.conn.lock().await.conn = None;
                 }
                 Ok(Err(e)) => {
                     if self.set_up(false) {

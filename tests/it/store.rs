@@ -131,7 +131,11 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 const ACL_PASSWORD: &str = "acl-test-password-0123";
 
 async fn setup(replicas: usize) -> Option<Setup> {
-    let redis = redis_server(&[]).await?;
+    setup_with(replicas, &[]).await
+}
+
+async fn setup_with(replicas: usize, redis_args: &[&str]) -> Option<Setup> {
+    let redis = redis_server(redis_args).await?;
     // forwarden runs as the ACL user the docs give, with nothing more.
     let acl = documented_acl(ACL_PASSWORD);
     let mut args = vec!["ACL", "SETUSER"];
@@ -789,4 +793,90 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
     })
     .await;
     assert!(metrics().await.contains("forwarden_session_store_up 1"));
+}
+
+/// `DEBUG SLEEP <secs>` in the background: Redis answers nothing (not even a new connection's
+/// handshake) until it wakes.
+fn stall_redis(port: u16, secs: u32) -> std::process::Child {
+    let child = std::process::Command::new(require("redis-cli").unwrap())
+        .args(["-p", &port.to_string(), "DEBUG", "SLEEP", &secs.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+#[tokio::test]
+async fn stalled_redis_answers_every_check_within_its_bound_instead_of_queueing_them() {
+    let Some(s) = setup_with(1, &["--enable-debug-command", "yes"]).await else {
+        return;
+    };
+    let (_http, cookie) = signed_in(&s, "alice").await;
+    let id = {
+        let out = redis_cli(s._redis.port, &["KEYS", "forwarden:s:*"]);
+        out.trim().trim_start_matches("forwarden:s:").to_string()
+    };
+    // The replica has not cached it (as for a ticket it never saw).
+    redis_cli(s._redis.port, &["PUBLISH", "forwarden:revoked", &id]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sleeper = stall_redis(s._redis.port, 8);
+    // A first check meets the stall alone (its call times out).
+    assert_eq!(status(&s.fws[0], &cookie).await, 401);
+    // Then 20 checks at once while Redis still sleeps: each gets the documented outage answer
+    // (not signed in) within its bound of a second plus the queue, not one reconnect after
+    // another.
+    let started = Instant::now();
+    let checks: Vec<_> = (0..20).map(|_| status(&s.fws[0], &cookie)).collect();
+    let answers = futures_util::future::join_all(checks).await;
+    let took = started.elapsed();
+    assert!(answers.iter().all(|a| *a == 401), "{answers:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "20 checks took {took:?} while Redis slept"
+    );
+    eprintln!("20 checks during the stall answered in {took:?}");
+    let _ = sleeper.wait();
+    // Once Redis is back, the session passes again.
+    until("the session back", Duration::from_secs(5), async || {
+        status(&s.fws[0], &cookie).await == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sign_out_while_redis_is_stalled_revokes_the_ticket_once_it_is_back() {
+    let Some(s) = setup_with(1, &["--enable-debug-command", "yes"]).await else {
+        return;
+    };
+    let (http, cookie) = signed_in(&s, "alice").await;
+    assert_eq!(status(&s.fws[0], &cookie).await, 200);
+    let mut sleeper = stall_redis(s._redis.port, 4);
+    // The user is told that the server's session is not ended yet; the cookie goes.
+    let r = http
+        .get(format!("http://app.test:{}/oauth2/sign_out", s.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("signed out in this browser") && page.contains("keeps trying"),
+        "{page}"
+    );
+    let _ = sleeper.wait();
+    // The attack this stops: the old cookie (copied before sign-out) works no longer, on this
+    // replica and for any other, once the retried revocation is written.
+    until(
+        "the pending revocation written",
+        Duration::from_secs(10),
+        async || {
+            status(&s.fws[0], &cookie).await == 401
+                && redis_cli(s._redis.port, &["KEYS", "forwarden:s:*"])
+                    .trim()
+                    .is_empty()
+        },
+    )
+    .await;
 }
