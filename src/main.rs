@@ -454,13 +454,21 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Serve { config } => {
-            let (cfg, set) = match load(&config) {
+            let (mut cfg, set) = match load(&config) {
                 Ok(x) => x,
                 Err(diags) => {
                     print_problems(&diags);
                     anyhow::bail!("{} problem(s) in the configuration; not starting", diags.len());
                 }
             };
+            let listeners =
+                1 + usize::from(cfg.metrics_listen.is_some()) + usize::from(cfg.ext_authz_listen.is_some());
+            let cap = forwarden::server::capacity(&mut cfg.limits, listeners);
+            tracing::info!(
+                open_files = cap.files,
+                connections_per_listener = cap.per_listener,
+                "capacity (half of each listener's connections kept for trusted_proxies)"
+            );
             for n in &set.notes {
                 tracing::info!("{n}");
             }

@@ -94,6 +94,12 @@ struct Inner {
     reloads: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
     store_up: prometheus_client::metrics::gauge::Gauge,
+    connections_closed: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +124,21 @@ impl Metrics {
         let reloads = Family::<ResultLabel, Counter>::default();
         let session_refreshes = Family::<ResultLabel, Counter>::default();
         let store_up = prometheus_client::metrics::gauge::Gauge::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections forwarden closed to keep its bounds, by reason: an untrusted peer over its share, an idle one shed under pressure, a request head or TLS handshake not finished in time, an HTTP/2 connection idle too long",
+            connections_closed.clone(),
+        );
+        for reason in [
+            "untrusted_over_share",
+            "idle_shed",
+            "header_timeout",
+            "handshake_timeout",
+            "idle_timeout",
+        ] {
+            let _ = connections_closed.get_or_create(&ReasonLabel { reason });
+        }
         registry.register(
             "session_store_up",
             "1 while the session store (session_store) answers, 0 when it does not or there is none",
@@ -172,6 +193,7 @@ impl Metrics {
                 reloads,
                 session_refreshes,
                 store_up,
+                connections_closed,
             }),
         }
     }
@@ -312,6 +334,14 @@ impl Metrics {
         self.inner
             .session_refreshes
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A connection closed to keep the listener's bounds.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.inner
+            .connections_closed
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -190,6 +190,58 @@ pub async fn terminate_signal() {
     }
 }
 
+/// What [`capacity`] found and decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// The soft file-descriptor limit, after raising it to the hard one.
+    pub files: u64,
+    /// Connections each listener serves at once.
+    pub per_listener: usize,
+}
+
+/// File descriptors kept aside from the listeners' connections: policy reads, Redis, calls to
+/// the identity provider, logs.
+pub const RESERVED_FILES: u64 = 128;
+/// The most connections a listener gets from the file limit alone (each costs memory).
+pub const MAX_DERIVED_CONNECTIONS: usize = 16_384;
+
+/// Capacity from the machine, not a constant: raise the soft file limit to the hard one (as Go
+/// and nginx's `worker_rlimit_nofile` do), and when `limits.max_connections` is not set, share
+/// what the limit leaves (after [`RESERVED_FILES`]) between the `listeners`.
+pub fn capacity(limits: &mut crate::config::Limits, listeners: usize) -> Capacity {
+    let files = raise_file_limit();
+    if limits.max_connections == 0 {
+        let share = files.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64;
+        limits.max_connections = usize::try_from(share)
+            .unwrap_or(MAX_DERIVED_CONNECTIONS)
+            .clamp(16, MAX_DERIVED_CONNECTIONS);
+    }
+    Capacity {
+        files,
+        per_listener: limits.max_connections,
+    }
+}
+
+/// The soft limit on open files, raised to the hard limit where possible.
+#[cfg(unix)]
+fn raise_file_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let want = Rlimit {
+        current: now.maximum,
+        maximum: now.maximum,
+    };
+    if now.current != now.maximum && setrlimit(Resource::Nofile, want).is_ok() {
+        return now.maximum.unwrap_or(u64::MAX);
+    }
+    now.current.unwrap_or(u64::MAX)
+}
+
+#[cfg(not(unix))]
+fn raise_file_limit() -> u64 {
+    u64::from(u16::MAX)
+}
+
 /// Serve until `shutdown` resolves, watching the policy files meanwhile; metrics on their own
 /// listener when one is given.
 pub async fn run(

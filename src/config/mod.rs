@@ -136,7 +136,8 @@ pub struct ExtraIssuer {
 /// Bounds on what the outside can make forwarden hold (`limits:` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once (auth and metrics listeners each); more wait to be accepted.
+    /// Connections open at once on each listener; more wait to be accepted. `0` (the default):
+    /// sized at start from the file-descriptor limit ([`crate::server::capacity`]).
     pub max_connections: usize,
     /// A connection that has not sent a whole request head in this time is closed (slowloris,
     /// and keep-alive connections idle between requests).
@@ -157,7 +158,7 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 512,
+            max_connections: 0,
             header_read_timeout: Duration::from_secs(10),
             max_headers: Self::HYPER_MAX_HEADERS,
             shutdown_timeout: Duration::from_secs(10),

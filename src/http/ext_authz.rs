@@ -67,27 +67,41 @@ pub struct ExtAuthz {
     state: Arc<AppState>,
 }
 
-/// The gRPC server on its listener until `shutdown` completes.
-pub async fn serve_grpc(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let service = AuthorizationServer::new(ExtAuthz { state: state.clone() })
+/// The gRPC service as the listener serves it.
+pub(crate) type GrpcService = AuthorizationServer<ExtAuthz>;
+
+/// The service for a state, with its message bounds.
+pub(crate) fn grpc_service(state: Arc<AppState>) -> GrpcService {
+    AuthorizationServer::new(ExtAuthz { state })
         .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &state.config.ext_authz_tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, tls.key_pem.expose());
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
-    builder
-        .timeout(CALL_TIMEOUT)
-        .max_concurrent_streams(MAX_STREAMS)
-        .add_service(service)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
-        .await
+        .max_encoding_message_size(MAX_MESSAGE)
 }
+
+/// The TLS acceptor of `ext_authz_tls` (HTTP/2 only, by ALPN).
+pub(crate) fn tls_acceptor(tls: &crate::config::Tls) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("the certificate file: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.expose().as_bytes())
+        .map_err(|e| TlsError(format!("the key file: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// `ext_authz_tls` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("ext_authz_tls: {0}")]
+pub struct TlsError(String);
 
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {

@@ -160,32 +160,69 @@ pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
     health::metrics_router(state)
 }
 
-/// Serve `metrics_router` on its own listener until `shutdown` completes.
+/// Serve `metrics_router` on its own listener until `shutdown` completes, within
+/// `config.limits` (nobody's is the reserved half: the scraper is not a proxy).
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.config.limits;
-    listen::serve(listener, metrics_router(state), limits, shutdown).await
+    let door = listen::Door {
+        app: listen::App::Http1(metrics_router(state.clone())),
+        trusted: Vec::new(),
+        tls: None,
+        limits: state.config.limits,
+        metrics: state.metrics.clone(),
+    };
+    listen::serve(listener, door, shutdown).await
 }
 
-/// Serve Envoy's gRPC `ext_authz` on its own listener until `shutdown` completes.
+/// Serve Envoy's gRPC `ext_authz` on its own listener until `shutdown` completes, within the
+/// same bounds as every listener (and over TLS with `ext_authz_tls`).
 pub async fn serve_ext_authz(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    ext_authz::serve_grpc(listener, state, shutdown).await
+) -> Result<(), ServeError> {
+    let tls = match &state.config.ext_authz_tls {
+        Some(t) => Some(ext_authz::tls_acceptor(t)?),
+        None => None,
+    };
+    let door = listen::Door {
+        app: listen::App::Grpc(ext_authz::grpc_service(state.clone())),
+        trusted: state.config.trusted_proxies.clone(),
+        tls,
+        limits: state.config.limits,
+        metrics: state.metrics.clone(),
+    };
+    Ok(listen::serve(listener, door, shutdown).await?)
+}
+
+/// Why a listener stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Its TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] ext_authz::TlsError),
+    /// Listening failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` completes, within `config.limits`:
-/// requests in flight finish, and the rest is closed at the shutdown deadline.
+/// requests in flight finish, and the rest is closed at the shutdown deadline. The trusted
+/// proxies have half of the connections to themselves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.config.limits;
-    listen::serve(listener, router(state), limits, shutdown).await
+    let door = listen::Door {
+        app: listen::App::Http1(router(state.clone())),
+        trusted: state.config.trusted_proxies.clone(),
+        tls: None,
+        limits: state.config.limits,
+        metrics: state.metrics.clone(),
+    };
+    listen::serve(listener, door, shutdown).await
 }

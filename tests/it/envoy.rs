@@ -597,13 +597,10 @@ async fn refresh_redirect_through_envoy_grpc() {
     ));
 }
 
-/// `ext_authz_tls`: the gRPC listener speaks TLS with the configured certificate (a client that
-/// trusts it checks as Envoy would with a `transport_socket`), and refuses cleartext.
-#[tokio::test]
-async fn envoy_grpc_over_tls() {
-    let Some(openssl) = require("openssl") else { return };
-    let dir = tempfile::TempDir::new().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+/// A self-signed P-256 certificate for forwarden.test in `dir`: (cert, key).
+fn self_signed(dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let openssl = require("openssl")?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = std::process::Command::new(openssl)
         .args([
             "req",
@@ -631,6 +628,17 @@ async fn envoy_grpc_over_tls() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    Some((cert, key))
+}
+
+/// `ext_authz_tls`: the gRPC listener speaks TLS with the configured certificate (a client that
+/// trusts it checks as Envoy would with a `transport_socket`), and refuses cleartext.
+#[tokio::test]
+async fn envoy_grpc_over_tls() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        return;
+    };
     let fw = start(&format!(
         "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\n",
         cert.display(),
@@ -914,5 +922,43 @@ async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
             "rd=https%3A%2F%2Fapp%2Etest%2F%3Fq%3D1"
         };
         assert!(location.ends_with(rd), "{location}");
+    }
+}
+
+/// The attack: TLS handshakes that never finish on the gRPC listener, from a peer that is not a
+/// trusted proxy. Each is closed at the header timeout, and the trusted proxy's Check is
+/// answered meanwhile.
+#[tokio::test]
+async fn stalled_tls_handshakes_on_the_grpc_listener_are_closed_at_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        return;
+    };
+    let fw = start(&format!(
+        "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\nlimits:\n  header_read_timeout: 1s\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let addr = fw.ext_authz.unwrap();
+    let mut stalled = Vec::new();
+    for i in 0..120u16 {
+        // A source port below the ephemeral range (see faults.rs `connect_from`).
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_reuseaddr(true).unwrap();
+        s.bind(std::net::SocketAddr::from(([127, 0, 0, 5], 11_000 + i)))
+            .unwrap();
+        stalled.push(s.connect(addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    for s in &mut stalled {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "still open after {:?}",
+            started.elapsed()
+        );
     }
 }

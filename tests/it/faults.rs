@@ -278,3 +278,177 @@ fn futures_stream<I: Iterator + Send + Unpin + 'static>(
     }
     S(it)
 }
+
+/// forwarden as a process with these files, under `prlimit --nofile=<nofile>` when given.
+async fn fw_process_limited(port: u16, config: &str, nofile: Option<u64>) -> Proc {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(
+        dir.path().join("forwarden.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\npolicy_files: [policy.yaml]\ntrusted_proxies: [127.0.0.1/32]\n{config}"
+        ),
+    )
+    .unwrap();
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = std::process::Command::new(require("prlimit").expect("prlimit (util-linux)"));
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg(env!("CARGO_BIN_EXE_forwarden"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_forwarden")),
+    };
+    cmd.args(["--log-format", "json", "serve", "--config"])
+        .arg(dir.path().join("forwarden.yaml"));
+    spawn("forwarden", cmd, dir, port).await
+}
+
+/// A connection to `port` from `source:source_port` (a loopback address outside
+/// `trusted_proxies`). The source port is chosen below the ephemeral range, so that thousands of
+/// such connections never take a port another test's server was given by `free_port`.
+async fn connect_from(source: &str, source_port: u16, port: u16) -> std::io::Result<TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    s.bind(
+        format!("{source}:{source_port}")
+            .parse()
+            .map_err(std::io::Error::other)?,
+    )?;
+    s.connect(([127, 0, 0, 1], port).into()).await
+}
+
+/// One gRPC `Check` from the trusted proxy's address; whether it was answered (allowed).
+async fn grpc_check(port: u16) -> bool {
+    use envoy_types::ext_authz::v3::pb::CheckRequest;
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let call = async {
+        let mut c = AuthorizationClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .ok()?;
+        let req = CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        host: "app.example.com".into(),
+                        path: "/".into(),
+                        scheme: "https".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let r = c.check(req).await.ok()?.into_inner();
+        Some(r.status.map(|s| s.code) == Some(0))
+    };
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .ok()
+        .flatten()
+        == Some(true)
+}
+
+/// The attack (hardening round two, 1): with a 1,024-descriptor limit, 1,100 connections from a
+/// peer outside `trusted_proxies`, each sending only the HTTP/2 preface to the gRPC port (and as
+/// many idle ones to the HTTP port). Every door still answers the trusted proxy: `/healthz`,
+/// `/oauth2/auth` and gRPC `Check`.
+#[tokio::test]
+async fn grpc_preface_flood_from_an_untrusted_peer_under_1024_files_starves_no_door() {
+    let (port, grpc) = (free_port(), free_port());
+    let fw = fw_process_limited(port, &format!("ext_authz_listen: 127.0.0.1:{grpc}\n"), Some(1024)).await;
+    assert!(grpc_check(grpc).await, "{}", fw.logs());
+    let mut flood = Vec::new();
+    for i in 0..2200u16 {
+        let target = if i % 2 == 0 { grpc } else { port };
+        if let Ok(mut s) = connect_from("127.0.0.4", 12_000 + i, target).await {
+            if target == grpc {
+                let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+            }
+            flood.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert_eq!(check(port).await, Some(200), "{}", fw.logs());
+        assert!(
+            grpc_check(grpc).await,
+            "gRPC Check during the flood\n{}",
+            fw.logs()
+        );
+        let mut h = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        h.write_all(b"GET /healthz HTTP/1.1\r\nHost: fw\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), h.read_to_end(&mut buf)).await;
+        assert!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    drop(flood);
+}
+
+/// The attack (connection floods): 5,000 idle connections and 200 slowloris ones from
+/// addresses outside `trusted_proxies`, held; the trusted proxy's checks keep flowing (every
+/// probe answered). The latency under this load is a benchmark figure (bench/README.md), not an
+/// assertion here.
+#[tokio::test]
+async fn idle_and_slowloris_flood_from_untrusted_peers_never_locks_out_the_trusted_proxy() {
+    let (port, metrics) = (free_port(), free_port());
+    let fw = fw_process_limited(
+        port,
+        &format!("metrics_listen: 127.0.0.1:{metrics}\nlimits:\n  header_read_timeout: 2s\n"),
+        None,
+    )
+    .await;
+    let mut held = Vec::new();
+    for i in 0..5200u16 {
+        let source = if i % 2 == 0 { "127.0.0.2" } else { "127.0.0.3" };
+        if let Ok(mut s) = connect_from(source, 15_000 + i, port).await {
+            if i >= 5000 {
+                let _ = s
+                    .write_all(b"GET /oauth2/auth HTTP/1.1\r\nHost: fw\r\nX-Slow: ")
+                    .await;
+            }
+            held.push(s);
+        }
+    }
+    let mut times = Vec::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let t = Instant::now();
+        assert_eq!(
+            check(port).await,
+            Some(200),
+            "a probe during the flood\n{}",
+            fw.logs()
+        );
+        times.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    times.sort();
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    eprintln!("{} probes during the flood, p99 {p99:?}", times.len());
+    // The slowloris connections were closed at the header timeout, whoever sent them.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &text,
+            "forwarden_connections_closed_total{reason=\"header_timeout\"}"
+        ) > 0.0,
+        "{text}"
+    );
+    drop(held);
+}
