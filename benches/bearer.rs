@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
     let key = EncodingKey::from_rsa_pem(include_bytes!("../src/oidc/testdata/rsa-a.pem")).unwrap();
     let token = encode(&header, &claims, &key).unwrap();
     let keys: KeySet = serde_json::from_str(include_str!("../src/oidc/testdata/jwks-a.json")).unwrap();
+    let keys = forwarden::oidc::Keys::new(keys);
     let issuer = TrustedIssuer {
         rule: IssuerRule::Exact("https://issuer.bench.test/".into()),
         entra: false,

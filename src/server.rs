@@ -283,6 +283,20 @@ pub async fn run(
         // Existing sessions keep working while the provider is unreachable; sign-in waits.
         tokio::spawn(p.clone().discover_until_ready(rx.clone()));
     }
+    // Signing keys are fetched again periodically, so a withdrawn key stops being trusted.
+    {
+        let (st, mut stop) = (state.clone(), rx.clone());
+        tokio::spawn(async move {
+            let mut next = crate::oidc::transport::KEYS_REFRESH_DEFAULT;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(next) => {}
+                    _ = stop.changed() => return,
+                }
+                next = st.refresh_keys().await;
+            }
+        });
+    }
     let watcher = tokio::spawn(watch_policies(state.clone(), rx));
     let result = crate::http::serve(listener, state, shutdown).await;
     let _ = tx.send(true);

@@ -31,6 +31,10 @@ pub struct Bearer {
     audiences: Vec<String>,
     extra: Vec<(TrustedIssuer, KeySource)>,
     cache: moka::sync::Cache<[u8; 32], Entry>,
+    /// Cold verifications (signature math) running at once: half the cores, so that a flood of
+    /// tokens that must be verified (valid-looking forgeries) leaves the other half to the
+    /// requests with a session or a cached token. The rest wait their turn, in order.
+    cold: tokio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -74,11 +78,25 @@ impl Bearer {
             .weigher(|_, e: &Entry| e.weight)
             .expire_after(UntilExp)
             .build();
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Bearer {
             audiences: config.audiences.clone(),
             extra,
             cache,
+            cold: tokio::sync::Semaphore::new((cores / 2).max(1)),
         }
+    }
+}
+
+impl Bearer {
+    /// The extra issuers' key sources.
+    pub(super) fn sources(&self) -> impl Iterator<Item = &KeySource> {
+        self.extra.iter().map(|(_, s)| s)
+    }
+
+    /// Drop every verified token (a signing key was withdrawn).
+    pub(super) fn forget_verified(&self) {
+        self.cache.invalidate_all();
     }
 }
 
@@ -155,7 +173,11 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
     }
     let mut refetched = false;
     loop {
-        match verify_once(st, b, token, now).await {
+        // A turn for the signature math; not held across a key refetch.
+        let turn = b.cold.acquire().await.map_err(|_| BearerError::Malformed)?;
+        let verified = verify_once(st, b, token, now).await;
+        drop(turn);
+        match verified {
             Err(BearerError::UnknownKey) if !refetched => {
                 refetched = true;
                 refetch(st, b).await;

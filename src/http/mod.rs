@@ -127,6 +127,49 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Fetch every key set again (the provider's and each bearer issuer's), whatever the tokens
+    /// say: a key an issuer withdrew stops being trusted, and tokens verified with it are
+    /// dropped from the verified-token cache. Returns when to run again: the soonest of the
+    /// sets' `Cache-Control` (within 5 minutes and 24 hours), or a minute after a failure.
+    pub async fn refresh_keys(&self) -> std::time::Duration {
+        use crate::oidc::transport::{KEYS_REFRESH_MAX, KEYS_REFRESH_RETRY};
+        let mut next = KEYS_REFRESH_MAX;
+        let mut withdrawn = false;
+        let mut note = |r: Result<
+            crate::oidc::transport::Refreshed,
+            crate::oidc::transport::TransportError,
+        >,
+                        what: &str| {
+            match r {
+                Ok(r) => {
+                    next = next.min(r.next);
+                    withdrawn |= r.withdrawn;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, keys = what, "key refresh failed; keeping the last good keys");
+                    next = next.min(KEYS_REFRESH_RETRY);
+                }
+            }
+        };
+        if let Some(p) = &self.provider {
+            note(p.refresh_keys().await, "identity provider");
+        }
+        if let Some(b) = &self.bearer {
+            for source in b.sources() {
+                note(source.refresh_keys().await, "bearer issuer");
+            }
+        }
+        if withdrawn {
+            tracing::info!("a signing key was withdrawn; tokens it signed are no longer trusted");
+            if let Some(b) = &self.bearer {
+                b.forget_verified();
+            }
+        }
+        next
+    }
+}
+
 /// The whole application.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

@@ -21,7 +21,8 @@
 
 use serde::Deserialize;
 
-use super::idtoken::{Claims, IssuerRule, KeySet, is_guid};
+use super::idtoken::{Claims, IssuerRule, is_guid};
+use super::jws::Keys;
 use super::jws::{self, JwsError};
 use crate::identity::{EMAIL_SOURCE, Identity};
 
@@ -173,6 +174,8 @@ struct Routing {
     tid: Option<String>,
     #[serde(default)]
     aud: Option<Audience>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -213,7 +216,7 @@ impl From<JwsError> for BearerError {
 /// Verify a bearer token. `issuers` pairs each trusted issuer with its current keys.
 pub fn verify(
     token: &str,
-    issuers: &[(&TrustedIssuer, &KeySet)],
+    issuers: &[(&TrustedIssuer, &Keys)],
     e: &Expect<'_>,
 ) -> Result<Verified, BearerError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -232,8 +235,8 @@ pub fn verify(
         .iter()
         .find(|(i, _)| i.accepts(iss, routing.tid.as_deref()))
         .ok_or(BearerError::Issuer)?;
-    let payload = jws::verify(token, &header, keys)?;
-    // The signature holds: the payload is the issuer's word from here on.
+    // Refused before any signature math (the token's own word can only refuse it): another
+    // audience, or past its `exp`.
     let aud_ok = routing
         .aud
         .as_ref()
@@ -241,6 +244,11 @@ pub fn verify(
     if !aud_ok {
         return Err(BearerError::Audience);
     }
+    if routing.exp.is_some_and(|exp| exp + e.leeway <= e.now) {
+        return Err(BearerError::Expired);
+    }
+    let payload = jws::verify(token, &header, keys)?;
+    // The signature holds: the payload is the issuer's word from here on.
     let mut claims: Claims = serde_json::from_value(payload).map_err(|_| BearerError::Malformed)?;
     if claims.exp + e.leeway <= e.now {
         return Err(BearerError::Expired);

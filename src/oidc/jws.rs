@@ -72,37 +72,120 @@ pub(crate) fn header(token: &str) -> Result<Header, JwsError> {
     Ok(h)
 }
 
+/// The kind of a signing key, and so the algorithms that fit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl Family {
+    fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm as A;
+        match self {
+            Family::Rsa => matches!(
+                alg,
+                A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512
+            ),
+            Family::P256 => alg == A::ES256,
+            Family::P384 => alg == A::ES384,
+            Family::Ed25519 => alg == A::EdDSA,
+        }
+    }
+}
+
+/// One signing key, parsed once into what verifies with it.
+struct SigningKey {
+    kid: Option<String>,
+    family: Family,
+    key: DecodingKey,
+}
+
+/// A key set as the issuer publishes it (`set`, for `openidconnect`'s ID-token verifier) and its
+/// signing keys parsed once into verifying keys (for bearer and logout tokens): a cold
+/// verification converts nothing, and what cannot verify (an unknown `kid`, an algorithm that
+/// does not fit the key) is refused before any signature math.
+pub struct Keys {
+    /// The key set as published.
+    pub set: KeySet,
+    signing: Vec<SigningKey>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("signing", &self.signing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Parse the signing keys of `set` (never one published with `use: enc`; a key of a kind
+    /// forwarden does not verify with is left out).
+    pub fn new(set: KeySet) -> Self {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+        let json = serde_json::to_value(&set).unwrap_or_default();
+        let signing = json
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+            .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
+            .filter_map(|jwk| {
+                let family = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Family::Rsa,
+                    AlgorithmParameters::EllipticCurve(p) => match p.curve {
+                        EllipticCurve::P256 => Family::P256,
+                        EllipticCurve::P384 => Family::P384,
+                        _ => return None,
+                    },
+                    AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                        Family::Ed25519
+                    }
+                    _ => return None,
+                };
+                Some(SigningKey {
+                    kid: jwk.common.key_id.clone(),
+                    family,
+                    key: DecodingKey::from_jwk(&jwk).ok()?,
+                })
+            })
+            .collect();
+        Keys { set, signing }
+    }
+
+    /// The key a token's `kid` names; without a `kid`, only a set of one key says which.
+    fn find(&self, kid: Option<&str>) -> Option<&SigningKey> {
+        match kid {
+            Some(kid) => self.signing.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            None if self.signing.len() == 1 => self.signing.first(),
+            None => None,
+        }
+    }
+}
+
 /// The payload of a token whose signature verifies with one of `keys`.
-pub(crate) fn verify(token: &str, header: &Header, keys: &KeySet) -> Result<serde_json::Value, JwsError> {
+pub(crate) fn verify(token: &str, header: &Header, keys: &Keys) -> Result<serde_json::Value, JwsError> {
     let alg = jsonwebtoken::decode_header(token)
         .map_err(|_| JwsError::Algorithm)?
         .alg;
     if !ASYMMETRIC.contains(&alg) {
         return Err(JwsError::Algorithm);
     }
-    let json = serde_json::to_value(keys).map_err(|_| JwsError::UnknownKey)?;
-    let signing: Vec<Jwk> = json
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
-        .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
-        .collect();
-    let jwk = match header.kid.as_deref() {
-        Some(kid) => signing.iter().find(|k| k.common.key_id.as_deref() == Some(kid)),
-        // Without a `kid`, only a set of one key says which key it is.
-        None if signing.len() == 1 => signing.first(),
-        None => None,
+    let signing = keys.find(header.kid.as_deref()).ok_or(JwsError::UnknownKey)?;
+    // Refused before the signature math: an algorithm that does not fit the key.
+    if !signing.family.fits(alg) {
+        return Err(JwsError::Algorithm);
     }
-    .ok_or(JwsError::UnknownKey)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| JwsError::UnknownKey)?;
     // The signature and the algorithm's fit to the key; the claims are the caller's.
     let mut v = Validation::new(alg);
     v.validate_exp = false;
     v.validate_aud = false;
     v.required_spec_claims.clear();
-    jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+    jsonwebtoken::decode::<serde_json::Value>(token, &signing.key, &v)
         .map(|d| d.claims)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;

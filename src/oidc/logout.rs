@@ -9,7 +9,8 @@
 
 use serde::Deserialize;
 
-use super::idtoken::{IssuerRule, KeySet};
+use super::idtoken::IssuerRule;
+use super::jws::Keys;
 use super::jws::{self, JwsError};
 
 /// The event a logout token carries.
@@ -96,7 +97,7 @@ struct Claims {
 /// Verify a logout token for `client_id`, issued by the provider of `issuer` and `keys`.
 pub fn verify(
     token: &str,
-    keys: &KeySet,
+    keys: &Keys,
     issuer: &IssuerRule,
     client_id: &str,
     now: u64,
@@ -175,7 +176,13 @@ mod tests {
     }
 
     fn check(t: &str) -> Result<Logout, LogoutError> {
-        verify(t, &jwks("a"), &IssuerRule::Exact(ISS.into()), "client-1", NOW)
+        verify(
+            t,
+            &Keys::new(jwks("a")),
+            &IssuerRule::Exact(ISS.into()),
+            "client-1",
+            NOW,
+        )
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod access;
 pub mod flow;
 pub mod idtoken;
 mod jws;
+pub use jws::Keys;
 pub mod logout;
 pub mod redirect;
 pub mod signin;

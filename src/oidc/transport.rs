@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::oidc::Keys;
 use crate::oidc::idtoken::KeySet as JwkSet;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Deserialize;
@@ -87,7 +88,7 @@ pub struct Ready {
     /// How token issuers are checked.
     pub issuer: IssuerRule,
     /// The current keys.
-    pub jwks: ArcSwap<JwkSet>,
+    pub jwks: ArcSwap<Keys>,
 }
 
 /// The provider as the server sees it: configuration, HTTP client, cached discovery and keys.
@@ -160,7 +161,7 @@ impl Provider {
         self.ready.store(Some(Arc::new(Ready {
             discovery: d,
             issuer,
-            jwks: ArcSwap::from_pointee(jwks),
+            jwks: ArcSwap::from_pointee(Keys::new(jwks)),
         })));
         self.last_error.store(None);
         Ok(())
@@ -186,6 +187,23 @@ impl Provider {
         }
     }
 
+    /// The periodic key refresh (whatever the tokens say): a key the provider withdrew stops
+    /// being trusted within the refresh interval. A failed fetch keeps the last good keys.
+    pub async fn refresh_keys(&self) -> Result<Refreshed, TransportError> {
+        let Some(ready) = self.ready() else {
+            return Ok(Refreshed {
+                next: KEYS_REFRESH_RETRY,
+                withdrawn: false,
+            });
+        };
+        let fetched = fetch_keys(&self.http, &ready.discovery.jwks_uri).await;
+        self.metrics.jwks_refresh(fetched.is_ok());
+        let (set, next) = fetched.inspect_err(|_| self.metrics.provider_error("jwks"))?;
+        let (keys, withdrawn) = replace_keys(Some(&ready.jwks.load()), set);
+        ready.jwks.store(Arc::new(keys));
+        Ok(Refreshed { next, withdrawn })
+    }
+
     /// Fetch the keys again after an unknown `kid`: at most once per `JWKS_REFETCH`; a failed
     /// fetch keeps the last good keys. Returns whether new keys were stored.
     pub async fn refetch_jwks(&self) -> bool {
@@ -197,7 +215,7 @@ impl Provider {
         self.metrics.jwks_refresh(fetched.is_ok());
         match fetched {
             Ok(keys) => {
-                ready.jwks.store(Arc::new(keys));
+                ready.jwks.store(Arc::new(Keys::new(keys)));
                 tracing::info!("identity provider keys refetched");
                 true
             }
@@ -274,14 +292,14 @@ impl Provider {
     /// Run a sign-in's verification against this provider: fetch the keys again and ask
     /// Microsoft Graph when it asks (see [`crate::oidc::signin`]).
     pub async fn identity(&self, ready: &Ready, mut signin: SignIn<'_>) -> Result<Identity, SignInError> {
-        let mut next = signin.start(&ready.jwks.load())?;
+        let mut next = signin.start(&ready.jwks.load().set)?;
         loop {
             next = match next {
                 Next::Done(identity) => return Ok(*identity),
                 Next::FetchKeys => {
                     let fresh = self.refetch_jwks().await;
                     let keys = self.ready().map(|r| r.jwks.load_full());
-                    signin.keys(keys.as_deref().filter(|_| fresh))?
+                    signin.keys(keys.as_deref().filter(|_| fresh).map(|k| &k.set))?
                 }
                 Next::FetchGroups { access_token } => {
                     let groups = match self.member_objects(&access_token).await {
@@ -304,7 +322,7 @@ impl Provider {
 pub struct KeySource {
     url: String,
     http: reqwest::Client,
-    keys: ArcSwapOption<JwkSet>,
+    keys: ArcSwapOption<Keys>,
     last_fetch: std::sync::Mutex<Option<Instant>>,
     metrics: Metrics,
 }
@@ -323,8 +341,19 @@ impl KeySource {
     }
 
     /// The keys, once fetched.
-    pub fn keys(&self) -> Option<Arc<JwkSet>> {
+    pub fn keys(&self) -> Option<Arc<Keys>> {
         self.keys.load_full()
+    }
+
+    /// The periodic refresh (see [`Provider::refresh_keys`]).
+    pub async fn refresh_keys(&self) -> Result<Refreshed, TransportError> {
+        let fetched = fetch_keys(&self.http, &self.url).await;
+        self.metrics.jwks_refresh(fetched.is_ok());
+        let (set, next) = fetched?;
+        let old = self.keys.load_full();
+        let (keys, withdrawn) = replace_keys(old.as_deref(), set);
+        self.keys.store(Some(Arc::new(keys)));
+        Ok(Refreshed { next, withdrawn })
     }
 
     /// Fetch the keys (rate-limited). Returns whether new keys were stored.
@@ -332,11 +361,11 @@ impl KeySource {
         if !turn(&self.last_fetch) {
             return false;
         }
-        let fetched = send::<JwkSet>(self.http.get(&self.url)).await;
+        let fetched = fetch_keys(&self.http, &self.url).await;
         self.metrics.jwks_refresh(fetched.is_ok());
         match fetched {
-            Ok(keys) => {
-                self.keys.store(Some(Arc::new(keys)));
+            Ok((keys, _)) => {
+                self.keys.store(Some(Arc::new(Keys::new(keys))));
                 true
             }
             Err(e) => {
@@ -345,6 +374,80 @@ impl KeySource {
             }
         }
     }
+}
+
+/// Key sets are fetched again at least this often ...
+pub const KEYS_REFRESH_MIN: Duration = Duration::from_secs(5 * 60);
+/// ... and at most this seldom, whatever `Cache-Control` says.
+pub const KEYS_REFRESH_MAX: Duration = Duration::from_secs(24 * 3600);
+/// Without a `Cache-Control: max-age`, key sets are fetched again this often.
+pub const KEYS_REFRESH_DEFAULT: Duration = Duration::from_secs(3600);
+/// After a failed periodic fetch (the last good keys are kept), the next try.
+pub const KEYS_REFRESH_RETRY: Duration = Duration::from_secs(60);
+
+/// When to fetch a key set again: its `Cache-Control: max-age`, within
+/// [`KEYS_REFRESH_MIN`]..=[`KEYS_REFRESH_MAX`]; [`KEYS_REFRESH_DEFAULT`] without one (or with
+/// `no-cache`/`no-store`, which would mean every request: the minimum then).
+pub fn refresh_after(cache_control: Option<&str>) -> Duration {
+    let Some(cc) = cache_control else {
+        return KEYS_REFRESH_DEFAULT;
+    };
+    let directives = cc.split(',').map(|d| d.trim().to_ascii_lowercase());
+    let mut max_age = None;
+    for d in directives {
+        if d == "no-cache" || d == "no-store" {
+            return KEYS_REFRESH_MIN;
+        }
+        if let Some(v) = d.strip_prefix("max-age=") {
+            max_age = v.trim_matches('"').parse::<u64>().ok();
+        }
+    }
+    max_age.map_or(KEYS_REFRESH_DEFAULT, |s| {
+        Duration::from_secs(s).clamp(KEYS_REFRESH_MIN, KEYS_REFRESH_MAX)
+    })
+}
+
+/// What a periodic key refresh found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    /// When to fetch again.
+    pub next: Duration,
+    /// Whether a key id the last set had is gone (tokens it signed are no longer trusted).
+    pub withdrawn: bool,
+}
+
+/// Fetch a key set, and when to fetch it again.
+async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<(JwkSet, Duration), TransportError> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| TransportError::Network(e.to_string()))?;
+    let next = refresh_after(
+        r.headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let status = r.status();
+    let body = read_bounded(r, MAX_ANSWER).await?;
+    if !status.is_success() {
+        return Err(TransportError::Status(status.as_u16(), String::new()));
+    }
+    let set = serde_json::from_slice(&body).map_err(|e| TransportError::Body(e.to_string()))?;
+    Ok((set, next))
+}
+
+/// Store a periodically fetched key set; whether a key id of the old one is gone.
+fn replace_keys(old: Option<&Keys>, new: JwkSet) -> (Keys, bool) {
+    let kids = |set: &JwkSet| -> Vec<String> {
+        set.keys()
+            .iter()
+            .filter_map(|k| openidconnect::JsonWebKey::key_id(k).map(|id| id.to_string()))
+            .collect()
+    };
+    let fresh = kids(&new);
+    let withdrawn = old.is_some_and(|o| kids(&o.set).iter().any(|k| !fresh.contains(k)));
+    (Keys::new(new), withdrawn)
 }
 
 /// The HTTP client for the provider and key sets: no redirects followed, every call bounded by
@@ -416,4 +519,22 @@ async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_refresh_follows_cache_control_within_bounds() {
+        assert_eq!(refresh_after(None), KEYS_REFRESH_DEFAULT);
+        assert_eq!(
+            refresh_after(Some("public, max-age=7200")),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(refresh_after(Some("max-age=10")), KEYS_REFRESH_MIN);
+        assert_eq!(refresh_after(Some("max-age=999999999")), KEYS_REFRESH_MAX);
+        assert_eq!(refresh_after(Some("no-cache")), KEYS_REFRESH_MIN);
+        assert_eq!(refresh_after(Some("max-age=nonsense")), KEYS_REFRESH_DEFAULT);
+    }
 }

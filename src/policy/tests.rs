@@ -599,8 +599,9 @@ fn scope_criterion_and_allowed_scopes() {
 
 #[test]
 fn route_context_extension_pins_like_host_and_disagreeing_pins_pin_nothing() {
+    // A route's `from` without a port: its scheme's port.
     let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com").unwrap();
-    assert_eq!(n.host, Some(("grafana.example.com".to_string(), None)));
+    assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(443))));
     let n = Narrowing::from_query("route=https%3A%2F%2Fgrafana.example.com%3A8443%2F").unwrap();
     assert_eq!(n.host, Some(("grafana.example.com".to_string(), Some(8443))));
     let n =

@@ -306,3 +306,43 @@ async fn api_client_tokens_through_haproxy() {
 async fn api_client_tokens_through_traefik() {
     through("traefik").await;
 }
+
+/// The attack: a signing key the provider withdrew stays trusted (until a restart, unless some
+/// token names an unknown kid). The periodic key refresh (the same step the server runs every
+/// `Cache-Control` interval) stops trusting it, and drops the tokens verified with it.
+#[tokio::test]
+async fn withdrawn_signing_key_stops_being_trusted_at_the_periodic_refresh() {
+    let Some((idp, fw, _)) = setup().await else { return };
+    let token = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
+    let r = forward_auth(&fw, "/jobs/1", &token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "signed with the current key");
+    // The provider replaces its keys: the one that signed `token` is withdrawn.
+    let rotate = format!(
+        "{}/__test/rotate",
+        idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
+    );
+    assert_eq!(client(&[]).get(&rotate).send().await.unwrap().status(), 204);
+    // Still cached and still trusted until the refresh.
+    assert_eq!(
+        forward_auth(&fw, "/jobs/1", &token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let next = fw.state.refresh_keys().await;
+    assert!(next >= std::time::Duration::from_secs(300), "{next:?}");
+    let r = forward_auth(&fw, "/jobs/1", &token).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a token signed with a withdrawn key passed");
+    // A token signed with the new key passes.
+    let fresh = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
+    assert_eq!(
+        forward_auth(&fw, "/jobs/1", &fresh)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

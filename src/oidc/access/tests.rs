@@ -70,7 +70,7 @@ fn sign(claims: &serde_json::Value) -> String {
 
 fn check(token: &str) -> Result<Verified, BearerError> {
     let issuer = provider();
-    let keys = jwks("a");
+    let keys = Keys::new(jwks("a"));
     let audiences = vec![API.to_string(), CALLER.to_string(), SIGN_IN.to_string()];
     let tenants = vec![TENANT.to_string()];
     verify(
@@ -307,7 +307,7 @@ fn another_issuers_user_and_application_never_become_the_providers() {
         "email": "alice@contoso.com", "email_verified": true,
     });
     let verify_with = |issuer: &TrustedIssuer| {
-        let keys = jwks("a");
+        let keys = Keys::new(jwks("a"));
         let audiences = vec![API.to_string()];
         verify(
             &sign(&claims),
@@ -345,4 +345,37 @@ fn another_issuers_user_and_application_never_become_the_providers() {
     );
     assert_eq!(id.client_id.as_deref(), Some(CALLER));
     assert_eq!(id.email.as_deref(), Some("alice@contoso.com"));
+}
+
+#[test]
+fn cheap_refusals_happen_before_the_signature_math() {
+    // The attack: a flood of tokens that cannot verify. What the token's own header and claims
+    // already refuse costs no signature check: a wrong algorithm for the key (an ES256 header
+    // naming the RSA key), another audience, an expired token, an unknown kid.
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("key-a".into());
+    let rs = sign_with(&delegated(), h, &EncodingKey::from_rsa_pem(KEY_A).unwrap());
+    let mut parts: Vec<&str> = rs.split('.').collect();
+    let es_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(br#"{"alg":"ES256","kid":"key-a","typ":"JWT"}"#);
+    parts[0] = &es_header;
+    assert_eq!(check(&parts.join(".")).unwrap_err(), BearerError::Algorithm);
+    // The signature is garbage in each of these: the refusal says what was checked first.
+    let garbage = |claims: &serde_json::Value| {
+        let t = sign(claims);
+        let (head, _) = t.rsplit_once('.').unwrap();
+        format!("{head}.AAAA")
+    };
+    assert_eq!(
+        check(&garbage(&with(delegated(), "aud", json!("api://other")))).unwrap_err(),
+        BearerError::Audience
+    );
+    assert_eq!(
+        check(&garbage(&with(delegated(), "exp", json!(NOW - 3600)))).unwrap_err(),
+        BearerError::Expired
+    );
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("key-unknown".into());
+    let t = sign_with(&delegated(), h, &EncodingKey::from_rsa_pem(KEY_A).unwrap());
+    assert_eq!(check(&t).unwrap_err(), BearerError::UnknownKey);
 }
