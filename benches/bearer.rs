@@ -39,8 +39,42 @@ fn bench(c: &mut Criterion) {
         sign_in_client: None,
     };
     assert!(verify(&token, &[(&issuer, &keys)], &expect).is_ok());
-    c.bench_function("bearer token, cold verification", |b| {
+    c.bench_function("bearer token, cold verification (RS256)", |b| {
         b.iter(|| black_box(verify(black_box(&token), &[(&issuer, &keys)], &expect).is_ok()))
+    });
+
+    // ES256: a P-256 key from a fixed scalar, published as a JWK.
+    let es = {
+        use base64::Engine;
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        use p256::pkcs8::EncodePrivateKey;
+        let secret = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+        let point = secret.public_key().to_encoded_point(false);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "kid": "key-es", "alg": "ES256",
+            "x": b64.encode(point.x().unwrap()), "y": b64.encode(point.y().unwrap()),
+        }]});
+        let pem = secret.to_pkcs8_pem(Default::default()).unwrap();
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("key-es".into());
+        let token = encode(&h, &claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap();
+        let set: KeySet = serde_json::from_value(jwks).unwrap();
+        (token, forwarden::oidc::Keys::new(set))
+    };
+    assert!(verify(&es.0, &[(&issuer, &es.1)], &expect).is_ok());
+    c.bench_function("bearer token, cold verification (ES256)", |b| {
+        b.iter(|| black_box(verify(black_box(&es.0), &[(&issuer, &es.1)], &expect).is_ok()))
+    });
+    // What a flood of tokens that cannot verify costs: refused before the signature math.
+    let unknown_kid = {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("key-unknown".into());
+        encode(&h, &claims, &key).unwrap()
+    };
+    assert!(verify(&unknown_kid, &[(&issuer, &keys)], &expect).is_err());
+    c.bench_function("bearer token, refused (unknown kid)", |b| {
+        b.iter(|| black_box(verify(black_box(&unknown_kid), &[(&issuer, &keys)], &expect).is_err()))
     });
 
     let secret = Keys::new(&["bench-secret-0123456789abcdef0123456789"]);
