@@ -257,18 +257,95 @@ where
     };
     req.method = parse_method(method.unwrap_or("GET"))?;
     req.client_ip = client_ip;
-    let acrm = match (sub.header)("access-control-request-method") {
+    classify(
+        &mut req,
+        (sub.header)("access-control-request-method"),
+        (sub.header)("accept"),
+    );
+    Ok(req)
+}
+
+/// The original request as a typed caller describes it (Envoy's `AttributeContext`, Envoy's
+/// HTTP mode): nothing comes from a header the client could have written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    /// The method, as routed.
+    pub method: &'a [u8],
+    /// `http` or `https`.
+    pub scheme: &'a [u8],
+    /// The authority (`:authority`, or the Host the gateway routed on).
+    pub authority: &'a [u8],
+    /// The port the gateway accepted the connection on, when it says (the proxy's word).
+    pub port: Option<u16>,
+    /// Path and query.
+    pub path: &'a [u8],
+    /// The client's address, as the gateway saw it.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Describe a request from a trusted typed caller's [`Parts`]. Every field must be visible
+/// ASCII as an HTTP request could carry it: a method `DELETE\0` is refused, never read as
+/// another one; a port in the authority must agree with the listener's.
+pub(crate) fn from_parts<'a>(
+    p: &Parts<'a>,
+    peer: IpAddr,
+    trusted: &[IpNet],
+) -> Result<Request<'a>, RequestError> {
+    if !is_trusted(peer, trusted) {
+        return Err(RequestError::UntrustedPeer(canonical(peer)));
+    }
+    let text = |v: &'a [u8], name: &'static str| -> Result<&'a str, RequestError> {
+        match std::str::from_utf8(v) {
+            Ok(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(s),
+            _ => Err(RequestError::Ambiguous(name)),
+        }
+    };
+    let authority = text(p.authority, "host")?;
+    if authority.contains(',') {
+        return Err(RequestError::Ambiguous("host"));
+    }
+    let scheme = text(p.scheme, "scheme")?;
+    if scheme.contains(',') {
+        return Err(RequestError::BadScheme);
+    }
+    let (host, in_authority) = parse_host(authority)?;
+    let port = match (in_authority, p.port) {
+        (Some(a), Some(l)) if a != l => return Err(RequestError::PortMismatch),
+        (a, l) => l.or(a),
+    };
+    let uri = text(p.path, "path")?;
+    if !uri.starts_with('/') {
+        return Err(RequestError::BadUrl);
+    }
+    let method = text(p.method, "method")?;
+    Ok(Request {
+        scheme: parse_scheme(scheme)?,
+        host,
+        port,
+        port_stated: p.port.is_some(),
+        path: normalize_path(uri)?,
+        uri: Cow::Borrowed(uri),
+        method: parse_method(method)?,
+        client_ip: p.client_ip.map(canonical),
+        preflight: false,
+        wants_html: false,
+    })
+}
+
+/// A request's preflight and page-load flags, from `Access-Control-Request-Method` and
+/// `Accept` (for every way a request is described).
+pub(crate) fn classify(req: &mut Request<'_>, acrm: Field<'_>, accept: Field<'_>) {
+    let acrm = match acrm {
         Field::One(m) => !m.trim().is_empty(),
         Field::Invalid => true,
         Field::Absent => false,
     };
     req.preflight = req.method == "OPTIONS" && acrm;
-    let accept = match (sub.header)("accept") {
+    let accept = match accept {
         Field::One(a) => Some(a),
         _ => None,
     };
     req.wants_html = wants_html(&req.method, accept);
-    Ok(req)
 }
 
 /// The client's address: the right-most `X-Forwarded-For` hop that is not a trusted proxy,

@@ -1,5 +1,7 @@
-//! The auth endpoints: rebuild the request, open the session, decide, answer. This is the
-//! path every proxied request takes.
+//! The auth endpoints, and the pipeline every caller runs (nginx, forward-auth, Envoy's gRPC
+//! and HTTP modes): describe and trust the request ([`super::ask`], pure), resolve the subject
+//! (the only step that waits: a key fetch, a Redis read), decide (pure), and one [`Answer`]
+//! that each contract renders (status codes are chosen only in the renderers).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,16 +13,15 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
+use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
-use super::cookies::find_cookie;
 use super::edge::{Contract, Denial};
 use super::session_cache::{open_session, opened_stored, signed_identity};
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
 use crate::oidc::access::{BearerError, Verified};
-use crate::policy::{Narrowing, NarrowingError, Verdict};
-use crate::request::{DESCRIBING, FORWARDED_FOR_LINES, Field, Sources, Subrequest, rebuild};
+use crate::policy::Verdict;
 use crate::session;
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
@@ -29,7 +30,7 @@ pub async fn nginx(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    answer(&st, peer, req.uri(), req.headers(), Contract::Nginx, true).await
+    subrequest(&st, peer, req.uri(), req.headers(), Contract::Nginx, true).await
 }
 
 /// `GET /oauth2/forward-auth`: Traefik `forwardAuth`, Caddy `forward_auth`, HAProxy.
@@ -38,7 +39,7 @@ pub async fn forward_auth(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    answer(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, true).await
+    subrequest(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, true).await
 }
 
 /// `GET /oauth2/forbidden`: the 403 page for nginx's `error_page 403`, after `/oauth2/auth`
@@ -48,13 +49,11 @@ pub async fn forbidden_page(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    answer(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false).await
+    subrequest(&st, peer, req.uri(), req.headers(), Contract::ForwardAuth, false).await
 }
 
-/// One auth request, in the pipeline's order: describe and trust it (pure: nothing waits, so
-/// an untrusted peer or an undescribable request never causes a key fetch, a signature check
-/// or a Redis read), resolve the subject (the only step that may wait), decide (pure), answer.
-pub(super) async fn answer(
+/// A proxy's auth subrequest through the pipeline, rendered under its contract.
+async fn subrequest(
     st: &AppState,
     peer: SocketAddr,
     uri: &Uri,
@@ -62,10 +61,49 @@ pub(super) async fn answer(
     contract: Contract,
     record: bool,
 ) -> Response {
-    // Counted only when metrics are served: with metrics off, the check reads no clock for them.
     let started = st.config.metrics_listen.map(|_| Instant::now());
     let seen = Seen::new(headers);
-    let ask = match describe(st, peer, uri, &seen, contract) {
+    let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
+    resolve(st, peer, described, &seen, record, started)
+        .await
+        .into_response(contract)
+}
+
+/// The pipeline's one result, before any contract renders it.
+pub(super) enum Answer {
+    /// Let it pass, with the identity headers to set (every header forwarden may set, empty
+    /// when it has no value).
+    Allow(HeaderMap),
+    /// Sign in first, a bearer challenge, or refused.
+    Deny(Denial),
+}
+
+impl Answer {
+    /// The answer as an HTTP response under `contract` (nginx, forward-auth, Envoy's HTTP mode).
+    pub(super) fn into_response(self, contract: Contract) -> Response {
+        match self {
+            Answer::Allow(headers) => {
+                let mut r = StatusCode::OK.into_response();
+                *r.headers_mut() = headers;
+                r
+            }
+            Answer::Deny(d) => d.into_response(contract),
+        }
+    }
+}
+
+/// The pipeline after the description: the subject (the only step that may wait, and only for
+/// a trusted, described request), the decision and the answer. `record`: write the audit line
+/// and count the decision; `started`: when the check began (with metrics on).
+pub(super) async fn resolve(
+    st: &AppState,
+    peer: SocketAddr,
+    described: Result<Ask<'_>, Early<'_>>,
+    seen: &Seen<'_>,
+    record: bool,
+    started: Option<Instant>,
+) -> Answer {
+    let ask = match described {
         Ok(ask) => ask,
         Err(refused) => {
             if record {
@@ -77,7 +115,7 @@ pub(super) async fn answer(
                     peer,
                 );
             }
-            return refused.into_response(seen.wants_html(), contract);
+            return Answer::Deny(refused.denial(seen.wants_html()));
         }
     };
     let token = match (&st.bearer, ask.token) {
@@ -88,12 +126,11 @@ pub(super) async fn answer(
         (None, Some(_)) => super::sessions::stored(st, |n| seen.cookie(n)).await,
         _ => None,
     };
-    check(
+    decide(
         st,
         peer,
         &ask,
-        &seen,
-        contract,
+        seen,
         Read {
             token,
             stored,
@@ -101,229 +138,6 @@ pub(super) async fn answer(
             record,
         },
     )
-}
-
-/// A request that is trusted and described: what the decision reads, before anything waits.
-struct Ask<'a> {
-    /// The original request, pinned to the location's host when it pins one.
-    req: crate::request::Request<'a>,
-    /// The proxy's narrowing for this location.
-    narrow: Narrowing,
-    /// A bearer token to verify (with `bearer:` on).
-    token: Option<&'a str>,
-}
-
-/// Why a request was refused before its subject was looked at.
-#[derive(Debug, thiserror::Error)]
-enum Early<'a> {
-    /// The peer is not trusted, or the request cannot be described.
-    #[error(transparent)]
-    Untrusted(#[from] crate::request::RequestError),
-    /// The proxy's narrowing parameters cannot be used.
-    #[error(transparent)]
-    Narrowing(#[from] NarrowingError),
-    /// The auth endpoint's query is the client's own (Caddy's `forward_auth` keeps the original
-    /// query unless its `uri` sets one): the client would choose the narrowing and the pin.
-    #[error(
-        "the proxy passed the client's query string to the auth endpoint (set the auth URI's query explicitly, e.g. Caddy's `uri /oauth2/forward-auth?`)"
-    )]
-    ClientQuery(Box<crate::request::Request<'a>>),
-    /// A bearer token that cannot be used before any verification (in the URL, or an
-    /// unreadable `Authorization`).
-    #[error("{0}")]
-    Bearer(BearerError, Box<crate::request::Request<'a>>),
-}
-
-impl Early<'_> {
-    fn verdict(&self) -> Verdict {
-        match self {
-            Early::Bearer(..) => Verdict::Login,
-            _ => Verdict::Forbidden,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Early::Untrusted(_) => "untrusted_request",
-            Early::Narrowing(_) | Early::ClientQuery(_) => "bad_narrowing",
-            Early::Bearer(..) => "invalid_token",
-        }
-    }
-
-    fn request(&self) -> Option<&crate::request::Request<'_>> {
-        match self {
-            Early::ClientQuery(r) | Early::Bearer(_, r) => Some(r),
-            _ => None,
-        }
-    }
-
-    fn into_response(self, html: bool, contract: Contract) -> Response {
-        match self {
-            Early::Bearer(e, _) => Denial::Bearer {
-                error: Some(e.code()),
-                description: e.to_string(),
-            }
-            .into_response(contract),
-            Early::Untrusted(_) => untrusted(html, contract),
-            Early::Narrowing(_) | Early::ClientQuery(_) => Denial::Forbidden {
-                user: None,
-                url: String::new(),
-                reason: "The proxy's settings for this address are not valid, so forwarden refuses.".into(),
-                html,
-            }
-            .into_response(contract),
-        }
-    }
-}
-
-/// Describe and trust one auth request: pure, nothing waits.
-fn describe<'a>(
-    st: &AppState,
-    peer: SocketAddr,
-    uri: &'a Uri,
-    seen: &Seen<'a>,
-    contract: Contract,
-) -> Result<Ask<'a>, Early<'a>> {
-    let sources = match contract {
-        Contract::Nginx => Sources::Nginx,
-        Contract::ForwardAuth => Sources::ForwardAuth,
-    };
-    let sub = Subrequest {
-        peer: peer.ip(),
-        header: |n: &str| seen.get(n),
-        forwarded_for: seen.forwarded_for,
-        sources,
-    };
-    let mut req = rebuild(&sub, &st.config.trusted_proxies)?;
-    let query = uri.query().unwrap_or("");
-    if !query.is_empty() && req.uri.split_once('?').is_some_and(|(_, q)| q == query) {
-        return Err(Early::ClientQuery(Box::new(req)));
-    }
-    let narrow = Narrowing::from_query(query).inspect_err(log_once)?;
-    // A location that pins its host is judged as that host, whatever the request says.
-    if let Some(pin) = &narrow.host {
-        req.pin(pin);
-    }
-    let token = match st.bearer {
-        None => None,
-        Some(_) => {
-            // With bearer tokens on, a token in the URL is refused before it is verified: it
-            // would end up in logs and browser histories (RFC 6750 5.3). Names are compared
-            // decoded (`access%5Ftoken` is `access_token`).
-            let in_query = req.uri.split_once('?').is_some_and(|(_, q)| {
-                url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("access_token"))
-            });
-            if in_query {
-                return Err(Early::Bearer(BearerError::InQuery, Box::new(req)));
-            }
-            match bearer::presented(seen.get("authorization")) {
-                bearer::Presented::None => None,
-                bearer::Presented::Token(t) => Some(t),
-                bearer::Presented::Malformed => {
-                    return Err(Early::Bearer(BearerError::Unreadable, Box::new(req)));
-                }
-            }
-        }
-    };
-    Ok(Ask { req, narrow, token })
-}
-
-/// Log a narrowing error once per parameter name (a misconfigured location would otherwise
-/// write one line per request); at most [`LOGGED_KEYS`] names are remembered.
-fn log_once(e: &NarrowingError) {
-    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let Ok(mut logged) = LOGGED.lock() else { return };
-    if logged.len() < LOGGED_KEYS && !logged.iter().any(|k| k == e.key()) {
-        logged.push(e.key().to_string());
-        tracing::warn!(error = %e, "the proxy's auth request cannot be used; every such request is refused");
-    }
-}
-
-/// How many distinct narrowing parameter names [`log_once`] remembers.
-const LOGGED_KEYS: usize = 64;
-
-/// The request headers the auth endpoints read besides cookies and `X-Forwarded-For`, all in
-/// one pass ([`Seen`]).
-const READ: [&str; DESCRIBING.len() + 3] = {
-    let mut all = [""; DESCRIBING.len() + 3];
-    let mut i = 0;
-    while i < DESCRIBING.len() {
-        all[i] = DESCRIBING[i];
-        i += 1;
-    }
-    all[i] = "access-control-request-method";
-    all[i + 1] = "accept";
-    all[i + 2] = "authorization";
-    all
-};
-
-/// The most `Cookie` header bytes read; the rest of a larger set is ignored.
-const MAX_COOKIE_BYTES: usize = 64 * 1024;
-
-/// The headers of one auth subrequest, found in a single pass (this runs on every request,
-/// and one pass is cheaper than a hashed lookup per name).
-struct Seen<'a> {
-    values: [Field<'a>; READ.len()],
-    forwarded_for: [Option<&'a str>; FORWARDED_FOR_LINES],
-    /// The first `Cookie` lines, without allocating; any further ones in `more_cookies`.
-    cookies: [Option<&'a str>; 4],
-    more_cookies: Vec<&'a str>,
-}
-
-impl<'a> Seen<'a> {
-    fn new(headers: &'a HeaderMap) -> Self {
-        let mut seen = Seen {
-            values: [Field::Absent; READ.len()],
-            forwarded_for: [None; FORWARDED_FOR_LINES],
-            cookies: [None; 4],
-            more_cookies: Vec::new(),
-        };
-        let (mut n_cookies, mut cookie_bytes) = (0, 0);
-        for (name, value) in headers {
-            let name = name.as_str();
-            if name == "cookie" {
-                let Ok(v) = value.to_str() else { continue };
-                cookie_bytes += v.len();
-                if cookie_bytes > MAX_COOKIE_BYTES {
-                    continue;
-                }
-                match seen.cookies.get_mut(n_cookies) {
-                    Some(slot) => *slot = Some(v),
-                    None => seen.more_cookies.push(v),
-                }
-                n_cookies += 1;
-            } else if name == "x-forwarded-for" {
-                // Keep the last lines: the right-most hops are the ones proxies added.
-                seen.forwarded_for.rotate_left(1);
-                seen.forwarded_for[FORWARDED_FOR_LINES - 1] = Some(value.to_str().unwrap_or("invalid"));
-            } else if let Some(i) = READ.iter().position(|r| *r == name) {
-                seen.values[i] = match (seen.values[i], value.to_str()) {
-                    (Field::Absent, Ok(v)) => Field::One(v),
-                    _ => Field::Invalid,
-                };
-            }
-        }
-        seen
-    }
-
-    /// A header (by lower-case name).
-    fn get(&self, name: &str) -> Field<'a> {
-        READ.iter()
-            .position(|r| *r == name)
-            .map_or(Field::Absent, |i| self.values[i])
-    }
-
-    /// Whether the client asked for a page (`Accept: text/html`), for a refusal made before the
-    /// request was described; afterwards `Request::wants_html` decides.
-    fn wants_html(&self) -> bool {
-        matches!(self.get("accept"), Field::One(a) if a.contains("text/html"))
-    }
-
-    /// The value of the first cookie called `name`.
-    fn cookie(&self, name: &str) -> Option<&'a str> {
-        let all = self.cookies.iter().flatten().chain(&self.more_cookies).copied();
-        find_cookie(all, name)
-    }
 }
 
 /// What the handler read before the (synchronous) decision.
@@ -338,15 +152,8 @@ struct Read {
     record: bool,
 }
 
-/// Decide one described auth request on what the handler read, and answer it.
-fn check(
-    st: &AppState,
-    peer: SocketAddr,
-    ask: &Ask<'_>,
-    seen: &Seen<'_>,
-    contract: Contract,
-    read: Read,
-) -> Response {
+/// Decide one described request on what was read, and answer it.
+fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read: Read) -> Answer {
     let Read {
         token,
         stored,
@@ -367,11 +174,10 @@ fn check(
                     peer,
                 );
             }
-            return Denial::Bearer {
+            return Answer::Deny(Denial::Bearer {
                 error: Some(e.code()),
                 description: e.to_string(),
-            }
-            .into_response(contract);
+            });
         }
     };
     let lookup = |n: &str| seen.cookie(n);
@@ -412,12 +218,11 @@ fn check(
                 None,
             );
             let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh");
-            return Denial::Login {
+            return Answer::Deny(Denial::Login {
                 login,
                 absolute,
                 navigate: true,
-            }
-            .into_response(contract);
+            });
         }
     }
     let policy = st.policy.load();
@@ -426,62 +231,51 @@ fn check(
     let rule = d.reason.rule().map(|r| &r.origin);
     match d.verdict {
         Verdict::Allow => {
-            let mut r = StatusCode::OK.into_response();
+            let mut headers = HeaderMap::new();
             match &verified {
                 Some(v) => st
                     .headers
-                    .write(Some(&st.headers.values(&v.identity)), r.headers_mut()),
+                    .write(Some(&st.headers.values(&v.identity)), &mut headers),
                 None => st
                     .headers
-                    .write(session.as_deref().map(|o| o.values.as_slice()), r.headers_mut()),
+                    .write(session.as_deref().map(|o| o.values.as_slice()), &mut headers),
             }
             if let (Some(jwt), Some(name), Some(o)) =
                 (&st.config.identity_jwt, &st.headers.jwt, session.as_deref())
             {
                 if let Some(v) = signed_identity(st, jwt, o, req) {
-                    r.headers_mut().insert(name.clone(), v);
+                    headers.insert(name.clone(), v);
                 }
             }
             audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
-            r
+            Answer::Allow(headers)
         }
         Verdict::Login | Verdict::Refresh => {
             audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
             // An API client is asked for a bearer token, never sent to a sign-in page.
             if bearer_on && (verified.is_some() || !req.wants_html) {
-                return Denial::Bearer {
+                return Answer::Deny(Denial::Bearer {
                     error: None,
                     description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
-                }
-                .into_response(contract);
+                });
             }
             let (login, absolute) = sign_in_urls(st, req, "/oauth2/start");
-            Denial::Login {
+            Answer::Deny(Denial::Login {
                 login,
                 absolute,
                 navigate: req.wants_html,
-            }
-            .into_response(contract)
+            })
         }
         Verdict::Forbidden => {
             audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
-            let mut r = Denial::Forbidden {
+            Answer::Deny(Denial::Forbidden {
                 user: user.cloned().map(Box::new),
                 url: req.url(),
                 reason: d.reason.explanation().into(),
                 html: req.wants_html,
-            }
-            .into_response(contract);
-            if verified.is_some() {
                 // RFC 6750 3.1: a valid token that does not allow this.
-                r.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static(
-                        "Bearer realm=\"forwarden\", error=\"insufficient_scope\"",
-                    ),
-                );
-            }
-            r
+                insufficient_scope: verified.is_some(),
+            })
         }
     }
 }
@@ -560,16 +354,6 @@ impl std::fmt::Display for OrDash<'_> {
 /// The value, or `-` when there is none (audit fields are always present).
 fn or_dash(s: Option<&str>) -> &str {
     s.filter(|s| !s.is_empty()).unwrap_or("-")
-}
-
-fn untrusted(html: bool, contract: Contract) -> Response {
-    Denial::Forbidden {
-        user: None,
-        url: String::new(),
-        reason: "forwarden could not tell which address was requested, so it refuses.".into(),
-        html,
-    }
-    .into_response(contract)
 }
 
 /// The URL of a sign-in endpoint (`/oauth2/start`, `/oauth2/refresh`) that returns to the

@@ -47,15 +47,54 @@ pub enum Denial {
         reason: String,
         /// Whether the client wants HTML.
         html: bool,
+        /// A valid bearer token that does not allow this (RFC 6750 3.1: `insufficient_scope`).
+        insufficient_scope: bool,
     },
+}
+
+/// A denial rendered for one contract: what any caller (an HTTP response, Envoy's
+/// `DeniedHttpResponse`) sends the client.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Rendered {
+    /// As an HTTP response.
+    pub fn into_response(self) -> Response {
+        let mut r = (self.status, self.body).into_response();
+        r.headers_mut().remove(header::CONTENT_TYPE);
+        for (k, v) in self.headers {
+            r.headers_mut().append(k, v);
+        }
+        r
+    }
 }
 
 /// Response header carrying the login URL on a 401, for the nginx include's `error_page`.
 pub const LOGIN_HEADER: &str = "x-forwarden-login";
 
 impl Denial {
+    /// Whether the client must authenticate first (gRPC `UNAUTHENTICATED`), rather than being
+    /// refused (`PERMISSION_DENIED`).
+    pub fn unauthenticated(&self) -> bool {
+        matches!(self, Denial::Login { .. } | Denial::Bearer { .. })
+    }
+
     /// The response under one contract.
     pub fn into_response(self, contract: Contract) -> Response {
+        self.render(contract).into_response()
+    }
+
+    /// The status, headers and body under one contract (the one place they are chosen).
+    pub fn render(self, contract: Contract) -> Rendered {
+        let no_store = (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match self {
             Denial::Login {
                 login,
@@ -63,25 +102,27 @@ impl Denial {
                 navigate,
             } => {
                 let mut r = if contract == Contract::ForwardAuth && navigate {
-                    let mut r = StatusCode::FOUND.into_response();
+                    let mut headers = Vec::new();
                     if let Ok(v) = HeaderValue::from_str(&absolute) {
-                        r.headers_mut().insert(header::LOCATION, v);
+                        headers.push((header::LOCATION, v));
                     }
-                    r
+                    Rendered {
+                        status: StatusCode::FOUND,
+                        headers,
+                        body: String::new(),
+                    }
                 } else {
                     let body = serde_json::json!({"error": "not signed in", "login": absolute}).to_string();
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [(header::CONTENT_TYPE, "application/json")],
+                    Rendered {
+                        status: StatusCode::UNAUTHORIZED,
+                        headers: vec![json],
                         body,
-                    )
-                        .into_response()
+                    }
                 };
                 if let Ok(v) = HeaderValue::from_str(&login) {
-                    r.headers_mut().insert(LOGIN_HEADER, v);
+                    r.headers.push((header::HeaderName::from_static(LOGIN_HEADER), v));
                 }
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers.push(no_store);
                 r
             }
             Denial::Bearer { error, description } => {
@@ -97,24 +138,23 @@ impl Denial {
                     "error": error.unwrap_or("not signed in"),
                     "error_description": description,
                 });
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body.to_string(),
-                )
-                    .into_response();
+                let mut headers = vec![json];
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    headers.push((header::WWW_AUTHENTICATE, v));
                 }
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
+                headers.push(no_store);
+                Rendered {
+                    status: StatusCode::UNAUTHORIZED,
+                    headers,
+                    body: body.to_string(),
+                }
             }
             Denial::Forbidden {
                 user,
                 url,
                 reason,
                 html,
+                insufficient_scope,
             } => {
                 let who = user.as_ref().map(|u| {
                     u.email
@@ -122,14 +162,11 @@ impl Denial {
                         .or_else(|| u.preferred_username.clone())
                         .unwrap_or_else(|| u.subject.clone())
                 });
-                let mut r = if html {
-                    let page = forbidden_page(who.as_deref(), &url, &reason);
+                let (content_type, body) = if html {
                     (
-                        StatusCode::FORBIDDEN,
-                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                        page,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                        forbidden_page(who.as_deref(), &url, &reason),
                     )
-                        .into_response()
                 } else {
                     let body = serde_json::json!({
                         "error": "forbidden",
@@ -138,16 +175,20 @@ impl Denial {
                         "reason": reason,
                         "sign_out": "/oauth2/sign_out",
                     });
-                    (
-                        StatusCode::FORBIDDEN,
-                        [(header::CONTENT_TYPE, "application/json")],
-                        body.to_string(),
-                    )
-                        .into_response()
+                    (HeaderValue::from_static("application/json"), body.to_string())
                 };
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
+                let mut headers = vec![(header::CONTENT_TYPE, content_type), no_store];
+                if insufficient_scope {
+                    headers.push((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"forwarden\", error=\"insufficient_scope\""),
+                    ));
+                }
+                Rendered {
+                    status: StatusCode::FORBIDDEN,
+                    headers,
+                    body,
+                }
             }
         }
     }

@@ -2,13 +2,15 @@
 //! (Envoy Gateway, Istio, Cilium, kgateway, Contour): gRPC `envoy.service.auth.v3.Authorization/Check`
 //! on `ext_authz_listen`, and the HTTP mode under `/oauth2/ext-authz` (Envoy's `path_prefix`).
 //!
-//! Both describe the request to the same decision as the other contracts ([`super::auth`]):
-//! the described request is rebuilt from what Envoy routed on (gRPC: `attributes.request.http`
-//! method, scheme, host and path, and the port of `attributes.destination`; HTTP: the method,
-//! the path after the prefix and the `Host` of the auth request itself), never from a client's
-//! `X-Forwarded-*` headers. Envoy is the caller, so its address must be in `trusted_proxies`.
-//! From the client's headers forwarden reads only `Cookie`, `Authorization`, `Accept` and
-//! `Access-Control-Request-Method`.
+//! Both run the same pipeline as the other contracts ([`super::auth::resolve`]), described
+//! straight from what Envoy routed on ([`super::ask::describe_parts`]; gRPC: the typed
+//! `attributes.request.http` method, scheme, host and path, the port of
+//! `attributes.destination` and the address of `attributes.source`; HTTP: the method, the path
+//! after the prefix and the `Host` of the auth request itself), never from a client's
+//! `X-Forwarded-*` headers and never through a made-up HTTP request. Envoy is the caller, so
+//! its address must be in `trusted_proxies`. From the client's headers forwarden reads only
+//! `Cookie`, `Authorization`, `Accept` and `Access-Control-Request-Method`, each entry kept
+//! apart (a repeated one stays visible as such).
 //!
 //! Allowed: the identity headers to set, and every client header that looks like one forwarden
 //! sets (`X-Auth-Request-*`, `X-Forwarden-*`, with `-` or `_`) to remove: the gateway, not the
@@ -18,14 +20,13 @@
 //! Bounds: a gRPC message is at most [`MAX_MESSAGE`] bytes; a call has
 //! [`CALL_TIMEOUT`]; each HTTP/2 connection carries at most [`MAX_STREAMS`] calls at once.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::Response;
 use envoy_types::ext_authz::v3::pb::{
     Address, Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
     HeaderAppendAction, HeaderValue as PbHeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
@@ -33,11 +34,12 @@ use envoy_types::ext_authz::v3::pb::{
 };
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::google::rpc;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
-use super::auth::answer;
-use super::edge::Contract;
+use super::ask::{Seen, describe_parts, undescribable};
+use super::auth::{Answer, resolve};
+use super::edge::{Contract, Denial};
+use crate::request::Parts;
 
 /// The largest gRPC message read.
 pub const MAX_MESSAGE: usize = 256 * 1024;
@@ -45,9 +47,6 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent calls on one HTTP/2 connection.
 pub const MAX_STREAMS: u32 = 256;
-/// The longest body of a denial (forwarden's pages are a few KiB).
-const MAX_BODY: usize = 64 * 1024;
-
 /// The client headers forwarden reads.
 const CLIENT_HEADERS: [&str; 4] = [
     "cookie",
@@ -109,6 +108,8 @@ impl Authorization for ExtAuthz {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let st = &self.state;
+        let started = st.config.metrics_listen.map(|_| std::time::Instant::now());
         let caller = request
             .remote_addr()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -123,156 +124,66 @@ impl Authorization for ExtAuthz {
         // bytes (a non-UTF-8 `authorization` stays unreadable, and is refused as such).
         let mut client: Vec<(String, Vec<u8>)> = http
             .headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_bytes()))
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes()))
             .collect();
         if client.is_empty() {
-            for h in http.header_map.map(|m| m.headers).unwrap_or_default() {
+            for h in http.header_map.iter().flat_map(|m| &m.headers) {
                 let value = if h.raw_value.is_empty() {
-                    h.value.into_bytes()
+                    h.value.clone().into_bytes()
                 } else {
-                    h.raw_value
+                    h.raw_value.clone()
                 };
                 client.push((h.key.to_ascii_lowercase(), value));
             }
         }
-        let port = attributes
-            .destination
-            .and_then(|d| d.address)
-            .and_then(|a| a.address)
-            .and_then(|a| match a {
-                Address::SocketAddress(s) => match s.port_specifier {
-                    Some(PortSpecifier::PortValue(p)) => u16::try_from(p).ok(),
-                    _ => None,
-                },
-                _ => None,
-            });
-        let source = attributes
-            .source
-            .and_then(|d| d.address)
-            .and_then(|a| a.address)
-            .and_then(|a| match a {
-                Address::SocketAddress(s) => Some(s.address),
-                _ => None,
-            });
+        let listener_port = socket(attributes.destination.as_ref()).and_then(|s| match s.port_specifier {
+            Some(PortSpecifier::PortValue(p)) => u16::try_from(p).ok(),
+            _ => None,
+        });
+        let client_ip = socket(attributes.source.as_ref()).and_then(|s| s.address.parse().ok());
         let scheme = if http.scheme.is_empty() {
             "http"
         } else {
             http.scheme.as_str()
         };
-        let described = Described {
-            method: &http.method,
-            scheme,
-            host: &http.host,
-            port,
-            path: &http.path,
-            client_ip: source.as_deref(),
-            narrowing: &attributes.context_extensions,
+        let parts = Parts {
+            method: http.method.as_bytes(),
+            scheme: scheme.as_bytes(),
+            authority: http.host.as_bytes(),
+            port: listener_port,
+            path: http.path.as_bytes(),
+            client_ip,
         };
-        let st = &self.state;
-        let client_names = || client.iter().map(|(k, _)| k.as_str());
-        let answer = match described.request(&client) {
-            Ok((uri, headers)) => answer(st, caller, &uri, &headers, Contract::ForwardAuth, true).await,
-            Err(e) => unusable(&e),
-        };
-        Ok(tonic::Response::new(
-            check_response(st, answer, client_names()).await,
-        ))
+        let seen = Seen::from_pairs(client.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let described = describe_parts(st, caller, &parts, &attributes.context_extensions, &seen);
+        let answer = resolve(st, caller, described, &seen, true, started).await;
+        Ok(tonic::Response::new(check_response(
+            st,
+            answer,
+            client.iter().map(|(k, _)| k.as_str()),
+        )))
     }
 }
 
-/// The original request as Envoy routed it.
-struct Described<'a> {
-    method: &'a str,
-    scheme: &'a str,
-    host: &'a str,
-    port: Option<u16>,
-    path: &'a str,
-    client_ip: Option<&'a str>,
-    narrowing: &'a HashMap<String, String>,
-}
-
-/// A described request forwarden cannot use: refused, never judged on a part of it.
-#[derive(Debug, thiserror::Error)]
-enum Unusable {
-    /// A field of the request that no HTTP request could carry (a method `DELETE\0`, a host
-    /// with a control character): forwarden cannot tell what the upstream will see.
-    #[error("Envoy described a request whose {0} is not a valid header value")]
-    Field(&'static str),
-    /// A describing header the client sent more than once (HTTP mode).
-    #[error("the {0} header came more than once")]
-    Repeated(&'static str),
-    /// `context_extensions` forwarden does not understand.
-    #[error(transparent)]
-    Narrowing(#[from] crate::policy::NarrowingError),
-}
-
-/// The refusal of an unusable request: 403 (gRPC `PERMISSION_DENIED`).
-fn unusable(e: &Unusable) -> Response {
-    tracing::warn!(error = %e, "ext_authz: the request cannot be described; refused");
-    super::edge::Denial::Forbidden {
-        user: None,
-        url: String::new(),
-        reason: "forwarden could not tell which address was requested, so it refuses.".into(),
-        html: false,
-    }
-    .into_response(Contract::ForwardAuth)
-}
-
-impl Described<'_> {
-    /// The auth request forwarden's decision reads: the description in `X-Forwarded-*`, the
-    /// narrowing in the query, and the few client headers forwarden reads (each entry kept
-    /// apart, so that a repeated one stays visible as such). Every field must be a valid header
-    /// value: anything else is refused, never dropped (a dropped method would be judged as GET).
-    fn request(&self, client: &[(String, Vec<u8>)]) -> Result<(Uri, HeaderMap), Unusable> {
-        let mut h = HeaderMap::new();
-        let mut put = |name: &'static str, value: &[u8]| -> Result<(), Unusable> {
-            let v = HeaderValue::from_bytes(value).map_err(|_| Unusable::Field(name))?;
-            h.append(HeaderName::from_static(name), v);
-            Ok(())
-        };
-        put("x-forwarded-method", self.method.as_bytes())?;
-        put("x-forwarded-proto", self.scheme.as_bytes())?;
-        put("x-forwarded-host", self.host.as_bytes())?;
-        put("x-forwarded-uri", self.path.as_bytes())?;
-        if let Some(p) = self.port {
-            put("x-forwarded-port", p.to_string().as_bytes())?;
-        }
-        if let Some(ip) = self.client_ip {
-            put("x-forwarded-for", ip.as_bytes())?;
-        }
-        for name in CLIENT_HEADERS {
-            for (_, v) in client.iter().filter(|(k, _)| k == name) {
-                put(name, v)?;
-            }
-        }
-        // Every key must be one forwarden knows, and each given once (see `Narrowing`).
-        crate::policy::Narrowing::from_pairs(self.narrowing.iter())?;
-        let mut keys: Vec<&String> = self.narrowing.keys().collect();
-        keys.sort();
-        let query: Vec<String> = keys
-            .into_iter()
-            .map(|k| {
-                format!(
-                    "{k}={}",
-                    utf8_percent_encode(&self.narrowing[k], NON_ALPHANUMERIC)
-                )
-            })
-            .collect();
-        let uri = format!("/oauth2/forward-auth?{}", query.join("&"))
-            .parse()
-            .map_err(|_| Unusable::Field("context_extensions"))?;
-        Ok((uri, h))
+/// The socket address of a peer Envoy describes.
+fn socket(
+    peer: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer>,
+) -> Option<&envoy_types::pb::envoy::config::core::v3::SocketAddress> {
+    match peer?.address.as_ref()?.address.as_ref()? {
+        Address::SocketAddress(s) => Some(s),
+        _ => None,
     }
 }
 
-/// forwarden's answer as Envoy's `CheckResponse`.
-async fn check_response<'c>(
+/// The pipeline's answer as Envoy's `CheckResponse`: allowed, the headers to set and to remove;
+/// denied, forwarden's response as the one Envoy sends the client, with
+/// `UNAUTHENTICATED` (sign in first, a bearer challenge) or `PERMISSION_DENIED` (refused).
+fn check_response<'c>(
     st: &AppState,
-    answer: Response,
+    answer: Answer,
     client_headers: impl Iterator<Item = &'c str>,
 ) -> CheckResponse {
-    let (parts, body) = answer.into_parts();
     let header = |k: &str, v: &str, action: HeaderAppendAction| HeaderValueOption {
         header: Some(PbHeaderValue {
             key: k.to_string(),
@@ -282,34 +193,38 @@ async fn check_response<'c>(
         append_action: action as i32,
         ..Default::default()
     };
-    if parts.status == StatusCode::OK {
-        let (set, remove) = identity_headers(st, &parts.headers, client_headers);
-        let ok = OkHttpResponse {
-            headers: set
-                .iter()
-                .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
-                .collect(),
-            headers_to_remove: remove,
-            ..Default::default()
-        };
-        return CheckResponse {
-            status: Some(rpc::Status {
-                code: 0,
+    let denial = match answer {
+        Answer::Allow(set) => {
+            let (set, remove) = identity_headers(st, &set, client_headers);
+            let ok = OkHttpResponse {
+                headers: set
+                    .iter()
+                    .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                    .collect(),
+                headers_to_remove: remove,
                 ..Default::default()
-            }),
-            http_response: Some(HttpResponse::OkResponse(ok)),
-            ..Default::default()
-        };
-    }
-    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+            };
+            return CheckResponse {
+                status: Some(rpc::Status {
+                    code: 0,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(ok)),
+                ..Default::default()
+            };
+        }
+        Answer::Deny(d) => d,
+    };
+    // google.rpc.Code: UNAUTHENTICATED (16) for "sign in first", PERMISSION_DENIED (7) otherwise.
+    let code = if denial.unauthenticated() { 16 } else { 7 };
+    let r = denial.render(Contract::ForwardAuth);
     let denied = DeniedHttpResponse {
         status: Some(HttpStatus {
-            code: i32::from(parts.status.as_u16()),
+            code: i32::from(r.status.as_u16()),
         }),
-        headers: parts
+        headers: r
             .headers
             .iter()
-            .filter(|(n, _)| n.as_str() != "content-length")
             .filter_map(|(n, v)| {
                 Some(header(
                     n.as_str(),
@@ -318,13 +233,7 @@ async fn check_response<'c>(
                 ))
             })
             .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    // google.rpc.Code: UNAUTHENTICATED (16) for "sign in first", PERMISSION_DENIED (7) otherwise.
-    let code = if matches!(parts.status.as_u16(), 302 | 401) {
-        16
-    } else {
-        7
+        body: r.body,
     };
     CheckResponse {
         status: Some(rpc::Status {
@@ -376,6 +285,7 @@ pub async fn http_mode(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    let started = st.config.metrics_listen.map(|_| std::time::Instant::now());
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let original = path_and_query.strip_prefix("/oauth2/ext-authz").unwrap_or("/");
     let original = if original.starts_with('/') { original } else { "/" };
@@ -384,39 +294,40 @@ pub async fn http_mode(
     // judged by its first value.
     for name in ["host", "x-forwarded-proto"] {
         if headers.get_all(name).iter().count() > 1 {
-            return unusable(&Unusable::Repeated(name));
+            tracing::warn!(
+                header = name,
+                "ext_authz HTTP mode: a describing header came twice; refused"
+            );
+            return Denial::into_response(undescribable(false), Contract::ForwardAuth);
         }
     }
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let client: Vec<(String, Vec<u8>)> = CLIENT_HEADERS
-        .iter()
-        .flat_map(|n| {
-            headers
-                .get_all(*n)
-                .iter()
-                .map(|v| (n.to_string(), v.as_bytes().to_vec()))
-        })
-        .collect();
-    let no_narrowing = HashMap::new();
-    let described = Described {
-        method: req.method().as_str(),
+    let get = |n: &str| headers.get(n).map_or(&b""[..], |v| v.as_bytes());
+    let parts = Parts {
+        method: req.method().as_str().as_bytes(),
         // Envoy's edge sets X-Forwarded-Proto on the request (allow it in `allowed_headers`).
-        scheme: get("x-forwarded-proto").unwrap_or("http"),
-        host: get("host").unwrap_or(""),
+        scheme: headers
+            .get("x-forwarded-proto")
+            .map_or(&b"http"[..], |v| v.as_bytes()),
+        authority: get("host"),
         port: None,
-        path: original,
-        client_ip: get("x-forwarded-for")
+        path: original.as_bytes(),
+        client_ip: headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
             .and_then(|f| f.rsplit(',').next())
-            .map(str::trim),
-        narrowing: &no_narrowing,
+            .and_then(|ip| ip.trim().parse().ok()),
     };
-    let mut r = match described.request(&client) {
-        Ok((uri, described_headers)) => {
-            answer(&st, peer, &uri, &described_headers, Contract::ForwardAuth, true).await
-        }
-        Err(e) => unusable(&e),
-    };
-    if r.status() == StatusCode::OK {
+    let seen = Seen::from_pairs(
+        CLIENT_HEADERS
+            .iter()
+            .flat_map(|n| headers.get_all(*n).iter().map(move |v| (*n, v.as_bytes()))),
+    );
+    let none: [(&str, &str); 0] = [];
+    let described = describe_parts(&st, peer, &parts, none, &seen);
+    let answer = resolve(&st, peer, described, &seen, true, started).await;
+    let allowed = matches!(answer, Answer::Allow(_));
+    let mut r = answer.into_response(Contract::ForwardAuth);
+    if allowed {
         let (_, remove) = identity_headers(&st, r.headers(), headers.keys().map(HeaderName::as_str));
         if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
             if !remove.is_empty() {
@@ -424,5 +335,5 @@ pub async fn http_mode(
             }
         }
     }
-    r.into_response()
+    r
 }

@@ -16,6 +16,7 @@
 //! thread, `headers` holds the identity header names.
 
 mod account;
+mod ask;
 mod auth;
 mod bearer;
 mod cookies;
