@@ -10,6 +10,7 @@
 
 mod util;
 
+mod agree;
 mod bearer;
 mod browser;
 mod cli;

@@ -1,0 +1,299 @@
+//! Proof that the contracts agree: generated requests and identities go through nginx's
+//! `/oauth2/auth`, forward-auth, Envoy's gRPC `Check`, Envoy's HTTP mode and `forwarden
+//! explain`, and every one reaches the same verdict (allow, sign in, or forbidden). They share
+//! one pipeline; this checks that no adapter reads a request differently.
+
+use std::collections::HashMap;
+
+use envoy_types::ext_authz::v3::pb::{Address, CheckRequest, HttpResponse};
+use envoy_types::pb::envoy::config::core::v3::{SocketAddress, socket_address::PortSpecifier};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use proptest::prelude::*;
+
+use crate::util::*;
+
+const POLICY: &str = "\
+policies:
+  admins:
+    - allow:
+        or:
+          - groups: {has: admins}
+routes:
+  - from: https://app.test
+    allowed_domains: [example.com]
+  - from: https://app.test
+    prefix: /admin
+    allowed_groups: [admins]
+  - from: https://app.test
+    prefix: /public
+    allow_public_unauthenticated_access: true
+  - from: https://app.test
+    prefix: /api
+    methods: [GET]
+    allow_any_authenticated_user: true
+  - from: https://www.test
+    allow_public_unauthenticated_access: true
+  - from: https://ops.test
+    policy:
+      - allow:
+          and:
+            - email: {ends_with: \"@example.com\"}
+            - http_method: {is: GET}
+      - deny:
+          or:
+            - groups: {has: contractors}
+";
+
+/// One generated case.
+#[derive(Debug, Clone)]
+struct Case {
+    method: &'static str,
+    host: &'static str,
+    path: &'static str,
+    user: Option<u8>,
+    html: bool,
+    narrowing: Option<(&'static str, &'static str)>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::sample::select(vec!["GET", "POST", "DELETE", "OPTIONS", "HEAD"]),
+        prop::sample::select(vec!["app.test", "www.test", "ops.test", "nowhere.test"]),
+        prop::sample::select(vec![
+            "/",
+            "/docs?a=1",
+            "/admin",
+            "/admin/x",
+            "/administrator",
+            "/public/y",
+            "/api/z",
+            "/a/../admin/x",
+            "/public/../admin",
+            "//admin",
+            "/%61dmin/x",
+        ]),
+        prop::option::of(0u8..3),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![
+            ("allowed_groups", "admins"),
+            ("allowed_emails", "alice@example.com"),
+            ("allowed_email_domains", "example.com"),
+            ("policy", "admins"),
+        ])),
+    )
+        .prop_map(|(method, host, path, user, html, narrowing)| Case {
+            method,
+            host,
+            path,
+            user,
+            html,
+            narrowing,
+        })
+}
+
+fn identity(n: u8) -> forwarden::identity::Identity {
+    match n {
+        0 => alice(),
+        1 => bob(),
+        _ => forwarden::identity::Identity {
+            subject: "carol-oid".into(),
+            email: Some("carol@example.com".into()),
+            groups: vec!["contractors".into()],
+            ..forwarden::identity::Identity::default()
+        },
+    }
+}
+
+/// The verdict from an HTTP status under the nginx or forward-auth contract.
+fn from_status(code: u16) -> &'static str {
+    match code {
+        200 => "allow",
+        302 | 401 => "login",
+        403 => "forbidden",
+        other => panic!("status {other}"),
+    }
+}
+
+async fn verdicts(
+    fw: &Fw,
+    grpc: &AuthorizationClient<tonic::transport::Channel>,
+    c: &Case,
+) -> Vec<(&'static str, &'static str)> {
+    let cookie = c.user.map(|u| fw.cookie(&identity(u)));
+    let query = c.narrowing.map(|(k, v)| format!("?{k}={v}")).unwrap_or_default();
+    let accept = if c.html { "text/html" } else { "application/json" };
+    let http = client(&[]);
+    let ask = |endpoint: &str| {
+        let mut r = http
+            .get(fw.url(&format!("{endpoint}{query}")))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", c.host)
+            .header("x-forwarded-port", "443")
+            .header("x-forwarded-uri", c.path)
+            .header("x-forwarded-method", c.method)
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("accept", accept);
+        if let Some(cookie) = &cookie {
+            r = r.header("cookie", cookie);
+        }
+        r
+    };
+    let mut out = Vec::new();
+    let nginx = ask("/oauth2/auth").send().await.unwrap().status().as_u16();
+    out.push(("nginx", from_status(nginx)));
+    let fa = ask("/oauth2/forward-auth")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    out.push(("forward-auth", from_status(fa)));
+    // Envoy gRPC: the typed description, the listener's port, the route's context extensions.
+    let mut headers: HashMap<String, String> = [("accept", accept)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(cookie) = &cookie {
+        headers.insert("cookie".into(), cookie.clone());
+    }
+    let peer = |ip: &str, port: u32| {
+        Some(Peer {
+            address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+                address: Some(Address::SocketAddress(SocketAddress {
+                    address: ip.into(),
+                    port_specifier: Some(PortSpecifier::PortValue(port)),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })
+    };
+    let req = CheckRequest {
+        attributes: Some(AttributeContext {
+            source: peer("203.0.113.7", 52_000),
+            destination: peer("10.0.0.5", 443),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: c.method.into(),
+                    headers,
+                    path: c.path.into(),
+                    host: c.host.into(),
+                    scheme: "https".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: c
+                .narrowing
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    let r = grpc.clone().check(req).await.unwrap().into_inner();
+    let grpc_verdict = match (r.status.map(|s| s.code), r.http_response) {
+        (Some(0), Some(HttpResponse::OkResponse(_))) => "allow",
+        (Some(16), _) => "login",
+        (Some(7), _) => "forbidden",
+        other => panic!("gRPC answer {other:?}"),
+    };
+    out.push(("envoy-grpc", grpc_verdict));
+    // Envoy's HTTP mode has no narrowing of its own.
+    if c.narrowing.is_none() {
+        let mut r = http
+            .request(
+                reqwest::Method::from_bytes(c.method.as_bytes()).unwrap(),
+                fw.url(&format!("/oauth2/ext-authz{}", c.path)),
+            )
+            .header("host", c.host)
+            .header("x-forwarded-proto", "https")
+            .header("accept", accept);
+        if let Some(cookie) = &cookie {
+            r = r.header("cookie", cookie);
+        }
+        let code = r.send().await.unwrap().status().as_u16();
+        out.push(("envoy-http", from_status(code)));
+    }
+    out
+}
+
+/// `forwarden explain` for the same case; `None` when explain cannot take the URL (a path
+/// forwarden refuses to normalize), which the server contracts answer 403.
+fn explain(fw: &Fw, c: &Case) -> Option<&'static str> {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"));
+    cmd.args(["explain", "--config"])
+        .arg(fw.dir.path().join("forwarden.yaml"))
+        .args([
+            "--url",
+            &format!("https://{}{}", c.host, c.path),
+            "--method",
+            c.method,
+        ]);
+    match c.user.map(identity) {
+        None => {
+            cmd.arg("--anonymous");
+        }
+        Some(id) => {
+            cmd.args(["--user", &id.subject]);
+            if let Some(e) = &id.email {
+                cmd.args(["--email", e]);
+            }
+            for g in &id.groups {
+                cmd.args(["--group", g]);
+            }
+        }
+    }
+    if let Some((k, v)) = c.narrowing {
+        cmd.args(["--auth-query", &format!("{k}={v}")]);
+    }
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    match String::from_utf8_lossy(&out.stdout).lines().next() {
+        Some("allow") => Some("allow"),
+        Some("login") => Some("login"),
+        Some("forbidden") => Some("forbidden"),
+        other => panic!("explain said {other:?}"),
+    }
+}
+
+#[test]
+fn every_contract_reaches_the_same_verdict_for_the_same_request() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fw = rt.block_on(Fw::start_with(
+        POLICY,
+        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
+    ));
+    let grpc = rt
+        .block_on(AuthorizationClient::connect(format!(
+            "http://{}",
+            fw.ext_authz.unwrap()
+        )))
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 96,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    let result = runner.run(&case(), |c| {
+        let got = rt.block_on(verdicts(&fw, &grpc, &c));
+        let first = got[0].1;
+        for (contract, verdict) in &got {
+            prop_assert_eq!(*verdict, first, "{} disagrees: {:?} for {:?}", contract, got, c);
+        }
+        // A page load without a session that must sign in is sent to sign in by every
+        // contract; explain names the verdict.
+        match explain(&fw, &c) {
+            Some(v) => prop_assert_eq!(v, first, "explain disagrees: {:?} for {:?}", got, c),
+            None => prop_assert_eq!(first, "forbidden", "explain refused the URL: {:?}", c),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
