@@ -1,0 +1,159 @@
+//! The test identity provider and the browser-like clients that sign in through it.
+
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use super::*;
+
+/// The test identity provider (`tests/e2e`, oidc-provider set up like Entra ID).
+pub struct Idp {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT/<tenant>/v2.0`
+    pub issuer: String,
+}
+
+pub const IDP_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const IDP_CLIENT: &str = "forwarden-test";
+pub const IDP_SECRET: &str = "forwarden-test-secret-0123456789";
+
+/// Config lines for the test provider: trusted local proxy, the `oidc:` section with these
+/// scopes, and `more` lines inside it (indented two spaces).
+pub fn oidc_config(issuer: &str, scopes: &str, more: &str) -> String {
+    format!(
+        "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: {issuer}\n  client_id: {IDP_CLIENT}\n  client_secret: {IDP_SECRET}\n  scopes: [{scopes}]\n{more}"
+    )
+}
+
+/// The `azure:` lines allowing the test provider's first tenant.
+pub fn home_tenant() -> String {
+    format!("  azure:\n    allowed_tenants: [{IDP_TENANT}]\n")
+}
+
+/// Start the test identity provider; `redirect_uris` are the client's registered callbacks.
+pub async fn idp(redirect_uris: &[String]) -> Option<Idp> {
+    idp_with(redirect_uris, &[]).await
+}
+
+/// [`idp`] with more environment (`BACKCHANNEL_LOGOUT_URI`).
+pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<Idp> {
+    let node = require("node")?;
+    let dir_idp = repo().join("tests/e2e");
+    if !dir_idp.join("node_modules/oidc-provider").exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tests/e2e/node_modules is missing; scripts/test runs npm ci there");
+        }
+        eprintln!("SKIPPED: run `npm ci` in tests/e2e (scripts/test does)");
+        return None;
+    }
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(node);
+    cmd.arg(dir_idp.join("server.mjs"))
+        .env("PORT", port.to_string())
+        .env("TENANT", IDP_TENANT)
+        .env("CLIENT_ID", IDP_CLIENT)
+        .env("CLIENT_SECRET", IDP_SECRET)
+        .env("REDIRECT_URIS", redirect_uris.join(","))
+        .env(
+            "POST_LOGOUT_REDIRECT_URIS",
+            redirect_uris
+                .iter()
+                .map(|u| u.replace("/oauth2/callback", "/"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    cmd.envs(env.iter().copied());
+    let proc = spawn("idp", cmd, dir, port).await;
+    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+    Some(Idp { proc, issuer })
+}
+
+/// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.
+pub fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy();
+    for h in hosts {
+        b = b.resolve(h, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    b.build().unwrap()
+}
+
+/// Follow redirects from `url` until the provider sends the browser back to the callback;
+/// return that callback URL without visiting it.
+pub async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
+    let mut url = url.to_string();
+    for _ in 0..10 {
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.contains("/oauth2/callback?") {
+            return next;
+        }
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("never reached the callback");
+}
+
+/// Sign `user` in without a browser (login_hint) and return the callback's query.
+pub async fn sign_in(http: &reqwest::Client, mut url: String) -> url::Url {
+    for _ in 0..10 {
+        let r = http.get(&url).send().await.unwrap();
+        let loc = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        let Some(loc) = loc else {
+            panic!("no redirect from {url}: {}", r.status())
+        };
+        let next = url::Url::parse(&url).unwrap().join(&loc).unwrap();
+        if next.path() == "/oauth2/callback" {
+            return next;
+        }
+        url = next.to_string();
+    }
+    panic!("the provider never redirected back");
+}
+
+/// A client that keeps cookies and follows no redirect: a browser's part in a sign-in without a
+/// browser ([`sign_in`]).
+pub fn browserless() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Follow redirects with a cookie jar, as a browser would, until a non-redirect answer.
+/// `login_hint` is added to the provider's authorization request so the test provider signs
+/// the user in without a form.
+pub async fn browse(
+    http: &reqwest::Client,
+    start: &str,
+    issuer: &str,
+    user: &str,
+) -> (reqwest::Response, Vec<String>) {
+    let mut url = start.to_string();
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        seen.push(url.clone());
+        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        if !r.status().is_redirection() {
+            return (r, seen);
+        }
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+        if next.starts_with(&format!("{issuer}/auth?")) {
+            next.push_str(&format!("&login_hint={user}"));
+        }
+        url = next;
+    }
+    panic!("too many redirects: {seen:#?}");
+}
