@@ -35,7 +35,9 @@ async function verify(token, host) {
 
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-http.createServer(async (req, res) => {
+// Identity headers of a user in many groups are large (dave's 250 group ids and the signed
+// identity are about 20 KB): more than Node's default 16 KiB of request headers.
+http.createServer({ maxHeaderSize: 64 * 1024 }, async (req, res) => {
   const h = req.headers;
   const user = h['x-auth-request-email'] || h['x-auth-request-user'];
   const rows = ['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username',

@@ -22,7 +22,7 @@ use forwarden::request::Request;
 #[command(
     name = "forwarden",
     version,
-    about = "Forward-auth sidecar: OpenID Connect login and YAML policies for nginx, Traefik, Caddy and HAProxy"
+    about = "Forward-auth sidecar: OpenID Connect login and YAML policies for nginx, Traefik, Caddy, HAProxy and Envoy (ext_authz)"
 )]
 struct Cli {
     /// Log format.

@@ -35,6 +35,9 @@ pub enum TransportError {
     /// A body that is not what the protocol says.
     #[error("the identity provider sent an unexpected answer: {0}")]
     Body(String),
+    /// Microsoft Graph (group overage) failed: at this URL (`azure.graph_url`), for this reason.
+    #[error("Microsoft Graph at {0} failed: {1}")]
+    Graph(String, Box<TransportError>),
 }
 
 impl TransportError {
@@ -284,7 +287,10 @@ impl Provider {
             .post(&url)
             .bearer_auth(access_token)
             .json(&serde_json::json!({ "securityEnabledOnly": false }));
-        Ok(self.send::<Objects>(req, "graph").await?.value)
+        match self.send::<Objects>(req, "graph").await {
+            Ok(o) => Ok(o.value),
+            Err(e) => Err(TransportError::Graph(url, Box::new(e))),
+        }
     }
 }
 
@@ -305,7 +311,7 @@ impl Provider {
                     let groups = match self.member_objects(&access_token).await {
                         Ok(g) => Some(g),
                         Err(e) => {
-                            tracing::warn!(error = %e, "group overage: Microsoft Graph failed; group rules will deny");
+                            tracing::warn!(error = %e, "group overage: the user's groups could not be read (set azure.graph_url for a Graph other than Microsoft's); group rules will deny");
                             None
                         }
                     };

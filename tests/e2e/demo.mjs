@@ -40,6 +40,23 @@ try {
   seen.after_sign_out_url = page.url();
   await page.goto(app);
   seen.after_sign_out_visit = page.url();
+  // Every other user the banner names, each in a browser of their own.
+  seen.users = {};
+  for (const user of ['bob', 'carol', 'dave']) {
+    const p = await (await browser.newContext()).newPage();
+    await p.goto(app);
+    await p.click(`button[value="${user}"]`);
+    try {
+      await p.waitForURL(app, { timeout: 15000 });
+    } catch (e) {
+      seen.users[user] = { error: String(e).split('\n').slice(0, 6).join(' | '), url: p.url() };
+      continue;
+    }
+    const text = await p.textContent('body');
+    const admin = await p.goto(new URL('/admin/', app).toString());
+    seen.users[user] = { text, admin_status: admin.status() };
+    await p.screenshot({ path: `${shots}/demo-5-${user}-admin.png`, fullPage: true });
+  }
 } finally {
   await browser.close();
 }

@@ -128,6 +128,41 @@ async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
         "signed out, the app asks to sign in again: {seen}"
     );
 
+    // Every user the banner names signs in: bob reaches /admin, carol only the app, and dave's
+    // 250 groups come from the Graph stand-in (overage).
+    let user = |u: &str| seen["users"][u].clone();
+    assert!(
+        user("bob")["text"]
+            .as_str()
+            .unwrap()
+            .contains("Hello, bob@contoso.com"),
+        "{seen}"
+    );
+    assert_eq!(user("bob")["admin_status"], 200, "{seen}");
+    assert!(
+        user("carol")["text"]
+            .as_str()
+            .unwrap()
+            .contains("Hello, carol@contoso.com"),
+        "{seen}"
+    );
+    assert_eq!(user("carol")["admin_status"], 403, "{seen}");
+    let dave = user("dave")["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("dave: {}\n{}", user("dave"), logs()))
+        .to_string();
+    assert!(dave.contains("Hello, dave@contoso.com"), "{dave}");
+    for group in [
+        "000007d1-aaaa-4bbb-8ccc-0000000007d1",
+        "000008ca-aaaa-4bbb-8ccc-0000000008ca",
+    ] {
+        assert!(
+            dave.contains(group),
+            "dave's overage groups from Graph: {dave}\n{}",
+            logs()
+        );
+    }
+
     // Ctrl-C: SIGINT to the whole process group.
     let killed = Command::new("kill")
         .args(["-INT", "--", &format!("-{pid}")])

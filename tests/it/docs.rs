@@ -78,11 +78,19 @@ fn is_excerpt(excerpt: &[String], file: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The test sources, where each tested file must be named.
+/// The test sources (and their helpers' folder), where each tested file must be named.
 fn test_sources() -> String {
     let mut all = String::new();
-    for e in std::fs::read_dir(repo().join("tests/it")).unwrap() {
-        all.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    let mut dirs = vec![repo().join("tests/it")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                all.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
     }
     all
 }
