@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
+/// Sends SIGINT to a process group when dropped.
+struct StopGroup(u32);
+
+impl Drop for StopGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", "--", &format!("-{}", self.0)]).status();
+    }
+}
+
 fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -41,6 +50,9 @@ async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // Whatever happens below, the demo's process group is stopped (a failed assertion must not
+    // leave its servers running).
+    let _stop = StopGroup(pid);
     // The banner, then forwarden's audit lines, on stdout.
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
