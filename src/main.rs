@@ -195,7 +195,18 @@ fn init_tracing(format: LogFormat) {
 
 /// Config and policies, or every problem of both.
 fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
-    let cfg = Config::load(config, &env)?;
+    let cfg = match Config::load(config, &env) {
+        Ok(c) => c,
+        Err(mut diags) => {
+            // Every problem of one run: the policy files the config names are read too.
+            let files = Config::policy_files_named(config);
+            if let Err(more) = PolicySet::load(&files, forwarden::config::Limits::default().max_policy_bytes)
+            {
+                diags.extend(more);
+            }
+            return Err(diags);
+        }
+    };
     let set = PolicySet::load(&cfg.policy_files, cfg.limits.max_policy_bytes)?;
     Ok((cfg, set))
 }

@@ -153,7 +153,42 @@ impl Node {
     /// value it is about.
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         let json = self.to_json();
-        serde_path_to_error::deserialize::<_, T>(json).map_err(|e| {
+        serde_path_to_error::deserialize::<_, T>(json).map_err(|e| self.problem(&e))
+    }
+
+    /// [`Node::typed`], reporting every structural problem at once (unknown keys, values of the
+    /// wrong type): after each one, the offending key or value is set aside and the rest is read
+    /// again, at most [`MAX_PROBLEMS`] times.
+    pub fn typed_all<T: DeserializeOwned>(&self) -> Result<T, Vec<Problem>> {
+        let mut json = self.to_json();
+        let mut problems: Vec<Problem> = Vec::new();
+        for _ in 0..MAX_PROBLEMS {
+            let e = match serde_path_to_error::deserialize::<_, T>(json.clone()) {
+                Ok(v) if problems.is_empty() => return Ok(v),
+                Ok(_) => return Err(problems),
+                Err(e) => e,
+            };
+            let problem = self.problem(&e);
+            let message = e.inner().to_string();
+            // A missing field is only ever a consequence of a value set aside, or the end.
+            let consequence = message.starts_with("missing field");
+            if !consequence && !problems.contains(&problem) {
+                problems.push(problem);
+            }
+            if consequence || !set_aside(&mut json, e.path(), &message) {
+                break;
+            }
+        }
+        if problems.is_empty() {
+            // Only a field that must be there is missing: report that one.
+            return self.typed().map_err(|p| vec![p]);
+        }
+        Err(problems)
+    }
+
+    /// The problem a deserialization error is, at the position of the key or value it is about.
+    fn problem(&self, e: &serde_path_to_error::Error<serde_json::Error>) -> Problem {
+        {
             let message = e.inner().to_string();
             let mut node = self;
             let mut pos = self.pos;
@@ -192,7 +227,54 @@ impl Node {
                 }
             }
             Problem::new(pos, message)
-        })
+        }
+    }
+}
+
+/// The most structural problems [`Node::typed_all`] reports in one run.
+pub const MAX_PROBLEMS: usize = 64;
+
+/// Remove what a deserialization error is about from `json`: the unknown key it names, or the
+/// value at its path. Whether something was removed.
+fn set_aside(json: &mut serde_json::Value, path: &serde_path_to_error::Path, message: &str) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    // The container of what goes: the whole path for an unknown key, all but the last segment
+    // for a value.
+    let (container, last) = match unknown {
+        // The path may end at the unknown key itself.
+        Some(name) => match segments.split_last() {
+            Some((Segment::Map { key }, rest)) if key == name => (rest, None),
+            _ => (&segments[..], None),
+        },
+        None => match segments.split_last() {
+            Some((last, rest)) => (rest, Some(*last)),
+            None => return false,
+        },
+    };
+    let mut node = json;
+    for seg in container {
+        let next = match (seg, node) {
+            (Segment::Map { key }, serde_json::Value::Object(m)) => m.get_mut(key.as_str()),
+            (Segment::Seq { index }, serde_json::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match (unknown, last, node) {
+        (Some(name), _, serde_json::Value::Object(m)) => m.remove(name).is_some(),
+        (None, Some(Segment::Map { key }), serde_json::Value::Object(m)) => m.remove(key.as_str()).is_some(),
+        (None, Some(Segment::Seq { index }), serde_json::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -451,5 +533,52 @@ mod tests {
         let n = parse("name: x\nlist:\n  - 1\n  - nope\n").unwrap();
         let e = n.typed::<T>().unwrap_err();
         assert_eq!(e.pos, Pos { line: 4, column: 5 }, "{}", e.message);
+    }
+}
+#[cfg(test)]
+mod typed_all_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default)]
+        lifetime: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        listen: String,
+        #[serde(default)]
+        metrics_listen: Option<String>,
+        #[serde(default)]
+        cookie: Option<Inner>,
+    }
+
+    #[test]
+    fn every_structural_problem_is_reported_at_once() {
+        let node = parse("listen: a\nlifetme: 8h\nmetrics_listen: 9180\ncookie:\n  lifetme: 8h\n").unwrap();
+        let problems = node.typed_all::<Outer>().unwrap_err();
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.pos, p.message))
+            .collect();
+        assert_eq!(text.len(), 3, "{text:#?}");
+        assert!(
+            text.iter().any(|t| t.starts_with("2:1: unknown field `lifetme`")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("3:") && t.contains("expected a string")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|t| t.starts_with("5:3: unknown field `lifetme`")),
+            "{text:#?}"
+        );
     }
 }

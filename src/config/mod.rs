@@ -295,6 +295,29 @@ impl Config {
         Self::parse(&name, &text, base, inputs)
     }
 
+    /// The policy files a config file names, read from its YAML alone (for `check` to report
+    /// their problems beside the config's own when the config is not valid).
+    pub fn policy_files_named(path: &Path) -> Vec<PathBuf> {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Vec::new();
+        };
+        let Ok(text) = crate::yaml::text(bytes) else {
+            return Vec::new();
+        };
+        let Ok(node) = crate::yaml::parse(&text) else {
+            return Vec::new();
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        match node.get("policy_files").map(|n| &n.value) {
+            Some(crate::yaml::Value::Seq(items)) => items
+                .iter()
+                .filter_map(|n| n.as_scalar())
+                .map(|f| clean(&base.join(f)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Validate config text; `base` is the folder relative paths resolve against.
     pub fn parse(name: &str, text: &str, base: &Path, inputs: Inputs<'_>) -> Result<Config, Vec<Diagnostic>> {
         let to_diags = |problems: Vec<crate::yaml::Problem>| {
@@ -303,7 +326,7 @@ impl Config {
             d
         };
         let node = crate::yaml::parse(text).map_err(|p| to_diags(vec![p]))?;
-        let raw: raw::RawConfig = node.typed().map_err(|p| to_diags(vec![p]))?;
+        let raw: raw::RawConfig = node.typed_all().map_err(to_diags)?;
         validate::config(&node, raw, base, inputs).map_err(to_diags)
     }
 }

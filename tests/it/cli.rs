@@ -48,11 +48,36 @@ fn check_lists_every_problem_with_file_line_column() {
     assert_eq!(code, 1);
     assert_eq!(out, "");
     let err = err.replace(&dir.path().display().to_string(), "DIR");
+    // Every problem of one run: the config's, and the policy files' it names.
     insta::assert_snapshot!(err, @r"
     DIR/f.yaml:2:13: secret is 9 bytes; at least 32 are needed (openssl rand -base64 32)
     DIR/f.yaml:3:13: `forever` is not a duration like 90s, 30m, 12h or 7d
-    2 problem(s); DIR/f.yaml is not valid
+    DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
+    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
+    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip
+    DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range
+    7 problem(s); DIR/f.yaml is not valid
     ");
+    // Structural problems (an unknown key, a value of the wrong type) are all reported too,
+    // with the rest, in one run.
+    std::fs::write(
+        dir.path().join("g.yaml"),
+        "lifetme: 8h\nmetrics_listen: 9180\ncookie:\n  secrets: [too-short]\n  lifetme: 8h\npolicy_files: [missing.yaml]\n",
+    )
+    .unwrap();
+    let cfg_g = dir.path().join("g.yaml");
+    let (code, _, err) = forwarden(&["check", "--config", cfg_g.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let err = err.replace(&dir.path().display().to_string(), "DIR");
+    for expected in [
+        "DIR/g.yaml:1:1: unknown field `lifetme`",
+        "DIR/g.yaml:2:1: invalid type: integer `9180`, expected a string",
+        "DIR/g.yaml:5:3: unknown field `lifetme`",
+        "DIR/missing.yaml: cannot read policy file",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
     // With the config fixed, every problem of the policy files, at once.
     std::fs::write(
         dir.path().join("f.yaml"),

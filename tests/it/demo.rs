@@ -14,7 +14,9 @@ struct StopGroup(u32);
 
 impl Drop for StopGroup {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-INT", "--", &format!("-{}", self.0)]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", self.0)])
+            .status();
     }
 }
 

