@@ -122,6 +122,13 @@ struct ExplainArgs {
     /// A claim as name=value (repeat for more; the same name again makes it a list claim).
     #[arg(long = "claim")]
     claims: Vec<String>,
+    /// As an API client: the calling application's id (a bearer token's `azp`/`appid`).
+    /// Without --email or --user, the application's own token (client credentials).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// As an API client: a delegated scope of its token (repeat for more).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
     /// The client's address.
     #[arg(long)]
     source_ip: Option<IpAddr>,
@@ -323,6 +330,8 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 groups,
                 roles,
                 claims,
+                client_id,
+                scopes,
                 source_ip,
                 anonymous,
                 auth_query,
@@ -355,15 +364,21 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     ),
                 })
                 .collect();
+            // An application's own token names no user: no email, no groups.
+            let application = client_id.is_some() && user.is_none() && email.is_none();
             let identity = Identity {
                 subject: user
                     .clone()
                     .or_else(|| email.clone())
+                    .or_else(|| client_id.clone())
                     .unwrap_or_else(|| "explain-user".into()),
                 email,
-                groups,
+                groups: if application { Vec::new() } else { groups },
                 roles,
                 claims: claim_map,
+                client_id,
+                scopes,
+                application,
                 ..Identity::default()
             };
             let who = (!anonymous).then_some(&identity);

@@ -384,3 +384,58 @@ fn check_warns_when_a_secure_cookie_meets_an_http_site() {
     let (_, out, _) = forwarden(&["check", "--config", cfg(false).to_str().unwrap()]);
     assert!(!out.contains("warning"), "{out}");
 }
+
+/// `explain` as an API client: the calling application and its scopes decide `client_id` and
+/// `scope` rules; an application's own token is not an authenticated user.
+#[test]
+fn explain_as_an_api_client() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "- from: https://api.example.com\n  prefix: /jobs\n  allowed_client_ids: [svc-a]\n- from: https://api.example.com\n  prefix: /files\n  allowed_scopes: [Files.Read]\n- from: https://api.example.com\n  allow_any_authenticated_user: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("f.yaml"),
+        format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("f.yaml");
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let (code, out, err) = forwarden(&all);
+        assert_eq!(code, 0, "{err}");
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        explain(&["--url", "https://api.example.com/jobs/1", "--client-id", "svc-a"]),
+        "allow"
+    );
+    assert_eq!(
+        explain(&["--url", "https://api.example.com/jobs/1", "--client-id", "svc-b"]),
+        "forbidden"
+    );
+    let files = [
+        "--url",
+        "https://api.example.com/files/x",
+        "--client-id",
+        "svc-b",
+        "--email",
+        "a@example.com",
+    ];
+    assert_eq!(
+        explain(&[&files[..], &["--scope", "Files.Read"]].concat()),
+        "allow"
+    );
+    assert_eq!(explain(&files), "forbidden");
+    // An application's own token is not a signed-in user.
+    assert_eq!(
+        explain(&["--url", "https://api.example.com/", "--client-id", "svc-a"]),
+        "forbidden"
+    );
+    assert_eq!(
+        explain(&["--url", "https://api.example.com/", "--email", "a@example.com"]),
+        "allow"
+    );
+}
