@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use envoy_types::ext_authz::v3::pb::{Address, CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::config::core::v3::{SocketAddress, socket_address::PortSpecifier};
+use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use proptest::prelude::*;
 
+use crate::envoy::peer;
 use crate::util::*;
 
 const POLICY: &str = "\
@@ -158,18 +158,6 @@ async fn verdicts(
     if let Some(cookie) = &cookie {
         headers.insert("cookie".into(), cookie.clone());
     }
-    let peer = |ip: &str, port: u32| {
-        Some(Peer {
-            address: Some(envoy_types::pb::envoy::config::core::v3::Address {
-                address: Some(Address::SocketAddress(SocketAddress {
-                    address: ip.into(),
-                    port_specifier: Some(PortSpecifier::PortValue(port)),
-                    ..Default::default()
-                })),
-            }),
-            ..Default::default()
-        })
-    };
     let req = CheckRequest {
         attributes: Some(AttributeContext {
             source: peer("203.0.113.7", 52_000),

@@ -389,18 +389,8 @@ fn check_warns_when_a_secure_cookie_meets_an_http_site() {
 /// `scope` rules; an application's own token is not an authenticated user.
 #[test]
 fn explain_as_an_api_client() {
-    let dir = tempfile::TempDir::new().unwrap();
-    std::fs::write(
-        dir.path().join("p.yaml"),
-        "- from: https://api.example.com\n  prefix: /jobs\n  allowed_client_ids: [svc-a]\n- from: https://api.example.com\n  prefix: /files\n  allowed_scopes: [Files.Read]\n- from: https://api.example.com\n  allow_any_authenticated_user: true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("f.yaml"),
-        format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n"),
-    )
-    .unwrap();
-    let cfg = dir.path().join("f.yaml");
+    let policy = "- from: https://api.example.com\n  prefix: /jobs\n  allowed_client_ids: [svc-a]\n- from: https://api.example.com\n  prefix: /files\n  allowed_scopes: [Files.Read]\n- from: https://api.example.com\n  allow_any_authenticated_user: true\n";
+    let (_dir, cfg) = config_with_policy(policy);
     let explain = |args: &[&str]| {
         let mut all = vec!["explain", "--config", cfg.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -438,4 +428,18 @@ fn explain_as_an_api_client() {
         explain(&["--url", "https://api.example.com/", "--email", "a@example.com"]),
         "allow"
     );
+}
+
+/// A folder with a policy file `p.yaml` and a configuration `f.yaml` naming it; the
+/// configuration's path.
+fn config_with_policy(policy: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+    let cfg = dir.path().join("f.yaml");
+    std::fs::write(
+        &cfg,
+        format!("cookie:\n  secrets: ['{SECRET}']\npolicy_files: [p.yaml]\n"),
+    )
+    .unwrap();
+    (dir, cfg)
 }

@@ -29,7 +29,8 @@ const POLICY: &str = "\
   allow_public_unauthenticated_access: true
 ";
 
-fn peer(ip: &str, port: u32) -> Option<Peer> {
+/// A peer of Envoy's `AttributeContext` (the client as `source`, the listener as `destination`).
+pub(crate) fn peer(ip: &str, port: u32) -> Option<Peer> {
     Some(Peer {
         address: Some(envoy_types::pb::envoy::config::core::v3::Address {
             address: Some(Address::SocketAddress(SocketAddress {
@@ -631,20 +632,27 @@ fn self_signed(dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::
     Some((cert, key))
 }
 
-/// `ext_authz_tls`: the gRPC listener speaks TLS with the configured certificate (a client that
-/// trusts it checks as Envoy would with a `transport_socket`), and refuses cleartext.
-#[tokio::test]
-async fn envoy_grpc_over_tls() {
+/// forwarden with its gRPC listener over TLS (a fresh self-signed certificate) and `extra`
+/// config lines: the certificate's folder, the certificate, and the server.
+async fn start_tls(extra: &str) -> Option<(tempfile::TempDir, std::path::PathBuf, Fw)> {
     let dir = tempfile::TempDir::new().unwrap();
-    let Some((cert, key)) = self_signed(dir.path()) else {
-        return;
-    };
+    let (cert, key) = self_signed(dir.path())?;
     let fw = start(&format!(
-        "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\n",
+        "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\n{extra}",
         cert.display(),
         key.display()
     ))
     .await;
+    Some((dir, cert, fw))
+}
+
+/// `ext_authz_tls`: the gRPC listener speaks TLS with the configured certificate (a client that
+/// trusts it checks as Envoy would with a `transport_socket`), and refuses cleartext.
+#[tokio::test]
+async fn envoy_grpc_over_tls() {
+    let Some((_dir, cert, fw)) = start_tls("").await else {
+        return;
+    };
     let addr = fw.ext_authz.unwrap();
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(
@@ -931,16 +939,9 @@ async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
 #[tokio::test]
 async fn stalled_tls_handshakes_on_the_grpc_listener_are_closed_at_the_header_timeout() {
     use tokio::io::AsyncReadExt;
-    let dir = tempfile::TempDir::new().unwrap();
-    let Some((cert, key)) = self_signed(dir.path()) else {
+    let Some((_dir, _cert, fw)) = start_tls("limits:\n  header_read_timeout: 1s\n").await else {
         return;
     };
-    let fw = start(&format!(
-        "ext_authz_tls:\n  cert_file: {}\n  key_file: {}\nlimits:\n  header_read_timeout: 1s\n",
-        cert.display(),
-        key.display()
-    ))
-    .await;
     let addr = fw.ext_authz.unwrap();
     let mut stalled = Vec::new();
     for i in 0..120u16 {

@@ -68,6 +68,21 @@ async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) ->
     panic!("{what}: not within {limit:?}");
 }
 
+/// `forwarden <args> --config <config>`: its exit code, standard output and standard error.
+fn sessions_cli(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A browser in which `user` signed in to /docs through nginx, and its session cookie.
 async fn signed_in(s: &Setup, user: &str) -> (reqwest::Client, String) {
     let (http, jar) = jar_browser(s.port);
@@ -386,14 +401,9 @@ async fn sessions_list_and_revoke_from_the_command_line() {
     }
     let config = s.fws[0].dir.path().join("forwarden.yaml");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        let (code, out, err) = sessions_cli(&config, args);
+        assert_eq!(code, Some(0), "{err}");
+        out
     };
     let all = run(&["sessions", "list"]);
     assert!(
@@ -420,19 +430,7 @@ async fn damaged_session_record_neither_blocks_revocation_nor_passes_the_auth_ch
     let (_c, carol) = signed_in(&s, "carol").await;
     let (_d, dave) = signed_in(&s, "dave").await;
     let config = s.fws[0].dir.path().join("forwarden.yaml");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| sessions_cli(&config, args);
     let redis_port = s._redis.port;
     let ids = |user: &str| -> Vec<String> {
         let (_, out, _) = run(&["sessions", "list", "--user", user]);
