@@ -4,6 +4,7 @@
 //! that each contract renders (status codes are chosen only in the renderers).
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use super::AppState;
 use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
 use super::edge::{Contract, Denial};
-use super::session_cache::{open_session, opened_stored, signed_identity};
+use super::session_cache::{Opened, open_session, opened_stored, signed_identity};
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -140,6 +141,44 @@ pub(super) async fn resolve(
     )
 }
 
+/// Who the request is, resolved after trust: nobody, a session (the cookie's, or the one the
+/// session store keeps for its ticket), a verified bearer token, or a presented credential that
+/// failed (and why). A bearer token speaks for the request: cookies are not read then.
+enum Subject {
+    Anonymous,
+    Session(Rc<Opened>),
+    Bearer(Arc<Verified>),
+    Failed(BearerError),
+}
+
+impl Subject {
+    /// From what was read: the token's verification, the stored session, or the cookie.
+    fn of(
+        st: &AppState,
+        seen: &Seen<'_>,
+        token: Option<Result<Arc<Verified>, BearerError>>,
+        stored: Option<([u8; 16], Arc<crate::session::Session>)>,
+    ) -> Subject {
+        let session = match (token, &st.store) {
+            (Some(Ok(v)), _) => return Subject::Bearer(v),
+            (Some(Err(e)), _) => return Subject::Failed(e),
+            // A session store: the session the handler read (from the cache or from Redis).
+            (None, Some(_)) => stored.and_then(|(id, s)| opened_stored(st, id, s)),
+            (None, None) => open_session(st, |n| seen.cookie(n)),
+        };
+        session.map_or(Subject::Anonymous, Subject::Session)
+    }
+
+    /// The identity the policies judge, if any.
+    fn identity(&self) -> Option<&Identity> {
+        match self {
+            Subject::Session(o) => Some(&o.session.identity),
+            Subject::Bearer(v) => Some(&v.identity),
+            Subject::Anonymous | Subject::Failed(_) => None,
+        }
+    }
+}
+
 /// What the handler read before the (synchronous) decision.
 struct Read {
     /// The bearer token's verification, with `bearer:` on and a token sent.
@@ -162,9 +201,8 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     } = read;
     let Ask { req, narrow, .. } = ask;
     let bearer_on = st.bearer.is_some();
-    let verified = match token.transpose() {
-        Ok(v) => v,
-        Err(e) => {
+    let subject = match Subject::of(st, seen, token, stored) {
+        Subject::Failed(e) => {
             if record {
                 AuditLine::early(Verdict::Login, "invalid_token", &e).record(
                     st,
@@ -179,19 +217,14 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                 description: e.to_string(),
             });
         }
+        s => s,
     };
-    let lookup = |n: &str| seen.cookie(n);
-    // A bearer token speaks for the request; cookies are not read then.
-    let session = match (&verified, &st.store) {
-        (Some(_), _) => None,
-        // A session store: the session the handler read (from the cache or from Redis).
-        (None, Some(_)) => stored.and_then(|(id, s)| opened_stored(st, id, s)),
-        (None, None) => open_session(st, lookup),
+    let (verified, session) = match &subject {
+        Subject::Bearer(v) => (Some(v), None),
+        Subject::Session(o) => (None, Some(o)),
+        Subject::Anonymous | Subject::Failed(_) => (None, None),
     };
-    let user = match &verified {
-        Some(v) => Some(&v.identity),
-        None => session.as_deref().map(|s| &s.session.identity),
-    };
+    let user = subject.identity();
     let audit = |verdict, route, detail: &dyn std::fmt::Display, code, rule| {
         if record {
             let line = AuditLine {
@@ -204,7 +237,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             line.record(st, started, Some(req), user, peer);
         }
     };
-    if let Some(o) = session.as_deref() {
+    if let Some(o) = session {
         // A page load with a session due for refresh goes through /oauth2/refresh, a plain
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
         // browser whole). Other requests pass on the still-valid session meanwhile.
@@ -238,11 +271,9 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                     .write(Some(&st.headers.values(&v.identity)), &mut headers),
                 None => st
                     .headers
-                    .write(session.as_deref().map(|o| o.values.as_slice()), &mut headers),
+                    .write(session.map(|o| o.values.as_slice()), &mut headers),
             }
-            if let (Some(jwt), Some(name), Some(o)) =
-                (&st.config.identity_jwt, &st.headers.jwt, session.as_deref())
-            {
+            if let (Some(jwt), Some(name), Some(o)) = (&st.config.identity_jwt, &st.headers.jwt, session) {
                 if let Some(v) = signed_identity(st, jwt, o, req) {
                     headers.insert(name.clone(), v);
                 }

@@ -85,3 +85,40 @@ async fn provider_id_token_verifies_with_its_jwks() {
         TokenError::Nonce
     );
 }
+
+/// `scripts/idp`, as a newcomer starts it: it prints the `oidc:` block and every user it has
+/// (the users of `tests/e2e/server.mjs`), and its issuer serves discovery.
+#[tokio::test]
+async fn scripts_idp_prints_what_to_configure_and_serves_it() {
+    if require("node").is_none() {
+        return;
+    }
+    let port = free_port();
+    let mut cmd = std::process::Command::new(repo().join("scripts/idp"));
+    cmd.env("IDP_PORT", port.to_string());
+    let p = spawn("scripts/idp", cmd, tempfile::TempDir::new().unwrap(), port).await;
+    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+    let discovery: serde_json::Value = client(&[])
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    let printed = std::fs::read_to_string(p.dir.path().join("stdout.log")).unwrap();
+    assert!(printed.contains(&format!("issuer: {issuer}")), "{printed}");
+    assert!(printed.contains("client_id: forwarden-local"), "{printed}");
+    // Every user of the provider's home tenant is named.
+    let server = std::fs::read_to_string(repo().join("tests/e2e/server.mjs")).unwrap();
+    let users: Vec<&str> = server
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains(": { oid: guid(") && !l.contains("tenant: TENANT2"))
+        .filter_map(|l| l.trim().split(':').next())
+        .collect();
+    assert!(users.len() >= 6, "{users:?}");
+    for u in users {
+        assert!(printed.contains(&format!("\n    {u} ")), "scripts/idp does not name {u}:\n{printed}");
+    }
+}
