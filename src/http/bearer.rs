@@ -35,6 +35,41 @@ pub struct Bearer {
     /// tokens that must be verified (valid-looking forgeries) leaves the other half to the
     /// requests with a session or a cached token. The rest wait their turn, in order.
     cold: tokio::sync::Semaphore,
+    /// And at most [`COLD_PER_SECOND`] of them a second: a flood waits, and costs the valid
+    /// users little (a token is verified once, then cached).
+    pace: std::sync::Mutex<Pace>,
+}
+
+/// Cold verifications started per second, at most (each token is verified once and cached, so
+/// this is the rate of new tokens; bursts of [`COLD_BURST`] pass at once).
+pub const COLD_PER_SECOND: f64 = 1000.0;
+/// Cold verifications that may start at once after a quiet time.
+pub const COLD_BURST: f64 = 200.0;
+
+/// A token bucket for [`Bearer::pace`].
+struct Pace {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bearer {
+    /// Wait for a cold verification's turn under [`COLD_PER_SECOND`].
+    async fn paced(&self) {
+        loop {
+            let wait = {
+                let Ok(mut p) = self.pace.lock() else { return };
+                let now = std::time::Instant::now();
+                p.tokens = (p.tokens + now.duration_since(p.last).as_secs_f64() * COLD_PER_SECOND).min(COLD_BURST);
+                p.last = now;
+                if p.tokens >= 1.0 {
+                    p.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - p.tokens) / COLD_PER_SECOND)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -84,6 +119,10 @@ impl Bearer {
             extra,
             cache,
             cold: tokio::sync::Semaphore::new((cores / 2).max(1)),
+            pace: std::sync::Mutex::new(Pace {
+                tokens: COLD_BURST,
+                last: std::time::Instant::now(),
+            }),
         }
     }
 }
@@ -174,6 +213,7 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
     let mut refetched = false;
     loop {
         // A turn for the signature math; not held across a key refetch.
+        b.paced().await;
         let turn = b.cold.acquire().await.map_err(|_| BearerError::Malformed)?;
         let verified = verify_once(st, b, token, now).await;
         drop(turn);
