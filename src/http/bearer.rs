@@ -59,7 +59,8 @@ impl Bearer {
             let wait = {
                 let Ok(mut p) = self.pace.lock() else { return };
                 let now = std::time::Instant::now();
-                p.tokens = (p.tokens + now.duration_since(p.last).as_secs_f64() * COLD_PER_SECOND).min(COLD_BURST);
+                p.tokens =
+                    (p.tokens + now.duration_since(p.last).as_secs_f64() * COLD_PER_SECOND).min(COLD_BURST);
                 p.last = now;
                 if p.tokens >= 1.0 {
                     p.tokens -= 1.0;

@@ -359,8 +359,13 @@ async fn grpc_check(port: u16) -> bool {
 /// `/oauth2/auth` and gRPC `Check`.
 #[tokio::test]
 async fn grpc_preface_flood_from_an_untrusted_peer_under_1024_files_starves_no_door() {
-    let (port, grpc) = (free_port(), free_port());
-    let fw = fw_process_limited(port, &format!("ext_authz_listen: 127.0.0.1:{grpc}\n"), Some(1024)).await;
+    let (port, grpc, metrics) = (free_port(), free_port(), free_port());
+    let fw = fw_process_limited(
+        port,
+        &format!("ext_authz_listen: 127.0.0.1:{grpc}\nmetrics_listen: 127.0.0.1:{metrics}\n"),
+        Some(1024),
+    )
+    .await;
     assert!(grpc_check(grpc).await, "{}", fw.logs());
     let mut flood = Vec::new();
     for i in 0..2200u16 {
@@ -391,6 +396,31 @@ async fn grpc_preface_flood_from_an_untrusted_peer_under_1024_files_starves_no_d
             "{}",
             String::from_utf8_lossy(&buf)
         );
+    }
+    // The capacity came from the file limit, and the flood met the untrusted half's bounds:
+    // idle connections shed under pressure, and the ones over the half closed at once.
+    let capacity = json_logs(&fw)
+        .into_iter()
+        .find(|l| {
+            l["fields"]["message"]
+                == "capacity (half of each listener's connections kept for trusted_proxies)"
+        })
+        .unwrap_or_else(|| panic!("no capacity line\n{}", fw.logs()));
+    assert_eq!(capacity["fields"]["open_files"], 1024, "{capacity}");
+    assert_eq!(
+        capacity["fields"]["connections_per_listener"],
+        (1024 - 128) / 3,
+        "{capacity}"
+    );
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["idle_shed", "untrusted_over_share"] {
+        let series = format!("forwarden_connections_closed_total{{reason=\"{reason}\"}}");
+        assert!(metric(&text, &series) > 0.0, "{series}\n{text}");
     }
     drop(flood);
 }

@@ -119,6 +119,9 @@ async fn scripts_idp_prints_what_to_configure_and_serves_it() {
         .collect();
     assert!(users.len() >= 6, "{users:?}");
     for u in users {
-        assert!(printed.contains(&format!("\n    {u} ")), "scripts/idp does not name {u}:\n{printed}");
+        assert!(
+            printed.contains(&format!("\n    {u} ")),
+            "scripts/idp does not name {u}:\n{printed}"
+        );
     }
 }
