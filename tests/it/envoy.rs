@@ -464,14 +464,7 @@ async fn envoy_http_mode_contract() {
     assert_eq!(r.status(), 403);
     // With the port-specific route for app.test, the port is unknown here: refused.
     let fw = start("").await;
-    let http = client(&[("app.test", fw.addr.port())]);
-    let r = http
-        .get(format!(
-            "http://app.test:{}/oauth2/ext-authz/docs",
-            fw.addr.port()
-        ))
-        .header("host", "app.test")
-        .header("x-forwarded-proto", "https")
+    let r = http_mode(&fw, "/docs")
         .header("accept", "text/html")
         .send()
         .await
@@ -837,14 +830,7 @@ async fn forged_claim_header_outside_the_prefixes_is_removed_through_envoy() {
         Answer::Denied { status, .. } => panic!("{status}"),
     }
     // The HTTP mode names it in x-envoy-auth-headers-to-remove.
-    let http = client(&[("app.test", fw.addr.port())]);
-    let r = http
-        .get(format!(
-            "http://app.test:{}/oauth2/ext-authz/public/x",
-            fw.addr.port()
-        ))
-        .header("host", "app.test")
-        .header("x-forwarded-proto", "https")
+    let r = http_mode(&fw, "/public/x")
         .header("x-user-department", "finance")
         .send()
         .await
@@ -909,15 +895,8 @@ async fn two_host_headers_in_envoy_http_mode_are_refused_not_judged_by_the_first
 #[tokio::test]
 async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
     let (fw, _c) = start_round_two("").await;
-    let http = client(&[("app.test", fw.addr.port())]);
     for path in ["/", "/?q=1"] {
-        let r = http
-            .get(format!(
-                "http://app.test:{}/oauth2/ext-authz{path}",
-                fw.addr.port()
-            ))
-            .header("host", "app.test")
-            .header("x-forwarded-proto", "https")
+        let r = http_mode(&fw, path)
             .header("accept", "text/html")
             .send()
             .await
@@ -931,6 +910,18 @@ async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
         };
         assert!(location.ends_with(rd), "{location}");
     }
+}
+
+/// A GET in Envoy's HTTP mode (`path_prefix: /oauth2/ext-authz`) for `path` on app.test, over
+/// https as Envoy's edge says.
+fn http_mode(fw: &Fw, path: &str) -> reqwest::RequestBuilder {
+    client(&[("app.test", fw.addr.port())])
+        .get(format!(
+            "http://app.test:{}/oauth2/ext-authz{path}",
+            fw.addr.port()
+        ))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https")
 }
 
 /// The attack: TLS handshakes that never finish on the gRPC listener, from a peer that is not a
