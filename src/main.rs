@@ -292,6 +292,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 let scheme = forwarden::config::report::cookie_scheme_warnings(&cfg, &set);
                 for line in scheme
                     .iter()
+                    .chain(&forwarden::config::report::store_warnings(&cfg))
                     .chain(&forwarden::config::report::proxy_header_notes(&cfg))
                 {
                     out!("{line}");
@@ -501,7 +502,10 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             for w in set.lint() {
                 tracing::warn!("{w}");
             }
-            for w in forwarden::config::report::cookie_scheme_warnings(&cfg, &set) {
+            for w in forwarden::config::report::cookie_scheme_warnings(&cfg, &set)
+                .into_iter()
+                .chain(forwarden::config::report::store_warnings(&cfg))
+            {
                 tracing::warn!("{w}");
             }
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -92,6 +92,23 @@ pub fn proxy_header_notes(cfg: &Config) -> Vec<String> {
     out
 }
 
+/// Warnings about the session store's settings that load but cannot work: an empty password
+/// (`password: ${REDIS_PASSWORD}` with the variable set but empty) makes Redis refuse every
+/// command, and every sign-in with it.
+pub fn store_warnings(cfg: &Config) -> Vec<String> {
+    let empty = cfg
+        .session_store
+        .as_ref()
+        .and_then(|r| r.password.as_ref())
+        .is_some_and(|p| p.expose().is_empty());
+    match empty {
+        true => vec![
+            "warning: session_store.redis.password is empty (a variable set to nothing?): a Redis without a password refuses AUTH, one with a password refuses the empty one; leave password out for a Redis without one".to_string(),
+        ],
+        false => Vec::new(),
+    }
+}
+
 /// The redirect URIs to register at the identity provider.
 pub fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
     if let Some(p) = &cfg.public_url {

@@ -37,7 +37,12 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         // the load balancer would stop the cached sessions too).
         _ => match &st.store {
             Some(s) if !s.is_up() => {
-                (StatusCode::OK, "ready; the session store is unavailable\n").into_response()
+                let why = s.last_error().map(|e| format!(": {e}")).unwrap_or_default();
+                (
+                    StatusCode::OK,
+                    format!("ready; the session store is unavailable{why}\n"),
+                )
+                    .into_response()
             }
             _ => (StatusCode::OK, "ready\n").into_response(),
         },

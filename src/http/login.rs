@@ -269,6 +269,13 @@ async fn finish(
                 "Your account is in {groups} groups, more than fit in a session cookie even when only the groups this site's policies name are kept. Ask the administrator to send fewer groups in the token (Entra ID: \"Groups assigned to the application\"), or keep sessions on the server (session_store)."
             ))
         }
+        // The store refuses forwarden itself (a wrong password or ACL): no retry helps.
+        WriteError::Store(e @ crate::store::redis::StoreError::Refused(_)) => {
+            tracing::error!(user = %subject, error = %e, "sign-in: the session store refuses forwarden; fix session_store's settings");
+            RouteError::Unavailable(
+                "Sign-in is out of service: forwarden cannot use its session store. The administrator has been told why (forwarden's log).".into(),
+            )
+        }
         WriteError::Store(e) => {
             tracing::warn!(user = %subject, error = %e, "sign-in: the session store is unavailable");
             RouteError::Unavailable(

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// Redis is unreachable or answered with an error.
     #[error("the session store is unavailable: {0}")]
     Unavailable(String),
+    /// Redis refused forwarden itself: a wrong password or ACL user, a missing permission. Not
+    /// a passing fault: the settings must change.
+    #[error("the session store refuses forwarden's credentials or commands: {0}")]
+    Refused(String),
     /// Redis did not answer in time (the connection itself may be fine: a stalled server).
     #[error("the session store did not answer within {TIMEOUT:?}")]
     Timeout,
@@ -50,8 +54,12 @@ pub enum StoreError {
 
 impl From<RedisError> for StoreError {
     fn from(e: RedisError) -> Self {
+        let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
         if e.is_timeout() {
             StoreError::Timeout
+        } else if refused {
+            StoreError::Refused(e.to_string())
         } else {
             StoreError::Unavailable(e.to_string())
         }
@@ -95,6 +103,8 @@ pub struct RedisStore {
     pending: std::sync::atomic::AtomicUsize,
     cache: moka::sync::Cache<[u8; 16], Cached>,
     up: AtomicBool,
+    /// Why the last call failed, for `/readyz` and the sign-in page.
+    last_error: arc_swap::ArcSwapOption<String>,
     metrics: crate::metrics::Metrics,
 }
 
@@ -149,6 +159,7 @@ impl RedisStore {
             pending: std::sync::atomic::AtomicUsize::new(0),
             cache,
             up: AtomicBool::new(false),
+            last_error: arc_swap::ArcSwapOption::from_pointee("not connected yet".to_string()),
             metrics,
         })
     }
@@ -156,6 +167,11 @@ impl RedisStore {
     /// Whether the last call to Redis succeeded.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Why the last call to Redis failed, while it is not up.
+    pub fn last_error(&self) -> Option<Arc<String>> {
+        self.last_error.load_full()
     }
 
     fn set_up(&self, up: bool) -> bool {
@@ -230,8 +246,10 @@ impl RedisStore {
         match &r {
             Ok(_) => {
                 self.set_up(true);
+                self.last_error.store(None);
             }
             Err(e) => {
+                self.last_error.store(Some(Arc::new(e.to_string())));
                 if self.set_up(false) {
                     tracing::warn!(error = %e, "session store unavailable");
                 }
@@ -552,11 +570,15 @@ impl RedisStore {
                     self.conn.lock().await.conn = None;
                 }
                 Ok(Err(e)) => {
+                    self.last_error.store(Some(Arc::new(e.to_string())));
                     if self.set_up(false) {
                         tracing::warn!(error = %e, "session store unavailable");
                     }
                 }
                 Err(_) => {
+                    self.last_error.store(Some(Arc::new(
+                        "the session store did not answer the subscription in time".into(),
+                    )));
                     self.set_up(false);
                 }
             }

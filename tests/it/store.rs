@@ -878,3 +878,62 @@ async fn sign_out_while_redis_is_stalled_revokes_the_ticket_once_it_is_back() {
     )
     .await;
 }
+
+/// `password: ${REDIS_PASSWORD}` left empty, against a Redis that has a password: `check`
+/// warns, `/readyz` and the log give the store's error, and the sign-in page says sign-in is out
+/// of service (no "try again").
+#[tokio::test]
+async fn empty_redis_password_is_warned_about_and_sign_in_says_it_is_out_of_service() {
+    let Some(redis) = redis_server(&["--requirepass", "the-real-password-0123"]).await else {
+        return;
+    };
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant())
+        + &store_config(&format!(
+            "url: redis://127.0.0.1:{}/0\n    password: \"\"",
+            redis.port
+        ));
+    let fw = Fw::start_with(POLICY, &extra).await;
+    fw.discovered().await;
+    let config = fw.dir.path().join("forwarden.yaml");
+    let (code, out, err) = sessions_cli(&config, &["check"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("session_store.redis.password is empty"), "{out}");
+    until(
+        "the store's error on /readyz",
+        Duration::from_secs(5),
+        async || {
+            let ready = client(&[])
+                .get(fw.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            ready.contains("the session store is unavailable: ") && ready.contains("credentials")
+        },
+    )
+    .await;
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let (http, _) = jar_browser(port);
+    let (r, _) = browse(
+        &http,
+        &format!("http://app.test:{port}/docs"),
+        &idp.issuer,
+        "alice",
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("out of service") && !page.contains("Try again"),
+        "{page}"
+    );
+}
