@@ -37,12 +37,13 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         // the load balancer would stop the cached sessions too).
         _ => match &st.store {
             Some(s) if !s.is_up() => {
-                let why = s.last_error().map(|e| format!(": {e}")).unwrap_or_default();
-                (
-                    StatusCode::OK,
-                    format!("ready; the session store is unavailable{why}\n"),
-                )
-                    .into_response()
+                // The store's own words: "the session store is unavailable: <why>", or that it
+                // refuses forwarden's credentials.
+                let why = s.last_error().map_or_else(
+                    || "the session store is unavailable".to_string(),
+                    |e| e.to_string(),
+                );
+                (StatusCode::OK, format!("ready; {why}\n")).into_response()
             }
             _ => (StatusCode::OK, "ready\n").into_response(),
         },

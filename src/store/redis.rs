@@ -66,9 +66,9 @@ impl From<RedisError> for StoreError {
     }
 }
 
-/// After a failed connection attempt, calls fail at once for this long instead of each trying
-/// to connect again in turn (a stalled or absent server must not queue every check behind
-/// one reconnect after another).
+/// After a failed connection attempt, the next one waits this long (callers wait within their
+/// own deadline) instead of each connecting again in turn (a stalled or absent server must not
+/// queue every check behind one reconnect after another).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 /// Revocations that could not be written are retried in the background, at most this many at
@@ -193,11 +193,15 @@ impl RedisStore {
 
     async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
         let mut slot = self.conn.lock().await;
+        // After a failed attempt, the next one waits for the pause (within the caller's
+        // deadline) instead of every caller connecting in turn.
+        while let Some(until) = slot.pause_until.filter(|t| tokio::time::Instant::now() < *t) {
+            drop(slot);
+            tokio::time::sleep_until(until).await;
+            slot = self.conn.lock().await;
+        }
         if let Some(c) = slot.conn.as_ref() {
             return Ok(c.clone());
-        }
-        if slot.pause_until.is_some_and(|t| tokio::time::Instant::now() < t) {
-            return Err(StoreError::Unavailable("reconnecting after a failure".into()));
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(TIMEOUT)
