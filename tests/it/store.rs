@@ -68,6 +68,18 @@ async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) ->
     panic!("{what}: not within {limit:?}");
 }
 
+/// A replica's `/readyz` text.
+async fn readyz(fw: &Fw) -> String {
+    client(&[])
+        .get(fw.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `forwarden <args> --config <config>`: its exit code, standard output and standard error.
 fn sessions_cli(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
@@ -542,14 +554,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
     // never read it cannot know it and answers "not signed in", within the auth contract.
     assert_eq!(status(&fw, &cookie).await, 200);
     assert_eq!(status(&cold, &cookie).await, 401);
-    let ready = client(&[])
-        .get(cold.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ready = readyz(&cold).await;
     assert!(ready.contains("session store is unavailable"), "{ready}");
     // Sign-in says why it cannot finish.
     let (other, _) = jar_browser(port);
@@ -912,15 +917,9 @@ async fn empty_redis_password_is_warned_about_and_sign_in_says_it_is_out_of_serv
         "the store's error on /readyz",
         Duration::from_secs(5),
         async || {
-            let ready = client(&[])
-                .get(fw.url("/readyz"))
-                .send()
+            readyz(&fw)
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            ready.contains("ready; the session store refuses forwarden's credentials")
+                .contains("ready; the session store refuses forwarden's credentials")
         },
     )
     .await;
