@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::edge::{escape, page, redirect};
-use super::login::{RdQuery, return_target};
+use super::login::{RdQuery, return_target, single_header};
 use super::sessions;
 use crate::identity::EMAIL_SOURCE;
 use crate::oidc::signin::LOGIN_HINT;
@@ -105,17 +105,12 @@ pub async fn sign_out(
 /// current browser sends it), or, without it, an `Origin` that is this site. Anything else
 /// (a cross-site form, a request with neither header) is not.
 fn same_origin(headers: &HeaderMap, own: Option<&str>) -> bool {
-    let one = |n: &str| {
-        let mut all = headers.get_all(n).iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => v.to_str().ok(),
-            _ => None,
-        }
-    };
-    match one("sec-fetch-site") {
-        Some(site) => site.eq_ignore_ascii_case("same-origin"),
-        None if headers.contains_key("sec-fetch-site") => false,
-        None => own.is_some_and(|own| one("origin") == Some(own)),
+    match single_header(headers, "sec-fetch-site") {
+        Ok(Some(site)) => site.eq_ignore_ascii_case("same-origin"),
+        // Twice, unreadable or empty: not a browser's word.
+        Err(()) => false,
+        Ok(None) if headers.contains_key("sec-fetch-site") => false,
+        Ok(None) => own.is_some_and(|own| single_header(headers, "origin") == Ok(Some(own))),
     }
 }
 

@@ -29,20 +29,22 @@ pub(super) struct BrowserOrigin {
     pub(super) host: String,
 }
 
+/// A header sent at most once, as visible ASCII, trimmed (`Ok(None)`: absent or empty);
+/// `Err` when it came twice or is not readable: the caller does not guess which one counts.
+pub(super) fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => Ok(v.to_str().map_err(|_| ())?.trim()).map(|v| Some(v).filter(|v| !v.is_empty())),
+        _ => Err(()),
+    }
+}
+
 /// The request's origin as the browser sent it: from a trusted proxy's forwarded headers
 /// (`X-Forwarded-Proto`, `-Host`, `-Port`), otherwise the Host header. Anything ambiguous (a
 /// header twice, a list, ports that disagree) gives none: no sign-in for it.
 pub(super) fn browser_origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<BrowserOrigin> {
-    let one = |n: &str| -> Result<Option<&str>, ()> {
-        let mut all = headers.get_all(n).iter();
-        match (all.next(), all.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => {
-                Ok(v.to_str().map_err(|_| ())?.trim()).map(|v| Some(v).filter(|v| !v.is_empty()))
-            }
-            _ => Err(()),
-        }
-    };
+    let one = |n: &str| single_header(headers, n);
     let default_scheme = if st.config.cookie.secure { "https" } else { "http" };
     let trusted = is_trusted(peer.ip(), &st.config.trusted_proxies);
     let (scheme, authority, forwarded_port) = if trusted {
