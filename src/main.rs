@@ -536,7 +536,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     routes = set.routes().len(),
                     "forwarden serving"
                 );
-                let state = AppState::new(cfg, set, system_clock(), Entropy::system());
+                let state = AppState::new(cfg, set, system_clock(), Entropy::system())?;
                 forwarden::server::run(
                     listener,
                     metrics,

@@ -276,7 +276,7 @@ pub async fn run(
             }
         });
     }
-    if let Some(store) = &state.store {
+    if let Some(store) = state.sessions.store() {
         tokio::spawn(store.clone().follow(rx.clone()));
     }
     if let Some(p) = &state.provider {

@@ -197,6 +197,9 @@ fn session_store_section() {
     ");
     insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis:\n    sentinel: {{master: m, nodes: [nowhere]}}\n")), @"f.yaml:6:15: `nowhere` is not a Sentinel address like 10.0.0.1:26379");
     insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis: {{}}\n")), @"f.yaml:5:10: session_store.redis needs url (one server) or sentinel");
+    // A URL the Redis client would refuse at start (so that the server would have no store):
+    // refused by `check`, with its place and without the password.
+    insta::assert_snapshot!(errors(&format!("{base}session_store:\n  redis:\n    url: redis://u:hunter2@127.0.0.1:6379/notadb\n")), @"f.yaml:6:10: `redis://u:***@127.0.0.1:6379/notadb`: Invalid database number- InvalidClientConfig");
 }
 
 #[test]

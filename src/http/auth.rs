@@ -17,7 +17,8 @@ use super::AppState;
 use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
 use super::edge::{Contract, Denial};
-use super::session_cache::{Opened, open_session, opened_stored, signed_identity};
+use super::session_cache::{Opened, signed_identity};
+use super::sessions::ForCheck;
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -123,9 +124,9 @@ pub(super) async fn resolve(
         (Some(b), Some(t)) => Some(bearer::verify(st, b, t).await),
         _ => None,
     };
-    let stored = match (&token, &st.store) {
-        (None, Some(_)) => super::sessions::stored(st, |n| seen.cookie(n)).await,
-        _ => None,
+    let stored = match &token {
+        None => st.sessions.for_check(st, |n| seen.cookie(n)).await,
+        Some(_) => ForCheck::Skipped,
     };
     decide(
         st,
@@ -157,16 +158,15 @@ impl Subject {
         st: &AppState,
         seen: &Seen<'_>,
         token: Option<Result<Arc<Verified>, BearerError>>,
-        stored: Option<([u8; 16], Arc<crate::session::Session>)>,
+        stored: ForCheck,
     ) -> Subject {
-        let session = match (token, &st.store) {
-            (Some(Ok(v)), _) => return Subject::Bearer(v),
-            (Some(Err(e)), _) => return Subject::Failed(e),
-            // A session store: the session the handler read (from the cache or from Redis).
-            (None, Some(_)) => stored.and_then(|(id, s)| opened_stored(st, id, s)),
-            (None, None) => open_session(st, |n| seen.cookie(n)),
-        };
-        session.map_or(Subject::Anonymous, Subject::Session)
+        match token {
+            Some(Ok(v)) => Subject::Bearer(v),
+            Some(Err(e)) => Subject::Failed(e),
+            None => stored
+                .open(st, |n| seen.cookie(n))
+                .map_or(Subject::Anonymous, Subject::Session),
+        }
     }
 
     /// The identity the policies judge, if any.
@@ -183,8 +183,8 @@ impl Subject {
 struct Read {
     /// The bearer token's verification, with `bearer:` on and a token sent.
     token: Option<Result<Arc<Verified>, BearerError>>,
-    /// With a session store, the ticket's id and its session.
-    stored: Option<([u8; 16], Arc<crate::session::Session>)>,
+    /// The session as read (nothing to read for a cookie session or with a token).
+    stored: ForCheck,
     /// When the check began (with metrics on).
     started: Option<Instant>,
     /// Write the audit line and count the decision.

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::oidc::access::{self, BearerError, TrustedIssuer, Verified};
 use crate::oidc::idtoken::IssuerRule;
 use crate::oidc::signin::LEEWAY;
-use crate::oidc::transport::KeySource;
+use crate::oidc::transport::{KeySource, TransportError};
 use crate::request::Field;
 
 /// The most bytes of verified tokens kept.
@@ -90,14 +90,12 @@ impl moka::Expiry<[u8; 32], Entry> for UntilExp {
 
 impl Bearer {
     /// From the configuration.
-    pub fn new(config: &BearerConfig, timeout: Duration, metrics: &Metrics) -> Self {
+    pub fn new(config: &BearerConfig, timeout: Duration, metrics: &Metrics) -> Result<Self, TransportError> {
         let extra = config
             .issuers
             .iter()
-            .filter_map(|i| {
-                let source = KeySource::new(&i.jwks_url, timeout, metrics.clone())
-                    .map_err(|e| tracing::error!(error = %e, "cannot set up a bearer issuer's key client"))
-                    .ok()?;
+            .map(|i| {
+                let source = KeySource::with_timeout(&i.jwks_url, "bearer issuer", timeout, metrics.clone())?;
                 let issuer = TrustedIssuer {
                     rule: IssuerRule::Exact(i.issuer.clone()),
                     entra: false,
@@ -106,16 +104,16 @@ impl Bearer {
                         trust_email: i.trust_email,
                     }),
                 };
-                Some((issuer, source))
+                Ok((issuer, source))
             })
-            .collect();
+            .collect::<Result<_, TransportError>>()?;
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_BYTES)
             .weigher(|_, e: &Entry| e.weight)
             .expire_after(UntilExp)
             .build();
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Bearer {
+        Ok(Bearer {
             audiences: config.audiences.clone(),
             extra,
             cache,
@@ -124,7 +122,7 @@ impl Bearer {
                 tokens: COLD_BURST,
                 last: std::time::Instant::now(),
             }),
-        }
+        })
     }
 }
 
@@ -244,8 +242,8 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
 
 async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result<Verified, BearerError> {
     for (_, source) in &b.extra {
-        if source.keys().is_none() {
-            source.fetch().await;
+        if !source.fetched() {
+            source.refetch().await;
         }
     }
     let provider = st.provider.as_ref().and_then(|p| Some((p, p.ready()?)));
@@ -255,9 +253,9 @@ async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result
             entra: p.config.entra,
             foreign: None,
         };
-        (issuer, ready.jwks.load_full())
+        (issuer, ready.keys.keys())
     });
-    let extra_keys: Vec<_> = b.extra.iter().filter_map(|(i, s)| Some((i, s.keys()?))).collect();
+    let extra_keys: Vec<_> = b.extra.iter().map(|(i, s)| (i, s.keys())).collect();
     let mut issuers = Vec::with_capacity(extra_keys.len() + 1);
     if let Some((i, k)) = &provider_issuer {
         issuers.push((i, k.as_ref()));
@@ -287,7 +285,7 @@ async fn refetch(st: &AppState, b: &Bearer) {
         p.refetch_jwks().await;
     }
     for (_, source) in &b.extra {
-        source.fetch().await;
+        source.refetch().await;
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         // Without Redis, sessions cached here still pass for their cache time and sign-in says
         // the store is unavailable: degraded, not out of service (taking every replica out of
         // the load balancer would stop the cached sessions too).
-        _ => match &st.store {
+        _ => match st.sessions.store() {
             Some(s) if !s.is_up() => {
                 // The store's own words: "the session store is unavailable: <why>", or that it
                 // refuses forwarden's credentials.

@@ -41,7 +41,7 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response {
 
 /// `POST /oauth2/backchannel-logout` with `logout_token` (form-encoded).
 pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let Some(store) = &st.store else {
+    let Some(store) = st.sessions.store() else {
         return answer(
             StatusCode::NOT_IMPLEMENTED,
             Some("sessions are kept in cookies here; back-channel logout needs session_store"),
@@ -62,15 +62,15 @@ pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
     let now = (st.clock)();
     let verified = logout::verify(
         &token,
-        &ready.jwks.load(),
+        &ready.keys.keys(),
         &ready.issuer,
         &provider.config.client_id,
         now,
     );
     let verified = match verified {
-        Err(logout::LogoutError::UnknownKey) if provider.refetch_jwks().await => logout::verify(
+        Err(logout::LogoutError::UnknownKey) if ready.keys.refetch().await => logout::verify(
             &token,
-            &ready.jwks.load(),
+            &ready.keys.keys(),
             &ready.issuer,
             &provider.config.client_id,
             now,
@@ -149,7 +149,7 @@ pub async fn frontchannel(
         "<!doctype html><title>Signed out</title>",
     )
         .into_response();
-    match (&st.store, q.iss.as_deref(), q.sid.as_deref()) {
+    match (st.sessions.store(), q.iss.as_deref(), q.sid.as_deref()) {
         (Some(store), Some(iss), Some(sid)) => {
             let ready = st.provider.as_ref().and_then(|p| p.ready());
             let issuer_ok = ready.is_some_and(|ready| ready.issuer.admits(iss));

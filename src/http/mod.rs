@@ -68,13 +68,33 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
     bearer: Option<bearer::Bearer>,
-    /// The session store (`session_store:`), when sessions live on the server.
-    pub store: Option<Arc<crate::store::redis::RedisStore>>,
+    /// Where sessions live: the cookies, or the session store (`session_store:`).
+    pub sessions: sessions::Sessions,
+}
+
+/// A part the configuration names whose client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The identity provider's or a bearer issuer's HTTP client.
+    #[error("cannot set up the identity provider client: {0}")]
+    Provider(crate::oidc::transport::TransportError),
+    /// The session store's client (a bad URL, for instance).
+    #[error("cannot set up the session store client: {0}")]
+    Store(crate::store::redis::StoreError),
 }
 
 impl AppState {
     /// State from a configuration, its loaded policies, and the clock and randomness to use.
-    pub fn new(config: Config, policy: PolicySet, clock: Clock, entropy: Entropy) -> Arc<Self> {
+    ///
+    /// A configured identity provider, bearer issuer or session store whose client cannot be
+    /// built is an error: forwarden does not start without a part its configuration names
+    /// (sessions would otherwise silently go to cookies, where no sign-out revokes them).
+    pub fn new(
+        config: Config,
+        policy: PolicySet,
+        clock: Clock,
+        entropy: Entropy,
+    ) -> Result<Arc<Self>, StateError> {
         let headers = headers::IdentityHeaders::new(
             &config.headers,
             config.identity_jwt.as_ref().map(|j| j.header.as_str()),
@@ -83,35 +103,28 @@ impl AppState {
         let metrics = Metrics::new();
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let provider = config
-            .oidc
-            .clone()
-            .and_then(|o| match Provider::new(o, metrics.clone()) {
-                Ok(p) => Some(Arc::new(p)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the identity provider client");
-                    None
-                }
-            });
+        let provider = match config.oidc.clone() {
+            Some(o) => Some(Arc::new(
+                Provider::new(o, metrics.clone()).map_err(StateError::Provider)?,
+            )),
+            None => None,
+        };
         let policy_stamp = crate::policy::load::fingerprint(&config.policy_files);
         let timeout = config
             .oidc
             .as_ref()
             .map_or(std::time::Duration::from_secs(10), |o| o.timeout);
-        let bearer = config
-            .bearer
-            .as_ref()
-            .map(|b| bearer::Bearer::new(b, timeout, &metrics));
-        let store = config.session_store.as_ref().and_then(|r| {
-            match crate::store::redis::RedisStore::new(r, metrics.clone()) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the session store client");
-                    None
-                }
-            }
-        });
-        Arc::new(AppState {
+        let bearer = match &config.bearer {
+            Some(b) => Some(bearer::Bearer::new(b, timeout, &metrics).map_err(StateError::Provider)?),
+            None => None,
+        };
+        let sessions = match &config.session_store {
+            Some(r) => sessions::Sessions::Store(Arc::new(
+                crate::store::redis::RedisStore::new(r, metrics.clone()).map_err(StateError::Store)?,
+            )),
+            None => sessions::Sessions::Cookies,
+        };
+        Ok(Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
             policy_stamp,
@@ -123,8 +136,8 @@ impl AppState {
             provider,
             metrics,
             bearer,
-            store,
-        })
+            sessions,
+        }))
     }
 }
 
@@ -158,7 +171,7 @@ impl AppState {
         }
         if let Some(b) = &self.bearer {
             for source in b.sources() {
-                note(source.refresh_keys().await, "bearer issuer");
+                note(source.refresh().await, "bearer issuer");
             }
         }
         if withdrawn {

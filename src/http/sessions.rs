@@ -3,6 +3,7 @@
 //! write and end sessions through here; the auth endpoints read them through `session_cache`,
 //! after [`preload`].
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -10,10 +11,67 @@ use axum::response::Response;
 
 use super::AppState;
 use super::cookies::{end_session, request_cookie, set_session, set_ticket};
-use super::session_cache::{self, session_of};
+use super::session_cache::{self, Opened, open_session, opened_stored, session_of};
 use crate::session::{self, Session, SessionError};
 use crate::store::Ticket;
-use crate::store::redis::StoreError;
+use crate::store::redis::{RedisStore, StoreError};
+
+/// Where sessions live, chosen once at start: every read, write and end of a session goes
+/// through here, so no handler checks which it is.
+pub enum Sessions {
+    /// Sealed into the browser's cookies (the default).
+    Cookies,
+    /// In the session store, with only a ticket in the cookie (`session_store:`).
+    Store(Arc<RedisStore>),
+}
+
+impl Sessions {
+    /// The session store, for what only it can do (back-channel logout, `/readyz`, listing).
+    pub fn store(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            Sessions::Cookies => None,
+            Sessions::Store(s) => Some(s),
+        }
+    }
+
+    /// What the auth check needs read before its (synchronous) decision: nothing for cookie
+    /// sessions (opened in the decision, from the per-thread cache), the record for a ticket.
+    pub(crate) async fn for_check<'a>(
+        &self,
+        st: &AppState,
+        cookie: impl Fn(&str) -> Option<&'a str>,
+    ) -> ForCheck {
+        match self {
+            Sessions::Cookies => ForCheck::Cookie,
+            Sessions::Store(store) => ForCheck::Stored(stored(st, store, cookie).await),
+        }
+    }
+}
+
+/// A session as read for the auth check (see [`Sessions::for_check`]).
+pub(crate) enum ForCheck {
+    /// A bearer token speaks for the request: no session is read.
+    Skipped,
+    /// Open the session cookie.
+    Cookie,
+    /// The ticket's id and its record, if the store has one.
+    Stored(Option<([u8; 16], Arc<Session>)>),
+}
+
+impl ForCheck {
+    /// The session, opened (from the per-thread caches when it was seen before).
+    pub(crate) fn open<'a>(
+        self,
+        st: &AppState,
+        cookie: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<Rc<Opened>> {
+        match self {
+            ForCheck::Skipped => None,
+            ForCheck::Cookie => open_session(st, cookie),
+            ForCheck::Stored(found) => found.and_then(|(id, s)| opened_stored(st, id, s)),
+        }
+    }
+}
 
 /// Why a session could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +86,18 @@ pub enum WriteError {
 
 /// The request's ticket, with a session store.
 pub(crate) fn ticket_of(st: &AppState, headers: &HeaderMap) -> Option<Ticket> {
-    st.store.as_ref()?;
+    st.sessions.store()?;
     session_cache::ticket(st, |n: &str| request_cookie(headers, n))
 }
 
 /// With a session store, the request's session for the auth check: from this replica's store
 /// cache, or read from Redis. Redis trouble means "not signed in" for a session this replica
 /// has not cached (cached ones pass for their cache time).
-pub(crate) async fn stored<'a>(
+async fn stored<'a>(
     st: &AppState,
+    store: &RedisStore,
     cookie: impl Fn(&str) -> Option<&'a str>,
 ) -> Option<([u8; 16], Arc<Session>)> {
-    let store = st.store.as_ref()?;
     let t = session_cache::ticket(st, cookie)?;
     let found = match store.cached(&t.id) {
         Some(c) => c,
@@ -59,7 +117,7 @@ pub(crate) async fn current(
     st: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
-    let Some(store) = &st.store else {
+    let Sessions::Store(store) = &st.sessions else {
         return Ok(session_of(st, headers).map(|o| ((*o.session).clone(), None)));
     };
     let Some(t) = ticket_of(st, headers) else {
@@ -80,7 +138,7 @@ pub(crate) async fn write(
     needed: impl Fn(&str) -> bool,
     r: &mut Response,
 ) -> Result<(), WriteError> {
-    let Some(store) = &st.store else {
+    let Sessions::Store(store) = &st.sessions else {
         set_session(&st.config.cookie, &st.entropy, s, needed, r)?;
         return Ok(());
     };
@@ -121,7 +179,7 @@ pub(crate) async fn end(
             None
         }
     };
-    let Some(store) = &st.store else {
+    let Sessions::Store(store) = &st.sessions else {
         return (ended.map(|(s, _)| s), Revoked::Done);
     };
     let Some(t) = ticket_of(st, headers) else {

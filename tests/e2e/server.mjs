@@ -65,6 +65,12 @@ export const APPS = {
 
 let graphEndpoint = '';
 
+// The API a `<application ID URI>/.default` scope names, if it is one of this provider's.
+function defaultScopeResource(scope) {
+  const named = (scope || '').split(' ').filter((s) => s.endsWith('/.default')).map((s) => s.slice(0, -'/.default'.length));
+  return named.find((r) => [API, OTHER_API, API_V1].includes(r));
+}
+
 function claimsOf(id) {
   const u = USERS[id];
   if (u.overage) {
@@ -149,12 +155,14 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     // Access tokens for the API are JWTs (RFC 9068), shaped like Entra's v2 tokens below.
     resourceIndicators: {
       enabled: true,
-      defaultResource: (ctx, client, oneOf) => oneOf,
+      // Entra's form of the request: `scope=<application ID URI>/.default` names the API, no
+      // `resource` parameter (the guide's command, docs/api-clients.md).
+      defaultResource: (ctx, client, oneOf) => oneOf || defaultScopeResource(ctx.oidc.params.scope),
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => {
         // OTHER_API: another API's tokens, which forwarden must refuse.
         if (![API, OTHER_API, API_V1].includes(resource)) throw new errors.InvalidTarget();
-        return { scope: 'Tasks.Read Files.Read', audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 3600 };
+        return { scope: `Tasks.Read Files.Read ${resource}/.default`, audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: 3600 };
       },
     },
   },

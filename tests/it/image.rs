@@ -24,14 +24,16 @@ fn dockerfile_passes_hadolint() {
     );
 }
 
-/// The base images are build arguments whose defaults are the published ones, and the final
-/// image runs as distroless's non-root user with the health check.
+/// The base images are build arguments whose defaults are the published ones, the binary is
+/// static (musl) on distroless's `static` base, and the final image runs as distroless's
+/// non-root user with the health check.
 #[test]
 fn dockerfile_bases_are_arguments_with_the_published_defaults() {
     let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     for line in [
         "ARG BUILD_IMAGE=rust:1-bookworm",
-        "ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot",
+        "ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot",
+        "-unknown-linux-musl",
         "FROM ${BUILD_IMAGE} AS build",
         "FROM ${RUNTIME_IMAGE}",
         "USER 65532:65532",

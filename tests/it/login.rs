@@ -510,8 +510,8 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     let old_kids: Vec<String> = provider
         .ready()
         .unwrap()
-        .jwks
-        .load()
+        .keys
+        .keys()
         .set
         .keys()
         .iter()
@@ -533,8 +533,8 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     let new_kids: Vec<String> = provider
         .ready()
         .unwrap()
-        .jwks
-        .load()
+        .keys
+        .keys()
         .set
         .keys()
         .iter()
@@ -709,12 +709,12 @@ async fn a_failed_key_refetch_keeps_the_last_good_keys() {
     let fw = Fw::start_with(APP_POLICY, &extra).await;
     fw.discovered().await;
     let provider = fw.state.provider.clone().unwrap();
-    let before = provider.ready().unwrap().jwks.load().set.keys().len();
+    let before = provider.ready().unwrap().keys.keys().set.keys().len();
     assert!(before > 0);
     drop(idp); // the provider goes away
     assert!(!provider.refetch_jwks().await, "the refetch fails");
     assert_eq!(
-        provider.ready().unwrap().jwks.load().set.keys().len(),
+        provider.ready().unwrap().keys.keys().set.keys().len(),
         before,
         "the last good keys stay"
     );

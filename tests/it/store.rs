@@ -730,7 +730,7 @@ async fn cache_expiry_between_read_and_decision_never_signs_out() {
         + &store_config(&format!("url: redis://127.0.0.1:{}/0", redis.port))
             .replace("cache_ttl: 30s", "cache_ttl: 1s");
     let fw = Fw::start_with(POLICY, &extra).await;
-    let store = fw.state.store.clone().unwrap();
+    let store = fw.state.sessions.store().cloned().unwrap();
     let now = now();
     let entropy = forwarden::clock::Entropy::system();
     let ticket = forwarden::store::Ticket::new(entropy.bytes());

@@ -15,7 +15,18 @@ pub(super) fn redis(node: &Node, raw: RawRedis, _base: &Path, inputs: Inputs<'_>
             let url = env_value(field(node, "url"), &url, inputs)?;
             match url::Url::parse(&url) {
                 Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {
-                    Ok(RedisServer::Url(url))
+                    // What the Redis client itself reads from the URL (database number,
+                    // protocol): a URL it would refuse at start is refused here, with its place.
+                    match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                        Ok(_) => Ok(RedisServer::Url(url)),
+                        Err(e) => {
+                            let mut shown = u.clone();
+                            if shown.password().is_some() {
+                                let _ = shown.set_password(Some("***"));
+                            }
+                            fail(field(node, "url"), format!("`{shown}`: {e}"))
+                        }
+                    }
                 }
                 _ => fail(
                     field(node, "url"),

@@ -87,7 +87,8 @@ impl Fw {
             set,
             Arc::new(move || c.load(Ordering::SeqCst)),
             forwarden::clock::Entropy::system(),
-        );
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (metrics_listener, metrics) = match state.config.metrics_listen {

@@ -3,15 +3,15 @@
 //! One reqwest client (rustls, redirects off, `oidc.timeout` per call, answers of at most
 //! `MAX_ANSWER` bytes read as a stream). Discovery and keys are cached; until
 //! discovery succeeds the provider is "not ready" (sign-in answers 503, existing sessions keep
-//! working). An unknown `kid` triggers at most one JWKS refetch per `JWKS_REFETCH`; a failed
+//! working). Keys live in [`KeySource`]s: an unknown `kid` triggers at most one fetch per
+//! `JWKS_REFETCH`, and a failed
 //! fetch keeps the last good keys.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::oidc::Keys;
 use crate::oidc::idtoken::KeySet as JwkSet;
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use serde::Deserialize;
 
 use crate::identity::Identity;
@@ -20,8 +20,11 @@ use crate::oidc::ProviderConfig;
 use crate::oidc::idtoken::IssuerRule;
 use crate::oidc::signin::{Next, SignIn, SignInError};
 
-/// Least time between two JWKS refetches for an unknown `kid`.
-pub(crate) const JWKS_REFETCH: Duration = Duration::from_secs(30);
+mod keys;
+pub use keys::{
+    KEYS_REFRESH_DEFAULT, KEYS_REFRESH_MAX, KEYS_REFRESH_MIN, KEYS_REFRESH_RETRY, KeySource, Refreshed,
+    refresh_after,
+};
 
 /// What went wrong talking to the provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,8 +93,8 @@ pub struct Ready {
     pub discovery: Discovery,
     /// How token issuers are checked.
     pub issuer: IssuerRule,
-    /// The current keys.
-    pub jwks: ArcSwap<Keys>,
+    /// The provider's keys (`jwks_uri`).
+    pub keys: KeySource,
 }
 
 /// The provider as the server sees it: configuration, HTTP client, cached discovery and keys.
@@ -100,7 +103,6 @@ pub struct Provider {
     pub config: ProviderConfig,
     http: reqwest::Client,
     ready: ArcSwapOption<Ready>,
-    last_refetch: std::sync::Mutex<Option<Instant>>,
     metrics: Metrics,
     /// Why discovery has not succeeded yet, for `/readyz` and the sign-in page.
     pub last_error: ArcSwapOption<String>,
@@ -114,7 +116,6 @@ impl Provider {
             config,
             http,
             ready: ArcSwapOption::empty(),
-            last_refetch: std::sync::Mutex::new(None),
             metrics,
             last_error: ArcSwapOption::from_pointee("discovery has not run yet".to_string()),
         })
@@ -162,9 +163,15 @@ impl Provider {
         let jwks: JwkSet = self.get_json(&d.jwks_uri, "jwks").await?;
         let issuer = IssuerRule::from_discovery(&d.issuer);
         self.ready.store(Some(Arc::new(Ready {
-            discovery: d,
             issuer,
-            jwks: ArcSwap::from_pointee(Keys::new(jwks)),
+            keys: KeySource::new(
+                &d.jwks_uri,
+                "identity provider",
+                self.http.clone(),
+                self.metrics.clone(),
+            )
+            .primed(jwks),
+            discovery: d,
         })));
         self.last_error.store(None);
         Ok(())
@@ -190,8 +197,7 @@ impl Provider {
         }
     }
 
-    /// The periodic key refresh (whatever the tokens say): a key the provider withdrew stops
-    /// being trusted within the refresh interval. A failed fetch keeps the last good keys.
+    /// The periodic key refresh (see [`KeySource::refresh`]); nothing before discovery.
     pub async fn refresh_keys(&self) -> Result<Refreshed, TransportError> {
         let Some(ready) = self.ready() else {
             return Ok(Refreshed {
@@ -199,33 +205,18 @@ impl Provider {
                 withdrawn: false,
             });
         };
-        let fetched = fetch_keys(&self.http, &ready.discovery.jwks_uri).await;
-        self.metrics.jwks_refresh(fetched.is_ok());
-        let (set, next) = fetched.inspect_err(|_| self.metrics.provider_error("jwks"))?;
-        let (keys, withdrawn) = replace_keys(Some(&ready.jwks.load()), set);
-        ready.jwks.store(Arc::new(keys));
-        Ok(Refreshed { next, withdrawn })
+        ready
+            .keys
+            .refresh()
+            .await
+            .inspect_err(|_| self.metrics.provider_error("jwks"))
     }
 
-    /// Fetch the keys again after an unknown `kid`: at most once per `JWKS_REFETCH`; a failed
-    /// fetch keeps the last good keys. Returns whether new keys were stored.
+    /// Fetch the keys again after an unknown `kid` (see [`KeySource::refetch`]).
     pub async fn refetch_jwks(&self) -> bool {
-        let Some(ready) = self.ready() else { return false };
-        if !turn(&self.last_refetch) {
-            return false;
-        }
-        let fetched = self.get_json::<JwkSet>(&ready.discovery.jwks_uri, "jwks").await;
-        self.metrics.jwks_refresh(fetched.is_ok());
-        match fetched {
-            Ok(keys) => {
-                ready.jwks.store(Arc::new(Keys::new(keys)));
-                tracing::info!("identity provider keys refetched");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "identity provider keys refetch failed; keeping the last good keys");
-                false
-            }
+        match self.ready() {
+            Some(ready) => ready.keys.refetch().await,
+            None => false,
         }
     }
 
@@ -298,14 +289,14 @@ impl Provider {
     /// Run a sign-in's verification against this provider: fetch the keys again and ask
     /// Microsoft Graph when it asks (see [`crate::oidc::signin`]).
     pub async fn identity(&self, ready: &Ready, mut signin: SignIn<'_>) -> Result<Identity, SignInError> {
-        let mut next = signin.start(&ready.jwks.load().set)?;
+        let mut next = signin.start(&ready.keys.keys().set)?;
         loop {
             next = match next {
                 Next::Done(identity) => return Ok(*identity),
                 Next::FetchKeys => {
-                    let fresh = self.refetch_jwks().await;
-                    let keys = self.ready().map(|r| r.jwks.load_full());
-                    signin.keys(keys.as_deref().filter(|_| fresh).map(|k| &k.set))?
+                    let fresh = ready.keys.refetch().await;
+                    let keys = ready.keys.keys();
+                    signin.keys(Some(&keys.set).filter(|_| fresh))?
                 }
                 Next::FetchGroups { access_token } => {
                     let groups = match self.member_objects(&access_token).await {
@@ -322,140 +313,6 @@ impl Provider {
     }
 }
 
-/// The signing keys of an issuer trusted for bearer tokens besides the provider
-/// (`bearer.issuers`): fetched on first use, and again after an unknown `kid` at most once per
-/// `JWKS_REFETCH`; a failed fetch keeps the last good keys.
-pub struct KeySource {
-    url: String,
-    http: reqwest::Client,
-    keys: ArcSwapOption<Keys>,
-    last_fetch: std::sync::Mutex<Option<Instant>>,
-    metrics: Metrics,
-}
-
-impl KeySource {
-    /// A source that has fetched nothing yet.
-    pub fn new(url: &str, timeout: Duration, metrics: Metrics) -> Result<Self, TransportError> {
-        let http = http_client(timeout)?;
-        Ok(KeySource {
-            url: url.to_string(),
-            http,
-            keys: ArcSwapOption::empty(),
-            last_fetch: std::sync::Mutex::new(None),
-            metrics,
-        })
-    }
-
-    /// The keys, once fetched.
-    pub fn keys(&self) -> Option<Arc<Keys>> {
-        self.keys.load_full()
-    }
-
-    /// The periodic refresh (see [`Provider::refresh_keys`]).
-    pub async fn refresh_keys(&self) -> Result<Refreshed, TransportError> {
-        let fetched = fetch_keys(&self.http, &self.url).await;
-        self.metrics.jwks_refresh(fetched.is_ok());
-        let (set, next) = fetched?;
-        let old = self.keys.load_full();
-        let (keys, withdrawn) = replace_keys(old.as_deref(), set);
-        self.keys.store(Some(Arc::new(keys)));
-        Ok(Refreshed { next, withdrawn })
-    }
-
-    /// Fetch the keys (rate-limited). Returns whether new keys were stored.
-    pub async fn fetch(&self) -> bool {
-        if !turn(&self.last_fetch) {
-            return false;
-        }
-        let fetched = fetch_keys(&self.http, &self.url).await;
-        self.metrics.jwks_refresh(fetched.is_ok());
-        match fetched {
-            Ok((keys, _)) => {
-                self.keys.store(Some(Arc::new(Keys::new(keys))));
-                true
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.url, error = %e, "bearer issuer keys fetch failed");
-                false
-            }
-        }
-    }
-}
-
-/// Key sets are fetched again at least this often ...
-pub const KEYS_REFRESH_MIN: Duration = Duration::from_secs(5 * 60);
-/// ... and at most this seldom, whatever `Cache-Control` says.
-pub const KEYS_REFRESH_MAX: Duration = Duration::from_secs(24 * 3600);
-/// Without a `Cache-Control: max-age`, key sets are fetched again this often.
-pub const KEYS_REFRESH_DEFAULT: Duration = Duration::from_secs(3600);
-/// After a failed periodic fetch (the last good keys are kept), the next try.
-pub const KEYS_REFRESH_RETRY: Duration = Duration::from_secs(60);
-
-/// When to fetch a key set again: its `Cache-Control: max-age`, within
-/// [`KEYS_REFRESH_MIN`]..=[`KEYS_REFRESH_MAX`]; [`KEYS_REFRESH_DEFAULT`] without one (or with
-/// `no-cache`/`no-store`, which would mean every request: the minimum then).
-pub fn refresh_after(cache_control: Option<&str>) -> Duration {
-    let Some(cc) = cache_control else {
-        return KEYS_REFRESH_DEFAULT;
-    };
-    let directives = cc.split(',').map(|d| d.trim().to_ascii_lowercase());
-    let mut max_age = None;
-    for d in directives {
-        if d == "no-cache" || d == "no-store" {
-            return KEYS_REFRESH_MIN;
-        }
-        if let Some(v) = d.strip_prefix("max-age=") {
-            max_age = v.trim_matches('"').parse::<u64>().ok();
-        }
-    }
-    max_age.map_or(KEYS_REFRESH_DEFAULT, |s| {
-        Duration::from_secs(s).clamp(KEYS_REFRESH_MIN, KEYS_REFRESH_MAX)
-    })
-}
-
-/// What a periodic key refresh found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refreshed {
-    /// When to fetch again.
-    pub next: Duration,
-    /// Whether a key id the last set had is gone (tokens it signed are no longer trusted).
-    pub withdrawn: bool,
-}
-
-/// Fetch a key set, and when to fetch it again.
-async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<(JwkSet, Duration), TransportError> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| TransportError::Network(e.to_string()))?;
-    let next = refresh_after(
-        r.headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let status = r.status();
-    let body = read_bounded(r, MAX_ANSWER).await?;
-    if !status.is_success() {
-        return Err(TransportError::Status(status.as_u16(), String::new()));
-    }
-    let set = serde_json::from_slice(&body).map_err(|e| TransportError::Body(e.to_string()))?;
-    Ok((set, next))
-}
-
-/// Store a periodically fetched key set; whether a key id of the old one is gone.
-fn replace_keys(old: Option<&Keys>, new: JwkSet) -> (Keys, bool) {
-    let kids = |set: &JwkSet| -> Vec<String> {
-        set.keys()
-            .iter()
-            .filter_map(|k| openidconnect::JsonWebKey::key_id(k).map(|id| id.to_string()))
-            .collect()
-    };
-    let fresh = kids(&new);
-    let withdrawn = old.is_some_and(|o| kids(&o.set).iter().any(|k| !fresh.contains(k)));
-    (Keys::new(new), withdrawn)
-}
-
 /// The HTTP client for the provider and key sets: no redirects followed, every call bounded by
 /// `timeout` (connecting by at most 5 s).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, TransportError> {
@@ -466,19 +323,6 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, TransportError> {
         .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| TransportError::Network(e.to_string()))
-}
-
-/// Whether a key fetch may go now: at most one per `JWKS_REFETCH` for each source (an unknown
-/// `kid` in a flood of forged tokens must not turn into a flood of fetches).
-fn turn(last: &std::sync::Mutex<Option<Instant>>) -> bool {
-    let Ok(mut last) = last.lock() else {
-        return false;
-    };
-    if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH) {
-        return false;
-    }
-    *last = Some(Instant::now());
-    true
 }
 
 /// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred
@@ -508,7 +352,7 @@ async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Res
 }
 
 /// The body, read as a stream and refused as soon as it passes `limit` bytes.
-async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>, TransportError> {
+pub(super) async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>, TransportError> {
     let too_large = || TransportError::Body(format!("the answer is larger than {} KiB", limit / 1024));
     if r.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
@@ -525,22 +369,4 @@ async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_refresh_follows_cache_control_within_bounds() {
-        assert_eq!(refresh_after(None), KEYS_REFRESH_DEFAULT);
-        assert_eq!(
-            refresh_after(Some("public, max-age=7200")),
-            Duration::from_secs(7200)
-        );
-        assert_eq!(refresh_after(Some("max-age=10")), KEYS_REFRESH_MIN);
-        assert_eq!(refresh_after(Some("max-age=999999999")), KEYS_REFRESH_MAX);
-        assert_eq!(refresh_after(Some("no-cache")), KEYS_REFRESH_MIN);
-        assert_eq!(refresh_after(Some("max-age=nonsense")), KEYS_REFRESH_DEFAULT);
-    }
 }
