@@ -41,7 +41,7 @@ http.createServer({ maxHeaderSize: 64 * 1024 }, async (req, res) => {
   const h = req.headers;
   const user = h['x-auth-request-email'] || h['x-auth-request-user'];
   const rows = ['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-preferred-username',
-    'x-auth-request-groups', 'x-auth-request-roles']
+    'x-auth-request-groups', 'x-auth-request-roles', 'x-auth-request-client-id']
     .map((n) => `<tr><th>${n}</th><td><code>${esc(h[n] || '')}</code></td></tr>`).join('');
   let jwt;
   try {

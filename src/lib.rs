@@ -23,9 +23,16 @@
 //! - [`http`]: the axum router, one file per endpoint group, and the one mapping from
 //!   decisions and errors to responses.
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
+//! - [`cli`]: the commands behind the command line (`check`, `explain`, `sessions`, `serve`,
+//!   `healthcheck`); `main.rs` only parses the arguments.
 //! - [`store`]: sessions kept on the server (`session_store:`): the ticket in the cookie, the
 //!   sealed record, and the Redis transport with each replica's cache.
 
+// The server's future (every listener, the gRPC service and the HTTP routes in one) is deeper
+// than the compiler's default layout-query limit once `cli::serve` builds it in the library.
+#![recursion_limit = "256"]
+
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod diag;

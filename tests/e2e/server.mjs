@@ -149,7 +149,16 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
   findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) && tenantOf(id) === tenant ? { accountId: id, claims: () => claimsOf(id) } : undefined),
   features: {
     devInteractions: { enabled: false },
-    rpInitiatedLogout: { enabled: true },
+    // Its own sign-out pages (the question, then "signed out" when no app asked to come back).
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: async (ctx, form) => {
+        ctx.body = page('Sign out', `<h1>Sign out?</h1><p class="lead">You are signed in at the test identity provider. Sign out here too?</p>${form}<div class="row"><button class="primary" autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button><button type="submit" form="op.logoutForm">No, stay signed in</button></div>`);
+      },
+      postLogoutSuccessSource: async (ctx) => {
+        ctx.body = page('Signed out', '<h1>Signed out</h1><p class="lead">You are signed out of the test identity provider. You can close this page.</p>');
+      },
+    },
     clientCredentials: { enabled: true },
     backchannelLogout: { enabled: true },
     // Access tokens for the API are JWTs (RFC 9068), shaped like Entra's v2 tokens below.
@@ -200,7 +209,34 @@ const backchannelLog = (p) => {
 backchannelLog(provider);
 let provider2 = makeProvider(TENANT2);
 
-const page = (body) => `<!doctype html><html><head><meta charset="utf-8"><title>Test sign-in</title></head><body>${body}</body></html>`;
+// The provider's pages (sign-in, sign-out, signed out): styled like forwarden's own pages, and
+// usable by keyboard and screen reader (one labelled button per user).
+const esc = (v) => String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const page = (title, body) => `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>${esc(title)} · test identity provider</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;background:#f3f4f6;color:#1f2937;margin:0}
+main{max-width:34rem;margin:3rem auto;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15);padding:2rem}
+h1{font-size:1.4rem;margin:0 0 .25rem}p.lead{color:#4b5563;margin:.25rem 0 1.25rem}
+.users{display:grid;gap:.5rem;margin:0;padding:0;list-style:none}
+button{font:inherit;text-align:left;width:100%;padding:.6rem .8rem;border:1px solid #d1d5db;border-radius:.375rem;background:#fff;cursor:pointer}
+button:hover,button:focus-visible{border-color:#2563eb;outline:2px solid #2563eb;outline-offset:1px}
+button strong{display:block}button span{color:#4b5563;font-size:.9rem}
+.primary{background:#2563eb;color:#fff;border-color:#2563eb;text-align:center}.row{display:flex;gap:.5rem}
+footer{color:#6b7280;font-size:.85rem;margin-top:1.5rem}
+</style></head><body><main>${body}<footer>A test identity provider shaped like an Entra ID tenant (oidc-provider), for trying forwarden on one machine. No passwords: never use it for real users.</footer></main></body></html>`;
+
+// What a user is for, on the sign-in page.
+function about(id) {
+  const u = USERS[id];
+  const parts = [u.email];
+  if (u.tenant) parts.push('another tenant');
+  if (u.unverified) parts.push('unverified email (the nOAuth attack)');
+  if (u.overage) parts.push(`${u.groups.length} groups (overage: read from Graph)`);
+  else if (u.groups.length) parts.push(`${u.groups.length} group${u.groups.length > 1 ? 's' : ''}`);
+  if (u.roles.length) parts.push(`roles ${u.roles.join(', ')}`);
+  return parts.join(' · ');
+}
 
 async function finish(provider, req, res, accountId) {
   const details = await provider.interactionDetails(req, res);
@@ -228,9 +264,11 @@ async function interaction(provider, base, req, res, path) {
     return;
   }
   if (hint && USERS[hint]) { await finish(provider, req, res, hint); return; }
-  const options = Object.keys(USERS).map((u) => `<button name="user" value="${u}">${u}</button>`).join(' ');
+  const options = Object.keys(USERS)
+    .map((u) => `<li><button name="user" value="${u}"><strong>${esc(USERS[u].name)}</strong><span>${esc(about(u))}</span></button></li>`)
+    .join('');
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(page(`<h1>Sign in (test provider)</h1><form method="post" action="${base}/interaction/${uid}">${options}</form>`));
+  res.end(page('Sign in', `<h1>Sign in</h1><p class="lead">Choose who you are.</p><form method="post" action="${base}/interaction/${uid}"><ul class="users" aria-label="Test users">${options}</ul></form>`));
 }
 
 // A fake Microsoft Graph: POST /graph/v1.0/me/getMemberObjects with the user's access token.

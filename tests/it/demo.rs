@@ -26,13 +26,13 @@ fn listening(port: u16) -> bool {
 
 #[tokio::test]
 async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
-    for component in ["nginx", "node", "chromium"] {
+    for component in ["nginx", "node", "chromium", "redis-server"] {
         if require(component).is_none() {
             return;
         }
     }
     let state = tempfile::TempDir::new().unwrap();
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     // `env --default-signal=INT`: as from a terminal, SIGINT is not ignored, even when this
     // test runs in the background (where the shell that started it ignores SIGINT).
     let mut child = Command::new("env")
@@ -43,6 +43,9 @@ async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
         .env("DEMO_FORWARDEN_PORT", ports[2].to_string())
         .env("DEMO_APP_PORT", ports[3].to_string())
         .env("DEMO_METRICS_PORT", ports[4].to_string())
+        // Sessions on Redis (DEMO_REDIS=1), as docs/sessions.md offers it.
+        .env("DEMO_REDIS", "1")
+        .env("DEMO_REDIS_PORT", ports[5].to_string())
         .env("DEMO_DIR", state.path())
         .env("FORWARDEN_BIN", env!("CARGO_BIN_EXE_forwarden"))
         .process_group(0)
@@ -176,6 +179,27 @@ async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
             logs()
         );
     }
+
+    // The demo's configuration works from any shell: its secrets are in files beside it, where
+    // `forwarden sessions list --config .demo/forwarden.yaml` finds them.
+    let listed = Command::new(env!("CARGO_BIN_EXE_forwarden"))
+        .args(["sessions", "list", "--config"])
+        .arg(state.path().join("forwarden.yaml"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "sessions list --config .demo/forwarden.yaml: {}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("@contoso.com"),
+        "the demo's sessions are listed: {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
 
     // Ctrl-C: SIGINT to the whole process group.
     let killed = Command::new("kill")

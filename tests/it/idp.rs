@@ -125,3 +125,55 @@ async fn scripts_idp_prints_what_to_configure_and_serves_it() {
         );
     }
 }
+
+/// The local provider's own pages look like a provider's (item 4 of the newcomer path): a
+/// sign-in page naming each user with what they are for, walked by keyboard alone, and its own
+/// sign-out question and "signed out" page.
+#[tokio::test]
+async fn scripts_idp_pages_are_a_sign_in_and_a_sign_out_page_usable_by_keyboard() {
+    for tool in ["node", "chromium"] {
+        if require(tool).is_none() {
+            return;
+        }
+    }
+    let port = free_port();
+    let redirect = "http://127.0.0.1:9/oauth2/callback";
+    let mut cmd = std::process::Command::new(repo().join("scripts/idp"));
+    cmd.env("IDP_PORT", port.to_string())
+        .env("IDP_REDIRECT_URIS", redirect);
+    let _p = spawn("scripts/idp", cmd, tempfile::TempDir::new().unwrap(), port).await;
+    let artifacts = repo().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(repo().join("tests/e2e/idp-pages.mjs"))
+            .env("ISSUER", issuer)
+            .env("CLIENT_ID", "forwarden-local")
+            .env("REDIRECT_URI", redirect)
+            .env("ARTIFACTS", &artifacts)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(seen.get("error").is_none(), "{seen}");
+    assert_eq!(seen["sign_in_heading"], "Sign in", "{seen}");
+    let users = seen["users"].as_array().unwrap();
+    let named = |who: &str| users.iter().any(|u| u.as_str().is_some_and(|u| u.contains(who)));
+    assert!(
+        named("Alice alice@contoso.com") && named("roles Reader, Admin"),
+        "{seen}"
+    );
+    assert!(named("250 groups (overage: read from Graph)"), "{seen}");
+    assert_eq!(
+        seen["focused"], "alice",
+        "the first Tab reaches the first user: {seen}"
+    );
+    assert_eq!(seen["callback_has_code"], true, "Enter signs in: {seen}");
+    assert_eq!(seen["sign_out_heading"], "Sign out?", "{seen}");
+    assert_eq!(seen["signed_out_heading"], "Signed out", "{seen}");
+}

@@ -34,6 +34,11 @@ fn steps(guide: &Path, section: &str) -> Vec<String> {
             continue;
         }
         if !console {
+            if t == "<!-- after sign-in -->" {
+                // Where the reader signs in with the browser (the sandbox's `# after sign-in`).
+                steps.push("# after sign-in".to_string());
+                continue;
+            }
             if let Some(other) = t
                 .strip_prefix("<!-- steps: ")
                 .and_then(|r| r.strip_suffix(" -->"))
@@ -74,11 +79,24 @@ struct Machine {
     start: &'static str,
     /// The proxy the guide runs.
     proxy: &'static str,
+    /// What the guide's commands must print (in the transcript), in this order.
+    prints: &'static [&'static str],
 }
+
+/// A proxy guide: the site, signed in and out in the browser after the last step.
+const SITE: Machine = Machine {
+    guide: "",
+    section: "Step by step",
+    services: "",
+    app: "",
+    start: "",
+    proxy: "",
+    prints: &[],
+};
 
 fn walk(m: &Machine) {
     for tool in ["unshare", "ip", "curl", "openssl", "chromium", "node", m.proxy] {
-        if require(tool).is_none() {
+        if !tool.is_empty() && require(tool).is_none() {
             return;
         }
     }
@@ -102,6 +120,7 @@ fn walk(m: &Machine) {
     let w = work.path();
     std::fs::write(w.join("steps"), steps.join("\n") + "\n").unwrap();
     let callback = format!("{}oauth2/callback", m.start);
+    let after_sign_in = steps.iter().any(|s| s == "# after sign-in");
     let machine = [
         ("IDP_PORT", IDP_PORT.to_string()),
         ("TENANT", IDP_TENANT.to_string()),
@@ -112,6 +131,9 @@ fn walk(m: &Machine) {
         ("START_URL", m.start.to_string()),
         ("USER_BUTTON", "dana".to_string()),
         ("SERVICES", m.services.to_string()),
+        // With steps after the sign-in, the reader signs out only after them (never: those
+        // steps end the session themselves).
+        ("SIGN_OUT_AFTER", if after_sign_in { "" } else { "1" }.to_string()),
         ("FORWARDEN_BIN", env!("CARGO_BIN_EXE_forwarden").to_string()),
     ]
     .map(|(k, v)| format!("{k}='{v}'\n"))
@@ -143,6 +165,20 @@ fn walk(m: &Machine) {
         all
     };
     assert!(out.status.success(), "the walkthrough stopped: {}", logs());
+    let transcript = read("transcript");
+    let mut rest = transcript.as_str();
+    for expected in m.prints {
+        let at = rest.find(expected).unwrap_or_else(|| {
+            panic!(
+                "the guide's commands never printed {expected:?} (in order): {}",
+                logs()
+            )
+        });
+        rest = &rest[at + expected.len()..];
+    }
+    if m.start.is_empty() {
+        return;
+    }
     let seen: serde_json::Value = serde_json::from_str(read("result.json").trim())
         .unwrap_or_else(|e| panic!("no result ({e}): {}", logs()));
     let provider = seen["provider_url"].as_str().unwrap_or_default();
@@ -150,6 +186,9 @@ fn walk(m: &Machine) {
     assert_eq!(seen["protected_url"], m.start, "{seen}\n{}", logs());
     let page = seen["protected_text"].as_str().unwrap_or_default();
     assert!(page.contains("dana@example.com"), "{seen}\n{}", logs());
+    if after_sign_in {
+        return;
+    }
     // Signed out: the same page asks to sign in again.
     let chain = seen["after_sign_out_chain"]
         .as_array()
@@ -176,6 +215,7 @@ fn walkthrough_nginx_plain_http() {
         app: "127.0.0.1:8443",
         start: "http://code.example.com/",
         proxy: "nginx",
+        ..SITE
     });
 }
 
@@ -188,6 +228,7 @@ fn walkthrough_nginx_letsencrypt() {
         app: "127.0.0.1:8443",
         start: "https://code.example.com/",
         proxy: "nginx",
+        ..SITE
     });
 }
 
@@ -200,6 +241,7 @@ fn walkthrough_caddy() {
         app: "127.0.0.1:3000",
         start: "http://app.example.com/",
         proxy: "caddy",
+        ..SITE
     });
 }
 
@@ -212,6 +254,7 @@ fn walkthrough_haproxy() {
         app: "127.0.0.1:8080",
         start: "http://app.example.com/",
         proxy: "haproxy",
+        ..SITE
     });
 }
 
@@ -224,5 +267,100 @@ fn walkthrough_traefik() {
         app: "127.0.0.1:8080",
         start: "http://app.example.com/",
         proxy: "traefik",
+        ..SITE
     });
+}
+
+#[test]
+fn walkthrough_sessions() {
+    if require("redis-server").is_none() {
+        return;
+    }
+    walk(&Machine {
+        guide: "docs/sessions.md",
+        services: "nginx redis-server",
+        app: "127.0.0.1:8443",
+        start: "http://code.example.com/",
+        proxy: "nginx",
+        prints: &[
+            "$ redis-cli ping\nPONG",
+            "ok: /etc/forwarden/forwarden.yaml is valid",
+            "(the reader signs in, in the browser)",
+            "$ forwarden sessions list",
+            "dana@example.com",
+            "$ forwarden sessions revoke",
+            "revoked 1 session",
+            "$ forwarden sessions list",
+            "0 sessions",
+        ],
+        ..SITE
+    });
+}
+
+#[test]
+fn walkthrough_api_clients() {
+    walk(&Machine {
+        guide: "docs/api-clients.md",
+        services: "nginx",
+        app: "127.0.0.1:8443",
+        start: "http://code.example.com/",
+        proxy: "nginx",
+        prints: &[
+            "ok: /etc/forwarden/forwarden.yaml is valid",
+            "$ curl -s -H \"Authorization: Bearer $TOKEN\"",
+            "Tasks.Write",
+            "11112222-3333-4444-5555-666677778888",
+            "$ curl -s -o /dev/null",
+            "401",
+        ],
+        ..SITE
+    });
+}
+
+#[test]
+fn walkthrough_kubernetes() {
+    walk(&Machine {
+        guide: "docs/kubernetes.md",
+        section: "Step by step, without a cluster",
+        proxy: "kubectl",
+        prints: &[
+            "Deployment/forwarden: valid",
+            "SecurityPolicy/forwarden: valid (its CRD)",
+            "kind: Deployment",
+            "image: forwarden:latest",
+        ],
+        ..SITE
+    });
+}
+
+/// The fragments the sessions and API-client guides append to the install guide's
+/// configuration (examples/guides/session-store.yaml, examples/guides/bearer.yaml) load onto
+/// it, and the API client's policy (examples/guides/api-policy.yaml) loads: the walkthroughs
+/// above run them for real.
+#[test]
+fn guide_fragments_load_onto_the_install_configuration() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = std::fs::read_to_string(repo().join("examples/guides/forwarden.yaml")).unwrap();
+    let env = |name: &str| match name {
+        "FORWARDEN_COOKIE_SECRET" => Some(SECRET.to_string()),
+        "FORWARDEN_ISSUER" => Some("https://login.example.com/tenant/v2.0".to_string()),
+        _ => Some("x".to_string()),
+    };
+    std::fs::copy(
+        repo().join("examples/guides/api-policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    for fragment in [
+        "examples/guides/session-store.yaml",
+        "examples/guides/bearer.yaml",
+    ] {
+        let text = base.clone() + &std::fs::read_to_string(repo().join(fragment)).unwrap();
+        let file = dir.path().join("forwarden.yaml");
+        std::fs::write(&file, text).unwrap();
+        let config =
+            forwarden::config::Config::load(&file, &env).unwrap_or_else(|e| panic!("{fragment}: {e:?}"));
+        forwarden::policy::PolicySet::load(&config.policy_files, config.limits.max_policy_bytes)
+            .unwrap_or_else(|e| panic!("examples/guides/api-policy.yaml: {e:?}"));
+    }
 }
