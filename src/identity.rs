@@ -64,7 +64,44 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// The step-up the sign-in that made this identity asked for, and when (`StepUp`'s parameter
+/// and Unix seconds): a session that asked and did not get it is refused, not sent round again.
+pub const STEP_UP_ASKED: &str = "forwarden:step_up";
+/// See [`STEP_UP_ASKED`].
+pub const STEP_UP_AT: &str = "forwarden:step_up_at";
+
 impl Identity {
+    /// A new sign-in (or refresh) of the same user keeps what the session's earlier sign-ins
+    /// proved (`amr` methods and Entra `acrs` contexts are added up; the newest `acr` counts,
+    /// else the earlier one): a step-up for one route does not undo another's.
+    pub fn keep_step_up(&mut self, earlier: &Identity) {
+        if earlier.subject != self.subject || earlier.tenant != self.tenant {
+            return;
+        }
+        for name in ["amr", "acrs"] {
+            let Some(old) = earlier.claims.get(name) else {
+                continue;
+            };
+            let mut all: Vec<String> = self
+                .claims
+                .get(name)
+                .map(|v| claim_members(v).into_iter().map(String::from).collect())
+                .unwrap_or_default();
+            for m in claim_members(old) {
+                if !all.iter().any(|a| a == m) {
+                    all.push(m.to_string());
+                }
+            }
+            let merged = list_claim(all.iter().map(String::as_str));
+            self.claims.insert(name.to_string(), merged);
+        }
+        for name in ["acr", STEP_UP_ASKED, STEP_UP_AT] {
+            if let (None, Some(v)) = (self.claims.get(name), earlier.claims.get(name)) {
+                self.claims.insert(name.to_string(), v.clone());
+            }
+        }
+    }
+
     /// The domain part of `email`, when the address has exactly one `@`.
     pub fn email_domain(&self) -> Option<&str> {
         self.email.as_deref().and_then(email_domain)

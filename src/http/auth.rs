@@ -22,8 +22,13 @@ use super::sessions::ForCheck;
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
+use crate::identity::{STEP_UP_ASKED, STEP_UP_AT};
 use crate::oidc::access::{BearerError, Verified};
-use crate::policy::Verdict;
+use crate::policy::{Reason, StepUp, Verdict};
+
+/// How long after a sign-in that asked for a step-up a session still lacking it is refused
+/// rather than sent to sign in again (seconds).
+const STEP_UP_RETRY: u64 = 300;
 use crate::session;
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
@@ -250,7 +255,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                 "refresh_due",
                 None,
             );
-            let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh");
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh", None);
             return Answer::Deny(Denial::Login {
                 login,
                 absolute,
@@ -282,15 +287,46 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             Answer::Allow(headers)
         }
         Verdict::Login | Verdict::Refresh => {
+            // What the sign-in asks the provider for: what this user lacks, or for an
+            // anonymous request everything the route's rules ask (one sign-in instead of two).
+            let step_up = match &d.reason {
+                Reason::StepUp(s) => Some(s.clone()),
+                _ => d.route.map(|r| StepUp::of(r, None)).filter(|s| !s.is_empty()),
+            };
+            if let (Reason::StepUp(s), Some(u)) = (&d.reason, user) {
+                // This session's sign-in already asked for exactly this, a moment ago, and the
+                // provider did not grant it: refused, not sent round again (no redirect loop).
+                let asked = u.claims.get(STEP_UP_ASKED).is_some_and(|a| *a == s.to_param());
+                let at = u.claims.get(STEP_UP_AT).and_then(|t| t.parse::<u64>().ok());
+                if asked && at.is_some_and(|t| (st.clock)().saturating_sub(t) < STEP_UP_RETRY) {
+                    audit(Verdict::Forbidden, route, &d.reason, "step_up_not_granted", rule);
+                    return Answer::Deny(Denial::Forbidden {
+                        user: Some(Box::new(u.clone())),
+                        url: req.url(),
+                        reason: format!(
+                            "This page needs a stronger sign-in ({s}), and the identity provider did not confirm it when you signed in again. Sign out and in again once your account can do it."
+                        ),
+                        html: req.wants_html,
+                        insufficient_scope: false,
+                    });
+                }
+            }
             audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
             // An API client is asked for a bearer token, never sent to a sign-in page.
             if bearer_on && (verified.is_some() || !req.wants_html) {
-                return Answer::Deny(Denial::Bearer {
-                    error: None,
-                    description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
+                return Answer::Deny(match (&d.reason, verified) {
+                    // RFC 9470: a token whose sign-in was not strong enough.
+                    (Reason::StepUp(s), Some(_)) => Denial::Bearer {
+                        error: Some("insufficient_user_authentication"),
+                        description: format!("a stronger sign-in is needed: {s}"),
+                    },
+                    _ => Denial::Bearer {
+                        error: None,
+                        description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
+                    },
                 });
             }
-            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start");
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref());
             Answer::Deny(Denial::Login {
                 login,
                 absolute,
@@ -389,11 +425,20 @@ fn or_dash(s: Option<&str>) -> &str {
 
 /// The URL of a sign-in endpoint (`/oauth2/start`, `/oauth2/refresh`) that returns to the
 /// original URL: relative and absolute on this host, or on `public_url` in central mode.
-fn sign_in_urls(st: &AppState, req: &crate::request::Request<'_>, endpoint: &str) -> (String, String) {
-    let path = format!(
+fn sign_in_urls(
+    st: &AppState,
+    req: &crate::request::Request<'_>,
+    endpoint: &str,
+    step_up: Option<&StepUp>,
+) -> (String, String) {
+    let mut path = format!(
         "{endpoint}?rd={}",
         utf8_percent_encode(&req.url(), NON_ALPHANUMERIC)
     );
+    if let Some(s) = step_up {
+        path.push_str("&step_up=");
+        path.extend(utf8_percent_encode(&s.to_param(), NON_ALPHANUMERIC));
+    }
     match &st.config.public_url {
         Some(p) => {
             let abs = format!("{}{path}", p.as_str().trim_end_matches('/'));

@@ -20,6 +20,7 @@ use crate::oidc::idtoken::{Expect, TokenError};
 use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::{LEEWAY, SignIn, SignInError};
 use crate::oidc::transport::{Provider, Ready, Tokens};
+use crate::policy::StepUp;
 use crate::request::{is_trusted, parse_host};
 use crate::session::Session;
 
@@ -123,6 +124,10 @@ pub struct RdQuery {
     /// `/oauth2/sign_out?everywhere=1`: every session of the user (with a session store).
     #[serde(default)]
     pub(super) everywhere: Option<String>,
+    /// `/oauth2/start?step_up=…`: what the sign-in asks the provider for (from the auth
+    /// check's redirect, [`StepUp::to_param`]).
+    #[serde(default)]
+    pub(super) step_up: Option<String>,
 }
 
 /// The browser's origin, and where it may be sent afterwards: `rd` when it passes the
@@ -156,11 +161,20 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
         origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let callback = redirect_uri(st, &origin.url);
     let o = &provider.config;
+    // A step-up is parsed strictly (its values go into the provider's request as written).
+    let step_up = match q.step_up.as_deref() {
+        None | Some("") => StepUp::default(),
+        Some(p) => StepUp::from_param(p).ok_or_else(|| {
+            RouteError::Bad("The sign-in link asks for a stronger sign-in forwarden does not know.".into())
+        })?,
+    };
+    let extra = step_up_parameters(&step_up);
     let authorize = Authorize {
         endpoint: &ready.discovery.authorization_endpoint,
         client_id: &o.client_id,
         redirect_uri: &callback,
         scopes: &o.scopes,
+        extra: &extra,
     };
     let random = Randomness {
         state: st.entropy.bytes(),
@@ -168,12 +182,30 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
         verifier: st.entropy.bytes(),
     };
     let now = (st.clock)();
-    let (url, pending) =
+    let (url, mut pending) =
         flow::begin(&authorize, rd, &random, now).map_err(|e| RouteError::Provider(e.to_string()))?;
+    pending.step_up = step_up.to_param();
     let list = flow::push(pending_logins(&st.config.cookie, headers), pending, now);
     let mut r = redirect(&url);
     store_pending(&st.config.cookie, &st.entropy, &list, &mut r);
     Ok(r)
+}
+
+/// What the provider's authorization request says for a step-up: `acr_values` for `acr`,
+/// Entra's `claims` (an ID token with these `acrs`) for authentication contexts, and a fresh
+/// sign-in (`max_age=0`) for `amr` methods.
+fn step_up_parameters(s: &StepUp) -> Vec<(&'static str, String)> {
+    let mut extra = Vec::new();
+    if !s.acr.is_empty() {
+        extra.push(("acr_values", s.acr.join(" ")));
+    }
+    if let Some(claims) = s.claims_request() {
+        extra.push(("claims", claims));
+    }
+    if !s.amr.is_empty() {
+        extra.push(("max_age", "0".to_string()));
+    }
+    extra
 }
 
 /// Query of `/oauth2/callback`.
@@ -249,9 +281,21 @@ async fn finish(
             tracing::warn!(error = %e, "code exchange failed");
             RouteError::Provider("The sign-in could not be completed with the identity provider.".into())
         })?;
-    let identity = verify_tokens(st, provider, &ready, &tokens, Some(&pending.nonce), now, None)
+    let mut identity = verify_tokens(st, provider, &ready, &tokens, Some(&pending.nonce), now, None)
         .await
         .map_err(sign_in_failure)?;
+    if !pending.step_up.is_empty() {
+        // The session in this browser, signed in again more strongly: it keeps what it had.
+        if let Ok(Some((old, _))) = sessions::current(st, headers).await {
+            identity.keep_step_up(&old.identity);
+        }
+        identity
+            .claims
+            .insert(crate::identity::STEP_UP_ASKED.into(), pending.step_up.clone());
+        identity
+            .claims
+            .insert(crate::identity::STEP_UP_AT.into(), now.to_string());
+    }
     tracing::info!(user = %identity.subject, tenant = %identity.tenant, "signed in");
     let groups = identity.groups.len();
     let mut session = Session {

@@ -127,7 +127,11 @@ async fn attempt(st: &AppState, old: &Session, now: u64) -> Outcome {
     };
     let identity = if tokens.id_token.is_some() {
         match verify_tokens(st, provider, &ready, &tokens, None, now, Some(&old.identity)).await {
-            Ok(i) => i,
+            // A refreshed ID token may not repeat how the user first signed in.
+            Ok(mut i) => {
+                i.keep_step_up(&old.identity);
+                i
+            }
             Err(e @ (SignInError::OtherUser | SignInError::Token(TokenError::Tenant))) => {
                 return Outcome::Ended(e.to_string());
             }

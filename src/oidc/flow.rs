@@ -34,6 +34,10 @@ pub struct Pending {
     pub rd: String,
     /// When the login began (Unix seconds).
     pub created: u64,
+    /// The step-up this sign-in asked the provider for (`crate::policy::StepUp`'s parameter;
+    /// empty for an ordinary sign-in).
+    #[serde(default)]
+    pub step_up: String,
 }
 
 impl std::fmt::Debug for Pending {
@@ -66,6 +70,8 @@ pub struct Authorize<'a> {
     pub redirect_uri: &'a str,
     /// Scopes (`openid` is added when missing).
     pub scopes: &'a [String],
+    /// More parameters (a step-up's `acr_values`, `claims`, `max_age`).
+    pub extra: &'a [(&'static str, String)],
 }
 
 /// Why a login cannot go on.
@@ -102,6 +108,7 @@ pub fn begin(
         verifier: B64.encode(random.verifier),
         rd,
         created: now,
+        step_up: String::new(),
     };
     let mut url = url::Url::parse(a.endpoint).map_err(|_| FlowError::BadEndpoint)?;
     if !matches!(url.scheme(), "https" | "http") {
@@ -120,6 +127,9 @@ pub fn begin(
         .append_pair("nonce", &pending.nonce)
         .append_pair("code_challenge", &pkce_challenge(&pending.verifier))
         .append_pair("code_challenge_method", "S256");
+    for (k, v) in a.extra {
+        url.query_pairs_mut().append_pair(k, v);
+    }
     Ok((url.into(), pending))
 }
 
@@ -177,6 +187,7 @@ mod tests {
             client_id: "client-1",
             redirect_uri: "https://auth.example.com/oauth2/callback",
             scopes: &[],
+            extra: &[],
         }
     }
 
@@ -250,6 +261,7 @@ mod tests {
             client_id: "c",
             redirect_uri: "https://app.example/oauth2/callback",
             scopes: &[],
+            extra: &[],
         };
         let mut list = Vec::new();
         for i in 0..20u8 {

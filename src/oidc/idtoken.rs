@@ -237,6 +237,12 @@ impl Claims {
             })
             .collect();
         claims.insert(EMAIL_SOURCE.into(), source.into());
+        // How the user signed in, for the step-up criteria (`amr`, `acr`, Entra's `acrs`).
+        for name in STEP_UP_CLAIMS {
+            if let Some(v) = self.extra.get(name).filter(|v| v.is_string() || v.is_array()) {
+                claims.insert(name.to_string(), crate::identity::claim_text(v));
+            }
+        }
         Identity {
             subject: match (&self.oid, entra) {
                 (Some(oid), true) if !oid.is_empty() => oid.clone(),
@@ -253,6 +259,9 @@ impl Claims {
         }
     }
 }
+
+/// The claims the step-up criteria read, kept in every identity that has them.
+pub const STEP_UP_CLAIMS: [&str; 3] = ["amr", "acr", "acrs"];
 
 /// A lower-case hyphenated GUID.
 pub(crate) fn is_guid(s: &str) -> bool {

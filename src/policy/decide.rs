@@ -6,7 +6,9 @@
 //! 3. a `deny` rule that holds: forbidden (deny beats allow). For an anonymous request a rule
 //!    about the user is *unknown* (see [`Truth`]): a deny that may hold means "sign in first";
 //! 4. an `allow` rule that definitely holds: allow. Otherwise, when an allow rule could hold
-//!    once the user is known, sign in first; when none can, forbidden;
+//!    once the user is known, sign in first; when one could hold for this user after a stronger
+//!    sign-in (`amr`, `acr`, `acrs`), sign in again asking for it (step-up); when none can,
+//!    forbidden;
 //! 5. a CORS preflight on a route with `cors_allow_preflight` passes when step 3 did not
 //!    refuse it (preflights carry no credentials, so a deny about the user refuses them too);
 //! 6. parameters from the proxy (`allowed_groups`, `allowed_emails`, `allowed_email_domains`,
@@ -14,7 +16,7 @@
 
 use super::ppl::{Action, Facts, Rule, Truth};
 use super::route::Found;
-use super::{Decision, Narrowing, PolicySet, Reason, Verdict};
+use super::{Decision, Narrowing, PolicySet, Reason, StepUp, Verdict};
 use crate::identity::{Identity, email_domain};
 use crate::request::Request;
 
@@ -43,7 +45,11 @@ impl PolicySet {
             route: Some(route),
             reason,
         };
-        let facts = Facts { req, user };
+        let facts = Facts {
+            req,
+            user,
+            step_up: false,
+        };
         let base = if route.public {
             decide(Verdict::Allow, Reason::Public)
         } else {
@@ -51,6 +57,19 @@ impl PolicySet {
                 (_, Reason::Denied(r)) => decide(Verdict::Forbidden, Reason::Denied(r)),
                 (v, Reason::DenyNeedsUser(r)) => decide(v, Reason::DenyNeedsUser(r)),
                 _ if route.cors_preflight && req.preflight => decide(Verdict::Allow, Reason::Preflight),
+                // Signed in, and no allow rule holds: would one hold after a stronger sign-in?
+                (Verdict::Forbidden, Reason::NoAllowMatched) if user.is_some() => {
+                    let stronger = Facts {
+                        step_up: true,
+                        ..facts
+                    };
+                    match evaluate(&route.rules, &stronger) {
+                        (Verdict::Login, Reason::LoginRequired) => {
+                            decide(Verdict::Login, Reason::StepUp(StepUp::of(route, user)))
+                        }
+                        _ => decide(Verdict::Forbidden, Reason::NoAllowMatched),
+                    }
+                }
                 (verdict, reason) => decide(verdict, reason),
             }
         };

@@ -15,6 +15,7 @@ mod lint;
 pub mod load;
 pub mod ppl;
 pub mod route;
+mod step_up;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,6 +24,7 @@ use crate::diag::Diagnostic;
 use crate::request::Request;
 use ppl::Rule;
 pub use route::{HostMatch, Route};
+pub use step_up::StepUp;
 
 /// Every route and named policy of the configured files, indexed for lookup.
 #[derive(Debug, Default)]
@@ -247,6 +249,9 @@ pub enum Reason<'a> {
     UnknownPolicy(String),
     /// A route for this host names a port, and the proxy did not state the request's port.
     PortUnstated,
+    /// Signed in, but not as strongly as an allow rule asks (`amr`, `acr`, `acrs`): sign in
+    /// again, asking the provider for this.
+    StepUp(StepUp),
 }
 
 impl PartialEq for Rule {
@@ -270,6 +275,7 @@ impl Reason<'_> {
             Reason::Narrowed(_) => "narrowed",
             Reason::UnknownPolicy(_) => "unknown_policy",
             Reason::PortUnstated => "port_unstated",
+            Reason::StepUp(_) => "step_up",
         }
     }
 
@@ -313,6 +319,10 @@ impl fmt::Display for Reason<'_> {
             Reason::PortUnstated => write!(
                 f,
                 "a route for this host names a port, and the proxy did not state the request's port (X-Forwarded-Port, or a pin with a port): refused rather than judged by another route"
+            ),
+            Reason::StepUp(s) => write!(
+                f,
+                "an allow rule asks for a stronger sign-in ({s}): sign in again"
             ),
         }
     }

@@ -87,6 +87,69 @@ pub enum Criterion {
     Path(StrMatch),
     /// The client's address.
     SourceIp(Vec<IpNet>),
+    /// How the user signed in (`amr`, `acr`, Entra's `acrs`): a session without it is sent to
+    /// sign in again, asking the provider for it (step-up), instead of being refused.
+    StepUp(StepUpKind, ListMatch),
+}
+
+/// What a step-up criterion looks at, in the ID token the session was signed in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StepUpKind {
+    /// Authentication methods (`amr`, RFC 8176: `mfa`, `otp`, `hwk`, …): must include the
+    /// values. Asked for with a fresh sign-in (`max_age=0`).
+    Amr,
+    /// The authentication context class (`acr`): one of the values. Asked for with
+    /// `acr_values`.
+    Acr,
+    /// Entra's Conditional Access authentication contexts (`acrs`, `c1` to `c99`): must include
+    /// the values. Asked for with the `claims` parameter.
+    Acrs,
+}
+
+impl StepUpKind {
+    /// The claim it reads (kept in the session's claims under this name).
+    pub fn claim(self) -> &'static str {
+        match self {
+            StepUpKind::Amr => "amr",
+            StepUpKind::Acr => "acr",
+            StepUpKind::Acrs => "acrs",
+        }
+    }
+
+    /// Whether `value` can be asked for as written (it goes into the sign-in request).
+    pub fn admits(self, value: &str) -> bool {
+        let b = value.as_bytes();
+        match self {
+            StepUpKind::Acrs => {
+                b.len() >= 2
+                    && b.len() <= 3
+                    && b[0] == b'c'
+                    && b[1] != b'0'
+                    && b[1..].iter().all(u8::is_ascii_digit)
+            }
+            StepUpKind::Amr => {
+                !b.is_empty()
+                    && b.len() <= 32
+                    && b.iter()
+                        .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+            }
+            StepUpKind::Acr => {
+                !b.is_empty()
+                    && b.len() <= 256
+                    && b.iter()
+                        .all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\' | b','))
+            }
+        }
+    }
+
+    /// What [`StepUpKind::admits`] expects, for the error.
+    pub fn expected(self) -> &'static str {
+        match self {
+            StepUpKind::Amr => "an amr value (letters, digits, `_` and `-`: mfa, otp, hwk, …)",
+            StepUpKind::Acr => "an acr value (printable ASCII without spaces, quotes, `\\` or `,`)",
+            StepUpKind::Acrs => "an Entra authentication context id (c1 to c99)",
+        }
+    }
 }
 
 /// String matchers; several in one block must all hold.
@@ -130,6 +193,9 @@ pub struct Facts<'a> {
     pub req: &'a Request<'a>,
     /// The user, if signed in.
     pub user: Option<&'a Identity>,
+    /// Whether a step-up criterion the user lacks is unknown rather than false: a new sign-in
+    /// asking for it could make it hold.
+    pub step_up: bool,
 }
 
 fn eq(fold: bool, a: &str, b: &str) -> bool {
@@ -216,6 +282,7 @@ impl Expr {
             Expr::Not(xs) => Truth::any(xs.iter().map(|x| x.eval(facts))).not(),
             Expr::Nor(xs) => Truth::all(xs.iter().map(|x| x.eval(facts))).not(),
             Expr::Crit(c) if facts.user.is_none() && c.needs_user() => Truth::Unknown,
+            Expr::Crit(c @ Criterion::StepUp(..)) if facts.step_up && !c.eval(facts) => Truth::Unknown,
             Expr::Crit(c) => c.eval(facts).into(),
         }
     }
@@ -281,6 +348,14 @@ impl Criterion {
                 l.has.iter().all(|g| u.scopes.iter().any(|x| x == g))
                     && !l.exclude.iter().any(|g| u.scopes.iter().any(|x| x == g))
             }),
+            Criterion::StepUp(kind, l) => user.is_some_and(|u| {
+                let got = u.claim_values(kind.claim());
+                let has = |v: &String| got.iter().any(|g| g == v);
+                match kind {
+                    StepUpKind::Acr => l.has.iter().any(has),
+                    StepUpKind::Amr | StepUpKind::Acrs => l.has.iter().all(has) && !l.exclude.iter().any(has),
+                }
+            }),
             Criterion::Method(m) => m.holds(&facts.req.method),
             Criterion::Path(m) => m.holds(&facts.req.path),
             Criterion::SourceIp(nets) => facts
@@ -339,6 +414,8 @@ impl fmt::Display for Criterion {
             Criterion::User(m) => write!(f, "user {m}"),
             Criterion::Groups(l) => write!(f, "{}", list_text("groups", l)),
             Criterion::Claim(n, v) => write!(f, "claim {n} is {v}"),
+            Criterion::StepUp(StepUpKind::Acr, l) => write!(f, "acr is one of {}", l.has.join(", ")),
+            Criterion::StepUp(kind, l) => write!(f, "{}", list_text(kind.claim(), l)),
             Criterion::ClientId(m) => write!(f, "calling application {m}"),
             Criterion::Scope(l) => write!(f, "{}", list_text("scopes", l)),
             Criterion::Method(m) => write!(f, "method {m}"),

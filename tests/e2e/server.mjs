@@ -36,7 +36,8 @@ const guid = (n) => `${n.toString(16).padStart(8, '0')}-aaaa-4bbb-8ccc-${n.toStr
 export const USERS = {
   alice: { oid: guid(1), name: 'Alice', email: 'alice@contoso.com', groups: [guid(1001)], roles: ['Reader', 'Admin'] },
   bob: { oid: guid(2), name: 'Bob', email: 'bob@contoso.com', groups: [guid(1002)], roles: ['Reader'] },
-  carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [] },
+  // Carol's account cannot do MFA: a step-up for her is never granted.
+  carol: { oid: guid(3), name: 'Carol', email: 'carol@contoso.com', groups: [], roles: [], noMfa: true },
   // A thousand groups (overage, from Graph): more than any cookie carries.
   frank: { oid: guid(8), name: 'Frank', email: 'frank@contoso.com', groups: Array.from({ length: 1000 }, (_, i) => guid(5001 + i)), roles: [], overage: true },
   // Of example.com, the domain the guides' policies allow.
@@ -141,14 +142,31 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     token_endpoint_auth_method: 'client_secret_post',
   }))],
   claims: {
-    openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles', 'login_hint'],
+    // amr and acr as Entra's ID tokens carry them (how the user signed in).
+    openid: ['sub', 'oid', 'tid', 'name', 'preferred_username', 'groups', 'roles', 'login_hint', 'amr', 'acr'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
+    // Asked for with the claims parameter (Entra's Conditional Access authentication contexts).
+    acrs: null,
   },
+  // The step-up levels: a second factor ('mfa'), and a named class.
+  acrValues: ['pwd', 'mfa', 'urn:forwarden:test:gold'],
   conformIdTokenClaims: false,
-  findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) && tenantOf(id) === tenant ? { accountId: id, claims: () => claimsOf(id) } : undefined),
+  findAccount: (ctx, id) => (USERS[id] && !disabled.has(id) && tenantOf(id) === tenant
+    ? {
+      accountId: id,
+      // Entra's `acrs`: the authentication contexts asked for (claims parameter), granted
+      // when the user could do the second factor.
+      claims: (use, scope, requested) => {
+        const asked = requested?.acrs;
+        const contexts = asked ? (asked.values || (asked.value ? [asked.value] : [])) : [];
+        return contexts.length && !USERS[id].noMfa ? { ...claimsOf(id), acrs: contexts } : claimsOf(id);
+      },
+    }
+    : undefined),
   features: {
     devInteractions: { enabled: false },
+    claimsParameter: { enabled: true },
     // Its own sign-out pages (the question, then "signed out" when no app asked to come back).
     rpInitiatedLogout: {
       enabled: true,
@@ -243,8 +261,16 @@ async function finish(provider, req, res, accountId) {
   const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
   if (details.params.resource) grant.addResourceScope(details.params.resource, details.params.scope);
+  if (details.params.claims) grant.addOIDCClaims(Object.keys(JSON.parse(details.params.claims).id_token || {}));
   const grantId = await grant.save();
-  await provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
+  // A step-up (a fresh sign-in: max_age=0, which oidc-provider turns into prompt=login;
+  // acr_values; or authentication contexts): the second factor, unless the user cannot do it.
+  const p = details.params;
+  const fresh = (p.prompt || '').split(' ').includes('login') || p.max_age === 0 || p.max_age === '0';
+  const stepUp = fresh || p.acr_values || (p.claims || '').includes('acrs');
+  const mfa = stepUp && !USERS[accountId].noMfa;
+  const acr = mfa ? ((p.acr_values || '').split(' ').find((a) => a && a !== 'pwd') || 'mfa') : 'pwd';
+  await provider.interactionFinished(req, res, { login: { accountId, amr: mfa ? ['pwd', 'mfa'] : ['pwd'], acr }, consent: { grantId } }, { mergeWithLastSubmission: false });
 }
 
 async function interaction(provider, base, req, res, path) {
@@ -289,6 +315,13 @@ function entraLike(path) {
   const u = new URL(path, 'http://x');
   if ((u.searchParams.get('scope') || '').split(' ').includes('offline_access') && !u.searchParams.has('prompt')) {
     u.searchParams.set('prompt', 'consent');
+  }
+  // Entra asks again for a claims challenge (Conditional Access) or acr_values: the user signs
+  // in again at this provider too, instead of reusing its session.
+  if (u.searchParams.has('acr_values') || (u.searchParams.get('claims') || '').includes('acrs')) {
+    const prompts = new Set((u.searchParams.get('prompt') || '').split(' ').filter(Boolean));
+    prompts.add('login');
+    u.searchParams.set('prompt', [...prompts].join(' '));
   }
   return u.pathname + u.search;
 }

@@ -55,7 +55,7 @@ fn check_lists_every_problem_with_file_line_column() {
     DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
     DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
-    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip
+    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip
     DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range
     7 problem(s); DIR/f.yaml is not valid
     ");
@@ -91,7 +91,7 @@ fn check_lists_every_problem_with_file_line_column() {
     DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
     DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
     DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
-    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip
+    DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip
     DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range
     5 problem(s); DIR/f.yaml is not valid
     ");

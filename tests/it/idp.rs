@@ -31,6 +31,7 @@ async fn provider_id_token_verifies_with_its_jwks() {
         client_id: IDP_CLIENT,
         redirect_uri: &callback,
         scopes: &scopes,
+        extra: &[],
     };
     let (url, pending) = flow::begin(&authorize, "/".into(), &random, now()).unwrap();
     let back = sign_in(&http, format!("{url}&login_hint=alice")).await;

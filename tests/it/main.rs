@@ -30,5 +30,6 @@ mod proxies;
 mod proxy_attacks;
 mod reload;
 mod security;
+mod step_up;
 mod store;
 mod walkthrough;

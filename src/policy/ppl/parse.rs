@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::{Action, Criterion, Expr, ListMatch, Rule, StrMatch, StrTest};
+use super::{Action, Criterion, Expr, ListMatch, Rule, StepUpKind, StrMatch, StrTest};
 use crate::diag::Origin;
 use crate::request::parse_cidr;
 use crate::yaml::{Node, Pos, Problem, Value};
@@ -178,6 +178,17 @@ impl Parser {
             "groups" => self.list_match(v).map(Criterion::Groups),
             "client_id" => self.str_match(v, false).map(Criterion::ClientId),
             "scope" => self.list_match(v).map(Criterion::Scope),
+            "amr" => self
+                .list_match(v)
+                .and_then(|l| self.step_up(v, StepUpKind::Amr, l)),
+            // One of these levels (in order of preference, as `acr_values` asks for them).
+            "acr" => self
+                .scalars(v)
+                .map(|has| ListMatch { has, exclude: vec![] })
+                .and_then(|l| self.step_up(v, StepUpKind::Acr, l)),
+            "acrs" => self
+                .list_match(v)
+                .and_then(|l| self.step_up(v, StepUpKind::Acrs, l)),
             "http_method" => self.str_match(v, true).map(Criterion::Method),
             "http_path" => self.str_match(v, false).map(Criterion::Path),
             "source_ip" => self.cidrs(v).map(Criterion::SourceIp),
@@ -192,7 +203,7 @@ impl Parser {
                 }
                 _ => {
                     self.err(k.pos, format!(
-                        "unknown criterion `{name}`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, claim/<name>, http_method, http_path or source_ip"
+                        "unknown criterion `{name}`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip"
                     ));
                     None
                 }
@@ -320,6 +331,19 @@ impl Parser {
             return None;
         }
         Some(m)
+    }
+
+    /// A step-up criterion, its values checked: they go into the sign-in request
+    /// (`acr_values`, Entra's `claims`) as written.
+    fn step_up(&mut self, v: &Node, kind: StepUpKind, l: ListMatch) -> Option<Criterion> {
+        let mut ok = true;
+        for value in l.has.iter().chain(&l.exclude) {
+            if !kind.admits(value) {
+                self.err(v.pos, format!("`{value}` is not {}", kind.expected()));
+                ok = false;
+            }
+        }
+        ok.then_some(Criterion::StepUp(kind, l))
     }
 
     fn cidrs(&mut self, v: &Node) -> Option<Vec<IpNet>> {

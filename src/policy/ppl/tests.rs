@@ -19,7 +19,11 @@ fn user(email: &str, groups: &[&str]) -> Identity {
 
 fn eval(r: &Rule, u: Option<&Identity>, url: &str) -> bool {
     let req = Request::from_url(url, "GET").unwrap();
-    r.expr.eval(&Facts { req: &req, user: u }) == Truth::True
+    r.expr.eval(&Facts {
+        req: &req,
+        user: u,
+        step_up: false,
+    }) == Truth::True
 }
 
 #[test]
