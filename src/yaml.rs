@@ -160,12 +160,21 @@ impl Node {
     /// wrong type): after each one, the offending key or value is set aside and the rest is read
     /// again, at most [`MAX_PROBLEMS`] times.
     pub fn typed_all<T: DeserializeOwned>(&self) -> Result<T, Vec<Problem>> {
+        match self.typed_partial() {
+            (Some(v), problems) if problems.is_empty() => Ok(v),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// [`Node::typed_all`], and the value read once every structural problem was set aside
+    /// (`None` when a field that must be there is what was set aside), so that the checks of
+    /// the values that are well-formed can run in the same pass.
+    pub fn typed_partial<T: DeserializeOwned>(&self) -> (Option<T>, Vec<Problem>) {
         let mut json = self.to_json();
         let mut problems: Vec<Problem> = Vec::new();
         for _ in 0..MAX_PROBLEMS {
             let e = match serde_path_to_error::deserialize::<_, T>(json.clone()) {
-                Ok(v) if problems.is_empty() => return Ok(v),
-                Ok(_) => return Err(problems),
+                Ok(v) => return (Some(v), problems),
                 Err(e) => e,
             };
             let problem = self.problem(&e);
@@ -181,9 +190,12 @@ impl Node {
         }
         if problems.is_empty() {
             // Only a field that must be there is missing: report that one.
-            return self.typed().map_err(|p| vec![p]);
+            return match self.typed() {
+                Ok(v) => (Some(v), problems),
+                Err(p) => (None, vec![p]),
+            };
         }
-        Err(problems)
+        (None, problems)
     }
 
     /// The problem a deserialization error is, at the position of the key or value it is about.

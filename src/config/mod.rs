@@ -326,8 +326,22 @@ impl Config {
             d
         };
         let node = crate::yaml::parse(text).map_err(|p| to_diags(vec![p]))?;
-        let raw: raw::RawConfig = node.typed_all().map_err(to_diags)?;
-        validate::config(&node, raw, base, inputs).map_err(to_diags)
+        // Every problem of one run: the values that are well-formed are checked even when
+        // others have the wrong type or an unknown key (a check about a line that already has
+        // a structural problem is left out: it would be about the value set aside).
+        let (raw, mut problems) = node.typed_partial::<raw::RawConfig>();
+        let Some(raw) = raw else {
+            return Err(to_diags(problems));
+        };
+        match validate::config(&node, raw, base, inputs) {
+            Ok(cfg) if problems.is_empty() => Ok(cfg),
+            Ok(_) => Err(to_diags(problems)),
+            Err(more) => {
+                let lines: Vec<u32> = problems.iter().map(|p| p.pos.line).collect();
+                problems.extend(more.into_iter().filter(|p| !lines.contains(&p.pos.line)));
+                Err(to_diags(problems))
+            }
+        }
     }
 }
 

@@ -58,6 +58,21 @@ fn every_problem_at_once() {
         ");
 }
 
+/// Regression (newcomer path): a structural problem (an unknown key, a value of the wrong type)
+/// hid every check of the values: three mistakes took three runs of `check`.
+#[test]
+fn value_checks_run_alongside_structural_problems() {
+    let e = errors(
+        "listen: 127.0.0.1:4180\nlifetme: 3h\nmetrics_listen: 9180\ncookie:\n  secrets: [short]\n  lifetime: soon\npolicy_files: [p.yaml]\n",
+    );
+    insta::assert_snapshot!(e, @r"
+    f.yaml:2:1: unknown field `lifetme`, expected one of `listen`, `trusted_proxies`, `cookie`, `policy_files`, `headers`, `reload_interval`, `public_url`, `allowed_redirect_domains`, `oidc`, `metrics_listen`, `ext_authz_listen`, `ext_authz_tls`, `audit`, `identity_jwt`, `limits`, `bearer`, `session_store`
+    f.yaml:3:1: invalid type: integer `9180`, expected a string
+    f.yaml:5:13: secret is 5 bytes; at least 32 are needed (openssl rand -base64 32)
+    f.yaml:6:13: `soon` is not a duration like 90s, 30m, 12h or 7d
+    ");
+}
+
 #[test]
 fn unknown_keys_are_errors() {
     let e = errors(

@@ -36,11 +36,24 @@ pub fn require(bin: &str) -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1 (for processes that cannot report the port they bound).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // From a range below the kernel's ephemeral ports (32768 and up), one after another for
+    // this process: a port handed out here is never the source port of one of the thousands of
+    // connections the tests make, nor handed out twice while tests run in parallel (a port
+    // from `bind(:0)` could be both before its server bound it). Flood tests use source ports
+    // 12000–17999 on other loopback addresses; servers here get 20000–31999 on 127.0.0.1.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Another test process at the same time starts elsewhere in the range.
+    let offset = std::process::id() % SPAN;
+    loop {
+        let port = BASE + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(port).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A child process killed on drop, with its working folder.
