@@ -17,6 +17,8 @@ RUN command -v musl-gcc >/dev/null \
 RUN rustup component add rustfmt clippy && rustup target add "$(uname -m)-unknown-linux-musl"
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
+# The allocator's build setting (.cargo/config.toml: arenas committed as used).
+COPY .cargo .cargo
 COPY src src
 # check reads the identity headers of the shipped nginx include (compiled in).
 COPY nginx/forwarden-location.conf nginx/forwarden-location.conf
