@@ -25,6 +25,8 @@
 //! - [`server`]: listening, hot reload of policies, graceful shutdown.
 //! - [`cli`]: the commands behind the command line (`check`, `explain`, `sessions`, `serve`,
 //!   `healthcheck`); `main.rs` only parses the arguments.
+//! - [`handoff`]: single sign-on across registrable domains: the one-time code that hands a
+//!   session from the central sign-in host to a host under `cookie.other_domains`.
 //! - [`store`]: sessions kept on the server (`session_store:`): the ticket in the cookie, the
 //!   sealed record, and the Redis transport with each replica's cache.
 
@@ -36,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod diag;
+pub mod handoff;
 pub mod http;
 pub mod identity;
 pub mod jwt;

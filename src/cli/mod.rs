@@ -136,7 +136,8 @@ pub fn check(config: &Path, o: &mut Out<'_>) -> Result<bool, CommandError> {
     for w in &warnings {
         writeln!(o.out, "{w}")?;
     }
-    let scheme = report::cookie_scheme_warnings(&cfg, &set);
+    let mut scheme = report::cookie_scheme_warnings(&cfg, &set);
+    scheme.extend(report::cookie_domain_warnings(&cfg, &set));
     for line in scheme
         .iter()
         .chain(&report::store_warnings(&cfg))

@@ -50,6 +50,7 @@ pub fn serve(config: &Path, o: &mut Out<'_>) -> Result<(), CommandError> {
     }
     for w in crate::config::report::cookie_scheme_warnings(&cfg, &set)
         .into_iter()
+        .chain(crate::config::report::cookie_domain_warnings(&cfg, &set))
         .chain(crate::config::report::store_warnings(&cfg))
     {
         tracing::warn!("{w}");

@@ -198,6 +198,9 @@ pub struct CookieConfig {
     pub keys: Keys,
     /// `Domain` attribute, to share the session across subdomains.
     pub domain: Option<String>,
+    /// More registrable domains whose hosts get the session from the central sign-in host
+    /// (`public_url`) by a one-time hand-off (`.example.org`, lower case, with the dot).
+    pub other_domains: Vec<String>,
     /// `Secure` attribute.
     pub secure: bool,
     /// How long a session lasts.

@@ -172,6 +172,8 @@ pub(super) struct RawCookie {
     #[serde(default)]
     pub(super) domain: Option<String>,
     #[serde(default)]
+    pub(super) other_domains: Vec<String>,
+    #[serde(default)]
     pub(super) secure: Option<bool>,
     #[serde(default)]
     pub(super) lifetime: Option<String>,

@@ -53,6 +53,37 @@ pub fn cookie_scheme_warnings(cfg: &Config, set: &PolicySet) -> Vec<String> {
     )]
 }
 
+/// In central mode (`public_url` with `cookie.domain`), a route whose host no cookie domain
+/// covers (neither `cookie.domain` nor one of `cookie.other_domains`) can never keep the
+/// session the central host signs in: its browsers come back without a cookie, and the
+/// sign-in starts again. Each such route is named, with what to add.
+pub fn cookie_domain_warnings(cfg: &Config, set: &PolicySet) -> Vec<String> {
+    let (Some(_), Some(central)) = (&cfg.public_url, &cfg.cookie.domain) else {
+        return Vec::new();
+    };
+    let covers = |d: &str, host: &str| {
+        let bare = d.trim_start_matches('.').to_ascii_lowercase();
+        host == bare || host.ends_with(&format!(".{bare}"))
+    };
+    set.routes()
+        .iter()
+        .filter(|r| !r.public)
+        .filter_map(|r| {
+            let host = match &r.host {
+                crate::policy::HostMatch::Exact(h) => h.to_ascii_lowercase(),
+                crate::policy::HostMatch::Wildcard(s) => format!("x.{}", s.to_ascii_lowercase()),
+            };
+            let covered = covers(central, &host) || cfg.cookie.other_domains.iter().any(|d| covers(d, &host));
+            (!covered).then(|| {
+                format!(
+                    "warning: {} ({}) is under no cookie domain: its browsers cannot keep the session signed in at public_url (cookie.domain is {central}); add its registrable domain to cookie.other_domains",
+                    r.label, r.from
+                )
+            })
+        })
+        .collect()
+}
+
 /// Identity headers the shipped nginx include does not name: nginx cannot remove headers by
 /// pattern, so each needs a pair of lines beside the include, or a client's copy of it would
 /// reach the upstream. Headers outside the `X-Auth-Request-*` and `X-Forwarden-*` patterns that

@@ -224,3 +224,16 @@ fn durations() {
     assert_eq!(parse_duration("12"), None);
     assert_eq!(parse_duration("h"), None);
 }
+
+#[test]
+fn other_domains_need_the_central_host_and_may_not_overlap() {
+    let base = "listen: 127.0.0.1:4180\npolicy_files: [p.yaml]\n";
+    let secret = "  secrets: ['0123456789abcdef0123456789abcdef']\n";
+    insta::assert_snapshot!(errors(&format!("{base}cookie:\n{secret}  other_domains: [.example.org]\n")), @"f.yaml:5:18: cookie.other_domains needs public_url (the central sign-in host) and cookie.domain (its domain)");
+    insta::assert_snapshot!(errors(&format!("{base}public_url: https://auth.example.com\ncookie:\n{secret}  domain: .example.com\n  other_domains: [example.org, .a.example.com, .example.net, .x.example.net, .nodot]\n")), @r"
+    f.yaml:7:19: `example.org` is not a domain like .example.org
+    f.yaml:7:32: `.a.example.com` overlaps cookie.domain: its hosts already share the session
+    f.yaml:7:62: `.x.example.net` overlaps another of other_domains
+    f.yaml:7:78: `.nodot` is not a domain like .example.org
+    ");
+}

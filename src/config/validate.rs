@@ -210,7 +210,16 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         let r = field(n, "redis");
         redis(r, s.redis, base, inputs).map(Some)
     });
-    let cookie = cookie(cookie_node, raw.cookie, secrets);
+    let cookie = cookie(cookie_node, raw.cookie, secrets).and_then(|c| {
+        // Other domains get the session from the central sign-in host, on cookie.domain.
+        if !c.other_domains.is_empty() && (!matches!(public_url, Ok(Some(_))) || c.domain.is_none()) {
+            return fail(
+                field(cookie_node, "other_domains"),
+                "cookie.other_domains needs public_url (the central sign-in host) and cookie.domain (its domain)",
+            );
+        }
+        Ok(c)
+    });
     gather!(Config {
         listen,
         trusted_proxies,
@@ -382,6 +391,10 @@ fn cookie(node: &Node, raw: RawCookie, secrets: Checked<Vec<Secret>>) -> Checked
             )
         }
     });
+    let central = raw
+        .domain
+        .as_deref()
+        .map(|c| c.trim_start_matches('.').to_ascii_lowercase());
     let domain = optional(
         node,
         "domain",
@@ -406,12 +419,45 @@ fn cookie(node: &Node, raw: RawCookie, secrets: Checked<Vec<Secret>>) -> Checked
     let refresh = optional(node, "refresh", raw.refresh, None, |n, s| {
         duration(n, &s).map(Some)
     });
-    let (secrets, name, domain, lifetime, refresh) = gather!(secrets, name, domain, lifetime, refresh)?;
+    let other_domains = match node.get("other_domains") {
+        None => Ok(Vec::new()),
+        Some(n) => {
+            let seen: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(Vec::new());
+            each(n, &raw.other_domains, |n, d: &String| {
+                let lower = d.to_ascii_lowercase();
+                let bare = lower.trim_start_matches('.');
+                if !d.starts_with('.')
+                    || crate::request::parse_host(bare).is_err()
+                    || bare.contains(':')
+                    || !bare.contains('.')
+                {
+                    return fail(n, format!("`{d}` is not a domain like .example.org"));
+                }
+                let under = |a: &str, b: &str| a == b || a.ends_with(&format!(".{b}"));
+                if let Some(central) = &central {
+                    if under(bare, central) || under(central, bare) {
+                        return fail(
+                            n,
+                            format!("`{d}` overlaps cookie.domain: its hosts already share the session"),
+                        );
+                    }
+                }
+                if seen.borrow().iter().any(|s| under(bare, s) || under(s, bare)) {
+                    return fail(n, format!("`{d}` overlaps another of other_domains"));
+                }
+                seen.borrow_mut().push(bare.to_string());
+                Ok(format!(".{bare}"))
+            })
+        }
+    };
+    let (secrets, name, domain, lifetime, refresh, other_domains) =
+        gather!(secrets, name, domain, lifetime, refresh, other_domains)?;
     let keys: Vec<&str> = secrets.iter().map(Secret::expose).collect();
     Ok(CookieConfig {
         name,
         keys: Keys::new(&keys),
         domain,
+        other_domains,
         secure: raw.secure.unwrap_or(true),
         lifetime,
         refresh,

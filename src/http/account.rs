@@ -30,14 +30,20 @@ pub async fn sign_out(
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (origin, target) = return_target(&st, peer, &headers, q.rd.as_deref());
+    let mut r = end(&st, peer, method, q, &headers).await;
+    super::handoff::cookies_for_host(&st, peer, &headers, &mut r);
+    r
+}
+
+async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, headers: &HeaderMap) -> Response {
+    let (origin, target) = return_target(st, peer, headers, q.rd.as_deref());
     let everywhere = q.everywhere.as_deref() == Some("1");
     if everywhere {
         if method != Method::POST {
             return confirm_everywhere(q.rd.as_deref());
         }
         let own = origin.as_ref().map(|o| o.url.as_str());
-        if !same_origin(&headers, own) {
+        if !same_origin(headers, own) {
             tracing::warn!("sign-out everywhere refused: the request did not come from this site's page");
             return edge_page(
                 StatusCode::FORBIDDEN,
@@ -47,7 +53,7 @@ pub async fn sign_out(
         }
     }
     let mut ended = redirect("/");
-    let (session, revoked) = sessions::end(&st, &headers, everywhere, &mut ended).await;
+    let (session, revoked) = sessions::end(st, headers, everywhere, &mut ended).await;
     let end_session_url = st
         .provider
         .as_ref()

@@ -439,6 +439,13 @@ fn sign_in_urls(
         path.push_str("&step_up=");
         path.extend(utf8_percent_encode(&s.to_param(), NON_ALPHANUMERIC));
     }
+    // A host under one of cookie.other_domains gets its session by a hand-off from the central
+    // sign-in host, which starts on the host itself (it sets the hand-off's pending cookie).
+    if endpoint == "/oauth2/start" && st.handoff_domain(&req.host).is_some() {
+        let path = path.replacen("/oauth2/start", "/oauth2/handoff", 1);
+        let abs = format!("{}{path}", req.origin());
+        return (path, abs);
+    }
     match &st.config.public_url {
         Some(p) => {
             let abs = format!("{}{path}", p.as_str().trim_end_matches('/'));

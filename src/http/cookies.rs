@@ -139,3 +139,52 @@ pub fn store_pending(c: &CookieConfig, entropy: &Entropy, list: &[flow::Pending]
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
+
+/// The session's cookies as this request sent them (the single one or the chunks, or the
+/// ticket with a session store): names and sealed values, as a hand-off carries them.
+pub fn session_cookie_values(c: &CookieConfig, headers: &HeaderMap) -> Vec<(String, String)> {
+    session_names(c)
+        .filter_map(|n| request_cookie(headers, &n).map(|v| (n, v.to_string())))
+        .collect()
+}
+
+/// Set these session cookies (sealed values from [`session_cookie_values`]) under `c`'s
+/// domain, and delete every other session name.
+pub fn set_raw_session(c: &CookieConfig, values: &[(String, String)], r: &mut Response) {
+    let max_age = i64::try_from(c.lifetime.as_secs()).unwrap_or(i64::MAX);
+    for name in session_names(c) {
+        let v = match values.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => set_cookie(c, &name, value, "/", Some(max_age)),
+            None => set_cookie(c, &name, "", "/", Some(0)),
+        };
+        if let Some(v) = v {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+/// On a host under one of `cookie.other_domains`, the session cookies a response sets or
+/// deletes are for that domain, not the central one (a browser ignores a cookie for another
+/// registrable domain): rewrite their `Domain`.
+pub fn for_domain(c: &CookieConfig, domain: &str, r: &mut Response) {
+    let Some(central) = &c.domain else { return };
+    let rewritten: Vec<HeaderValue> = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let text = v.to_str().ok()?;
+            let mut k = Cookie::parse(text.to_string()).ok()?;
+            if k.domain()
+                .is_some_and(|d| d.eq_ignore_ascii_case(central.trim_start_matches('.')))
+            {
+                k.set_domain(domain.to_string());
+            }
+            HeaderValue::from_str(&k.to_string()).ok()
+        })
+        .collect();
+    r.headers_mut().remove(header::SET_COOKIE);
+    for v in rewritten {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}

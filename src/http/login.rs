@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::AppState;
@@ -159,6 +160,18 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
     let origin =
         origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
+    // A host under one of cookie.other_domains signs in through the central host's hand-off
+    // (its own cookies cannot carry the central sign-in's state).
+    if st.handoff_domain(&origin.host).is_some() && st.config.public_url.is_some() {
+        let mut to = format!(
+            "/oauth2/handoff?rd={}",
+            utf8_percent_encode(&rd, NON_ALPHANUMERIC)
+        );
+        if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
+            to.push_str(&format!("&step_up={}", utf8_percent_encode(s, NON_ALPHANUMERIC)));
+        }
+        return Ok(redirect(&to));
+    }
     let callback = redirect_uri(st, &origin.url);
     let o = &provider.config;
     // A step-up is parsed strictly (its values go into the provider's request as written).

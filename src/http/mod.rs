@@ -22,6 +22,7 @@ mod bearer;
 mod cookies;
 mod edge;
 mod ext_authz;
+mod handoff;
 mod headers;
 mod health;
 mod listen;
@@ -142,6 +143,21 @@ impl AppState {
 }
 
 impl AppState {
+    /// The one of `cookie.other_domains` `host` is under (`.example.org`), if any: its
+    /// session comes from the central sign-in host by a hand-off.
+    pub fn handoff_domain(&self, host: &str) -> Option<String> {
+        let host = host.to_ascii_lowercase();
+        self.config
+            .cookie
+            .other_domains
+            .iter()
+            .find(|d| {
+                let bare = d.trim_start_matches('.');
+                host == bare || host.ends_with(d.as_str())
+            })
+            .cloned()
+    }
+
     /// Fetch every key set again (the provider's and each bearer issuer's), whatever the tokens
     /// say: a key an issuer withdrew stops being trusted, and tokens verified with it are
     /// dropped from the verified-token cache. Returns when to run again: the soonest of the
@@ -197,6 +213,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/start", get(login::start))
         .route("/oauth2/sign_in", get(login::start))
         .route("/oauth2/callback", get(login::callback))
+        .route("/oauth2/handoff", get(handoff::start))
+        .route("/oauth2/handoff/issue", get(handoff::issue))
+        .route("/oauth2/handoff/accept", get(handoff::accept))
         .route("/oauth2/refresh", get(refresh::refresh))
         .route("/oauth2/sign_out", get(account::sign_out).post(account::sign_out))
         .route("/oauth2/userinfo", get(account::userinfo))

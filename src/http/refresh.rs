@@ -47,10 +47,16 @@ pub async fn refresh(
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, rd) = return_target(&st, peer, &headers, q.rd.as_deref());
+    let mut r = renew(&st, peer, q, &headers).await;
+    super::handoff::cookies_for_host(&st, peer, &headers, &mut r);
+    r
+}
+
+async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Response {
+    let (_, rd) = return_target(st, peer, headers, q.rd.as_deref());
     let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
     // A copy: the cached session is per worker thread and must not be held across awaits.
-    let (old, ticket) = match sessions::current(&st, &headers).await {
+    let (old, ticket) = match sessions::current(st, headers).await {
         Ok(Some(s)) => s,
         Ok(None) => return redirect(&sign_in()),
         Err(e) => {
@@ -63,18 +69,18 @@ pub async fn refresh(
         // Nothing to do (another tab refreshed it, or no refresh token): back to the page.
         return redirect(&rd);
     }
-    match attempt(&st, &old, now).await {
+    match attempt(st, &old, now).await {
         Outcome::Renewed(mut session) => {
             let mut r = redirect(&rd);
             let policy = st.policy.load();
             let names = |g: &str| policy.names_group(g);
-            match sessions::write(&st, &mut session, ticket.clone(), names, &mut r).await {
+            match sessions::write(st, &mut session, ticket.clone(), names, &mut r).await {
                 Ok(()) => {}
                 Err(WriteError::TooLarge(_)) => {
                     tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
                     st.metrics.session_refresh("ended");
                     let mut r = redirect(&sign_in());
-                    let _ = sessions::end(&st, &headers, false, &mut r).await;
+                    let _ = sessions::end(st, headers, false, &mut r).await;
                     return r;
                 }
                 Err(WriteError::Store(e)) => {
@@ -92,7 +98,7 @@ pub async fn refresh(
             tracing::info!(user = %old.identity.subject, reason = %why, "refresh refused; the session ends");
             st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
-            let _ = sessions::end(&st, &headers, false, &mut r).await;
+            let _ = sessions::end(st, headers, false, &mut r).await;
             r
         }
         Outcome::Postponed(why) => {
@@ -102,7 +108,7 @@ pub async fn refresh(
             let mut later = session::postpone_refresh(old, every, RETRY, now);
             let mut r = redirect(&rd);
             // The session was written before, so it fits again (its groups are unchanged).
-            if let Err(e) = sessions::write(&st, &mut later, ticket, |_| true, &mut r).await {
+            if let Err(e) = sessions::write(st, &mut later, ticket, |_| true, &mut r).await {
                 tracing::warn!(error = %e, "refresh postponed, and the session could not be rewritten");
             }
             r

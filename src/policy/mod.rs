@@ -357,6 +357,19 @@ impl PolicySet {
         self.index.find(&self.routes, req)
     }
 
+    /// Whether some route is for this host (exactly, or by its wildcard): where a session may
+    /// be handed off to.
+    pub fn names_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.routes.iter().any(|r| match &r.host {
+            HostMatch::Exact(h) => h.eq_ignore_ascii_case(&host),
+            HostMatch::Wildcard(suffix) => {
+                let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
+                host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+            }
+        })
+    }
+
     /// Whether any rule names this group (sessions too large for every group keep these).
     pub fn names_group(&self, group: &str) -> bool {
         self.groups.contains(group)

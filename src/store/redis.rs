@@ -6,6 +6,7 @@
 //!   `d` the provider's `sid`; it expires with the session;
 //! - `u:<user id>` and `sid:<sid>`: sets of session ids (sign-out everywhere, provider logout);
 //! - `jti:<jti>`: a back-channel logout token already used;
+//! - `h:<id>`: a hand-off code (single sign-on across domains) already used;
 //! - channel `revoked`: the ids of revoked or rewritten sessions, for every replica's cache.
 //!
 //! Reads go through a local cache of opened sessions ([`CACHE_ENTRIES`] at most, each kept for
@@ -456,7 +457,19 @@ impl RedisStore {
 
     /// Whether a logout token's `jti` is seen for the first time (it is remembered for `ttl`).
     pub async fn first_use(&self, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let key = self.key("jti", jti);
+        self.once("jti", jti, ttl).await
+    }
+
+    /// Whether a hand-off code (`crate::handoff`) is used for the first time (remembered for
+    /// `ttl_secs`, its validity).
+    pub async fn claim_once(&self, id: &[u8; 16], ttl_secs: u64) -> Result<bool, StoreError> {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        self.once("h", &hex, Duration::from_secs(ttl_secs)).await
+    }
+
+    /// `SET NX EX`: whether `kind:name` was not there yet.
+    async fn once(&self, kind: &str, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.key(kind, name);
         let set = async {
             let mut c = self.conn().await?;
             let set: Option<String> = redis::cmd("SET")

@@ -203,6 +203,7 @@ fn core_modules_import_no_shell() {
         "src/diag.rs",
         "src/clock.rs",
         "src/secret.rs",
+        "src/handoff.rs",
         // The store's pure part; its Redis transport (src/store/redis.rs) is shell.
         "src/store/mod.rs",
     ];

@@ -20,6 +20,7 @@ mod docs;
 mod envoy;
 mod faults;
 mod guides;
+mod handoff;
 mod idp;
 mod image;
 mod kubernetes;

@@ -1,0 +1,302 @@
+//! Single sign-on across registrable domains, the HTTP side ([`crate::handoff`] is the pure
+//! part): `/oauth2/handoff` on a host under `cookie.other_domains` (where the auth check sends a
+//! browser without a session), `/oauth2/handoff/issue` on the central sign-in host
+//! (`public_url`), `/oauth2/handoff/accept` back on the host, which sets the session cookies for
+//! its own domain. The provider knows only the central host's redirect URI.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use super::AppState;
+use super::cookies::{request_cookie, session_cookie_values, set_cookie, set_raw_session};
+use super::edge::{ErrorPage, RouteError, redirect};
+use super::login::browser_origin;
+use super::sessions;
+use crate::handoff::{self, HandoffError};
+use crate::policy::StepUp;
+
+/// The pending hand-off cookie (host-only: never sent to another host).
+const PENDING_COOKIE: &str = "_forwarden_handoff";
+
+/// Query of `/oauth2/handoff` and `/oauth2/handoff/issue`.
+#[derive(Deserialize)]
+pub struct HandoffQuery {
+    #[serde(default)]
+    rd: Option<String>,
+    /// The host the session goes to (issue).
+    #[serde(default)]
+    to: Option<String>,
+    /// The pending cookie's nonce hash (issue).
+    #[serde(default)]
+    bind: Option<String>,
+    /// The code (accept).
+    #[serde(default)]
+    code: Option<String>,
+    /// A step-up the page asks for (passed on to the sign-in, when one is needed).
+    #[serde(default)]
+    step_up: Option<String>,
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// `rd` when it is a URL on `host` itself (or a path), else the host's root.
+fn on_host(rd: Option<&str>, scheme: &str, host_url: &str, host: &str) -> String {
+    let root = format!("{host_url}/");
+    let Some(rd) = rd else { return root };
+    if crate::oidc::redirect::is_safe(rd, host, &[]) {
+        if rd.starts_with('/') {
+            return format!("{host_url}{rd}");
+        }
+        if url::Url::parse(rd)
+            .is_ok_and(|u| u.scheme() == scheme && u.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+        {
+            return rd.to_string();
+        }
+    }
+    root
+}
+
+/// `GET /oauth2/handoff?rd=…` on a host under one of `cookie.other_domains`: remember a nonce
+/// in a host-only cookie, and ask the central sign-in host for the session.
+pub async fn start(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HandoffQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorPage> {
+    begin(&st, peer, &q, &headers).map_err(|e| e.for_client(&headers))
+}
+
+fn begin(
+    st: &AppState,
+    peer: SocketAddr,
+    q: &HandoffQuery,
+    headers: &HeaderMap,
+) -> Result<Response, RouteError> {
+    let (central, origin) = central_and_origin(st, peer, headers)?;
+    if st.handoff_domain(&origin.host).is_none() {
+        return Err(RouteError::Bad(
+            "This site is not one the central sign-in hands sessions to (cookie.other_domains).".into(),
+        ));
+    }
+    let scheme = origin.url.split("://").next().unwrap_or("https");
+    let rd = on_host(q.rd.as_deref(), scheme, &origin.url, &origin.host);
+    let now = (st.clock)();
+    let c = &st.config.cookie;
+    let (sealed, pending) =
+        handoff::pending(&c.keys, &origin.host, st.entropy.bytes(), st.entropy.bytes(), now);
+    let mut to = format!(
+        "{central}/oauth2/handoff/issue?to={}&bind={}&rd={}",
+        enc(&origin.host),
+        handoff::bind_of(&pending),
+        enc(&rd)
+    );
+    if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
+        to.push_str(&format!("&step_up={}", enc(s)));
+    }
+    let mut r = redirect(&to);
+    // Host-only (no Domain), for the hand-off's endpoints only.
+    let host_only = crate::config::CookieConfig {
+        domain: None,
+        ..c.clone()
+    };
+    if let Some(v) = set_cookie(
+        &host_only,
+        PENDING_COOKIE,
+        &sealed,
+        "/oauth2/handoff",
+        Some(handoff::PENDING_TTL as i64),
+    ) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// The central sign-in host (`public_url`, without a trailing `/`) and the request's origin.
+fn central_and_origin(
+    st: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(String, super::login::BrowserOrigin), RouteError> {
+    let central = st
+        .config
+        .public_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .ok_or_else(|| RouteError::Bad("Single sign-on across domains needs public_url.".into()))?;
+    let origin = browser_origin(st, peer, headers)
+        .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
+    Ok((central, origin))
+}
+
+/// `GET /oauth2/handoff/issue?to=…&bind=…&rd=…` on the central host: with a session, a code
+/// for `to` (a host under `cookie.other_domains` that a route names; never any other), sent
+/// back to `to`; without one, sign in first and come back here.
+pub async fn issue(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HandoffQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorPage> {
+    let r = issue_code(&st, peer, &q, &headers).await;
+    r.map_err(|e| e.for_client(&headers))
+}
+
+async fn issue_code(
+    st: &AppState,
+    peer: SocketAddr,
+    q: &HandoffQuery,
+    headers: &HeaderMap,
+) -> Result<Response, RouteError> {
+    let (central, origin) = central_and_origin(st, peer, headers)?;
+    let central_host = url::Url::parse(&central)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    if central_host.as_deref() != Some(origin.host.as_str()) {
+        return Err(RouteError::Bad(
+            "Sessions are handed off only by the central sign-in host.".into(),
+        ));
+    }
+    let refuse = || RouteError::Bad("This hand-off is not for a site this forwarden protects.".into());
+    let to = q.to.as_deref().map(str::to_ascii_lowercase).ok_or_else(refuse)?;
+    // Only to a host some route names, under a configured domain: never an open redirect.
+    if st.handoff_domain(&to).is_none()
+        || !st.policy.load().names_host(&to)
+        || crate::request::parse_host(&to).is_err()
+        || to.contains(':')
+    {
+        tracing::warn!(to = %to, "hand-off to a host no route names refused");
+        return Err(refuse());
+    }
+    let bind = q.bind.as_deref().ok_or_else(refuse)?;
+    let scheme = central.split("://").next().unwrap_or("https");
+    let target_url = format!("{scheme}://{to}");
+    let rd = on_host(q.rd.as_deref(), scheme, &target_url, &to);
+    let step_up = match q.step_up.as_deref() {
+        None | Some("") => StepUp::default(),
+        Some(p) => StepUp::from_param(p).ok_or_else(refuse)?,
+    };
+    let session = sessions::current(st, headers).await.map_err(|e| {
+        tracing::warn!(error = %e, "hand-off: the session store is unavailable");
+        RouteError::Unavailable("The session store is unavailable. Try again in a moment.".into())
+    })?;
+    let usable = session.filter(|(s, _)| step_up.is_empty() || step_up.held_by(&s.identity));
+    if usable.is_none() {
+        // Sign in here first (with the step-up the page asks for), then come back.
+        let back = format!(
+            "{central}/oauth2/handoff/issue?to={}&bind={}&rd={}{}",
+            enc(&to),
+            enc(bind),
+            enc(&rd),
+            if step_up.is_empty() {
+                String::new()
+            } else {
+                format!("&step_up={}", enc(&step_up.to_param()))
+            }
+        );
+        let mut login = format!("{central}/oauth2/start?rd={}", enc(&back));
+        if !step_up.is_empty() {
+            login.push_str(&format!("&step_up={}", enc(&step_up.to_param())));
+        }
+        return Ok(redirect(&login));
+    }
+    let c = &st.config.cookie;
+    let cookies = session_cookie_values(c, headers);
+    let now = (st.clock)();
+    let code = handoff::issue(&c.keys, &to, bind, cookies, st.entropy.bytes(), st.entropy.bytes(), now).map_err(|e| match e {
+        HandoffError::TooLarge => RouteError::Refused(
+            "Your session is too large to hand to this site in a redirect (hundreds of groups). Ask the administrator to keep sessions on the server (session_store).".into(),
+        ),
+        _ => refuse(),
+    })?;
+    tracing::info!(to = %to, "session handed off");
+    Ok(redirect(&format!(
+        "{target_url}/oauth2/handoff/accept?code={}&rd={}",
+        enc(&code),
+        enc(&rd)
+    )))
+}
+
+/// `GET /oauth2/handoff/accept?code=…&rd=…` back on the host: the code opens only here, in the
+/// browser that started the hand-off, within its minute, and once; then the session cookies are
+/// set for this host's domain.
+pub async fn accept(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HandoffQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ErrorPage> {
+    let r = accept_code(&st, peer, &q, &headers).await;
+    r.map_err(|e| e.for_client(&headers))
+}
+
+async fn accept_code(
+    st: &AppState,
+    peer: SocketAddr,
+    q: &HandoffQuery,
+    headers: &HeaderMap,
+) -> Result<Response, RouteError> {
+    let origin = browser_origin(st, peer, headers)
+        .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
+    let domain = st
+        .handoff_domain(&origin.host)
+        .ok_or_else(|| RouteError::Bad("This site does not take sessions handed off.".into()))?;
+    let c = &st.config.cookie;
+    let now = (st.clock)();
+    let refused = |e: HandoffError| {
+        tracing::warn!(host = %origin.host, error = %e, "hand-off refused");
+        RouteError::Bad(format!(
+            "This sign-in link cannot be used: {e}. Open the page again to sign in."
+        ))
+    };
+    let code = q.code.as_deref().ok_or(HandoffError::Sealed).map_err(refused)?;
+    let pending = request_cookie(headers, PENDING_COOKIE);
+    let code = handoff::accept(&c.keys, code, pending, &origin.host, now).map_err(refused)?;
+    // With a session store, once: a replay within the minute is refused too.
+    if let Some(store) = st.sessions.store() {
+        match store.claim_once(&code.id, handoff::CODE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => return Err(refused(HandoffError::NotThisBrowser)),
+            Err(e) => {
+                tracing::warn!(error = %e, "hand-off: the session store is unavailable");
+                return Err(RouteError::Unavailable(
+                    "The session store is unavailable. Try again in a moment.".into(),
+                ));
+            }
+        }
+    }
+    let scheme = origin.url.split("://").next().unwrap_or("https");
+    let rd = on_host(q.rd.as_deref(), scheme, &origin.url, &origin.host);
+    let mut r = redirect(&rd);
+    let here = crate::config::CookieConfig {
+        domain: Some(domain),
+        ..c.clone()
+    };
+    set_raw_session(&here, &code.cookies, &mut r);
+    let host_only = crate::config::CookieConfig {
+        domain: None,
+        ..c.clone()
+    };
+    if let Some(v) = set_cookie(&host_only, PENDING_COOKIE, "", "/oauth2/handoff", Some(0)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    tracing::info!(host = %origin.host, "session handed off to this host");
+    Ok(r)
+}
+
+/// On a host under one of `cookie.other_domains`, the session cookies a response sets or
+/// deletes (refresh, sign-out) are written for that host's domain.
+pub(super) fn cookies_for_host(st: &AppState, peer: SocketAddr, headers: &HeaderMap, r: &mut Response) {
+    let domain = browser_origin(st, peer, headers).and_then(|o| st.handoff_domain(&o.host));
+    if let Some(d) = domain {
+        super::cookies::for_domain(&st.config.cookie, &d, r);
+    }
+}
