@@ -43,25 +43,31 @@ pub struct HandoffQuery {
     step_up: Option<String>,
 }
 
+/// `host[:port]` of an origin URL (`scheme://host[:port]`): what a code is bound to.
+fn authority(origin_url: &str) -> &str {
+    origin_url.split_once("://").map_or(origin_url, |(_, a)| a)
+}
+
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
-/// `rd` when it is a URL on `host` itself (or a path), else the host's root.
-fn on_host(rd: Option<&str>, scheme: &str, host_url: &str, host: &str) -> String {
-    let root = format!("{host_url}/");
+/// `rd` when it is a URL of this very origin (`scheme://host[:port]`) or a path, else the
+/// origin's root.
+fn on_host(rd: Option<&str>, origin_url: &str) -> String {
+    let root = format!("{origin_url}/");
     let Some(rd) = rd else { return root };
-    if crate::oidc::redirect::is_safe(rd, host, &[]) {
-        if rd.starts_with('/') {
-            return format!("{host_url}{rd}");
-        }
-        if url::Url::parse(rd)
-            .is_ok_and(|u| u.scheme() == scheme && u.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)))
-        {
-            return rd.to_string();
-        }
+    let host = authority(origin_url).split(':').next().unwrap_or_default();
+    if !crate::oidc::redirect::is_safe(rd, host, &[]) {
+        return root;
     }
-    root
+    if rd.starts_with('/') {
+        return format!("{origin_url}{rd}");
+    }
+    match url::Url::parse(rd) {
+        Ok(u) if u.origin().ascii_serialization().eq_ignore_ascii_case(origin_url) => rd.to_string(),
+        _ => root,
+    }
 }
 
 /// `GET /oauth2/handoff?rd=…` on a host under one of `cookie.other_domains`: remember a nonce
@@ -87,15 +93,14 @@ fn begin(
             "This site is not one the central sign-in hands sessions to (cookie.other_domains).".into(),
         ));
     }
-    let scheme = origin.url.split("://").next().unwrap_or("https");
-    let rd = on_host(q.rd.as_deref(), scheme, &origin.url, &origin.host);
+    let rd = on_host(q.rd.as_deref(), &origin.url);
     let now = (st.clock)();
     let c = &st.config.cookie;
-    let (sealed, pending) =
-        handoff::pending(&c.keys, &origin.host, st.entropy.bytes(), st.entropy.bytes(), now);
+    let here = authority(&origin.url);
+    let (sealed, pending) = handoff::pending(&c.keys, here, st.entropy.bytes(), st.entropy.bytes(), now);
     let mut to = format!(
         "{central}/oauth2/handoff/issue?to={}&bind={}&rd={}",
-        enc(&origin.host),
+        enc(here),
         handoff::bind_of(&pending),
         enc(&rd)
     );
@@ -167,19 +172,20 @@ async fn issue_code(
     }
     let refuse = || RouteError::Bad("This hand-off is not for a site this forwarden protects.".into());
     let to = q.to.as_deref().map(str::to_ascii_lowercase).ok_or_else(refuse)?;
-    // Only to a host some route names, under a configured domain: never an open redirect.
-    if st.handoff_domain(&to).is_none()
-        || !st.policy.load().names_host(&to)
-        || crate::request::parse_host(&to).is_err()
-        || to.contains(':')
-    {
+    let (to_host, to_port) = crate::request::parse_host(&to).map_err(|_| refuse())?;
+    // Only to a host some route names, under a configured domain, on a port the proxy serves
+    // it on (the central host's, or one a route for it names): never an open redirect.
+    let central_port = url::Url::parse(&central).ok().and_then(|u| u.port());
+    let port_ok =
+        to_port.is_none_or(|p| Some(p) == central_port || st.policy.load().names_host_port(&to_host, p));
+    if st.handoff_domain(&to_host).is_none() || !st.policy.load().names_host(&to_host) || !port_ok {
         tracing::warn!(to = %to, "hand-off to a host no route names refused");
         return Err(refuse());
     }
     let bind = q.bind.as_deref().ok_or_else(refuse)?;
     let scheme = central.split("://").next().unwrap_or("https");
     let target_url = format!("{scheme}://{to}");
-    let rd = on_host(q.rd.as_deref(), scheme, &target_url, &to);
+    let rd = on_host(q.rd.as_deref(), &target_url);
     let step_up = match q.step_up.as_deref() {
         None | Some("") => StepUp::default(),
         Some(p) => StepUp::from_param(p).ok_or_else(refuse)?,
@@ -246,6 +252,7 @@ async fn accept_code(
 ) -> Result<Response, RouteError> {
     let origin = browser_origin(st, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
+    let here = authority(&origin.url).to_string();
     let domain = st
         .handoff_domain(&origin.host)
         .ok_or_else(|| RouteError::Bad("This site does not take sessions handed off.".into()))?;
@@ -259,7 +266,7 @@ async fn accept_code(
     };
     let code = q.code.as_deref().ok_or(HandoffError::Sealed).map_err(refused)?;
     let pending = request_cookie(headers, PENDING_COOKIE);
-    let code = handoff::accept(&c.keys, code, pending, &origin.host, now).map_err(refused)?;
+    let code = handoff::accept(&c.keys, code, pending, &here, now).map_err(refused)?;
     // With a session store, once: a replay within the minute is refused too.
     if let Some(store) = st.sessions.store() {
         match store.claim_once(&code.id, handoff::CODE_TTL).await {
@@ -273,8 +280,7 @@ async fn accept_code(
             }
         }
     }
-    let scheme = origin.url.split("://").next().unwrap_or("https");
-    let rd = on_host(q.rd.as_deref(), scheme, &origin.url, &origin.host);
+    let rd = on_host(q.rd.as_deref(), &origin.url);
     let mut r = redirect(&rd);
     let here = crate::config::CookieConfig {
         domain: Some(domain),

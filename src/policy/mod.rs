@@ -370,6 +370,13 @@ impl PolicySet {
         })
     }
 
+    /// Whether a route for this host names this port in its `from`.
+    pub fn names_host_port(&self, host: &str, port: u16) -> bool {
+        self.routes.iter().any(|r| {
+            r.port == Some(port) && matches!(&r.host, HostMatch::Exact(h) if h.eq_ignore_ascii_case(host))
+        })
+    }
+
     /// Whether any rule names this group (sessions too large for every group keep these).
     pub fn names_group(&self, group: &str) -> bool {
         self.groups.contains(group)

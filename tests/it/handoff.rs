@@ -208,3 +208,69 @@ fn check_names_a_route_no_cookie_domain_covers() {
         "{warned}"
     );
 }
+
+/// The same in Chromium (host names mapped with --host-resolver-rules), with a session store:
+/// one sign-in reaches both domains, the hand-off is never a visit to the provider, its code
+/// opened again is refused, and signing out on app.example.com ends wiki.example.org's session.
+#[tokio::test]
+async fn single_sign_on_across_domains_in_chromium() {
+    let Some(_) = require("chromium") else { return };
+    let Some(redis) = redis_server(&[]).await else {
+        return;
+    };
+    let Some(s) = site(Some(&format!("redis://127.0.0.1:{}/0", redis.port))).await else {
+        return;
+    };
+    let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
+    // Every name to this machine (the provider is addressed by IP).
+    let rules = "MAP * 127.0.0.1".to_string();
+    let seen = journey(vec![
+        ("JOURNEY", "sso".into()),
+        ("FIRST_URL", url("app.example.com", "/x")),
+        ("SECOND_URL", url("wiki.example.org", "/page")),
+        ("USER", "alice".into()),
+        ("ISSUER", s.issuer.clone()),
+        ("HOST_RULES", rules),
+    ])
+    .await;
+    assert!(seen.get("error").is_none(), "{seen}");
+    assert!(
+        seen["first_text"].as_str().unwrap().contains("alice@contoso.com"),
+        "{seen}"
+    );
+    assert!(
+        seen["second_text"]
+            .as_str()
+            .unwrap()
+            .contains("alice@contoso.com"),
+        "{seen}"
+    );
+    let chain: Vec<&str> = seen["second_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        chain.iter().any(|u| u.contains("/oauth2/handoff/issue?")),
+        "{seen}"
+    );
+    assert!(
+        !chain.iter().any(|u| u.starts_with(&s.issuer)),
+        "no second sign-in: {seen}"
+    );
+    assert_eq!(seen["replay_status"], 400, "{seen}");
+    assert_eq!(seen["sign_out_status"], 401, "signed out, userinfo: {seen}");
+    // Signed out on app.example.com: wiki.example.org's session is gone too, and so is the
+    // central one, so opening it goes through a sign-in at the provider.
+    let after: Vec<&str> = seen["after_sign_out_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        after.iter().any(|u| u.starts_with(&s.issuer)),
+        "signed out on app.example.com, wiki.example.org needs a sign-in again: {seen}"
+    );
+}

@@ -226,3 +226,54 @@ fn explain_names_the_step_up_a_session_lacks() {
     assert!(explain_at(finance, &["--claim", "acrs=c1"]).starts_with("allow\n"));
     assert!(explain_at("https://wiki.example.com/", &[]).starts_with("allow\n"));
 }
+
+/// In Chromium: signed in without MFA, a route asking for it sends the browser back to the
+/// provider's sign-in page, and after it to the page; the app stays open.
+#[tokio::test]
+async fn step_up_to_mfa_in_chromium() {
+    let Some(_) = require("chromium") else { return };
+    let port = free_port();
+    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+        return;
+    };
+    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
+    fw.discovered().await;
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let seen = journey(vec![
+        ("JOURNEY", "step_up".into()),
+        ("FIRST_URL", format!("http://app.test:{port}/")),
+        ("SECOND_URL", format!("http://app.test:{port}/code/x")),
+        ("USER", "alice".into()),
+        ("ISSUER", idp.issuer.clone()),
+        ("HOST_RULES", "MAP app.test 127.0.0.1".into()),
+    ])
+    .await;
+    assert!(seen.get("error").is_none(), "{seen}");
+    let chain: Vec<&str> = seen["step_up_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        chain
+            .iter()
+            .any(|u| u.starts_with(&idp.issuer) && u.contains("max_age=0")),
+        "{seen}"
+    );
+    assert!(
+        seen["second_text"]
+            .as_str()
+            .unwrap()
+            .contains("alice@contoso.com"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["first_again_url"],
+        format!("http://app.test:{port}/"),
+        "{seen}"
+    );
+}

@@ -147,3 +147,27 @@ pub fn audit_lines(logs: &[serde_json::Value]) -> Vec<serde_json::Value> {
         .map(|l| l["fields"].clone())
         .collect()
 }
+
+/// Run `tests/e2e/journeys.mjs` (Debian chromium through playwright-core) with this
+/// environment; what the browser saw.
+pub async fn journey(env: Vec<(&'static str, String)>) -> serde_json::Value {
+    let artifacts = repo().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(repo().join("tests/e2e/journeys.mjs"))
+            .envs(env)
+            .env("ARTIFACTS", &artifacts)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_else(|e| {
+        panic!(
+            "journeys.mjs: {e}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
