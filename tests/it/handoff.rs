@@ -245,12 +245,7 @@ async fn single_sign_on_across_domains_in_chromium() {
             .contains("alice@contoso.com"),
         "{seen}"
     );
-    let chain: Vec<&str> = seen["second_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u.as_str())
-        .collect();
+    let chain: Vec<&str> = urls(&seen, "second_chain");
     assert!(
         chain.iter().any(|u| u.contains("/oauth2/handoff/issue?")),
         "{seen}"
@@ -263,12 +258,7 @@ async fn single_sign_on_across_domains_in_chromium() {
     assert_eq!(seen["sign_out_status"], 401, "signed out, userinfo: {seen}");
     // Signed out on app.example.com: wiki.example.org's session is gone too, and so is the
     // central one, so opening it goes through a sign-in at the provider.
-    let after: Vec<&str> = seen["after_sign_out_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u.as_str())
-        .collect();
+    let after: Vec<&str> = urls(&seen, "after_sign_out_chain");
     assert!(
         after.iter().any(|u| u.starts_with(&s.issuer)),
         "signed out on app.example.com, wiki.example.org needs a sign-in again: {seen}"

@@ -143,24 +143,15 @@ async fn scripts_idp_pages_are_a_sign_in_and_a_sign_out_page_usable_by_keyboard(
     cmd.env("IDP_PORT", port.to_string())
         .env("IDP_REDIRECT_URIS", redirect);
     let _p = spawn("scripts/idp", cmd, tempfile::TempDir::new().unwrap(), port).await;
-    let artifacts = repo().join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(repo().join("tests/e2e/idp-pages.mjs"))
-            .env("ISSUER", issuer)
-            .env("CLIENT_ID", "forwarden-local")
-            .env("REDIRECT_URI", redirect)
-            .env("ARTIFACTS", &artifacts)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let seen: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    let seen = node_json(
+        "tests/e2e/idp-pages.mjs",
+        vec![
+            ("ISSUER", format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0")),
+            ("CLIENT_ID", "forwarden-local".into()),
+            ("REDIRECT_URI", redirect.into()),
+        ],
+    )
+    .await;
     assert!(seen.get("error").is_none(), "{seen}");
     assert_eq!(seen["sign_in_heading"], "Sign in", "{seen}");
     let users = seen["users"].as_array().unwrap();

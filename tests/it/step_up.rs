@@ -33,6 +33,29 @@ const POLICY: &str = "\
         - acr: urn:forwarden:test:gold
 ";
 
+/// The test provider, forwarden with [`POLICY`], and nginx in front of it on `port`.
+struct Site {
+    port: u16,
+    idp: Idp,
+    fw: Fw,
+    _nginx: Proc,
+}
+
+async fn site() -> Option<Site> {
+    let port = free_port();
+    let idp = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await?;
+    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
+    fw.discovered().await;
+    let up = echo_upstream().await;
+    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    Some(Site {
+        port,
+        idp,
+        fw,
+        _nginx: nginx,
+    })
+}
+
 /// The authorization request among the URLs a sign-in went through.
 fn authorize<'a>(path: &'a [String], issuer: &str) -> Vec<&'a String> {
     path.iter()
@@ -42,14 +65,13 @@ fn authorize<'a>(path: &'a [String], issuer: &str) -> Vec<&'a String> {
 
 #[tokio::test]
 async fn a_route_asking_for_mfa_sends_the_session_back_to_sign_in_with_the_request_and_lets_it_in() {
-    let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
-        return;
-    };
-    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(Site {
+        port,
+        idp,
+        fw: _fw,
+        _nginx,
+    }) = site().await
+    else {
         return;
     };
     let http = browser(port, &["app.test"]);
@@ -118,14 +140,13 @@ async fn a_route_asking_for_mfa_sends_the_session_back_to_sign_in_with_the_reque
 /// it, the answer is 403 saying why.
 #[tokio::test]
 async fn step_up_the_provider_does_not_grant_ends_in_403_not_a_redirect_loop() {
-    let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
-        return;
-    };
-    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(Site {
+        port,
+        idp,
+        fw: _fw,
+        _nginx,
+    }) = site().await
+    else {
         return;
     };
     let http = browser(port, &["app.test"]);
@@ -153,12 +174,15 @@ async fn step_up_the_provider_does_not_grant_ends_in_403_not_a_redirect_loop() {
 /// reaches the provider: its values would go into the provider's request as written.
 #[tokio::test]
 async fn forged_step_up_parameter_is_refused_not_passed_to_the_provider() {
-    let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(Site {
+        fw,
+        idp: _idp,
+        _nginx,
+        ..
+    }) = site().await
+    else {
         return;
     };
-    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
-    fw.discovered().await;
     for forged in [
         "acrs%3Ac1%22%7D%7D",
         "amr%3Amfa%26prompt%3Dnone",
@@ -232,14 +256,13 @@ fn explain_names_the_step_up_a_session_lacks() {
 #[tokio::test]
 async fn step_up_to_mfa_in_chromium() {
     let Some(_) = require("chromium") else { return };
-    let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
-        return;
-    };
-    let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(Site {
+        port,
+        idp,
+        fw: _fw,
+        _nginx,
+    }) = site().await
+    else {
         return;
     };
     let seen = journey(vec![
@@ -252,12 +275,7 @@ async fn step_up_to_mfa_in_chromium() {
     ])
     .await;
     assert!(seen.get("error").is_none(), "{seen}");
-    let chain: Vec<&str> = seen["step_up_chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u.as_str())
-        .collect();
+    let chain: Vec<&str> = urls(&seen, "step_up_chain");
     assert!(
         chain
             .iter()

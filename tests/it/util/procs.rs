@@ -151,11 +151,17 @@ pub fn audit_lines(logs: &[serde_json::Value]) -> Vec<serde_json::Value> {
 /// Run `tests/e2e/journeys.mjs` (Debian chromium through playwright-core) with this
 /// environment; what the browser saw.
 pub async fn journey(env: Vec<(&'static str, String)>) -> serde_json::Value {
+    node_json("tests/e2e/journeys.mjs", env).await
+}
+
+/// Run a Node.js script of the repository (with `ARTIFACTS` set to tests/artifacts) and read
+/// the JSON line it prints last.
+pub async fn node_json(script: &'static str, env: Vec<(&'static str, String)>) -> serde_json::Value {
     let artifacts = repo().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg(repo().join("tests/e2e/journeys.mjs"))
+            .arg(repo().join(script))
             .envs(env)
             .env("ARTIFACTS", &artifacts)
             .output()
@@ -164,10 +170,14 @@ pub async fn journey(env: Vec<(&'static str, String)>) -> serde_json::Value {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_else(|e| {
-        panic!(
-            "journeys.mjs: {e}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The URLs under `key` of what [`journey`] saw.
+pub fn urls<'a>(seen: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    seen[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u.as_str()).collect())
+        .unwrap_or_default()
 }
