@@ -131,17 +131,21 @@ impl Fw {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Wait until the identity provider has been discovered (up to 30 s: with every test's
-    /// provider starting at once on two cores, a first discovery can take several seconds).
+    /// Wait until the identity provider has been discovered (up to 60 s: with every test's
+    /// provider and browser starting at once on two cores, a node process can take more than
+    /// one 10 s discovery attempt to answer).
     pub async fn discovered(&self) {
         let provider = self.state.provider.clone().expect("an oidc section");
-        for _ in 0..600 {
+        for _ in 0..1200 {
             if provider.ready().is_some() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the identity provider was never discovered");
+        panic!(
+            "the identity provider was never discovered: {:?}",
+            provider.last_error.load_full()
+        );
     }
 
     /// The Cookie header value of a fresh session for `id`.
