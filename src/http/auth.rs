@@ -441,7 +441,8 @@ fn sign_in_urls(
     }
     // A host under one of cookie.other_domains gets its session by a hand-off from the central
     // sign-in host, which starts on the host itself (it sets the hand-off's pending cookie).
-    if endpoint == "/oauth2/start" && st.handoff_domain(&req.host).is_some() {
+    // A refresh there happens on the host itself too (its cookies are its domain's).
+    if st.handoff_domain(&req.host).is_some() {
         let path = path.replacen("/oauth2/start", "/oauth2/handoff", 1);
         let abs = format!("{}{path}", req.origin());
         return (path, abs);

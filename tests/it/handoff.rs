@@ -24,9 +24,19 @@ struct Site {
 }
 
 async fn site(store: Option<&str>) -> Option<Site> {
+    site_with(store, "").await
+}
+
+/// [`site`] with more `cookie:` lines (`refresh:`, with refresh tokens asked for).
+async fn site_with(store: Option<&str>, cookie: &str) -> Option<Site> {
     let port = free_port();
     let idp = idp(&[format!("http://auth.example.com:{port}/oauth2/callback")]).await?;
-    let mut extra = oidc_config(&idp.issuer, "openid, email", &home_tenant());
+    let scopes = if cookie.is_empty() {
+        "openid, email"
+    } else {
+        "openid, email, offline_access"
+    };
+    let mut extra = oidc_config(&idp.issuer, scopes, &home_tenant());
     extra.push_str(&format!(
         "public_url: http://auth.example.com:{port}\nallowed_redirect_domains: [.example.com]\n"
     ));
@@ -35,7 +45,7 @@ async fn site(store: Option<&str>) -> Option<Site> {
     }
     let fw = Fw::start_full(
         POLICY,
-        "  domain: .example.com\n  other_domains: [.example.org]\n",
+        &format!("  domain: .example.com\n  other_domains: [.example.org]\n{cookie}"),
         &extra,
     )
     .await;
@@ -263,4 +273,32 @@ async fn single_sign_on_across_domains_in_chromium() {
         after.iter().any(|u| u.starts_with(&s.issuer)),
         "signed out on app.example.com, wiki.example.org needs a sign-in again: {seen}"
     );
+}
+
+/// Regression: a session handed to wiki.example.org and due for refresh was sent to the central
+/// host's /oauth2/refresh, whose cookies wiki.example.org never receives, so every page load
+/// went round again. The refresh happens on the host itself, for its own domain.
+#[tokio::test]
+async fn refresh_of_a_handed_off_session_happens_on_its_own_domain() {
+    let Some(s) = site_with(None, "  refresh: 1m\n").await else {
+        return;
+    };
+    let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
+    let http = browser(s.port, &hosts());
+    let (r, _) = browse(&http, &url("app.example.com", "/"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200);
+    let (r, _) = browse(&http, &url("wiki.example.org", "/"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200);
+    s.fw.clock.fetch_add(120, std::sync::atomic::Ordering::SeqCst);
+    let (r, path) = browse(&http, &url("wiki.example.org", "/page"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(
+        path.iter()
+            .any(|u| u.starts_with(&url("wiki.example.org", "/oauth2/refresh?rd="))),
+        "refreshed on wiki.example.org itself: {path:#?}"
+    );
+    // Refreshed: the next page load passes without a round.
+    let (r, path) = browse(&http, &url("wiki.example.org", "/again"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert_eq!(path.len(), 1, "{path:#?}");
 }
