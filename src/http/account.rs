@@ -30,9 +30,7 @@ pub async fn sign_out(
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let mut r = end(&st, peer, method, q, &headers).await;
-    super::handoff::cookies_for_host(&st, peer, &headers, &mut r);
-    r
+    end(&st, peer, method, q, &headers).await
 }
 
 async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, headers: &HeaderMap) -> Response {
@@ -53,7 +51,8 @@ async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, header
         }
     }
     let mut ended = redirect("/");
-    let (session, revoked) = sessions::end(st, headers, everywhere, &mut ended).await;
+    let cookie = st.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
+    let (session, revoked) = sessions::end(st, &cookie, headers, everywhere, &mut ended).await;
     let end_session_url = st
         .provider
         .as_ref()

@@ -162,29 +162,3 @@ pub fn set_raw_session(c: &CookieConfig, values: &[(String, String)], r: &mut Re
         }
     }
 }
-
-/// On a host under one of `cookie.other_domains`, the session cookies a response sets or
-/// deletes are for that domain, not the central one (a browser ignores a cookie for another
-/// registrable domain): rewrite their `Domain`.
-pub fn for_domain(c: &CookieConfig, domain: &str, r: &mut Response) {
-    let Some(central) = &c.domain else { return };
-    let rewritten: Vec<HeaderValue> = r
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| {
-            let text = v.to_str().ok()?;
-            let mut k = Cookie::parse(text.to_string()).ok()?;
-            if k.domain()
-                .is_some_and(|d| d.eq_ignore_ascii_case(central.trim_start_matches('.')))
-            {
-                k.set_domain(domain.to_string());
-            }
-            HeaderValue::from_str(&k.to_string()).ok()
-        })
-        .collect();
-    r.headers_mut().remove(header::SET_COOKIE);
-    for v in rewritten {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-}

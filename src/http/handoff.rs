@@ -253,9 +253,11 @@ async fn accept_code(
     let origin = browser_origin(st, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let here = authority(&origin.url).to_string();
-    let domain = st
-        .handoff_domain(&origin.host)
-        .ok_or_else(|| RouteError::Bad("This site does not take sessions handed off.".into()))?;
+    if st.handoff_domain(&origin.host).is_none() {
+        return Err(RouteError::Bad(
+            "This site does not take sessions handed off.".into(),
+        ));
+    }
     let c = &st.config.cookie;
     let now = (st.clock)();
     let refused = |e: HandoffError| {
@@ -282,11 +284,7 @@ async fn accept_code(
     }
     let rd = on_host(q.rd.as_deref(), &origin.url);
     let mut r = redirect(&rd);
-    let here = crate::config::CookieConfig {
-        domain: Some(domain),
-        ..c.clone()
-    };
-    set_raw_session(&here, &code.cookies, &mut r);
+    set_raw_session(&st.cookie_for(Some(&origin.host)), &code.cookies, &mut r);
     let host_only = crate::config::CookieConfig {
         domain: None,
         ..c.clone()
@@ -296,13 +294,4 @@ async fn accept_code(
     }
     tracing::info!(host = %origin.host, "session handed off to this host");
     Ok(r)
-}
-
-/// On a host under one of `cookie.other_domains`, the session cookies a response sets or
-/// deletes (refresh, sign-out) are written for that host's domain.
-pub(super) fn cookies_for_host(st: &AppState, peer: SocketAddr, headers: &HeaderMap, r: &mut Response) {
-    let domain = browser_origin(st, peer, headers).and_then(|o| st.handoff_domain(&o.host));
-    if let Some(d) = domain {
-        super::cookies::for_domain(&st.config.cookie, &d, r);
-    }
 }

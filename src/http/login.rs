@@ -321,7 +321,7 @@ async fn finish(
     let policy = st.policy.load();
     let subject = session.identity.subject.clone();
     let names = |g: &str| policy.names_group(g);
-    sessions::write(st, &mut session, None, names, &mut r).await.map_err(|e| match e {
+    sessions::write(st, &st.cookie_for(Some(&origin.host)), &mut session, None, names, &mut r).await.map_err(|e| match e {
         WriteError::TooLarge(_) => {
             tracing::warn!(user = %subject, groups, "the session does not fit in cookies");
             RouteError::Refused(format!(

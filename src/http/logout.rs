@@ -7,10 +7,11 @@
 //!   that `sid` end only when the browser's own session has it (a `sid` alone proves nothing);
 //!   without `sid` the browser's own session ends.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -137,9 +138,12 @@ pub struct FrontChannel {
 /// `GET /oauth2/frontchannel-logout?iss=…&sid=…`.
 pub async fn frontchannel(
     State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<FrontChannel>,
     headers: HeaderMap,
 ) -> Response {
+    let host = super::login::browser_origin(&st, peer, &headers).map(|o| o.host);
+    let cookie = st.cookie_for(host.as_deref());
     let mut r = (
         StatusCode::OK,
         [
@@ -189,11 +193,11 @@ pub async fn frontchannel(
                 }
             }
             // The browser's own cookie goes too.
-            super::cookies::end_session(&st.config.cookie, &mut r);
+            super::cookies::end_session(&cookie, &mut r);
         }
         // Without a sid (or a store), the browser's session ends.
         _ => {
-            let _ = sessions::end(&st, &headers, false, &mut r).await;
+            let _ = sessions::end(&st, &cookie, &headers, false, &mut r).await;
         }
     }
     r

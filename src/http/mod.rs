@@ -158,6 +158,20 @@ impl AppState {
             .cloned()
     }
 
+    /// The cookie settings for responses to `host`: the configured ones, with the `Domain` of
+    /// its one of `cookie.other_domains` when it is under one (a browser ignores a cookie for
+    /// another registrable domain). Every session cookie a response writes or deletes goes
+    /// through these.
+    pub fn cookie_for(&self, host: Option<&str>) -> std::borrow::Cow<'_, crate::config::CookieConfig> {
+        match host.and_then(|h| self.handoff_domain(h)) {
+            Some(d) => std::borrow::Cow::Owned(crate::config::CookieConfig {
+                domain: Some(d),
+                ..self.config.cookie.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.config.cookie),
+        }
+    }
+
     /// Fetch every key set again (the provider's and each bearer issuer's), whatever the tokens
     /// say: a key an issuer withdrew stops being trusted, and tokens verified with it are
     /// dropped from the verified-token cache. Returns when to run again: the soonest of the

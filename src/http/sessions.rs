@@ -12,6 +12,7 @@ use axum::response::Response;
 use super::AppState;
 use super::cookies::{end_session, request_cookie, set_session, set_ticket};
 use super::session_cache::{self, Opened, open_session, opened_stored, session_of};
+use crate::config::CookieConfig;
 use crate::session::{self, Session, SessionError};
 use crate::store::Ticket;
 use crate::store::redis::{RedisStore, StoreError};
@@ -130,22 +131,23 @@ pub(crate) async fn current(
 }
 
 /// Write a session: sealed into the cookies, or into the store (under `ticket`, or a new one)
-/// with the ticket in the cookie.
+/// with the ticket in the cookie; `cookie` is the settings for the host answered
+/// ([`AppState::cookie_for`]).
 pub(crate) async fn write(
     st: &AppState,
+    cookie: &CookieConfig,
     s: &mut Session,
     ticket: Option<Ticket>,
     needed: impl Fn(&str) -> bool,
     r: &mut Response,
 ) -> Result<(), WriteError> {
     let Sessions::Store(store) = &st.sessions else {
-        set_session(&st.config.cookie, &st.entropy, s, needed, r)?;
+        set_session(cookie, &st.entropy, s, needed, r)?;
         return Ok(());
     };
     let t = ticket.unwrap_or_else(|| Ticket::new(st.entropy.bytes()));
     store.save(&t, s, (st.clock)(), st.entropy.bytes()).await?;
-    let c = &st.config.cookie;
-    set_ticket(c, &t.seal(&c.keys, &c.name, st.entropy.bytes()), r);
+    set_ticket(cookie, &t.seal(&cookie.keys, &cookie.name, st.entropy.bytes()), r);
     Ok(())
 }
 
@@ -167,11 +169,12 @@ pub(crate) enum Revoked {
 /// happened on the server.
 pub(crate) async fn end(
     st: &AppState,
+    cookie: &CookieConfig,
     headers: &HeaderMap,
     everywhere: bool,
     r: &mut Response,
 ) -> (Option<Session>, Revoked) {
-    end_session(&st.config.cookie, r);
+    end_session(cookie, r);
     let ended = match current(st, headers).await {
         Ok(s) => s,
         Err(e) => {

@@ -56,6 +56,15 @@ async fn site() -> Option<Site> {
     })
 }
 
+/// Each page answers 200 at once: no sign-in round.
+async fn pass_at_once(http: &reqwest::Client, issuer: &str, pages: &[String]) {
+    for p in pages {
+        let (r, path) = browse(http, p, issuer, "alice").await;
+        assert_eq!(r.status(), 200, "{p}: {path:#?}");
+        assert_eq!(path.len(), 1, "{p}: no sign-in: {path:#?}");
+    }
+}
+
 /// The authorization request among the URLs a sign-in went through.
 fn authorize<'a>(path: &'a [String], issuer: &str) -> Vec<&'a String> {
     path.iter()
@@ -96,11 +105,7 @@ async fn a_route_asking_for_mfa_sends_the_session_back_to_sign_in_with_the_reque
     assert!(path.iter().any(|u| u.contains("step_up=amr%3Amfa")), "{path:#?}");
     assert_eq!(r.url().path(), "/code/x");
     // The stronger session keeps working everywhere, without another round.
-    for p in ["/", "/code/y"] {
-        let (r, path) = browse(&http, &app(p), &idp.issuer, "alice").await;
-        assert_eq!(r.status(), 200, "{p}: {path:#?}");
-        assert_eq!(path.len(), 1, "{p}: no sign-in: {path:#?}");
-    }
+    pass_at_once(&http, &idp.issuer, &[app("/"), app("/code/y")]).await;
 
     // An Entra authentication context: the claims parameter asks for acrs c1; the session
     // then holds both levels (mfa still passes /code).
@@ -119,11 +124,8 @@ async fn a_route_asking_for_mfa_sends_the_session_back_to_sign_in_with_the_reque
         Some(r#"{"id_token":{"acrs":{"essential":true,"value":"c1"}}}"#),
         "{path:#?}"
     );
-    for p in ["/code/z", "/finance/other"] {
-        let (r, path) = browse(&http, &app(p), &idp.issuer, "alice").await;
-        assert_eq!(r.status(), 200, "{p}: {path:#?}");
-        assert_eq!(path.len(), 1, "{p}: both levels held: {path:#?}");
-    }
+    // Both levels held.
+    pass_at_once(&http, &idp.issuer, &[app("/code/z"), app("/finance/other")]).await;
 
     // A class of sign-in: acr_values.
     let (r, path) = browse(&http, &app("/gold/"), &idp.issuer, "alice").await;
