@@ -28,6 +28,8 @@ fn bench(c: &mut Criterion) {
         rule: IssuerRule::Exact("https://issuer.bench.test/".into()),
         entra: false,
         foreign: None,
+        name: String::new(),
+        sign_in: None,
     };
     let audiences = vec!["api://bench".to_string()];
     let expect = Expect {

@@ -47,6 +47,9 @@ pub struct Identity {
     /// group, and `authenticated_user` does not match it.
     #[serde(skip)]
     pub application: bool,
+    /// A bearer token's identity (not a signed-in session).
+    #[serde(skip)]
+    pub token: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -63,6 +66,14 @@ impl std::fmt::Debug for Identity {
             .finish_non_exhaustive()
     }
 }
+
+/// The claim that keeps the name of the provider an identity signed in with (`providers:`);
+/// absent for the one `oidc:` provider.
+pub const IDP: &str = "forwarden:idp";
+
+/// The claim that keeps the client (app registration) a session signed in through, when a
+/// route's `idp_client_id` chose one; absent for the provider's own `client_id`.
+pub const IDP_CLIENT: &str = "forwarden:client";
 
 /// The step-up the sign-in that made this identity asked for, and when (`StepUp`'s parameter
 /// and Unix seconds): a session that asked and did not get it is refused, not sent round again.
@@ -99,6 +110,67 @@ impl Identity {
             if let (None, Some(v)) = (self.claims.get(name), earlier.claims.get(name)) {
                 self.claims.insert(name.to_string(), v.clone());
             }
+        }
+    }
+
+    /// The name of the provider this identity signed in with (`""`: the one `oidc:` provider).
+    pub fn idp(&self) -> &str {
+        self.claims.get(IDP).map_or("", String::as_str)
+    }
+
+    /// The client the session signed in through when a route chose one (`idp_client_id`);
+    /// `""`: the provider's own `client_id`.
+    pub fn idp_client(&self) -> &str {
+        self.claims.get(IDP_CLIENT).map_or("", String::as_str)
+    }
+
+    /// Mark an identity as signed in by provider `name` through `client` (`""`: its own
+    /// client): the subject becomes `<name>#<subject>` for a named provider, so two providers'
+    /// users never share one.
+    pub fn signed_in_by(&mut self, name: &str, client: &str) {
+        if !name.is_empty() {
+            let prefix = format!("{name}#");
+            if !self.subject.starts_with(&prefix) {
+                self.subject = format!("{prefix}{}", self.subject);
+            }
+            // The provider's session ids are its own too (back- and front-channel logout).
+            if let Some(sid) = self.claims.get_mut(PROVIDER_SID) {
+                if !sid.starts_with(&prefix) {
+                    *sid = format!("{prefix}{sid}");
+                }
+            }
+            self.claims.insert(IDP.into(), name.into());
+        }
+        if !client.is_empty() {
+            self.claims.insert(IDP_CLIENT.into(), client.into());
+        }
+    }
+
+    /// The identity as provider `name` itself names it (without the `<name>#` of
+    /// [`Identity::signed_in_by`]): what a refreshed ID token is compared with.
+    pub fn as_provider_names_it(&self, name: &str) -> Identity {
+        let mut i = self.clone();
+        if !name.is_empty() {
+            let prefix = format!("{name}#");
+            if let Some(s) = i.subject.strip_prefix(&prefix) {
+                i.subject = s.to_string();
+            }
+            if let Some(sid) = i.claims.get_mut(PROVIDER_SID) {
+                if let Some(s) = sid.strip_prefix(&prefix) {
+                    *sid = s.to_string();
+                }
+            }
+        }
+        i
+    }
+
+    /// The provider's session id, as the provider `name` wrote it in its logout tokens, stored
+    /// the way [`Identity::signed_in_by`] keeps it.
+    pub fn stored_sid(name: &str, sid: &str) -> String {
+        if name.is_empty() {
+            sid.to_string()
+        } else {
+            format!("{name}#{sid}")
         }
     }
 

@@ -55,6 +55,10 @@ struct Claims<'a> {
     exp: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     tid: &'a str,
+    /// The identity provider (`providers:` name) the user signed in with; `sub` then reads
+    /// `<idp>#<sub>`.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    idp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +153,7 @@ impl Signer {
             nbf: now.saturating_sub(30),
             exp: now.saturating_add(lifetime),
             tid: &id.tenant,
+            idp: id.idp(),
             email: id.email.as_deref(),
             preferred_username: id.preferred_username.as_deref(),
             name: id.name.as_deref(),

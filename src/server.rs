@@ -38,6 +38,12 @@ pub fn reload(state: &AppState) -> Result<Reloaded, Vec<Diagnostic>> {
         // Not counted: nothing was wrong yet, the file is most likely still being written.
         return Ok(Reloaded::KeptWhileEmpty(set.empty_files.clone()));
     }
+    let (sign_in, bearer) = state.config.provider_names();
+    let problems = set.provider_problems(&sign_in, &bearer);
+    if !problems.is_empty() {
+        state.metrics.reload(false);
+        return Err(problems);
+    }
     state.metrics.reload(true);
     for w in set.lint() {
         tracing::warn!("{w}");
@@ -279,8 +285,8 @@ pub async fn run(
     if let Some(store) = state.sessions.store() {
         tokio::spawn(store.clone().follow(rx.clone()));
     }
-    if let Some(p) = &state.provider {
-        // Existing sessions keep working while the provider is unreachable; sign-in waits.
+    for p in &state.providers {
+        // Existing sessions keep working while a provider is unreachable; sign-in waits.
         tokio::spawn(p.clone().discover_until_ready(rx.clone()));
     }
     // Signing keys are fetched again periodically, so a withdrawn key stops being trusted.

@@ -100,6 +100,11 @@ pub fn load(config: &Path) -> Result<(Config, PolicySet), Vec<Diagnostic>> {
         }
     };
     let set = PolicySet::load(&cfg.policy_files, cfg.limits.max_policy_bytes)?;
+    let (sign_in, bearer) = cfg.provider_names();
+    let problems = set.provider_problems(&sign_in, &bearer);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok((cfg, set))
 }
 
@@ -145,7 +150,7 @@ pub fn check(config: &Path, o: &mut Out<'_>) -> Result<bool, CommandError> {
     {
         writeln!(o.out, "{line}")?;
     }
-    if cfg.oidc.is_some() {
+    if !cfg.providers.is_empty() {
         for line in report::redirect_uris(&cfg, &set) {
             writeln!(o.out, "{line}")?;
         }

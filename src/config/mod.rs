@@ -48,8 +48,9 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Where redirects after login and sign-out may go besides the protected host.
     pub allowed_redirect_domains: Vec<crate::oidc::redirect::AllowedDomain>,
-    /// The identity provider; `None` until one is configured.
-    pub oidc: Option<ProviderConfig>,
+    /// The identity providers: the one `oidc:` (named `""`), or the named `providers:`, in
+    /// the order written (the chooser page's). Empty until one is configured.
+    pub providers: Vec<ProviderConfig>,
     /// Where Prometheus metrics are served (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
     /// Envoy's gRPC `ext_authz` (`envoy.service.auth.v3.Authorization/Check`) on its own
@@ -67,6 +68,21 @@ pub struct Config {
     pub bearer: Option<BearerConfig>,
     /// Server-side sessions (`session_store:`); without it, sessions live in the cookies.
     pub session_store: Option<RedisConfig>,
+}
+
+impl Config {
+    /// The names routes' `identity_providers` may use: the sign-in providers' (`""` for the
+    /// one `oidc:` provider), and the bearer issuers' ties (or, untied, their issuer URLs).
+    pub fn provider_names(&self) -> (Vec<&str>, Vec<&str>) {
+        let sign_in = self.providers.iter().map(|p| p.name.as_str()).collect();
+        let bearer = self
+            .bearer
+            .iter()
+            .flat_map(|b| &b.issuers)
+            .map(|i| i.provider.as_deref().unwrap_or(i.issuer.as_str()))
+            .collect();
+        (sign_in, bearer)
+    }
 }
 
 /// A certificate chain and its private key, PEM.
@@ -131,6 +147,10 @@ pub struct ExtraIssuer {
     /// `trusted_for: [email]`: its tokens' verified email counts for email and domain rules.
     /// Otherwise its users have no email.
     pub trust_email: bool,
+    /// The provider name its tokens count as (`provider:`): for `identity_providers` and the
+    /// `idp` criterion, and its subjects read `<name>#<sub>`. Without it, the issuer URL is
+    /// its name.
+    pub provider: Option<String>,
 }
 
 /// Bounds on what the outside can make forwarden hold (`limits:` in the config).

@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) oidc: Option<RawOidc>,
     #[serde(default)]
+    pub(super) providers: Option<Vec<RawOidc>>,
+    #[serde(default)]
     pub(super) metrics_listen: Option<String>,
     #[serde(default)]
     pub(super) ext_authz_listen: Option<String>,
@@ -96,6 +98,8 @@ pub(super) struct RawBearerIssuer {
     pub(super) jwks_url: String,
     #[serde(default)]
     pub(super) trusted_for: Vec<String>,
+    #[serde(default)]
+    pub(super) provider: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +131,12 @@ pub(super) struct RawIdentityJwt {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOidc {
+    /// The provider's name (`providers:` entries only).
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    /// What the chooser page shows (`providers:` entries only; the name by default).
+    #[serde(default)]
+    pub(super) display_name: Option<String>,
     pub(super) issuer: String,
     pub(super) client_id: String,
     #[serde(default)]

@@ -66,7 +66,7 @@ fn value_checks_run_alongside_structural_problems() {
         "listen: 127.0.0.1:4180\nlifetme: 3h\nmetrics_listen: 9180\ncookie:\n  secrets: [short]\n  lifetime: soon\npolicy_files: [p.yaml]\n",
     );
     insta::assert_snapshot!(e, @r"
-    f.yaml:2:1: unknown field `lifetme`, expected one of `listen`, `trusted_proxies`, `cookie`, `policy_files`, `headers`, `reload_interval`, `public_url`, `allowed_redirect_domains`, `oidc`, `metrics_listen`, `ext_authz_listen`, `ext_authz_tls`, `audit`, `identity_jwt`, `limits`, `bearer`, `session_store`
+    f.yaml:2:1: unknown field `lifetme`, expected one of `listen`, `trusted_proxies`, `cookie`, `policy_files`, `headers`, `reload_interval`, `public_url`, `allowed_redirect_domains`, `oidc`, `providers`, `metrics_listen`, `ext_authz_listen`, `ext_authz_tls`, `audit`, `identity_jwt`, `limits`, `bearer`, `session_store`
     f.yaml:3:1: invalid type: integer `9180`, expected a string
     f.yaml:5:13: secret is 5 bytes; at least 32 are needed (openssl rand -base64 32)
     f.yaml:6:13: `soon` is not a duration like 90s, 30m, 12h or 7d
@@ -97,7 +97,7 @@ oidc:
     allowed_tenants: [72F988BF-86F1-41AF-91AB-2D7CD011DB47]
 ";
     let c = Config::parse("f.yaml", text, Path::new("."), inputs(&env)).unwrap();
-    let o = c.oidc.as_ref().unwrap();
+    let o = c.providers.first().unwrap();
     assert_eq!(o.issuer, "https://login.microsoftonline.com/organizations/v2.0");
     assert_eq!(o.client_secret.expose(), "client-secret-value");
     assert_eq!(o.allowed_tenants, vec!["72f988bf-86f1-41af-91ab-2d7cd011db47"]);
@@ -146,7 +146,7 @@ fn oidc_issuer_and_client_id_from_the_environment() {
         "  client_secret: x\n  azure: {allowed_tenants: any}\n",
     );
     let c = Config::parse("f.yaml", &text, Path::new("."), inputs(&env)).unwrap();
-    let o = c.oidc.as_ref().unwrap();
+    let o = c.providers.first().unwrap();
     assert_eq!(
         (o.issuer.as_str(), o.client_id.as_str(), o.entra),
         ("https://login.microsoftonline.com/common/v2.0", "app-id", true)
@@ -177,7 +177,7 @@ fn bearer_section() {
     f.yaml:6:22: `nope` is not an http(s) URL (the issuer)
     f.yaml:6:38: `ftp://x` is not an http(s) URL (its key set)
     ");
-    insta::assert_snapshot!(errors(&format!("{base}bearer:\n  audiences: [api://x]\n")), @"f.yaml:5:3: bearer needs an issuer: configure oidc: (its provider is trusted) or list bearer.issuers");
+    insta::assert_snapshot!(errors(&format!("{base}bearer:\n  audiences: [api://x]\n")), @"f.yaml:5:3: bearer needs an issuer: configure oidc: or providers: (their issuers are trusted) or list bearer.issuers");
 }
 
 #[test]
@@ -236,4 +236,43 @@ fn other_domains_need_the_central_host_and_may_not_overlap() {
     f.yaml:7:62: `.x.example.net` overlaps another of other_domains
     f.yaml:7:78: `.nodot` is not a domain like .example.org
     ");
+}
+
+#[test]
+fn providers_section() {
+    let base = "cookie:\n  secrets: ['0123456789abcdef0123456789abcdef']\npolicy_files: [p]\n";
+    let p = |name: &str| {
+        format!(
+            "  - name: {name}\n    issuer: https://{name}.example/\n    client_id: c-{name}\n    client_secret: s\n"
+        )
+    };
+    let ok = format!(
+        "{base}providers:\n{}    display_name: Contoso staff\n{}bearer:\n  audiences: [api://x]\n  issuers: [{{issuer: 'https://api.example/', jwks_url: 'https://api.example/keys', provider: entra}}]\n",
+        p("entra"),
+        p("partners")
+    );
+    let c = Config::parse("f.yaml", &ok, Path::new("."), inputs(&no_env)).unwrap();
+    let names: Vec<(&str, &str)> = c
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.display_name.as_str()))
+        .collect();
+    assert_eq!(names, [("entra", "Contoso staff"), ("partners", "partners")]);
+    assert_eq!(c.bearer.unwrap().issuers[0].provider.as_deref(), Some("entra"));
+    // Every problem at once: a bad name, a name twice, a missing name, oidc: beside providers:.
+    insta::assert_snapshot!(errors(&format!(
+        "{base}providers:\n{}{}{}  - issuer: https://x.example/\n    client_id: c\n    client_secret: s\noidc:\n  issuer: https://o.example/\n  client_id: c\n  client_secret: s\n",
+        p("Entra Staff"),
+        p("partners"),
+        p("partners")
+    )), @r"
+    f.yaml:5:3: set oidc: (one identity provider) or providers: (several, each with a name), not both
+    f.yaml:5:11: `Entra Staff` is not a provider name: use lower-case letters, digits, - and _ (at most 32), like entra or partners
+    f.yaml:6:13: `https://Entra Staff.example/` is not an issuer URL
+    f.yaml:13:11: a second provider named `partners`: names must differ
+    f.yaml:17:5: this provider has no name: every entry of providers: needs one (name: entra)
+    ");
+    insta::assert_snapshot!(errors(&format!(
+        "{base}oidc:\n  name: entra\n  issuer: https://o.example/\n  client_id: c\n  client_secret: s\n"
+    )), @"f.yaml:5:9: name and display_name are for entries of providers:; oidc: is the one unnamed provider");
 }

@@ -192,10 +192,33 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
             ),
         }
     });
-    let has_oidc = raw.oidc.is_some();
-    let oidc = optional(node, "oidc", raw.oidc, None, |n, o| {
-        oidc(n, o, base, inputs).map(Some)
-    });
+    let has_oidc = raw.oidc.is_some() || raw.providers.as_ref().is_some_and(|p| !p.is_empty());
+    let providers = match (raw.oidc, raw.providers) {
+        (Some(_), Some(list)) => {
+            // The entries' own problems are listed too.
+            let mut problems = vec![Problem::new(
+                field(node, "providers").pos,
+                "set oidc: (one identity provider) or providers: (several, each with a name), not both",
+            )];
+            if let Err(mut more) = services::providers(field(node, "providers"), list, base, inputs) {
+                problems.append(&mut more);
+            }
+            Err(problems)
+        }
+        (Some(o), None) => {
+            let n = field(node, "oidc");
+            if o.name.is_some() || o.display_name.is_some() {
+                fail(
+                    n.get("name").or(n.get("display_name")).unwrap_or(n),
+                    "name and display_name are for entries of providers:; oidc: is the one unnamed provider",
+                )
+            } else {
+                oidc(n, o, base, inputs).map(|p| vec![p])
+            }
+        }
+        (None, Some(list)) => services::providers(field(node, "providers"), list, base, inputs),
+        (None, None) => Ok(Vec::new()),
+    };
     let limits = optional(node, "limits", raw.limits, Limits::default(), limits);
     // The identity JWT key derives from the first cookie secret; when the secrets have problems,
     // the cookie section reports them and the JWT section adds none of its own.
@@ -229,7 +252,7 @@ pub(super) fn config(node: &Node, raw: RawConfig, base: &Path, inputs: Inputs<'_
         reload_interval,
         public_url,
         allowed_redirect_domains,
-        oidc,
+        providers,
         metrics_listen,
         ext_authz_listen,
         ext_authz_tls,

@@ -53,9 +53,11 @@ async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, header
     let mut ended = redirect("/");
     let cookie = st.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
     let (session, revoked) = sessions::end(st, &cookie, headers, everywhere, &mut ended).await;
-    let end_session_url = st
-        .provider
+    // The provider the session came from ends its own session there.
+    let end_session_url = session
         .as_ref()
+        .and_then(|s| st.provider_of(&s.identity))
+        .or_else(|| st.providers.first().filter(|_| st.providers.len() == 1))
         .filter(|p| p.config.end_session)
         .and_then(|p| {
             let ready = p.ready()?;
@@ -66,7 +68,12 @@ async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, header
                 target.clone()
             };
             let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", &p.config.client_id)
+            let client = session
+                .as_ref()
+                .map(|s| s.identity.idp_client())
+                .filter(|c| !c.is_empty())
+                .unwrap_or(&p.config.client_id);
+            q.append_pair("client_id", client)
                 .append_pair("post_logout_redirect_uri", &back);
             if let Some(hint) = session.as_ref().and_then(|s| s.identity.claims.get(LOGIN_HINT)) {
                 q.append_pair("logout_hint", hint);

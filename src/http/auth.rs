@@ -126,7 +126,15 @@ pub(super) async fn resolve(
         }
     };
     let token = match (&st.bearer, ask.token) {
-        (Some(b), Some(t)) => Some(bearer::verify(st, b, t).await),
+        (Some(b), Some(t)) => {
+            // The route's identity_providers narrow the issuers before any signature check.
+            let with = match st.policy.load().find_route(&ask.req) {
+                crate::policy::route::Found::Route(r) if !r.sign_in.is_default() => Some(r.sign_in.clone()),
+                _ => None,
+            };
+            let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
+            Some(bearer::verify(st, b, t, &accepts).await)
+        }
         _ => None,
     };
     let stored = match &token {
@@ -247,7 +255,12 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
         // browser whole). Other requests pass on the still-valid session meanwhile.
         let due = session::refresh_due(&o.session, st.config.cookie.refresh, (st.clock)());
-        if due && req.wants_html && st.provider.as_ref().is_some_and(|p| p.ready().is_some()) {
+        if due
+            && req.wants_html
+            && st
+                .provider_of(&o.session.identity)
+                .is_some_and(|p| p.ready().is_some())
+        {
             audit(
                 Verdict::Refresh,
                 "-",
@@ -255,7 +268,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                 "refresh_due",
                 None,
             );
-            let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh", None);
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/refresh", None, None);
             return Answer::Deny(Denial::Login {
                 login,
                 absolute,
@@ -326,7 +339,8 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                     },
                 });
             }
-            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref());
+            let with = d.route.map(|r| &r.sign_in);
+            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref(), with);
             Answer::Deny(Denial::Login {
                 login,
                 absolute,
@@ -430,6 +444,7 @@ fn sign_in_urls(
     req: &crate::request::Request<'_>,
     endpoint: &str,
     step_up: Option<&StepUp>,
+    with: Option<&crate::policy::SignInWith>,
 ) -> (String, String) {
     let mut path = format!(
         "{endpoint}?rd={}",
@@ -438,6 +453,17 @@ fn sign_in_urls(
     if let Some(s) = step_up {
         path.push_str("&step_up=");
         path.extend(utf8_percent_encode(&s.to_param(), NON_ALPHANUMERIC));
+    }
+    // The providers and app registration the route accepts: the sign-in offers only those.
+    if let Some(w) = with {
+        if !w.providers.is_empty() {
+            path.push_str("&idp=");
+            path.extend(utf8_percent_encode(&w.providers.join(","), NON_ALPHANUMERIC));
+        }
+        if let Some(c) = &w.client {
+            path.push_str("&client=");
+            path.extend(utf8_percent_encode(&c.id, NON_ALPHANUMERIC));
+        }
     }
     // A host under one of cookie.other_domains gets its session by a hand-off from the central
     // sign-in host, which starts on the host itself (it sets the hand-off's pending cookie).

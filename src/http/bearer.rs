@@ -103,6 +103,8 @@ impl Bearer {
                         trust_client_id: i.trust_client_id,
                         trust_email: i.trust_email,
                     }),
+                    name: i.provider.clone().unwrap_or_default(),
+                    sign_in: None,
                 };
                 Ok((issuer, source))
             })
@@ -197,7 +199,16 @@ fn is_b64token(s: &str) -> bool {
 /// Verify a bearer token: from the cache, or by its signature (the only step here that may
 /// wait, for a key fetch). The caller has established that the peer is trusted and the request
 /// described.
-pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verified>, BearerError> {
+///
+/// `accepts(name)`: whether the route takes tokens of the issuers tied to provider `name`
+/// (its `identity_providers`). Another issuer's token is refused before its signature is
+/// checked, and a cached token of such an issuer is refused too.
+pub async fn verify(
+    st: &AppState,
+    b: &Bearer,
+    token: &str,
+    accepts: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Arc<Verified>, BearerError> {
     if token.len() > access::MAX_TOKEN_BYTES {
         return Err(BearerError::TooLarge);
     }
@@ -205,6 +216,9 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
     let now = (st.clock)();
     if let Some(e) = b.cache.get(&key) {
         if e.verified.exp + LEEWAY > now {
+            if !accepts(e.verified.identity.idp()) {
+                return Err(BearerError::Issuer);
+            }
             return Ok(e.verified);
         }
         b.cache.invalidate(&key);
@@ -214,7 +228,7 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
         // A turn for the signature math; not held across a key refetch.
         b.paced().await;
         let turn = b.cold.acquire().await.map_err(|_| BearerError::Malformed)?;
-        let verified = verify_once(st, b, token, now).await;
+        let verified = verify_once(st, b, token, now, accepts).await;
         drop(turn);
         match verified {
             Err(BearerError::UnknownKey) if !refetched => {
@@ -240,31 +254,40 @@ pub async fn verify(st: &AppState, b: &Bearer, token: &str) -> Result<Arc<Verifi
     }
 }
 
-async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result<Verified, BearerError> {
+async fn verify_once(
+    st: &AppState,
+    b: &Bearer,
+    token: &str,
+    now: u64,
+    accepts: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Verified, BearerError> {
     for (_, source) in &b.extra {
         if !source.fetched() {
             source.refetch().await;
         }
     }
-    let provider = st.provider.as_ref().and_then(|p| Some((p, p.ready()?)));
-    let provider_issuer = provider.as_ref().map(|(p, ready)| {
-        let issuer = TrustedIssuer {
-            rule: ready.issuer.clone(),
-            entra: p.config.entra,
-            foreign: None,
-        };
-        (issuer, ready.keys.keys())
-    });
+    // The sign-in providers' issuers (each under its name, with its own client and tenants),
+    // then the extra issuers; only those the route accepts.
+    let providers: Vec<_> = st
+        .providers
+        .iter()
+        .filter_map(|p| {
+            let ready = p.ready()?;
+            let issuer = TrustedIssuer {
+                rule: ready.issuer.clone(),
+                entra: p.config.entra,
+                foreign: None,
+                name: p.config.name.clone(),
+                sign_in: Some((p.config.client_id.clone(), p.config.allowed_tenants.clone())),
+            };
+            Some((issuer, ready.keys.keys()))
+        })
+        .collect();
     let extra_keys: Vec<_> = b.extra.iter().map(|(i, s)| (i, s.keys())).collect();
-    let mut issuers = Vec::with_capacity(extra_keys.len() + 1);
-    if let Some((i, k)) = &provider_issuer {
-        issuers.push((i, k.as_ref()));
-    }
+    let mut issuers = Vec::with_capacity(extra_keys.len() + providers.len());
+    issuers.extend(providers.iter().map(|(i, k)| (i, k.as_ref())));
     issuers.extend(extra_keys.iter().map(|(i, k)| (*i, k.as_ref())));
-    let tenants = provider
-        .as_ref()
-        .map(|(p, _)| p.config.allowed_tenants.as_slice())
-        .unwrap_or_default();
+    issuers.retain(|(i, _)| accepts(issuer_name(i)));
     access::verify(
         token,
         &issuers,
@@ -272,16 +295,25 @@ async fn verify_once(st: &AppState, b: &Bearer, token: &str, now: u64) -> Result
             audiences: &b.audiences,
             now,
             leeway: LEEWAY,
-            allowed_tenants: tenants,
+            allowed_tenants: &[],
             extra_claims: &st.extra_claims,
-            sign_in_client: provider.as_ref().map(|(p, _)| p.config.client_id.as_str()),
+            sign_in_client: None,
         },
     )
 }
 
+/// The provider name an issuer's tokens count as: its tie, or for an untied extra issuer its
+/// issuer URL (as its subjects read).
+fn issuer_name(i: &TrustedIssuer) -> &str {
+    match (&i.rule, i.foreign.is_some() && i.name.is_empty()) {
+        (IssuerRule::Exact(s), true) => s.as_str(),
+        _ => i.name.as_str(),
+    }
+}
+
 /// Fetch every issuer's keys again (each at most once per refetch interval).
 async fn refetch(st: &AppState, b: &Bearer) {
-    if let Some(p) = &st.provider {
+    for p in &st.providers {
         p.refetch_jwks().await;
     }
     for (_, source) in &b.extra {

@@ -41,6 +41,37 @@ pub struct HandoffQuery {
     /// A step-up the page asks for (passed on to the sign-in, when one is needed).
     #[serde(default)]
     step_up: Option<String>,
+    /// The providers the page accepts (`idp=a,b`, passed on like the step-up).
+    #[serde(default)]
+    idp: Option<String>,
+    /// The page's own app registration (`client=`).
+    #[serde(default)]
+    client: Option<String>,
+}
+
+impl HandoffQuery {
+    /// `&idp=…&client=…` as this request carried them, for the next link.
+    fn sign_in_params(&self) -> String {
+        let mut out = String::new();
+        if let Some(i) = self.idp.as_deref().filter(|s| !s.is_empty()) {
+            out.push_str(&format!("&idp={}", enc(i)));
+        }
+        if let Some(c) = self.client.as_deref().filter(|s| !s.is_empty()) {
+            out.push_str(&format!("&client={}", enc(c)));
+        }
+        out
+    }
+
+    /// Whether a session's sign-in is one the page accepts (its provider among `idp`, through
+    /// the page's app registration): otherwise the central host signs in again first.
+    fn accepts(&self, identity: &crate::identity::Identity) -> bool {
+        let idp_ok = self
+            .idp
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .is_none_or(|list| list.split(',').any(|n| n == identity.idp()));
+        idp_ok && self.client.as_deref().unwrap_or("") == identity.idp_client()
+    }
 }
 
 /// `host[:port]` of an origin URL (`scheme://host[:port]`): what a code is bound to.
@@ -107,6 +138,7 @@ fn begin(
     if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
         to.push_str(&format!("&step_up={}", enc(s)));
     }
+    to.push_str(&q.sign_in_params());
     let mut r = redirect(&to);
     // Host-only (no Domain), for the hand-off's endpoints only.
     let host_only = crate::config::CookieConfig {
@@ -194,7 +226,9 @@ async fn issue_code(
         tracing::warn!(error = %e, "hand-off: the session store is unavailable");
         RouteError::Unavailable("The session store is unavailable. Try again in a moment.".into())
     })?;
-    let usable = session.filter(|(s, _)| step_up.is_empty() || step_up.held_by(&s.identity));
+    let usable = session
+        .filter(|(s, _)| step_up.is_empty() || step_up.held_by(&s.identity))
+        .filter(|(s, _)| q.accepts(&s.identity));
     if usable.is_none() {
         // Sign in here first (with the step-up the page asks for), then come back.
         let back = format!(
@@ -208,10 +242,12 @@ async fn issue_code(
                 format!("&step_up={}", enc(&step_up.to_param()))
             }
         );
+        let back = format!("{back}{}", q.sign_in_params());
         let mut login = format!("{central}/oauth2/start?rd={}", enc(&back));
         if !step_up.is_empty() {
             login.push_str(&format!("&step_up={}", enc(&step_up.to_param())));
         }
+        login.push_str(&q.sign_in_params());
         return Ok(redirect(&login));
     }
     let c = &st.config.cookie;

@@ -19,8 +19,8 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 once policies are loaded and the provider is discovered (or none is
 /// configured); otherwise 503 and why.
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    match &st.provider {
-        Some(p) if p.ready().is_none() => {
+    match st.providers.iter().find(|p| p.ready().is_none()) {
+        Some(p) => {
             let why = p
                 .last_error
                 .load_full()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ use crate::oidc::flow::{self, Authorize, Randomness};
 use crate::oidc::idtoken::{Expect, TokenError};
 use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::{LEEWAY, SignIn, SignInError};
-use crate::oidc::transport::{Provider, Ready, Tokens};
+use crate::oidc::transport::{Client, Provider, Ready, Tokens};
 use crate::policy::StepUp;
 use crate::request::{is_trusted, parse_host};
 use crate::session::Session;
@@ -97,12 +97,18 @@ fn redirect_uri(st: &AppState, origin: &str) -> String {
     }
 }
 
-/// The provider, discovered; or why sign-in cannot start.
-fn ready_provider(st: &AppState) -> Result<(&Provider, Arc<Ready>), RouteError> {
-    let provider = st.provider.as_deref().ok_or_else(|| {
-        RouteError::Unavailable(
+/// The provider named `name`, discovered; or why sign-in cannot start.
+pub(super) fn ready_provider<'s>(
+    st: &'s AppState,
+    name: &str,
+) -> Result<(&'s Provider, Arc<Ready>), RouteError> {
+    if st.providers.is_empty() {
+        return Err(RouteError::Unavailable(
             "This forwarden has no identity provider configured, so nobody can sign in.".into(),
-        )
+        ));
+    }
+    let provider = st.provider(name).ok_or_else(|| {
+        RouteError::Bad("The sign-in link names an identity provider this site does not have.".into())
     })?;
     let ready = provider.ready().ok_or_else(|| {
         let why = provider
@@ -117,6 +123,21 @@ fn ready_provider(st: &AppState) -> Result<(&Provider, Arc<Ready>), RouteError> 
     Ok((provider, ready))
 }
 
+/// The providers a sign-in may go to: those the link names (`idp=a,b`, each configured), or
+/// every one; refused when a name is unknown.
+fn candidates<'s>(st: &'s AppState, idp: Option<&str>) -> Result<Vec<&'s Arc<Provider>>, RouteError> {
+    let Some(list) = idp.filter(|l| !l.is_empty()) else {
+        return Ok(st.providers.iter().collect());
+    };
+    list.split(',')
+        .map(|n| {
+            st.provider(n).ok_or_else(|| {
+                RouteError::Bad("The sign-in link names an identity provider this site does not have.".into())
+            })
+        })
+        .collect()
+}
+
 /// Query of `/oauth2/start`, `/oauth2/refresh` and `/oauth2/sign_out`: where to go afterwards.
 #[derive(Deserialize)]
 pub struct RdQuery {
@@ -129,6 +150,13 @@ pub struct RdQuery {
     /// check's redirect, [`StepUp::to_param`]).
     #[serde(default)]
     pub(super) step_up: Option<String>,
+    /// `/oauth2/start?idp=a,b`: the providers the route accepts (from the auth check); with
+    /// more than one, the chooser page.
+    #[serde(default)]
+    pub(super) idp: Option<String>,
+    /// `/oauth2/start?client=…`: the route's own app registration (`idp_client_id`).
+    #[serde(default)]
+    pub(super) client: Option<String>,
 }
 
 /// The browser's origin, and where it may be sent afterwards: `rd` when it passes the
@@ -156,22 +184,47 @@ pub async fn start(
 }
 
 fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Result<Response, RouteError> {
-    let (provider, ready) = ready_provider(st)?;
+    let choices = candidates(st, q.idp.as_deref())?;
     let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
     let origin =
         origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    // What the link carries on: the step-up and the route's client.
+    let mut carried = String::new();
+    if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
+        carried.push_str(&format!("&step_up={}", enc(s)));
+    }
+    let client = q.client.as_deref().unwrap_or("");
+    if !client.is_empty() {
+        carried.push_str(&format!("&client={}", enc(client)));
+    }
     // A host under one of cookie.other_domains signs in through the central host's hand-off
     // (its own cookies cannot carry the central sign-in's state).
     if st.handoff_domain(&origin.host).is_some() && st.config.public_url.is_some() {
-        let mut to = format!(
-            "/oauth2/handoff?rd={}",
-            utf8_percent_encode(&rd, NON_ALPHANUMERIC)
-        );
-        if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
-            to.push_str(&format!("&step_up={}", utf8_percent_encode(s, NON_ALPHANUMERIC)));
+        let mut to = format!("/oauth2/handoff?rd={}{carried}", enc(&rd));
+        if let Some(i) = q.idp.as_deref().filter(|s| !s.is_empty()) {
+            to.push_str(&format!("&idp={}", enc(i)));
         }
         return Ok(redirect(&to));
     }
+    if choices.len() > 1 {
+        if !client.is_empty() {
+            return Err(RouteError::Bad(
+                "The sign-in link names an app registration without its identity provider.".into(),
+            ));
+        }
+        return Ok(chooser(st, headers, &choices, &rd, &carried));
+    }
+    let provider = choices.first().ok_or_else(|| {
+        RouteError::Unavailable(
+            "This forwarden has no identity provider configured, so nobody can sign in.".into(),
+        )
+    })?;
+    let (provider, ready) = ready_provider(st, &provider.config.name)?;
+    let app = st.client(provider, client).map_err(|e| {
+        tracing::warn!(error = %e, "sign-in refused");
+        RouteError::Bad("The sign-in link names an app registration this site does not use.".into())
+    })?;
     let callback = redirect_uri(st, &origin.url);
     let o = &provider.config;
     // A step-up is parsed strictly (its values go into the provider's request as written).
@@ -184,7 +237,7 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     let extra = step_up_parameters(&step_up);
     let authorize = Authorize {
         endpoint: &ready.discovery.authorization_endpoint,
-        client_id: &o.client_id,
+        client_id: &app.id,
         redirect_uri: &callback,
         scopes: &o.scopes,
         extra: &extra,
@@ -198,10 +251,94 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     let (url, mut pending) =
         flow::begin(&authorize, rd, &random, now).map_err(|e| RouteError::Provider(e.to_string()))?;
     pending.step_up = step_up.to_param();
+    pending.idp = o.name.clone();
+    pending.client = client.to_string();
     let list = flow::push(pending_logins(&st.config.cookie, headers), pending, now);
     let mut r = redirect(&url);
     store_pending(&st.config.cookie, &st.entropy, &list, &mut r);
+    if st.providers.len() > 1 {
+        // The chooser offers this one first next time.
+        if let Some(v) = super::cookies::set_cookie(
+            &st.config.cookie,
+            &last_choice_cookie(st),
+            &o.name,
+            "/",
+            Some(LAST_CHOICE_AGE),
+        ) {
+            r.headers_mut().append(axum::http::header::SET_COOKIE, v);
+        }
+    }
     Ok(r)
+}
+
+/// How long the chooser remembers the last provider chosen (seconds): 90 days.
+const LAST_CHOICE_AGE: i64 = 90 * 24 * 3600;
+
+/// The cookie that remembers the provider chosen last (`<cookie.name>_idp`).
+fn last_choice_cookie(st: &AppState) -> String {
+    format!("{}_idp", st.config.cookie.name)
+}
+
+/// The chooser page: one link per provider the route accepts, the one chosen last first (and
+/// focused), so Enter continues with it. Plain links in a list: every browser, keyboard and
+/// screen reader knows how to use them.
+fn chooser(
+    st: &AppState,
+    headers: &HeaderMap,
+    choices: &[&Arc<Provider>],
+    rd: &str,
+    carried: &str,
+) -> Response {
+    use super::edge::escape;
+    let last = super::cookies::request_cookie(headers, &last_choice_cookie(st)).unwrap_or("");
+    let mut ordered: Vec<&&Arc<Provider>> = choices.iter().collect();
+    ordered.sort_by_key(|p| p.config.name != last);
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let items: Vec<String> = ordered
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let href = format!(
+                "/oauth2/start?rd={}&idp={}{carried}",
+                enc(rd),
+                enc(&p.config.name)
+            );
+            let note = if p.config.name == last {
+                " <small>(used last time)</small>"
+            } else {
+                ""
+            };
+            format!(
+                "<li><a href=\"{}\"{}>{}</a>{note}</li>",
+                escape(&href),
+                if i == 0 { " autofocus" } else { "" },
+                escape(&p.config.display_name)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>Choose how to sign in:</p>\n<nav aria-label=\"Sign-in choices\"><ul>\n{}\n</ul></nav>",
+        items.join("\n")
+    );
+    let mut r = (
+        axum::http::StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        super::edge::page("Sign in", &body),
+    )
+        .into_response();
+    // Never framed (a chooser in a frame could be clicked for the user).
+    r.headers_mut().insert(
+        axum::http::header::X_FRAME_OPTIONS,
+        axum::http::HeaderValue::from_static("DENY"),
+    );
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    r
 }
 
 /// What the provider's authorization request says for a step-up: `acr_values` for `acr`,
@@ -232,6 +369,9 @@ pub struct CallbackQuery {
     error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    /// RFC 9207: the issuer of the answer, when the provider says it.
+    #[serde(default)]
+    iss: Option<String>,
 }
 
 /// `GET /oauth2/callback?code=…&state=…`
@@ -260,7 +400,6 @@ async fn finish(
             "The identity provider said: {err}. {desc}"
         )));
     }
-    let (provider, ready) = ready_provider(st)?;
     let (Some(code), Some(state)) = (q.code, q.state) else {
         return Err(RouteError::Bad(
             "The identity provider's answer is missing its code or state.".into(),
@@ -284,19 +423,41 @@ async fn finish(
             RouteError::Bad(format!("{e}."))
         }
     })?;
+    // The provider the sign-in went to (the state names it), never one the answer claims.
+    let (provider, ready) = ready_provider(st, &pending.idp)?;
+    if q.iss.as_deref().is_some_and(|iss| !ready.issuer.admits(iss)) {
+        // RFC 9207: the answer comes from another provider than the one asked (mix-up).
+        tracing::warn!(expected = %provider.config.issuer, "callback from another issuer than the sign-in went to");
+        return Err(RouteError::Bad(
+            "The answer came from another identity provider than the one the sign-in went to.".into(),
+        ));
+    }
+    let client = st.client(provider, &pending.client).map_err(|e| {
+        tracing::warn!(error = %e, "sign-in refused");
+        RouteError::Bad("The sign-in went through an app registration this site no longer uses.".into())
+    })?;
     let origin = browser_origin(st, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let callback = redirect_uri(st, &origin.url);
     let tokens = provider
-        .exchange_code(&code, &callback, &pending.verifier)
+        .exchange_code(&client, &code, &callback, &pending.verifier)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "code exchange failed");
             RouteError::Provider("The sign-in could not be completed with the identity provider.".into())
         })?;
-    let mut identity = verify_tokens(st, provider, &ready, &tokens, Some(&pending.nonce), now, None)
-        .await
-        .map_err(sign_in_failure)?;
+    let mut identity = verify_tokens(
+        st,
+        provider,
+        &client,
+        &ready,
+        &tokens,
+        Some(&pending.nonce),
+        now,
+        None,
+    )
+    .await
+    .map_err(sign_in_failure)?;
     if !pending.step_up.is_empty() {
         // The session in this browser, signed in again more strongly: it keeps what it had.
         if let Ok(Some((old, _))) = sessions::current(st, headers).await {
@@ -348,9 +509,14 @@ async fn finish(
 
 /// The identity a token response stands for (see [`crate::oidc::signin`]); on refresh,
 /// `same_user` is the session's user, whom the new ID token must name again.
+///
+/// The identity is the provider's: for a named provider its subject reads `<name>#<sub>`, and
+/// it records the provider and the app registration (`client`) it signed in through.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn verify_tokens(
     st: &AppState,
     provider: &Provider,
+    client: &Client,
     ready: &Ready,
     tokens: &Tokens,
     nonce: Option<&str>,
@@ -360,7 +526,7 @@ pub(super) async fn verify_tokens(
     let o = &provider.config;
     let expect = Expect {
         issuer: &ready.issuer,
-        client_id: &o.client_id,
+        client_id: &client.id,
         nonce,
         now,
         leeway: LEEWAY,
@@ -373,10 +539,14 @@ pub(super) async fn verify_tokens(
         expect,
         &st.extra_claims,
     )?;
-    if let Some(user) = same_user {
+    let raw = same_user.map(|u| u.as_provider_names_it(&o.name));
+    if let Some(user) = &raw {
         signin = signin.refreshing(user);
     }
-    provider.identity(ready, signin).await
+    let mut identity = provider.identity(ready, signin).await?;
+    let own = client.id == o.client_id;
+    identity.signed_in_by(&o.name, if own { "" } else { &client.id });
+    Ok(identity)
 }
 
 /// What the user is told when a sign-in's ID token is refused.

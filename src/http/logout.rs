@@ -54,28 +54,29 @@ pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
     else {
         return answer(StatusCode::BAD_REQUEST, Some("no logout_token"));
     };
-    let Some((provider, ready)) = st.provider.as_ref().and_then(|p| Some((p, p.ready()?))) else {
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("the identity provider is not discovered yet"),
-        );
+    // The provider whose issuer the token claims (then verified with its keys), never tried
+    // against every provider's keys.
+    let claimed = logout::claimed_issuer(&token).unwrap_or_default();
+    let found = st
+        .providers
+        .iter()
+        .filter_map(|p| Some((p, p.ready()?)))
+        .find(|(_, ready)| ready.issuer.admits(&claimed));
+    let Some((provider, ready)) = found else {
+        let why = if st.providers.iter().any(|p| p.ready().is_none()) {
+            "an identity provider is not discovered yet"
+        } else {
+            "the logout token's issuer is not one of this site's identity providers"
+        };
+        return answer(StatusCode::BAD_REQUEST, Some(why));
     };
+    let clients = st.client_ids(provider);
     let now = (st.clock)();
-    let verified = logout::verify(
-        &token,
-        &ready.keys.keys(),
-        &ready.issuer,
-        &provider.config.client_id,
-        now,
-    );
+    let verified = logout::verify(&token, &ready.keys.keys(), &ready.issuer, &clients, now);
     let verified = match verified {
-        Err(logout::LogoutError::UnknownKey) if ready.keys.refetch().await => logout::verify(
-            &token,
-            &ready.keys.keys(),
-            &ready.issuer,
-            &provider.config.client_id,
-            now,
-        ),
+        Err(logout::LogoutError::UnknownKey) if ready.keys.refetch().await => {
+            logout::verify(&token, &ready.keys.keys(), &ready.issuer, &clients, now)
+        }
         other => other,
     };
     let l = match verified {
@@ -106,14 +107,24 @@ pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
             );
         }
     }
+    // Sessions keep the provider's ids under its name (`<name>#…` for a named provider).
+    let name = provider.config.name.as_str();
     let revoked = match (&l.sid, &l.sub) {
-        (Some(sid), _) => store.revoke_sid(sid).await,
-        (None, Some(sub)) => store.revoke_user(sub).await,
+        (Some(sid), _) => {
+            store
+                .revoke_sid(&crate::identity::Identity::stored_sid(name, sid))
+                .await
+        }
+        (None, Some(sub)) => {
+            store
+                .revoke_user(&crate::identity::Identity::stored_sid(name, sub))
+                .await
+        }
         (None, None) => Ok(0),
     };
     match revoked {
         Ok(n) => {
-            tracing::info!(sid = ?l.sid, sub = ?l.sub, sessions = n, "back-channel logout");
+            tracing::info!(provider = name, sid = ?l.sid, sub = ?l.sub, sessions = n, "back-channel logout");
             answer(StatusCode::OK, None)
         }
         Err(e) => {
@@ -155,11 +166,15 @@ pub async fn frontchannel(
         .into_response();
     match (st.sessions.store(), q.iss.as_deref(), q.sid.as_deref()) {
         (Some(store), Some(iss), Some(sid)) => {
-            let ready = st.provider.as_ref().and_then(|p| p.ready());
-            let issuer_ok = ready.is_some_and(|ready| ready.issuer.admits(iss));
-            if !issuer_ok {
+            let provider = st
+                .providers
+                .iter()
+                .find(|p| p.ready().is_some_and(|ready| ready.issuer.admits(iss)));
+            let Some(provider) = provider else {
                 return answer(StatusCode::BAD_REQUEST, Some("iss is not this provider's"));
-            }
+            };
+            let sid = &crate::identity::Identity::stored_sid(&provider.config.name, sid);
+            let sid = sid.as_str();
             // The request must come from the user's browser with its session (the model of
             // Front-Channel Logout 1.0): a `sid` is in every relying party's ID token of that
             // login, so anyone who learned it could otherwise end the victim's sessions.

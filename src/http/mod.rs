@@ -63,14 +63,26 @@ pub struct AppState {
     extra_claims: Vec<String>,
     /// Distinguishes server instances in the per-thread session cache.
     instance: u64,
-    /// The identity provider, when one is configured.
-    pub provider: Option<Arc<Provider>>,
+    /// The identity providers (`oidc:`, or `providers:` in their order); empty when none is
+    /// configured.
+    pub providers: Vec<Arc<Provider>>,
     /// What is counted for Prometheus.
     pub metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
     bearer: Option<bearer::Bearer>,
     /// Where sessions live: the cookies, or the session store (`session_store:`).
     pub sessions: sessions::Sessions,
+}
+
+/// Why a sign-in cannot use the app registration it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No route of this provider names the client (`idp_client_id`) any more.
+    #[error("no route names the app registration `{0}` for this identity provider")]
+    Unknown(String),
+    /// Its secret is `${{VAR}}` and the variable is not set.
+    #[error("the app registration `{0}`'s secret is ${{{1}}}, which is not set")]
+    SecretUnset(String, String),
 }
 
 /// A part the configuration names whose client cannot be built.
@@ -104,16 +116,16 @@ impl AppState {
         let metrics = Metrics::new();
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let provider = match config.oidc.clone() {
-            Some(o) => Some(Arc::new(
-                Provider::new(o, metrics.clone()).map_err(StateError::Provider)?,
-            )),
-            None => None,
-        };
+        let providers = config
+            .providers
+            .iter()
+            .map(|o| Provider::new(o.clone(), metrics.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StateError::Provider)?;
         let policy_stamp = crate::policy::load::fingerprint(&config.policy_files);
         let timeout = config
-            .oidc
-            .as_ref()
+            .providers
+            .first()
             .map_or(std::time::Duration::from_secs(10), |o| o.timeout);
         let bearer = match &config.bearer {
             Some(b) => Some(bearer::Bearer::new(b, timeout, &metrics).map_err(StateError::Provider)?),
@@ -134,7 +146,7 @@ impl AppState {
             headers,
             extra_claims,
             instance,
-            provider,
+            providers,
             metrics,
             bearer,
             sessions,
@@ -143,6 +155,68 @@ impl AppState {
 }
 
 impl AppState {
+    /// The provider named `name` (`""` is the one `oidc:` provider).
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.iter().find(|p| p.config.name == name)
+    }
+
+    /// The client (app registration) `id` at `provider`: `""` is its own; another is a route's
+    /// `idp_client_id` at that provider, with its secret (`${VAR}` read from the environment
+    /// now, so a rotated secret needs no restart).
+    pub fn client(
+        &self,
+        provider: &Provider,
+        id: &str,
+    ) -> Result<crate::oidc::transport::Client, ClientError> {
+        if id.is_empty() {
+            return Ok(provider.own_client());
+        }
+        let name = provider.config.name.as_str();
+        let one = self.providers.len() == 1;
+        let policy = self.policy.load();
+        let found = policy.routes().iter().find_map(|r| {
+            let c = r.sign_in.client.as_ref().filter(|c| c.id == id)?;
+            let here =
+                r.sign_in.providers.iter().any(|p| p == name) || (r.sign_in.providers.is_empty() && one);
+            here.then(|| c.secret.clone())
+        });
+        let secret = found.ok_or_else(|| ClientError::Unknown(id.to_string()))?;
+        let written = secret.expose();
+        let secret = match written.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => crate::secret::Secret::new(v),
+                _ => return Err(ClientError::SecretUnset(id.to_string(), var.to_string())),
+            },
+            None => secret,
+        };
+        Ok(crate::oidc::transport::Client {
+            id: id.to_string(),
+            secret,
+        })
+    }
+
+    /// Every client id at `provider`: its own, and the routes' `idp_client_id` at it.
+    pub fn client_ids(&self, provider: &Provider) -> Vec<String> {
+        let name = provider.config.name.as_str();
+        let one = self.providers.len() == 1;
+        let mut ids = vec![provider.config.client_id.clone()];
+        for r in self.policy.load().routes() {
+            if let Some(c) = &r.sign_in.client {
+                let here =
+                    r.sign_in.providers.iter().any(|p| p == name) || (r.sign_in.providers.is_empty() && one);
+                if here && !ids.contains(&c.id) {
+                    ids.push(c.id.clone());
+                }
+            }
+        }
+        ids
+    }
+
+    /// The provider an identity signed in with (its `idp`), if it is still configured.
+    pub fn provider_of(&self, identity: &crate::identity::Identity) -> Option<&Arc<Provider>> {
+        self.provider(identity.idp())
+    }
+
     /// The one of `cookie.other_domains` `host` is under (`.example.org`), if any: its
     /// session comes from the central sign-in host by a hand-off.
     pub fn handoff_domain(&self, host: &str) -> Option<String> {
@@ -196,7 +270,7 @@ impl AppState {
                 }
             }
         };
-        if let Some(p) = &self.provider {
+        for p in &self.providers {
             note(p.refresh_keys().await, "identity provider");
         }
         if let Some(b) = &self.bearer {

@@ -120,19 +120,34 @@ async fn attempt(st: &AppState, old: &Session, now: u64) -> Outcome {
     let Some(rt) = old.refresh_token.as_deref() else {
         return Outcome::Postponed("the session has no refresh token".into());
     };
-    let Some(provider) = st.provider.as_deref() else {
-        return Outcome::Postponed("no identity provider is configured".into());
+    let Some(provider) = st.provider_of(&old.identity) else {
+        return Outcome::Ended("the session's identity provider is no longer configured".into());
+    };
+    let client = match st.client(provider, old.identity.idp_client()) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Ended(e.to_string()),
     };
     let Some(ready) = provider.ready() else {
         return Outcome::Postponed("the identity provider is not discovered yet".into());
     };
-    let tokens = match provider.refresh(rt).await {
+    let tokens = match provider.refresh(&client, rt).await {
         Ok(t) => t,
         Err(e) if e.is_refusal() => return Outcome::Ended(e.to_string()),
         Err(e) => return Outcome::Postponed(e.to_string()),
     };
     let identity = if tokens.id_token.is_some() {
-        match verify_tokens(st, provider, &ready, &tokens, None, now, Some(&old.identity)).await {
+        match verify_tokens(
+            st,
+            provider,
+            &client,
+            &ready,
+            &tokens,
+            None,
+            now,
+            Some(&old.identity),
+        )
+        .await
+        {
             // A refreshed ID token may not repeat how the user first signed in.
             Ok(mut i) => {
                 i.keep_step_up(&old.identity);

@@ -102,6 +102,13 @@ pub struct TrustedIssuer {
     /// `None` for the sign-in provider; for an extra issuer, what its identities share with the
     /// sign-in provider's.
     pub foreign: Option<Foreign>,
+    /// The provider name its tokens count as (`identity_providers`, the `idp` criterion): a
+    /// named one's subjects read `<name>#<sub>`. `""`: the one `oidc:` provider (subjects as
+    /// they are).
+    pub name: String,
+    /// For a sign-in provider: its own client id and allowed tenants, which replace
+    /// [`Expect`]'s for its tokens.
+    pub sign_in: Option<(String, Vec<String>)>,
 }
 
 /// An issuer besides the sign-in provider. Its users and applications are its own: a subject
@@ -259,9 +266,13 @@ pub fn verify(
     if claims.sub.trim().is_empty() {
         return Err(BearerError::Subject);
     }
-    if issuer.entra && !e.allowed_tenants.is_empty() {
+    let (sign_in_client, allowed_tenants) = match &issuer.sign_in {
+        Some((c, t)) => (Some(c.as_str()), t.as_slice()),
+        None => (e.sign_in_client, e.allowed_tenants),
+    };
+    if issuer.entra && !allowed_tenants.is_empty() {
         let tid = claims.tid.as_deref().unwrap_or_default();
-        if !e.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
+        if !allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
             return Err(BearerError::Tenant);
         }
     }
@@ -273,7 +284,7 @@ pub fn verify(
         .find_map(|k| text(&claims, k))
         .filter(|c| !c.is_empty())
         .ok_or(BearerError::NotAccessToken)?;
-    if is_id_token(&claims, &client, routing.aud.as_ref(), e.sign_in_client) {
+    if is_id_token(&claims, &client, routing.aud.as_ref(), sign_in_client) {
         return Err(BearerError::NotAccessToken);
     }
     let scopes: Vec<String> = ["scp", "scope"]
@@ -293,7 +304,7 @@ pub fn verify(
         (IssuerRule::Exact(s), _) if issuer.entra => {
             entra_tenant(s).map(str::to_string).into_iter().collect()
         }
-        _ => e.allowed_tenants.to_vec(),
+        _ => allowed_tenants.to_vec(),
     };
     let mut identity = claims.identity(issuer.entra, &home, e.extra_claims);
     if app {
@@ -305,9 +316,22 @@ pub fn verify(
     identity.client_id = Some(client);
     identity.scopes = scopes;
     identity.application = app;
+    identity.token = true;
+    if !issuer.name.is_empty() {
+        // (provider, subject): another provider's users never look like this one's.
+        identity.subject = format!("{}#{}", issuer.name, identity.subject);
+        identity
+            .claims
+            .insert(crate::identity::IDP.into(), issuer.name.clone());
+    }
     if let Some(f) = &issuer.foreign {
         // (issuer, subject): another issuer's users never look like the provider's.
-        identity.subject = format!("{iss}#{}", identity.subject);
+        if issuer.name.is_empty() {
+            identity.subject = format!("{iss}#{}", identity.subject);
+            identity
+                .claims
+                .insert(crate::identity::IDP.into(), iss.to_string());
+        }
         identity.tenant.clear();
         if !f.trust_client_id {
             identity.client_id = identity.client_id.map(|c| format!("{iss}#{c}"));

@@ -38,6 +38,12 @@ pub struct Pending {
     /// empty for an ordinary sign-in).
     #[serde(default)]
     pub step_up: String,
+    /// The provider the sign-in went to (`""`: the one `oidc:` provider).
+    #[serde(default)]
+    pub idp: String,
+    /// The app registration it went through (`""`: the provider's own client).
+    #[serde(default)]
+    pub client: String,
 }
 
 impl std::fmt::Debug for Pending {
@@ -109,6 +115,8 @@ pub fn begin(
         rd,
         created: now,
         step_up: String::new(),
+        idp: String::new(),
+        client: String::new(),
     };
     let mut url = url::Url::parse(a.endpoint).map_err(|_| FlowError::BadEndpoint)?;
     if !matches!(url.scheme(), "https" | "http") {

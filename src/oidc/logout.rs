@@ -94,12 +94,25 @@ struct Claims {
     nonce: Option<serde_json::Value>,
 }
 
-/// Verify a logout token for `client_id`, issued by the provider of `issuer` and `keys`.
+/// The issuer a logout token claims, unverified: which provider's keys to verify it with.
+pub fn claimed_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    if token.len() > MAX_BYTES {
+        return None;
+    }
+    jws::part::<Iss>(token, 1).ok()?.iss
+}
+
+/// Verify a logout token for one of `client_ids` (the provider's own and the routes' app
+/// registrations at it), issued by the provider of `issuer` and `keys`.
 pub fn verify(
     token: &str,
     keys: &Keys,
     issuer: &IssuerRule,
-    client_id: &str,
+    client_ids: &[String],
     now: u64,
 ) -> Result<Logout, LogoutError> {
     if token.len() > MAX_BYTES {
@@ -120,9 +133,10 @@ pub fn verify(
     if !issuer_ok {
         return Err(LogoutError::Issuer);
     }
+    let ours = |a: &str| client_ids.iter().any(|c| c == a);
     let aud_ok = match &c.aud {
-        serde_json::Value::String(a) => a == client_id,
-        serde_json::Value::Array(a) => a.iter().any(|x| x.as_str() == Some(client_id)),
+        serde_json::Value::String(a) => ours(a),
+        serde_json::Value::Array(a) => a.iter().any(|x| x.as_str().is_some_and(ours)),
         _ => false,
     };
     if !aud_ok {
@@ -180,7 +194,7 @@ mod tests {
             t,
             &Keys::new(jwks("a")),
             &IssuerRule::Exact(ISS.into()),
-            "client-1",
+            &["client-1".to_string()],
             NOW,
         )
     }

@@ -31,6 +31,12 @@ use crate::secret::Secret;
 /// The identity provider's settings, as the configuration validated them.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
+    /// Its name in `providers:` (sessions, the `idp` criterion, `identity_providers`, the
+    /// namespaced subject `<name>#<sub>`); empty for the one `oidc:` provider, whose subjects are
+    /// not namespaced.
+    pub name: String,
+    /// What the chooser page shows for it.
+    pub display_name: String,
     /// The issuer; discovery is read from `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
     /// The client (application) id.

@@ -10,7 +10,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::ppl::{self, Action, Criterion, Expr, ListMatch, Rule, StrMatch, StrTest};
-use super::route::{HostMatch, Route};
+use super::route::{HostMatch, Route, RouteClient, SignInWith};
 use crate::diag::Origin;
 use crate::request::parse_host;
 use crate::yaml::{Node, Pos, Problem, Value};
@@ -102,6 +102,15 @@ struct RawRoute {
     allow_public_unauthenticated_access: bool,
     #[serde(default)]
     cors_allow_preflight: bool,
+    /// The providers that may sign in (by name); Pomerium's name for its bearer list.
+    #[serde(default)]
+    identity_providers: Option<Vec<String>>,
+    /// Another app registration at the route's provider (Pomerium).
+    #[serde(default)]
+    idp_client_id: Option<String>,
+    /// Its secret, or `${ENV_VAR}`.
+    #[serde(default)]
+    idp_client_secret: Option<String>,
     /// Inline PPL, or the name of a named policy; read from the positioned tree.
     #[serde(default, rename = "policy")]
     _policy: Option<serde::de::IgnoredAny>,
@@ -193,6 +202,15 @@ pub(super) fn route<'f>(
             "a public route lets everyone in: remove its other rules, or the public flag",
         ));
     }
+    let mut sign_in = sign_in_with(node, &raw, problems);
+    if !sign_in.is_default() {
+        let key = if raw.identity_providers.is_some() {
+            "identity_providers"
+        } else {
+            "idp_client_id"
+        };
+        sign_in.origin = Some(at(key));
+    }
     if problems.len() > before {
         return None;
     }
@@ -214,7 +232,55 @@ pub(super) fn route<'f>(
         public: raw.allow_public_unauthenticated_access,
         cors_preflight: raw.cors_allow_preflight,
         rules,
+        sign_in,
     })
+}
+
+/// `identity_providers`, `idp_client_id` and `idp_client_secret`, checked. The names are
+/// checked against the configuration's providers where both are known (`check`, start, reload).
+fn sign_in_with(node: &Node, raw: &RawRoute, problems: &mut Vec<Problem>) -> SignInWith {
+    let vat = |key: &str| node.get(key).map_or(node.pos, |v| v.pos);
+    let providers = raw.identity_providers.clone().unwrap_or_default();
+    if raw.identity_providers.as_ref().is_some_and(Vec::is_empty) {
+        problems.push(Problem::new(
+            vat("identity_providers"),
+            "identity_providers is empty: nobody could sign in; list provider names, or remove it (every provider)",
+        ));
+    }
+    let client = match (&raw.idp_client_id, &raw.idp_client_secret) {
+        (None, None) => None,
+        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => {
+            if providers.len() > 1 {
+                problems.push(Problem::new(
+                    vat("idp_client_id"),
+                    "idp_client_id is an app registration at one provider: name exactly one in identity_providers",
+                ));
+            }
+            Some(RouteClient {
+                id: id.trim().to_string(),
+                secret: crate::secret::Secret::new(secret.clone()),
+            })
+        }
+        (Some(_), None) | (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                vat("idp_client_id"),
+                "idp_client_id needs idp_client_secret (the secret, or ${ENV_VAR}), and neither may be empty",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(Problem::new(
+                vat("idp_client_secret"),
+                "idp_client_secret without idp_client_id",
+            ));
+            None
+        }
+    };
+    SignInWith {
+        providers,
+        client,
+        origin: None,
+    }
 }
 
 /// `from`, `prefix`, `path`, `regex` and `methods`, checked.

@@ -45,6 +45,10 @@ impl PolicySet {
             route: Some(route),
             reason,
         };
+        // A session (or token) from a provider or app registration the route does not accept
+        // counts as none here: the user may sign in with one it does.
+        let other_sign_in = user.is_some_and(|u| !route.public && !accepted(&route.sign_in, u));
+        let user = if other_sign_in { None } else { user };
         let facts = Facts {
             req,
             user,
@@ -70,6 +74,7 @@ impl PolicySet {
                         _ => decide(Verdict::Forbidden, Reason::NoAllowMatched),
                     }
                 }
+                (Verdict::Login, _) if other_sign_in => decide(Verdict::Login, Reason::OtherSignIn),
                 (verdict, reason) => decide(verdict, reason),
             }
         };
@@ -110,6 +115,16 @@ impl PolicySet {
             }
         }
         base
+    }
+}
+
+/// Whether the route accepts the identity's sign-in: a session's provider and app
+/// registration, or the provider a bearer token's issuer is tied to.
+fn accepted(with: &super::SignInWith, u: &Identity) -> bool {
+    if u.token {
+        with.accepts_issuer(u.idp())
+    } else {
+        with.accepts(u.idp(), u.idp_client())
     }
 }
 

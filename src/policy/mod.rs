@@ -23,7 +23,7 @@ use std::fmt;
 use crate::diag::Diagnostic;
 use crate::request::Request;
 use ppl::Rule;
-pub use route::{HostMatch, Route};
+pub use route::{HostMatch, Route, RouteClient, SignInWith};
 pub use step_up::StepUp;
 
 /// Every route and named policy of the configured files, indexed for lookup.
@@ -252,6 +252,9 @@ pub enum Reason<'a> {
     /// Signed in, but not as strongly as an allow rule asks (`amr`, `acr`, `acrs`): sign in
     /// again, asking the provider for this.
     StepUp(StepUp),
+    /// Signed in with a provider or app registration the route does not accept
+    /// (`identity_providers`, `idp_client_id`): sign in with one it does.
+    OtherSignIn,
 }
 
 impl PartialEq for Rule {
@@ -276,6 +279,7 @@ impl Reason<'_> {
             Reason::UnknownPolicy(_) => "unknown_policy",
             Reason::PortUnstated => "port_unstated",
             Reason::StepUp(_) => "step_up",
+            Reason::OtherSignIn => "other_sign_in",
         }
     }
 
@@ -323,6 +327,10 @@ impl fmt::Display for Reason<'_> {
             Reason::StepUp(s) => write!(
                 f,
                 "an allow rule asks for a stronger sign-in ({s}): sign in again"
+            ),
+            Reason::OtherSignIn => write!(
+                f,
+                "the session's identity provider or app registration is not one this route accepts (identity_providers, idp_client_id): sign in with one it does"
             ),
         }
     }
@@ -383,6 +391,54 @@ impl PolicySet {
     }
 
     /// The rules of a named policy.
+    /// Routes whose sign-in settings the configuration cannot satisfy: a name in
+    /// `identity_providers` that is neither a provider of `sign_in` (`providers:` names) nor a
+    /// bearer issuer's of `bearer`; an `idp_client_id` without exactly one sign-in provider to
+    /// belong to. Errors: the route would refuse everyone, or worse, be read more widely.
+    pub fn provider_problems(&self, sign_in: &[&str], bearer: &[&str]) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for r in self.routes() {
+            let w = &r.sign_in;
+            let Some(at) = &w.origin else { continue };
+            let mut problem = |message: String| {
+                out.push(Diagnostic::error(
+                    &at.file,
+                    crate::yaml::Problem::new(at.pos, message),
+                ));
+            };
+            for name in &w.providers {
+                if !sign_in.contains(&name.as_str()) && !bearer.contains(&name.as_str()) {
+                    let known: Vec<&str> = sign_in
+                        .iter()
+                        .chain(bearer)
+                        .copied()
+                        .filter(|n| !n.is_empty())
+                        .collect();
+                    problem(match known.is_empty() {
+                        true => format!(
+                            "identity_providers names `{name}`, but the configuration names no provider (identity_providers needs providers:, each with a name)"
+                        ),
+                        false => format!(
+                            "identity_providers names `{name}`, which is not a provider of the configuration ({})",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+            if w.client.is_some() {
+                let one = match w.providers.as_slice() {
+                    [] => sign_in.len() == 1,
+                    [p] => sign_in.contains(&p.as_str()),
+                    _ => false,
+                };
+                if !one {
+                    problem("idp_client_id is an app registration at one sign-in provider: name it in identity_providers".into());
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn named(&self, name: &str) -> Option<&[Rule]> {
         self.named.get(name).map(Vec::as_slice)
     }

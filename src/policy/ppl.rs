@@ -79,6 +79,9 @@ pub enum Criterion {
     Claim(String, String),
     /// A bearer token's calling application (`azp`/`appid`/`client_id`).
     ClientId(StrMatch),
+    /// The identity provider the user signed in with (`providers:` name; for a bearer token the
+    /// name its issuer is tied to).
+    Idp(StrMatch),
     /// A bearer token's delegated scopes (`scp`/`scope`).
     Scope(ListMatch),
     /// The HTTP method.
@@ -344,6 +347,7 @@ impl Criterion {
             Criterion::ClientId(m) => user
                 .and_then(|u| u.client_id.as_deref())
                 .is_some_and(|c| m.holds(c)),
+            Criterion::Idp(m) => user.is_some_and(|u| m.holds(u.idp())),
             Criterion::Scope(l) => user.is_some_and(|u| {
                 l.has.iter().all(|g| u.scopes.iter().any(|x| x == g))
                     && !l.exclude.iter().any(|g| u.scopes.iter().any(|x| x == g))
@@ -417,6 +421,7 @@ impl fmt::Display for Criterion {
             Criterion::StepUp(StepUpKind::Acr, l) => write!(f, "acr is one of {}", l.has.join(", ")),
             Criterion::StepUp(kind, l) => write!(f, "{}", list_text(kind.claim(), l)),
             Criterion::ClientId(m) => write!(f, "calling application {m}"),
+            Criterion::Idp(m) => write!(f, "identity provider {m}"),
             Criterion::Scope(l) => write!(f, "{}", list_text("scopes", l)),
             Criterion::Method(m) => write!(f, "method {m}"),
             Criterion::Path(m) => write!(f, "path {m}"),

@@ -53,6 +53,52 @@ pub struct Route {
     pub cors_preflight: bool,
     /// Allow and deny rules (inline, named and legacy fields together).
     pub rules: Vec<Rule>,
+    /// Who may sign in to it: `identity_providers`, `idp_client_id`, `idp_client_secret`.
+    pub sign_in: SignInWith,
+}
+
+/// Which sign-ins a route accepts (`identity_providers`, Pomerium's `idp_client_id` and
+/// `idp_client_secret`). A session signed in otherwise counts as no session on this route: the
+/// user is asked to sign in with one of these (never let in on another provider's word, or
+/// through another app registration than the route's own).
+#[derive(Debug, Clone, Default)]
+pub struct SignInWith {
+    /// The providers (by name) whose sessions and bearer tokens count; empty: every one.
+    pub providers: Vec<String>,
+    /// The app registration the sign-in goes through, instead of the provider's own client.
+    pub client: Option<RouteClient>,
+    /// Where the route says so (`identity_providers`, else `idp_client_id`), for problems.
+    pub origin: Option<Origin>,
+}
+
+/// A route's own app registration at its provider.
+#[derive(Debug, Clone)]
+pub struct RouteClient {
+    /// `idp_client_id`.
+    pub id: String,
+    /// `idp_client_secret` as written: the secret, or `${ENV_VAR}` read when it is used.
+    pub secret: crate::secret::Secret,
+}
+
+impl SignInWith {
+    /// Whether a session or token from provider `idp` through client `client` (`""`: the
+    /// provider's own) counts on the route.
+    pub fn accepts(&self, idp: &str, client: &str) -> bool {
+        let provider = self.providers.is_empty() || self.providers.iter().any(|p| p == idp);
+        let wanted = self.client.as_ref().map_or("", |c| c.id.as_str());
+        provider && client == wanted
+    }
+
+    /// Whether a bearer token from the issuer tied to `idp` counts (the client is the token's
+    /// caller, judged by the rules).
+    pub fn accepts_issuer(&self, idp: &str) -> bool {
+        self.providers.is_empty() || self.providers.iter().any(|p| p == idp)
+    }
+
+    /// Whether the route says anything (the default accepts any provider's own client).
+    pub fn is_default(&self) -> bool {
+        self.providers.is_empty() && self.client.is_none()
+    }
 }
 
 impl Route {

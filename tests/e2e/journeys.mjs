@@ -4,6 +4,9 @@
 //     sign out at FIRST_URL's host and open SECOND_URL again.
 //   JOURNEY=step_up: sign in at FIRST_URL, then open SECOND_URL (a route asking for MFA: back
 //     to the provider, sign in again, and in).
+//   JOURNEY=chooser: open FIRST_URL (several providers: the chooser page), choose the second
+//     provider with the keyboard alone (Tab, Enter), sign in, sign out, open FIRST_URL again:
+//     the chooser offers the last choice first and focused; Enter signs in with it again.
 // Environment: JOURNEY, FIRST_URL, SECOND_URL, USER (the button at the test provider), ISSUER,
 // HOST_RULES (chromium --host-resolver-rules), ARTIFACTS. Prints one JSON line.
 import { chromium } from 'playwright-core';
@@ -17,6 +20,33 @@ const browser = await chromium.launch({
     `--host-resolver-rules=${env('HOST_RULES')}`],
 });
 const seen = {};
+
+// What the keyboard is on: the focused element's text.
+const focused = (page) => page.evaluate(() => document.activeElement?.textContent?.trim() || '');
+
+// The chooser, by keyboard alone. ISSUER is the provider chosen (the second one listed).
+async function chooser(page, first, issuer) {
+  await page.goto(first);
+  seen.chooser_title = await page.title();
+  seen.chooser_choices = await page.$$eval('nav[aria-label] a', (as) => as.map((a) => a.textContent.trim()));
+  seen.focused_first = await focused(page);
+  await page.screenshot({ path: `${env('ARTIFACTS')}/chooser.png`, fullPage: true });
+  await page.keyboard.press('Tab');
+  seen.focused_after_tab = await focused(page);
+  await page.keyboard.press('Enter');
+  await page.waitForURL((u) => u.href.startsWith(issuer), { timeout: 15000 });
+  await page.click(`button[value="${env('USER')}"]`);
+  await page.waitForURL(first, { timeout: 15000 });
+  seen.first_text = await page.textContent('body');
+  await page.goto(new URL('/oauth2/sign_out?rd=%2Foauth2%2Fuserinfo', first).href);
+  await page.goto(first);
+  seen.chooser_again_choices = await page.$$eval('nav[aria-label] a', (as) => as.map((a) => a.textContent.trim()));
+  seen.focused_again = await focused(page);
+  await page.keyboard.press('Enter');
+  // The provider still has its session: straight back.
+  await page.waitForURL(first, { timeout: 15000 });
+  seen.again_text = await page.textContent('body');
+}
 // Every URL the browser requested during `action`.
 async function visited(page, action) {
   const urls = [];
@@ -30,6 +60,10 @@ try {
   const first = env('FIRST_URL');
   const second = env('SECOND_URL');
   const issuer = env('ISSUER');
+  if (process.env.JOURNEY === 'chooser') {
+    await chooser(page, first, issuer);
+    throw null;
+  }
   await page.goto(first);
   await page.click(`button[value="${env('USER')}"]`);
   await page.waitForURL(first, { timeout: 15000 });
@@ -70,7 +104,7 @@ try {
     seen.first_again_url = page.url();
   }
 } catch (e) {
-  seen.error = String(e).split('\n').slice(0, 6).join(' | ');
+  if (e !== null) seen.error = String(e).split('\n').slice(0, 6).join(' | ');
 } finally {
   await browser.close();
 }

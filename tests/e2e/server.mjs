@@ -29,6 +29,12 @@ const CLIENT_ID = process.env.CLIENT_ID || 'forwarden-test';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'forwarden-test-secret-0123456789';
 const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1/oauth2/callback').split(',');
 const LOGOUT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS || REDIRECT_URIS.join(',')).split(',');
+// CLIENT2_ID: a second app registration with the same redirect URIs whose sign-in is open only
+// to the users in CLIENT2_USERS (Entra's "assignment required"; others get access_denied, as
+// AADSTS50105 does).
+const CLIENT2 = process.env.CLIENT2_ID
+  ? { id: process.env.CLIENT2_ID, secret: process.env.CLIENT2_SECRET, users: (process.env.CLIENT2_USERS || '').split(',') }
+  : undefined;
 
 const guid = (n) => `${n.toString(16).padStart(8, '0')}-aaaa-4bbb-8ccc-${n.toString(16).padStart(12, '0')}`;
 
@@ -133,7 +139,15 @@ const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0
     ...(process.env.BACKCHANNEL_LOGOUT_URI
       ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
       : {}),
-  }, ...Object.entries(APPS).map(([id, app]) => ({
+  }, ...(CLIENT2 ? [{
+    client_id: CLIENT2.id,
+    client_secret: CLIENT2.secret,
+    redirect_uris: REDIRECT_URIS,
+    post_logout_redirect_uris: LOGOUT_URIS,
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_post',
+  }] : []), ...Object.entries(APPS).map(([id, app]) => ({
     client_id: id,
     client_secret: app.secret,
     redirect_uris: [],
@@ -258,6 +272,10 @@ function about(id) {
 
 async function finish(provider, req, res, accountId) {
   const details = await provider.interactionDetails(req, res);
+  if (CLIENT2 && details.params.client_id === CLIENT2.id && !CLIENT2.users.includes(accountId)) {
+    await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'AADSTS50105: the user is not assigned to a role for this application.' }, { mergeWithLastSubmission: false });
+    return;
+  }
   const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
   grant.addOIDCScope(details.params.scope);
   if (details.params.resource) grant.addResourceScope(details.params.resource, details.params.scope);

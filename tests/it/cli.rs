@@ -53,7 +53,7 @@ fn check_lists_every_problem_with_file_line_column() {
     DIR/f.yaml:2:13: secret is 9 bytes; at least 32 are needed (openssl rand -base64 32)
     DIR/f.yaml:3:13: `forever` is not a duration like 90s, 30m, 12h or 7d
     DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
-    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `identity_providers`, `idp_client_id`, `idp_client_secret`, `policy`
     DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
     DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip
     DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range
@@ -89,7 +89,7 @@ fn check_lists_every_problem_with_file_line_column() {
     let err = err.replace(&dir.path().display().to_string(), "DIR");
     insta::assert_snapshot!(err, @r"
     DIR/missing.yaml: cannot read policy file: No such file or directory (os error 2)
-    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    DIR/bad.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `identity_providers`, `idp_client_id`, `idp_client_secret`, `policy`
     DIR/bad.yaml:4:10: invalid regex: error: unclosed character class
     DIR/bad.yaml:8:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip
     DIR/bad.yaml:9:22: `10.0.0.300/8` is not an IP address or CIDR range

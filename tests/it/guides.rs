@@ -267,7 +267,7 @@ fn entra_example_is_valid_once_its_placeholders_are_filled() {
         _ => None,
     };
     let cfg = forwarden::config::Config::load(&dir.path().join("forwarden.yaml"), &env).unwrap();
-    let oidc = cfg.oidc.as_ref().unwrap();
+    let oidc = cfg.providers.first().unwrap();
     assert_eq!(
         oidc.issuer,
         format!("https://login.microsoftonline.com/{IDP_TENANT}/v2.0")

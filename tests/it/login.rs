@@ -76,7 +76,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         &format!("  end_session: true\n{}", home_tenant()),
     );
     let fw = Fw::start_with(policy, &extra).await;
-    let provider = fw.state.provider.clone().unwrap();
+    let provider = fw.state.providers[0].clone();
     for _ in 0..100 {
         if provider.ready().is_some() {
             break;
@@ -506,7 +506,7 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     )
     .await;
     fw.discovered().await;
-    let provider = fw.state.provider.clone().unwrap();
+    let provider = fw.state.providers[0].clone();
     let old_kids: Vec<String> = provider
         .ready()
         .unwrap()
@@ -708,7 +708,7 @@ async fn a_failed_key_refetch_keeps_the_last_good_keys() {
     );
     let fw = Fw::start_with(APP_POLICY, &extra).await;
     fw.discovered().await;
-    let provider = fw.state.provider.clone().unwrap();
+    let provider = fw.state.providers[0].clone();
     let before = provider.ready().unwrap().keys.keys().set.keys().len();
     assert!(before > 0);
     drop(idp); // the provider goes away

@@ -27,6 +27,7 @@ mod kubernetes;
 mod login;
 mod nginx;
 mod operate;
+mod providers;
 mod proxies;
 mod proxy_attacks;
 mod reload;

@@ -115,12 +115,18 @@ pub(super) fn bearer(node: &Node, raw: RawBearer, has_oidc: bool) -> Checked<Bea
                 })
                 .map(|v| (v.iter().any(|x| x == "client_id"), v.iter().any(|x| x == "email"))),
             };
-            let (issuer, jwks_url, (trust_client_id, trust_email)) = gather!(issuer, jwks_url, trusted_for)?;
+            let provider = match &i.provider {
+                None => Ok(None),
+                Some(p) => provider_name(field(n, "provider"), p).map(Some),
+            };
+            let (issuer, jwks_url, (trust_client_id, trust_email), provider) =
+                gather!(issuer, jwks_url, trusted_for, provider)?;
             Ok(ExtraIssuer {
                 issuer,
                 jwks_url,
                 trust_client_id,
                 trust_email,
+                provider,
             })
         }),
     };
@@ -128,7 +134,7 @@ pub(super) fn bearer(node: &Node, raw: RawBearer, has_oidc: bool) -> Checked<Bea
     if !has_oidc && issuers.is_empty() {
         return fail(
             node,
-            "bearer needs an issuer: configure oidc: (its provider is trusted) or list bearer.issuers",
+            "bearer needs an issuer: configure oidc: or providers: (their issuers are trusted) or list bearer.issuers",
         );
     }
     Ok(BearerConfig { audiences, issuers })
@@ -184,6 +190,77 @@ pub(super) fn identity_jwt(
         lifetime,
         signer: std::sync::Arc::new(signer),
     })
+}
+
+/// A provider's name: lower-case letters, digits, `-` and `_`, at most 32, starting with a
+/// letter or digit (it is written into subjects, `<name>#<sub>`, and cookie values).
+fn provider_name(node: &Node, name: &str) -> Checked<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        fail(
+            node,
+            format!(
+                "`{name}` is not a provider name: use lower-case letters, digits, - and _ (at most 32), like entra or partners"
+            ),
+        )
+    }
+}
+
+/// `providers:`: named providers, each what `oidc:` holds, names unique.
+pub(super) fn providers(
+    node: &Node,
+    raw: Vec<RawOidc>,
+    base: &Path,
+    inputs: Inputs<'_>,
+) -> Checked<Vec<ProviderConfig>> {
+    if raw.is_empty() {
+        return fail(
+            node,
+            "providers: is empty: list at least one identity provider, or remove it",
+        );
+    }
+    let mut problems = Vec::new();
+    let mut out: Vec<ProviderConfig> = Vec::new();
+    for (mut r, n) in raw.into_iter().zip(items(node)) {
+        let name = match r.name.take() {
+            Some(name) => provider_name(field(n, "name"), &name).and_then(|name| {
+                if out.iter().any(|p| p.name == name) {
+                    fail(
+                        field(n, "name"),
+                        format!("a second provider named `{name}`: names must differ"),
+                    )
+                } else {
+                    Ok(name)
+                }
+            }),
+            None => fail(
+                n,
+                "this provider has no name: every entry of providers: needs one (name: entra)",
+            ),
+        };
+        let display = r.display_name.take();
+        let provider = oidc(n, r, base, inputs);
+        match gather!(name, provider) {
+            Ok((name, mut p)) => {
+                p.display_name = display.unwrap_or_else(|| name.clone());
+                p.name = name;
+                out.push(p);
+            }
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 pub(super) fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -> Checked<ProviderConfig> {
@@ -258,6 +335,8 @@ pub(super) fn oidc(node: &Node, raw: RawOidc, base: &Path, inputs: Inputs<'_>) -
             .to_vec()
     });
     Ok(ProviderConfig {
+        name: String::new(),
+        display_name: String::new(),
         issuer,
         client_id,
         client_secret,

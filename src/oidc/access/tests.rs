@@ -18,6 +18,8 @@ fn provider() -> TrustedIssuer {
         rule: IssuerRule::Exact(format!("https://login.microsoftonline.com/{TENANT}/v2.0")),
         entra: true,
         foreign: None,
+        name: String::new(),
+        sign_in: None,
     }
 }
 
@@ -300,6 +302,8 @@ fn another_issuers_user_and_application_never_become_the_providers() {
         rule: IssuerRule::Exact(OTHER.into()),
         entra: false,
         foreign: Some(foreign),
+        name: String::new(),
+        sign_in: None,
     };
     let claims = json!({
         "iss": OTHER, "aud": API, "sub": "00000000-0000-0000-0000-0000000000aa",

@@ -97,6 +97,16 @@ pub struct Ready {
     pub keys: KeySource,
 }
 
+/// A client (app registration) at a provider: its own `client_id`, or a route's
+/// `idp_client_id` with its secret.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client id.
+    pub id: String,
+    /// Its secret (never printed).
+    pub secret: crate::secret::Secret,
+}
+
 /// The provider as the server sees it: configuration, HTTP client, cached discovery and keys.
 pub struct Provider {
     /// Configuration.
@@ -220,9 +230,18 @@ impl Provider {
         }
     }
 
-    /// Exchange an authorization code (client_secret_post, PKCE verifier).
+    /// Its own client (`client_id` and secret of its configuration).
+    pub fn own_client(&self) -> Client {
+        Client {
+            id: self.config.client_id.clone(),
+            secret: self.config.client_secret.clone(),
+        }
+    }
+
+    /// Exchange an authorization code as `client` (client_secret_post, PKCE verifier).
     pub async fn exchange_code(
         &self,
+        client: &Client,
         code: &str,
         redirect_uri: &str,
         verifier: &str,
@@ -231,21 +250,21 @@ impl Provider {
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.expose()),
+            ("client_id", client.id.as_str()),
+            ("client_secret", client.secret.expose()),
             ("code_verifier", verifier),
         ];
         self.token_request(&form, "token").await
     }
 
-    /// Use a refresh token (client_secret_post). An error means the session cannot go on
-    /// (revoked, expired, or the account disabled) or the provider is down.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, TransportError> {
+    /// Use a refresh token as `client` (client_secret_post). An error means the session cannot
+    /// go on (revoked, expired, or the account disabled) or the provider is down.
+    pub async fn refresh(&self, client: &Client, refresh_token: &str) -> Result<Tokens, TransportError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.expose()),
+            ("client_id", client.id.as_str()),
+            ("client_secret", client.secret.expose()),
         ];
         self.token_request(&form, "refresh").await
     }

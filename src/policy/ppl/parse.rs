@@ -177,6 +177,7 @@ impl Parser {
             "user" => self.str_match(v, true).map(Criterion::User),
             "groups" => self.list_match(v).map(Criterion::Groups),
             "client_id" => self.str_match(v, false).map(Criterion::ClientId),
+            "idp" => self.str_match(v, false).map(Criterion::Idp),
             "scope" => self.list_match(v).map(Criterion::Scope),
             "amr" => self
                 .list_match(v)

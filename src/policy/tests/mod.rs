@@ -244,7 +244,7 @@ fn every_problem_is_reported_at_once() {
 ",
     );
     insta::assert_snapshot!(e.join("\n"), @r"
-    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `policy`
+    p.yaml:2:3: unknown field `allowed_user`, expected one of `from`, `prefix`, `path`, `regex`, `methods`, `allowed_users`, `allowed_domains`, `allowed_groups`, `allowed_roles`, `roles`, `allowed_idp_claims`, `allowed_client_ids`, `allowed_scopes`, `allow_any_authenticated_user`, `allow_public_unauthenticated_access`, `cors_allow_preflight`, `identity_providers`, `idp_client_id`, `idp_client_secret`, `policy`
     p.yaml:3:9: `from` must be a URL like https://app.example.com, not `not a url`
     p.yaml:4:10: invalid regex: error: unclosed character class
     p.yaml:9:11: unknown criterion `emial`: expected accept, reject, authenticated_user, email, domain, user, groups, client_id, scope, amr, acr, acrs, claim/<name>, http_method, http_path or source_ip
@@ -511,4 +511,5 @@ fn port_unstated_shadow_route_is_refused_not_judged_by_the_public_any_port_route
 }
 
 mod api_clients;
+mod providers;
 mod step_up;

@@ -137,7 +137,13 @@ impl Fw {
     /// its error, if it fails, is the panic's message; if it succeeds while the server's own
     /// attempts had not, that is said on stderr (two such runs were seen, cause not found).
     pub async fn discovered(&self) {
-        let provider = self.state.provider.clone().expect("an oidc section");
+        assert!(!self.state.providers.is_empty(), "an oidc section");
+        for provider in self.state.providers.clone() {
+            self.discovered_one(&provider).await;
+        }
+    }
+
+    async fn discovered_one(&self, provider: &forwarden::oidc::transport::Provider) {
         for _ in 0..600 {
             if provider.ready().is_some() {
                 return;
