@@ -44,6 +44,13 @@ pub struct ExplainArgs {
     /// As an API client: a delegated scope of its token (repeat for more).
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
+    /// The identity provider the user signed in with (a name of `providers:`), or for an API
+    /// client the provider its token's issuer is tied to. The user id then reads `<idp>#<user>`.
+    #[arg(long)]
+    pub idp: Option<String>,
+    /// The app registration the session signed in through (a route's `idp_client_id`).
+    #[arg(long)]
+    pub idp_client: Option<String>,
     /// The client's address.
     #[arg(long)]
     pub source_ip: Option<IpAddr>,
@@ -69,11 +76,13 @@ pub fn explain(args: ExplainArgs, o: &mut Out<'_>) -> Result<bool, CommandError>
         claims,
         client_id,
         scopes,
+        idp,
+        idp_client,
         source_ip,
         anonymous,
         auth_query,
     } = args;
-    let (_, set) = match load(&config) {
+    let (cfg, set) = match load(&config) {
         Ok(x) => x,
         Err(diags) => {
             o.problems(&diags);
@@ -110,11 +119,24 @@ pub fn explain(args: ExplainArgs, o: &mut Out<'_>) -> Result<bool, CommandError>
         groups: if application { Vec::new() } else { groups },
         roles,
         claims: claim_map,
+        token: client_id.is_some(),
         client_id,
         scopes,
         application,
         ..Identity::default()
     };
+    let mut identity = identity;
+    if idp.is_some() || idp_client.is_some() {
+        let name = idp.unwrap_or_default();
+        let (sign_in, bearer) = cfg.provider_names();
+        if !sign_in.contains(&name.as_str()) && !bearer.contains(&name.as_str()) {
+            return Err(CommandError::Argument(format!(
+                "--idp {name}: not a provider of {}",
+                config.display()
+            )));
+        }
+        identity.signed_in_by(&name, idp_client.as_deref().unwrap_or(""));
+    }
     let who = (!anonymous).then_some(&identity);
     let narrow = Narrowing::from_query(&auth_query).map_err(|e| {
         CommandError::Argument(format!(

@@ -143,6 +143,20 @@ pub fn check(config: &Path, o: &mut Out<'_>) -> Result<bool, CommandError> {
     }
     let mut scheme = report::cookie_scheme_warnings(&cfg, &set);
     scheme.extend(report::cookie_domain_warnings(&cfg, &set));
+    // A route's idp_client_secret read from the environment at sign-in: say when it is unset
+    // here (the sign-in through that app registration would be refused).
+    for r in set.routes() {
+        let Some(c) = &r.sign_in.client else { continue };
+        let written = c.secret.expose();
+        if let Some(var) = written.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+            if env(var).is_none_or(|v| v.is_empty()) {
+                scheme.push(format!(
+                    "warning: {} ({}): idp_client_secret is ${{{var}}}, which is not set here; sign-in through {} would be refused",
+                    r.label, r.from, c.id
+                ));
+            }
+        }
+    }
     for line in scheme
         .iter()
         .chain(&report::store_warnings(&cfg))

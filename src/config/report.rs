@@ -164,8 +164,14 @@ pub fn redirect_uris(cfg: &Config, set: &PolicySet) -> Vec<String> {
             HostMatch::Wildcard(_) => wildcards = true,
         }
     }
-    let mut out =
-        vec!["redirect URIs to register at the identity provider (one per protected host):".to_string()];
+    let at = if cfg.providers.len() > 1 {
+        "each identity provider"
+    } else {
+        "the identity provider"
+    };
+    let mut out = vec![format!(
+        "redirect URIs to register at {at} (one per protected host):"
+    )];
     out.extend(hosts.into_iter().map(|h| format!("  {h}")));
     if wildcards {
         out.push(

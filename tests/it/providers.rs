@@ -424,3 +424,167 @@ async fn another_providers_token_on_a_route_limited_to_one_is_refused_before_its
         assert!(challenge.contains("issuer is not trusted"), "{challenge}");
     }
 }
+
+#[tokio::test]
+async fn sign_out_and_back_channel_logout_go_to_and_come_from_the_sessions_own_provider() {
+    let Some(redis) = redis_server(&[]).await else {
+        return;
+    };
+    let port = free_port();
+    let callback = [format!("http://app.test:{port}/oauth2/callback")];
+    let backchannel = format!("http://127.0.0.1:{port}/oauth2/backchannel-logout");
+    let Some(entra) = idp(&callback).await else { return };
+    let Some(partners) = idp_with(&callback, &[("BACKCHANNEL_LOGOUT_URI", backchannel.as_str())]).await
+    else {
+        return;
+    };
+    let cfg = format!(
+        "trusted_proxies: [127.0.0.1/32]\nproviders:\n{}{}session_store:\n  redis:\n    url: redis://127.0.0.1:{}/0\n",
+        entry("entra", "Contoso staff", &entra.issuer, ""),
+        entry(
+            "partners",
+            "Partners",
+            &partners.issuer,
+            "    end_session: true\n"
+        ),
+        redis.port
+    );
+    let fw = Fw::start_with(
+        "- from: http://app.test\n  allow_any_authenticated_user: true\n",
+        &cfg,
+    )
+    .await;
+    fw.discovered().await;
+    let up = echo_upstream().await;
+    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+        return;
+    };
+    let app = |p: &str| format!("http://app.test:{port}{p}");
+    let signed_in = async |idp: &Idp, name: &str| {
+        let http = browser(port, &["app.test"]);
+        let start = app(&format!("/oauth2/start?rd=%2F&idp={name}"));
+        let (r, path) = browse(&http, &start, &idp.issuer, "alice").await;
+        assert_eq!(r.status(), 200, "{path:#?}");
+        http
+    };
+    let userinfo =
+        async |http: &reqwest::Client| http.get(app("/oauth2/userinfo")).send().await.unwrap().status();
+
+    // Sign-out of a partners session goes on to partners' end_session endpoint; of an Entra
+    // session (end_session off there), it does not.
+    let p = signed_in(&partners, "partners").await;
+    let r = p.get(app("/oauth2/sign_out")).send().await.unwrap();
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("{}/session/end", partners.issuer)),
+        "{to}"
+    );
+    let e = signed_in(&entra, "entra").await;
+    let r = e.get(app("/oauth2/sign_out")).send().await.unwrap();
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        !to.starts_with(&entra.issuer) && !to.starts_with(&partners.issuer),
+        "{to}"
+    );
+
+    // A logout at partners (its own page, in the browser that has its session) reaches
+    // forwarden by back-channel: partners' session ends, Entra's alice keeps hers.
+    let p = signed_in(&partners, "partners").await;
+    let e = signed_in(&entra, "entra").await;
+    assert_eq!(userinfo(&p).await, 200);
+    let end = p
+        .get(format!("{}/session/end", partners.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let xsrf = end
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no xsrf in the provider's logout page: {end}"))
+        .to_string();
+    p.post(format!("{}/session/end/confirm", partners.issuer))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    let mut ended = false;
+    for _ in 0..150 {
+        if userinfo(&p).await == 401 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ended, "partners' back-channel logout did not end its session");
+    assert_eq!(userinfo(&e).await, 200, "Entra's session is not partners'");
+}
+
+/// examples/providers (docs/providers.md's configuration) loads; `explain --idp` decides as the
+/// server would: a partners' session on a staff-only route is sent to sign in with Entra.
+#[test]
+fn the_providers_example_loads_and_explain_takes_the_provider() {
+    let dir = tempfile::TempDir::new().unwrap();
+    for f in ["forwarden.yaml", "policy.yaml"] {
+        std::fs::copy(repo().join("examples/providers").join(f), dir.path().join(f)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarden"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path().join("forwarden.yaml"))
+            .env("FORWARDEN_COOKIE_SECRET", SECRET)
+            .env("ENTRA_CLIENT_SECRET", "x")
+            .env("PARTNERS_CLIENT_SECRET", "y")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("idp_client_secret is ${PAYROLL_CLIENT_SECRET}, which is not set here"),
+        "{out}"
+    );
+    let explain = |url: &str, more: &[&str]| {
+        let mut args = vec!["explain", "--url", url, "--email", "pat@partner.example"];
+        args.extend(more);
+        run(&args).1
+    };
+    let internal = "https://wiki.contoso.example/internal/x";
+    let out = explain(internal, &["--idp", "partners"]);
+    assert!(
+        out.starts_with("login\n") && out.contains("identity_providers"),
+        "{out}"
+    );
+    assert!(explain(internal, &["--idp", "entra"]).starts_with("allow\n"));
+    assert!(explain("https://desk.contoso.example/", &["--idp", "partners"]).starts_with("allow\n"));
+    assert!(explain("https://desk.contoso.example/", &["--idp", "entra"]).starts_with("forbidden\n"));
+    let payroll = "https://payroll.contoso.example/";
+    assert!(explain(payroll, &["--idp", "entra"]).starts_with("login\n"));
+    let client = [
+        "--idp",
+        "entra",
+        "--idp-client",
+        "<payroll-application-client-id>",
+    ];
+    assert!(explain(payroll, &client).starts_with("allow\n"));
+    let (ok, _, err) = run(&["explain", "--url", internal, "--idp", "nobody"]);
+    assert!(!ok && err.contains("--idp nobody: not a provider"), "{err}");
+    // A route naming a provider the configuration lacks: check says where.
+    let mut policy = std::fs::read_to_string(dir.path().join("policy.yaml")).unwrap();
+    policy.push_str("- from: https://x.contoso.example\n  identity_providers: [entra, partner]\n  allow_any_authenticated_user: true\n");
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let (ok, _, err) = run(&["check"]);
+    assert!(
+        !ok && err.contains("identity_providers names `partner`, which is not a provider"),
+        "{err}"
+    );
+}
