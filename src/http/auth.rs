@@ -339,7 +339,20 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                     },
                 });
             }
-            let with = d.route.map(|r| &r.sign_in);
+            // A step-up signs in again with the session's own provider (no chooser), when the
+            // route accepts it.
+            let own = match (&d.reason, user, d.route) {
+                (Reason::StepUp(_), Some(u), Some(r))
+                    if !u.idp().is_empty() && r.sign_in.accepts_issuer(u.idp()) =>
+                {
+                    Some(crate::policy::SignInWith {
+                        providers: vec![u.idp().to_string()],
+                        ..r.sign_in.clone()
+                    })
+                }
+                _ => None,
+            };
+            let with = own.as_ref().or(d.route.map(|r| &r.sign_in));
             let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref(), with);
             Answer::Deny(Denial::Login {
                 login,

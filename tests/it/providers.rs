@@ -26,6 +26,12 @@ fn policy() -> String {
       and:
         - idp: {{is: partners}}
 - from: http://app.test
+  prefix: /code
+  policy:
+    allow:
+      and:
+        - amr: mfa
+- from: http://app.test
   prefix: /payroll
   identity_providers: [entra]
   idp_client_id: {PAYROLL_CLIENT}
@@ -155,6 +161,15 @@ async fn several_providers_a_chooser_then_each_route_takes_only_its_own_provider
     assert_eq!(user_of(r).await, "partners#alice");
     let (r, _) = browse(&http, &app("/partners-desk/x"), &s.partners.issuer, "alice").await;
     assert_eq!(r.status(), 200, "the idp criterion lets partners' user in");
+    // A step-up signs in again at the session's own provider: no chooser.
+    let (r, path) = browse(&http, &app("/code/x"), &s.partners.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(
+        path.iter()
+            .any(|u| u.contains("idp=partners") && u.contains("step_up=")),
+        "{path:#?}"
+    );
+    assert_eq!(user_of(r).await, "partners#alice");
 
     // /staff takes only Entra's sessions: straight to Entra (no chooser), and in as Entra's
     // alice, whose user is her oid.
