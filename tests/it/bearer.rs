@@ -27,36 +27,9 @@ const POLICY: &str = "\
   allowed_domains: [contoso.com]
 ";
 
-/// A client-credentials token for `resource`.
-async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str) -> String {
-    let http = client_plain();
-    let r: serde_json::Value = http
-        .post(format!("{issuer}/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client),
-            ("client_secret", secret),
-            ("resource", resource),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_string()
-}
-
 /// The `WWW-Authenticate` header of an answer.
 fn challenge(r: &reqwest::Response) -> &str {
     r.headers()["www-authenticate"].to_str().unwrap()
-}
-
-fn client_plain() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// The same token with one claim changed and the signature kept.

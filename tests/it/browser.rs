@@ -22,9 +22,7 @@ async fn sign_in_with_chromium_and_screenshots() {
 ";
     let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant());
     let fw = Fw::start_with(policy, &extra).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(nginx) = fw.behind_nginx(port).await else {
         return;
     };
     let artifacts = repo().join("tests/artifacts");

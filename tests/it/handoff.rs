@@ -49,9 +49,7 @@ async fn site_with(store: Option<&str>, cookie: &str) -> Option<Site> {
         &extra,
     )
     .await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    let nginx = fw.behind_nginx(port).await?;
     let issuer = idp.issuer.clone();
     Some(Site {
         _idp: idp,

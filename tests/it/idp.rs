@@ -12,14 +12,7 @@ async fn provider_id_token_verifies_with_its_jwks() {
         return;
     };
     let http = browserless();
-    let discovery: serde_json::Value = http
-        .get(format!("{}/.well-known/openid-configuration", idp.issuer))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery = get_json(&http, &format!("{}/.well-known/openid-configuration", idp.issuer)).await;
     let scopes = vec!["openid".to_string(), "email".to_string(), "profile".to_string()];
     let random = Randomness {
         state: rand::random(),

@@ -21,9 +21,7 @@ async fn central_mode_one_callback_for_every_app() {
         idp.issuer
     );
     let fw = Fw::start_full(policy, "  domain: .example.test\n", &extra).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(nginx) = fw.behind_nginx(port).await else {
         return;
     };
     let http = browser(
@@ -356,9 +354,7 @@ async fn signed_in_with_refresh(refresh: &str, path: &str) -> Option<RefreshSetu
     );
     let policy = "- from: http://app.test\n  allowed_domains: [contoso.com]\n";
     let fw = Fw::start_full(policy, &format!("  refresh: {refresh}\n"), &extra).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    let nginx = fw.behind_nginx(port).await?;
     let http = browser(port, &["app.test"]);
     let url = format!("http://app.test:{port}{path}");
     let (r, seen) = browse(&http, &url, &idp.issuer, "alice").await;
@@ -617,14 +613,7 @@ async fn organizations_authority_second_tenant_and_noauth() {
         403,
         "an unverified email of another tenant never matches the victim's rule"
     );
-    let me: serde_json::Value = mallory
-        .get(format!("http://app.test:{both}/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = get_json(&mallory, &format!("http://app.test:{both}/oauth2/userinfo")).await;
     assert_eq!(me["tenant"], TENANT2);
     assert_eq!(
         me["email"], "mallory@fabrikam.com",
@@ -644,9 +633,7 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
         &extra,
     )
     .await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(_nginx) = fw.behind_nginx(port).await else {
         return;
     };
     let http = browser(port, &["app.test"]);

@@ -91,9 +91,7 @@ async fn site_with(policy: &str, entra_azure: bool, more: &str) -> Option<Site> 
         entry("partners", "Partners", &partners.issuer, "")
     ) + more;
     let fw = Fw::start_with(policy, &cfg).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    let nginx = fw.behind_nginx(port).await?;
     Some(Site {
         port,
         entra,
@@ -208,14 +206,7 @@ async fn the_same_sub_from_two_providers_is_two_users() {
     )
     .await;
     assert_eq!(r.status(), 403, "entra's alice is not partners#alice: {path:#?}");
-    let info: serde_json::Value = http
-        .get(app("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = get_json(&http, &app("/oauth2/userinfo")).await;
     assert_eq!(info["user"], "entra#alice", "{info}");
 
     let http = browser(s.port, &["app.test"]);
@@ -370,31 +361,6 @@ const CALLER: &str = "11112222-3333-4444-5555-666677778888";
 const CALLER_SECRET: &str = "caller-secret-0123456789abcdef";
 const API: &str = "api://forwarden-apps";
 
-/// A client-credentials token for [`API`] from the provider at `issuer`.
-async fn app_token(issuer: &str) -> String {
-    let r: serde_json::Value = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(format!("{issuer}/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CALLER),
-            ("client_secret", CALLER_SECRET),
-            ("resource", API),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_string()
-}
-
 #[tokio::test]
 async fn another_providers_token_on_a_route_limited_to_one_is_refused_before_its_signature_is_checked() {
     let policy = format!(
@@ -416,8 +382,8 @@ async fn another_providers_token_on_a_route_limited_to_one_is_refused_before_its
         let http = http.clone();
         async move { http.get(url).bearer_auth(token).send().await.unwrap() }
     };
-    let entra = app_token(&s.entra.issuer).await;
-    let partners = app_token(&s.partners.issuer).await;
+    let entra = app_token(&s.entra.issuer, CALLER, CALLER_SECRET, API).await;
+    let partners = app_token(&s.partners.issuer, CALLER, CALLER_SECRET, API).await;
     let r = call(app("/api/tasks"), entra.clone()).await;
     assert_eq!(r.status(), 200);
     assert!(user_of(r).await.starts_with("entra#"));
@@ -469,9 +435,7 @@ async fn sign_out_and_back_channel_logout_go_to_and_come_from_the_sessions_own_p
         &cfg,
     )
     .await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(_nginx) = fw.behind_nginx(port).await else {
         return;
     };
     let app = |p: &str| format!("http://app.test:{port}{p}");
@@ -507,25 +471,7 @@ async fn sign_out_and_back_channel_logout_go_to_and_come_from_the_sessions_own_p
     let p = signed_in(&partners, "partners").await;
     let e = signed_in(&entra, "entra").await;
     assert_eq!(userinfo(&p).await, 200);
-    let end = p
-        .get(format!("{}/session/end", partners.issuer))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let xsrf = end
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("no xsrf in the provider's logout page: {end}"))
-        .to_string();
-    p.post(format!("{}/session/end/confirm", partners.issuer))
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
+    sign_out_at_provider(&p, &partners.issuer).await;
     let mut ended = false;
     for _ in 0..150 {
         if userinfo(&p).await == 401 {

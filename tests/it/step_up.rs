@@ -45,9 +45,7 @@ async fn site() -> Option<Site> {
     let port = free_port();
     let idp = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await?;
     let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let nginx = nginx_on(port, fw.addr, up, "").await?;
+    let nginx = fw.behind_nginx(port).await?;
     Some(Site {
         port,
         idp,

@@ -296,27 +296,7 @@ async fn back_channel_logout_from_the_provider_revokes_the_session() {
     let (http, cookie) = signed_in(&s, "alice").await;
     // The user signs out at the provider (its own page, with the provider's session cookie in
     // the same browser): the provider posts a logout token to forwarden.
-    let end = http
-        .get(format!("{}/session/end", s.idp.issuer))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let xsrf = end
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("no xsrf in the provider's logout page: {end}"))
-        .to_string();
-    let r = http
-        .post(format!("{}/session/end/confirm", s.idp.issuer))
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
-    let status_code = r.status();
+    let status_code = sign_out_at_provider(&http, &s.idp.issuer).await;
     assert!(
         status_code.is_redirection() || status_code.is_success(),
         "{status_code}"
@@ -537,9 +517,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
         + &store_config(&format!("url: redis://127.0.0.1:{redis_port}/0"));
     let fw = Fw::start_with(POLICY, &extra).await;
     let cold = Fw::start_with(POLICY, &extra).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(_nginx) = fw.behind_nginx(port).await else {
         return;
     };
     let (http, jar) = jar_browser(port);
@@ -606,9 +584,7 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
     let fw = Fw::start_with(POLICY, &extra).await;
     // A replica that reads the session from Redis every time (a cache of one second).
     let reader = Fw::start_with(POLICY, &extra.replace("cache_ttl: 30s", "cache_ttl: 1s")).await;
-    fw.discovered().await;
-    let up = echo_upstream().await;
-    let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
+    let Some(_nginx) = fw.behind_nginx(port).await else {
         return;
     };
     // Wait until the replicas are in sync, so WAIT sees them.

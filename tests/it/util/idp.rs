@@ -157,3 +157,53 @@ pub async fn browse(
     }
     panic!("too many redirects: {seen:#?}");
 }
+
+/// A client-credentials token for `resource` from the test provider at `issuer`.
+pub async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str) -> String {
+    let r = browserless()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", secret),
+            ("resource", resource),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let r: serde_json::Value = r.json().await.unwrap();
+    r["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string()
+}
+
+/// The user signs out at the test provider (its own page, in the browser `http` that has its
+/// session): the provider then posts its back-channel logout tokens.
+pub async fn sign_out_at_provider(http: &reqwest::Client, issuer: &str) -> reqwest::StatusCode {
+    let end = http
+        .get(format!("{issuer}/session/end"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let xsrf = end
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no xsrf in the provider's logout page: {end}"))
+        .to_string();
+    http.post(format!("{issuer}/session/end/confirm"))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// GET `url` and read the answer as JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}

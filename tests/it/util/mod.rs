@@ -161,6 +161,15 @@ impl Fw {
         }
     }
 
+    /// Once the providers are discovered, nginx on `port` in front of this forwarden and an
+    /// upstream that echoes what it receives.
+    pub async fn behind_nginx(&self, port: u16) -> Option<Proc> {
+        if !self.state.providers.is_empty() {
+            self.discovered().await;
+        }
+        nginx_on(port, self.addr, echo_upstream().await, "").await
+    }
+
     /// The Cookie header value of a fresh session for `id`.
     pub fn cookie(&self, id: &Identity) -> String {
         cookie_with(&Keys::new(&[SECRET]), id, now(), now() + 3600)
