@@ -549,3 +549,62 @@ fn the_providers_example_loads_and_explain_takes_the_provider() {
         "{err}"
     );
 }
+
+/// Single sign-on across domains with several providers: the central host hands over only a
+/// session the page's route accepts; with another provider's session it signs in with the
+/// route's provider first (no loop between the hand-off and the route).
+#[tokio::test]
+async fn a_hand_off_to_a_route_of_another_provider_signs_in_with_that_provider_first() {
+    let port = free_port();
+    let callback = [format!("http://auth.example.com:{port}/oauth2/callback")];
+    let Some(entra) = idp(&callback).await else { return };
+    let Some(partners) = idp(&callback).await else {
+        return;
+    };
+    let cfg = format!(
+        "trusted_proxies: [127.0.0.1/32]\npublic_url: http://auth.example.com:{port}\nallowed_redirect_domains: [.example.com]\nproviders:\n{}{}",
+        entry("entra", "Contoso staff", &entra.issuer, ""),
+        entry("partners", "Partners", &partners.issuer, "")
+    );
+    let policy = "\
+- from: http://app.example.com
+  identity_providers: [entra]
+  allow_any_authenticated_user: true
+- from: http://wiki.example.org
+  identity_providers: [partners]
+  allow_any_authenticated_user: true
+";
+    let fw = Fw::start_full(
+        policy,
+        "  domain: .example.com\n  other_domains: [.example.org]\n",
+        &cfg,
+    )
+    .await;
+    let Some(_nginx) = fw.behind_nginx(port).await else {
+        return;
+    };
+    let http = browser(port, &["auth.example.com", "app.example.com", "wiki.example.org"]);
+    let url = |host: &str, p: &str| format!("http://{host}:{port}{p}");
+    let (r, path) = browse(&http, &url("app.example.com", "/"), &entra.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(user_of(r).await.starts_with("entra#"));
+    let (r, path) = browse(
+        &http,
+        &url("wiki.example.org", "/page"),
+        &partners.issuer,
+        "alice",
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    assert!(
+        path.iter().any(|u| u.contains("/oauth2/handoff/accept?")),
+        "{path:#?}"
+    );
+    assert!(path.iter().any(|u| u.starts_with(&partners.issuer)), "{path:#?}");
+    assert!(
+        path.iter()
+            .all(|u| !u.contains("/oauth2/start") || !u.contains("idp=entra")),
+        "{path:#?}"
+    );
+    assert_eq!(user_of(r).await, "partners#alice");
+}
