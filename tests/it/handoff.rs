@@ -185,6 +185,55 @@ async fn sign_out_with_a_session_store_ends_the_session_on_every_domain() {
     assert!(to.contains("/oauth2/handoff?rd="), "{to}");
 }
 
+/// Front-channel logout loaded on the other domain's host (the provider's iframe for that
+/// host) ends the session there and deletes that host's own cookies (`Domain=example.org`), never the
+/// central domain's in their place.
+#[tokio::test]
+async fn front_channel_logout_on_another_domain_deletes_that_domains_cookies() {
+    let Some(redis) = redis_server(&[]).await else {
+        return;
+    };
+    let Some(s) = site(Some(&format!("redis://127.0.0.1:{}/0", redis.port))).await else {
+        return;
+    };
+    let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
+    let http = browser(s.port, &hosts());
+    let (r, _) = browse(&http, &url("app.example.com", "/"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200);
+    let (r, path) = browse(&http, &url("wiki.example.org", "/"), &s.issuer, "alice").await;
+    assert_eq!(r.status(), 200, "{path:#?}");
+    // Without a `sid` (this provider puts none in its ID tokens here), the browser's own
+    // session ends.
+    let r = http
+        .get(url("wiki.example.org", "/oauth2/frontchannel-logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deleted: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(!deleted.is_empty(), "no cookie deleted");
+    for c in &deleted {
+        let c = c.to_ascii_lowercase();
+        assert!(
+            c.contains("domain=example.org") || c.contains("domain=.example.org"),
+            "{c}"
+        );
+        assert!(!c.contains("example.com"), "{c}");
+    }
+    let r = http
+        .get(url("wiki.example.org", "/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "signed out on the other domain");
+}
+
 /// examples/sso (docs/sso.md's configuration) loads and `check` is quiet about it; a route on a
 /// third registrable domain is named as one whose browsers could never keep the session.
 #[test]
