@@ -176,8 +176,11 @@ impl Subject {
         match token {
             Some(Ok(v)) => Subject::Bearer(v),
             Some(Err(e)) => Subject::Failed(e),
+            // A session of a provider that is no longer configured (removed, or the unnamed
+            // `oidc:` one after a move to `providers:`) is no session.
             None => stored
                 .open(st, |n| seen.cookie(n))
+                .filter(|o| st.providers.is_empty() || st.provider_of(&o.session.identity).is_some())
                 .map_or(Subject::Anonymous, Subject::Session),
         }
     }

@@ -6,6 +6,7 @@
 //! users are their `sub`). Run through nginx.
 
 use crate::util::*;
+use forwarden::identity::Identity;
 
 const PAYROLL_CLIENT: &str = "payroll-app";
 const PAYROLL_SECRET: &str = "payroll-secret-0123456789abcdef";
@@ -607,4 +608,47 @@ async fn a_hand_off_to_a_route_of_another_provider_signs_in_with_that_provider_f
         "{path:#?}"
     );
     assert_eq!(user_of(r).await, "partners#alice");
+}
+
+/// A session of a provider the configuration no longer has (removed, or the unnamed `oidc:`
+/// one after a move to `providers:`) is no session: never judged as if it were still valid.
+#[tokio::test]
+async fn a_session_of_a_provider_no_longer_configured_counts_as_none() {
+    let cfg = format!(
+        "trusted_proxies: [127.0.0.1/32]\nproviders:\n{}",
+        entry("entra", "Contoso staff", "http://127.0.0.1:9/unreachable", "")
+    );
+    let fw = Fw::start_with(
+        "- from: http://app.test\n  allow_any_authenticated_user: true\n",
+        &cfg,
+    )
+    .await;
+    let check = async |idp: Option<&str>| {
+        let mut id = Identity {
+            subject: "alice".into(),
+            email: Some("alice@contoso.com".into()),
+            ..Identity::default()
+        };
+        if let Some(name) = idp {
+            id.signed_in_by(name, "");
+        }
+        client(&[])
+            .get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", "/")
+            .header("cookie", fw.cookie(&id))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(check(Some("entra")).await, 200);
+    assert_eq!(check(Some("retired")).await, 401);
+    assert_eq!(
+        check(None).await,
+        401,
+        "the unnamed provider's session, after the move to providers:"
+    );
 }
