@@ -216,6 +216,22 @@ mod tests {
     }
 
     #[test]
+    fn the_signed_identity_names_the_provider() {
+        let s = Signer::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+        let c = |id: &Identity| {
+            let t = s.sign(id, "https://auth.example.com", "app", 1_000, 60).unwrap();
+            verify(&s, &t, "app", 1_001).unwrap()
+        };
+        let one = c(&alice());
+        assert!(one.get("idp").is_none(), "the one oidc: provider: no idp claim");
+        let mut partner = alice();
+        partner.signed_in_by("partners", "");
+        let named = c(&partner);
+        assert_eq!(named["idp"], "partners");
+        assert_eq!(named["sub"], "partners#alice-oid");
+    }
+
+    #[test]
     fn derived_key_is_stable_and_depends_on_the_secret() {
         let a = Signer::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
         let b = Signer::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
