@@ -146,20 +146,26 @@ async fn one_sign_in_reaches_both_registrable_domains_and_a_hand_off_code_opens_
     drop(s.fw);
 }
 
-#[tokio::test]
-async fn sign_out_with_a_session_store_ends_the_session_on_every_domain() {
-    let Some(redis) = redis_server(&[]).await else {
-        return;
-    };
-    let Some(s) = site(Some(&format!("redis://127.0.0.1:{}/0", redis.port))).await else {
-        return;
-    };
+/// With a session store: alice signed in on app.example.com, then handed to wiki.example.org
+/// (the redirects of that, in `path`).
+async fn signed_in_on_both_with_a_store() -> Option<(Proc, Site, reqwest::Client, Vec<String>)> {
+    let redis = redis_server(&[]).await?;
+    let s = site(Some(&format!("redis://127.0.0.1:{}/0", redis.port))).await?;
     let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
     let http = browser(s.port, &hosts());
     let (r, _) = browse(&http, &url("app.example.com", "/"), &s.issuer, "alice").await;
     assert_eq!(r.status(), 200);
     let (r, path) = browse(&http, &url("wiki.example.org", "/"), &s.issuer, "alice").await;
     assert_eq!(r.status(), 200, "{path:#?}");
+    Some((redis, s, http, path))
+}
+
+#[tokio::test]
+async fn sign_out_with_a_session_store_ends_the_session_on_every_domain() {
+    let Some((_redis, s, http, path)) = signed_in_on_both_with_a_store().await else {
+        return;
+    };
+    let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
     // With a store, a code opens once even with its pending cookie still there.
     let accept = path
         .iter()
@@ -190,18 +196,10 @@ async fn sign_out_with_a_session_store_ends_the_session_on_every_domain() {
 /// central domain's in their place.
 #[tokio::test]
 async fn front_channel_logout_on_another_domain_deletes_that_domains_cookies() {
-    let Some(redis) = redis_server(&[]).await else {
-        return;
-    };
-    let Some(s) = site(Some(&format!("redis://127.0.0.1:{}/0", redis.port))).await else {
+    let Some((_redis, s, http, _)) = signed_in_on_both_with_a_store().await else {
         return;
     };
     let url = |host: &str, p: &str| format!("http://{host}:{}{p}", s.port);
-    let http = browser(s.port, &hosts());
-    let (r, _) = browse(&http, &url("app.example.com", "/"), &s.issuer, "alice").await;
-    assert_eq!(r.status(), 200);
-    let (r, path) = browse(&http, &url("wiki.example.org", "/"), &s.issuer, "alice").await;
-    assert_eq!(r.status(), 200, "{path:#?}");
     // Without a `sid` (this provider puts none in its ID tokens here), the browser's own
     // session ends.
     let r = http

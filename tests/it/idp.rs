@@ -92,14 +92,11 @@ async fn scripts_idp_prints_what_to_configure_and_serves_it() {
     cmd.env("IDP_PORT", port.to_string());
     let p = spawn("scripts/idp", cmd, tempfile::TempDir::new().unwrap(), port).await;
     let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
-    let discovery: serde_json::Value = client(&[])
-        .get(format!("{issuer}/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery = get_json(
+        &client(&[]),
+        &format!("{issuer}/.well-known/openid-configuration"),
+    )
+    .await;
     assert_eq!(discovery["issuer"], issuer.as_str());
     let printed = std::fs::read_to_string(p.dir.path().join("stdout.log")).unwrap();
     assert!(printed.contains(&format!("issuer: {issuer}")), "{printed}");

@@ -235,14 +235,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
     );
 
     // The same story in the metrics.
-    let text = plain
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&plain, &format!("http://127.0.0.1:{metrics_port}/metrics")).await;
     assert_eq!(
         metric(&text, "forwarden_logins_total{result=\"success\"}"),
         1.0,

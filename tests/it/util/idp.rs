@@ -203,6 +203,11 @@ pub async fn sign_out_at_provider(http: &reqwest::Client, issuer: &str) -> reqwe
         .status()
 }
 
+/// GET `url` and read the answer as text.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// GET `url` and read the answer as JSON.
 pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
