@@ -177,7 +177,9 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
     // "n of m": the session keeps only the groups the policies name (it was too large).
     let reduced = claims.remove(GROUPS_REDUCED);
     let email_source = claims.remove(EMAIL_SOURCE);
-    let body = serde_json::json!({
+    let idp = claims.remove(crate::identity::IDP);
+    let idp_client = claims.remove(crate::identity::IDP_CLIENT);
+    let mut body = serde_json::json!({
         "user": id.subject,
         "tenant": id.tenant,
         "email": id.email,
@@ -194,6 +196,12 @@ pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Re
         "issued_at": s.issued_at,
         "expires_at": s.expires_at,
     });
+    // A named provider (`providers:`), and a route's app registration, when there is one.
+    for (k, v) in [("idp", idp), ("idp_client", idp_client)] {
+        if let (Some(v), Some(o)) = (v, body.as_object_mut()) {
+            o.insert(k.into(), v.into());
+        }
+    }
     (
         StatusCode::OK,
         [

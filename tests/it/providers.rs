@@ -209,6 +209,8 @@ async fn the_same_sub_from_two_providers_is_two_users() {
     assert_eq!(r.status(), 403, "entra's alice is not partners#alice: {path:#?}");
     let info = get_json(&http, &app("/oauth2/userinfo")).await;
     assert_eq!(info["user"], "entra#alice", "{info}");
+    assert_eq!(info["idp"], "entra", "{info}");
+    assert!(info["claims"].get("forwarden:idp").is_none(), "{info}");
 
     let http = browser(s.port, &["app.test"]);
     let (r, path) = browse(
