@@ -124,20 +124,16 @@ impl Identity {
         self.claims.get(IDP_CLIENT).map_or("", String::as_str)
     }
 
-    /// Mark an identity as signed in by provider `name` through `client` (`""`: its own
-    /// client): the subject becomes `<name>#<subject>` for a named provider, so two providers'
-    /// users never share one.
+    /// Mark an identity, as the provider named it, as signed in by provider `name` through
+    /// `client` (`""`: its own client): the subject becomes `<name>#<subject>` for a named
+    /// provider, so two providers' users never share one. Always prefixed, even when the
+    /// subject already starts with `<name>#`: a `sub` of `entra#bob` is not the user `bob`.
     pub fn signed_in_by(&mut self, name: &str, client: &str) {
         if !name.is_empty() {
-            let prefix = format!("{name}#");
-            if !self.subject.starts_with(&prefix) {
-                self.subject = format!("{prefix}{}", self.subject);
-            }
+            self.subject = format!("{name}#{}", self.subject);
             // The provider's session ids are its own too (back- and front-channel logout).
             if let Some(sid) = self.claims.get_mut(PROVIDER_SID) {
-                if !sid.starts_with(&prefix) {
-                    *sid = format!("{prefix}{sid}");
-                }
+                *sid = format!("{name}#{sid}");
             }
             self.claims.insert(IDP.into(), name.into());
         }

@@ -128,10 +128,15 @@ pub(super) async fn resolve(
     let token = match (&st.bearer, ask.token) {
         (Some(b), Some(t)) => {
             // The route's identity_providers narrow the issuers before any signature check.
-            let with = match st.policy.load().find_route(&ask.req) {
-                crate::policy::route::Found::Route(r) if !r.sign_in.is_default() => Some(r.sign_in.clone()),
+            // (Looked up only when some route limits it.)
+            let policy = st.policy.load();
+            let with = match policy.limits_sign_in().then(|| policy.find_route(&ask.req)) {
+                Some(crate::policy::route::Found::Route(r)) if !r.sign_in.is_default() => {
+                    Some(r.sign_in.clone())
+                }
                 _ => None,
             };
+            drop(policy);
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
             Some(bearer::verify(st, b, t, &accepts).await)
         }

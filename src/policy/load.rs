@@ -198,7 +198,9 @@ impl PolicySet {
         {
             rule.expr.groups_named(&mut groups);
         }
+        let limits_sign_in = routes.iter().any(|r| !r.sign_in.is_default());
         Ok(PolicySet {
+            limits_sign_in,
             routes,
             index,
             named,

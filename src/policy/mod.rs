@@ -29,6 +29,9 @@ pub use step_up::StepUp;
 /// Every route and named policy of the configured files, indexed for lookup.
 #[derive(Debug, Default)]
 pub struct PolicySet {
+    /// Whether any route limits who may sign in (`identity_providers`, `idp_client_id`): without
+    /// one, the bearer path need not look the route up before the token is verified.
+    limits_sign_in: bool,
     routes: Vec<Route>,
     index: route::Index,
     named: HashMap<String, Vec<Rule>>,
@@ -391,6 +394,11 @@ impl PolicySet {
     }
 
     /// The rules of a named policy.
+    /// Whether any route limits who may sign in (`identity_providers`, `idp_client_id`).
+    pub fn limits_sign_in(&self) -> bool {
+        self.limits_sign_in
+    }
+
     /// Routes whose sign-in settings the configuration cannot satisfy: a name in
     /// `identity_providers` that is neither a provider of `sign_in` (`providers:` names) nor a
     /// bearer issuer's of `bearer`; an `idp_client_id` without exactly one sign-in provider to

@@ -94,6 +94,13 @@ fn a_forged_idp_claim_in_a_subject_does_not_make_a_provider() {
     u.signed_in_by("entra", "");
     assert_eq!(u.subject, "entra#partners#alice");
     assert_eq!(u.idp(), "entra");
+    // Nor does a `sub` spelled like an already named one become another user of the same
+    // provider: `entra#bob` under entra is entra#entra#bob, never entra's bob.
+    let mut twice = user("x@example.com", &[]);
+    twice.subject = "entra#bob".into();
+    twice.signed_in_by("entra", "");
+    assert_eq!(twice.subject, "entra#entra#bob");
+    assert_eq!(twice.as_provider_names_it("entra").subject, "entra#bob");
     let s = set(ROUTES);
     assert_eq!(
         why(&s, "https://app.example.com/desk/", Some(&u)).0,
