@@ -6,11 +6,11 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::edge::{escape, page, redirect};
+use super::edge::{edge_page, escape, redirect};
 use super::login::{RdQuery, return_target, single_header};
 use super::sessions;
 use crate::identity::EMAIL_SOURCE;
@@ -139,27 +139,6 @@ fn confirm_everywhere(rd: Option<&str>) -> Response {
     );
     // `rd` is percent-encoded: no quote or angle bracket is left to escape.
     edge_page(StatusCode::OK, "Sign out everywhere?", &body)
-}
-
-/// One of forwarden's pages: never cached, never framed (a framed confirmation could be
-/// clicked by a user who cannot see it).
-fn edge_page(status: StatusCode, title: &str, body: &str) -> Response {
-    let mut r = (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        page(title, body),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'"),
-    );
-    r.headers_mut()
-        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
 }
 
 /// `GET /oauth2/userinfo`: the session's identity as JSON; 401 without a session.

@@ -317,6 +317,32 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// One of forwarden's pages: never cached, never framed (a framed confirmation could be
+/// clicked by a user who cannot see it).
+pub fn edge_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let mut r = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page(title, body),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    r.headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+/// `s` percent-encoded for a query value (every byte but letters and digits).
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// A small page in the house style.
 pub fn page(title: &str, body: &str) -> String {
     format!(

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::AppState;
 use super::cookies::{request_cookie, session_cookie_values, set_cookie, set_raw_session};
-use super::edge::{ErrorPage, RouteError, redirect};
+use super::edge::{ErrorPage, RouteError, enc, redirect};
 use super::login::browser_origin;
 use super::sessions;
 use crate::handoff::{self, HandoffError};
@@ -77,10 +76,6 @@ impl HandoffQuery {
 /// `host[:port]` of an origin URL (`scheme://host[:port]`): what a code is bound to.
 fn authority(origin_url: &str) -> &str {
     origin_url.split_once("://").map_or(origin_url, |(_, a)| a)
-}
-
-fn enc(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
 /// `rd` when it is a URL of this very origin (`scheme://host[:port]`) or a path, else the

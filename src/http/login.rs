@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::AppState;
 use super::cookies::{pending_logins, store_pending};
-use super::edge::{ErrorPage, RouteError, redirect};
+use super::edge::{ErrorPage, RouteError, edge_page, enc, redirect};
 use super::sessions::{self, WriteError};
 use crate::identity::Identity;
 use crate::oidc::flow::{self, Authorize, Randomness};
@@ -188,7 +187,6 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
     let origin =
         origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
-    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     // What the link carries on: the step-up and the route's client.
     let mut carried = String::new();
     if let Some(s) = q.step_up.as_deref().filter(|s| !s.is_empty()) {
@@ -215,12 +213,9 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
         }
         return Ok(chooser(st, headers, &choices, &rd, &carried));
     }
-    let provider = choices.first().ok_or_else(|| {
-        RouteError::Unavailable(
-            "This forwarden has no identity provider configured, so nobody can sign in.".into(),
-        )
-    })?;
-    let (provider, ready) = ready_provider(st, &provider.config.name)?;
+    // None configured: ready_provider says so.
+    let name = choices.first().map_or("", |p| p.config.name.as_str());
+    let (provider, ready) = ready_provider(st, name)?;
     let app = st.client(provider, client).map_err(|e| {
         tracing::warn!(error = %e, "sign-in refused");
         RouteError::Bad("The sign-in link names an app registration this site does not use.".into())
@@ -293,7 +288,6 @@ fn chooser(
     let last = super::cookies::request_cookie(headers, &last_choice_cookie(st)).unwrap_or("");
     let mut ordered: Vec<&&Arc<Provider>> = choices.iter().collect();
     ordered.sort_by_key(|p| p.config.name != last);
-    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let items: Vec<String> = ordered
         .iter()
         .enumerate()
@@ -320,25 +314,8 @@ fn chooser(
         "<p>Choose how to sign in:</p>\n<nav aria-label=\"Sign-in choices\"><ul>\n{}\n</ul></nav>",
         items.join("\n")
     );
-    let mut r = (
-        axum::http::StatusCode::OK,
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (axum::http::header::CACHE_CONTROL, "no-store"),
-        ],
-        super::edge::page("Sign in", &body),
-    )
-        .into_response();
     // Never framed (a chooser in a frame could be clicked for the user).
-    r.headers_mut().insert(
-        axum::http::header::X_FRAME_OPTIONS,
-        axum::http::HeaderValue::from_static("DENY"),
-    );
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        axum::http::HeaderValue::from_static("frame-ancestors 'none'"),
-    );
-    r
+    edge_page(axum::http::StatusCode::OK, "Sign in", &body)
 }
 
 /// What the provider's authorization request says for a step-up: `acr_values` for `acr`,
