@@ -103,7 +103,8 @@ impl Bearer {
                         trust_client_id: i.trust_client_id,
                         trust_email: i.trust_email,
                     }),
-                    name: i.provider.clone().unwrap_or_default(),
+                    // Its tie, else its issuer URL: the name its subjects read under.
+                    name: i.provider.clone().unwrap_or_else(|| i.issuer.clone()),
                     sign_in: None,
                 };
                 Ok((issuer, source))
@@ -287,7 +288,7 @@ async fn verify_once(
     let mut issuers = Vec::with_capacity(extra_keys.len() + providers.len());
     issuers.extend(providers.iter().map(|(i, k)| (i, k.as_ref())));
     issuers.extend(extra_keys.iter().map(|(i, k)| (*i, k.as_ref())));
-    issuers.retain(|(i, _)| accepts(issuer_name(i)));
+    issuers.retain(|(i, _)| accepts(&i.name));
     access::verify(
         token,
         &issuers,
@@ -300,15 +301,6 @@ async fn verify_once(
             sign_in_client: None,
         },
     )
-}
-
-/// The provider name an issuer's tokens count as: its tie, or for an untied extra issuer its
-/// issuer URL (as its subjects read).
-fn issuer_name(i: &TrustedIssuer) -> &str {
-    match (&i.rule, i.foreign.is_some() && i.name.is_empty()) {
-        (IssuerRule::Exact(s), true) => s.as_str(),
-        _ => i.name.as_str(),
-    }
 }
 
 /// Fetch every issuer's keys again (each at most once per refetch interval).

@@ -174,12 +174,11 @@ impl AppState {
         let name = provider.config.name.as_str();
         let one = self.providers.len() == 1;
         let policy = self.policy.load();
-        let found = policy.routes().iter().find_map(|r| {
-            let c = r.sign_in.client.as_ref().filter(|c| c.id == id)?;
-            let here =
-                r.sign_in.providers.iter().any(|p| p == name) || (r.sign_in.providers.is_empty() && one);
-            here.then(|| c.secret.clone())
-        });
+        let found = policy
+            .routes()
+            .iter()
+            .find_map(|r| r.sign_in.client_at(name, one).filter(|c| c.id == id))
+            .map(|c| c.secret.clone());
         let secret = found.ok_or_else(|| ClientError::Unknown(id.to_string()))?;
         let written = secret.expose();
         let secret = match written.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
@@ -201,10 +200,8 @@ impl AppState {
         let one = self.providers.len() == 1;
         let mut ids = vec![provider.config.client_id.clone()];
         for r in self.policy.load().routes() {
-            if let Some(c) = &r.sign_in.client {
-                let here =
-                    r.sign_in.providers.iter().any(|p| p == name) || (r.sign_in.providers.is_empty() && one);
-                if here && !ids.contains(&c.id) {
+            if let Some(c) = r.sign_in.client_at(name, one) {
+                if !ids.contains(&c.id) {
                     ids.push(c.id.clone());
                 }
             }

@@ -104,7 +104,7 @@ pub struct TrustedIssuer {
     pub foreign: Option<Foreign>,
     /// The provider name its tokens count as (`identity_providers`, the `idp` criterion): a
     /// named one's subjects read `<name>#<sub>`. `""`: the one `oidc:` provider (subjects as
-    /// they are).
+    /// they are). An extra issuer always has one: its tie (`provider:`), else its issuer URL.
     pub name: String,
     /// For a sign-in provider: its own client id and allowed tenants, which replace
     /// [`Expect`]'s for its tokens.
@@ -325,13 +325,8 @@ pub fn verify(
             .insert(crate::identity::IDP.into(), issuer.name.clone());
     }
     if let Some(f) = &issuer.foreign {
-        // (issuer, subject): another issuer's users never look like the provider's.
-        if issuer.name.is_empty() {
-            identity.subject = format!("{iss}#{}", identity.subject);
-            identity
-                .claims
-                .insert(crate::identity::IDP.into(), iss.to_string());
-        }
+        // Another issuer's users never look like the provider's: its name (its tie, or its
+        // issuer URL) prefixes them above.
         identity.tenant.clear();
         if !f.trust_client_id {
             identity.client_id = identity.client_id.map(|c| format!("{iss}#{c}"));

@@ -89,6 +89,13 @@ impl SignInWith {
         provider && client == wanted
     }
 
+    /// The route's own app registration when it is one at provider `name` (`only`: the
+    /// configuration has this one provider, so a route naming none means it).
+    pub fn client_at(&self, name: &str, only: bool) -> Option<&RouteClient> {
+        let here = self.providers.iter().any(|p| p == name) || (self.providers.is_empty() && only);
+        self.client.as_ref().filter(|_| here)
+    }
+
     /// Whether a bearer token from the issuer tied to `idp` counts (the client is the token's
     /// caller, judged by the rules).
     pub fn accepts_issuer(&self, idp: &str) -> bool {

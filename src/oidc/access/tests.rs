@@ -302,7 +302,7 @@ fn another_issuers_user_and_application_never_become_the_providers() {
         rule: IssuerRule::Exact(OTHER.into()),
         entra: false,
         foreign: Some(foreign),
-        name: String::new(),
+        name: OTHER.into(),
         sign_in: None,
     };
     let claims = json!({
