@@ -444,17 +444,19 @@ pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>),
         None => (authority, None),
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !host.contains("..")
-        && !host.starts_with('.');
+    // One pass: letters, digits, `-`, `_` and single dots, not starting with a dot.
+    let mut prev = b'.';
+    let mut valid = !host.is_empty() && host.len() <= 253;
+    let mut upper = false;
+    for &c in host.as_bytes() {
+        valid &= c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || (c == b'.' && prev != b'.');
+        upper |= c.is_ascii_uppercase();
+        prev = c;
+    }
     if !valid {
         return Err(RequestError::BadHost);
     }
-    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    let host = if upper {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
@@ -469,10 +471,29 @@ pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>),
 /// backslash (raw or `%5C`), `;` path parameters, a `#` fragment, control characters, invalid
 /// UTF-8 and `..` above the root.
 pub(crate) fn normalize_path(uri: &str) -> Result<Cow<'_, str>, RequestError> {
-    let raw = uri.split('?').next().unwrap_or_default();
+    let raw = uri.split_once('?').map_or(uri, |(path, _)| path);
     if !raw.starts_with('/') {
         return Err(RequestError::UnsafePath("it does not start with /"));
     }
+    // Already normal (the common case), found in one pass: nothing refused or to decode (`#`,
+    // `\`, `;`, `%`, control characters), no dot segment and no empty segment (`/.`, `//`).
+    // Anything else takes the careful way below, which refuses or normalizes it.
+    let mut prev = 0u8;
+    let mut plain = true;
+    for &c in raw.as_bytes() {
+        let odd = c < 0x20 || c == 0x7f || matches!(c, b'#' | b'\\' | b';' | b'%');
+        let dot_or_empty_segment = prev == b'/' && matches!(c, b'/' | b'.');
+        plain &= !(odd || dot_or_empty_segment);
+        prev = c;
+    }
+    if plain {
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_careful(raw)
+}
+
+/// [`normalize_path`] of a path (no query) that starts with `/`, every rule checked in turn.
+fn normalize_careful(raw: &str) -> Result<Cow<'_, str>, RequestError> {
     if raw.contains('#') {
         return Err(RequestError::UnsafePath("it contains a fragment (#)"));
     }

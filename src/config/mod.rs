@@ -390,6 +390,34 @@ fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Headers that frame the message, manage the connection or carry the browser's own state: an
+/// identity header under one of these names would let a claim's value (a user's display name,
+/// a group) change how the upstream reads the request (request smuggling through
+/// `Content-Length`, another `Host`), so forwarden never sets one.
+const NOT_IDENTITY: [&str; 11] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "cookie",
+    "set-cookie",
+];
+
+/// What is wrong with `s` as the name of a header forwarden sets, if anything.
+pub(crate) fn header_name_problem(s: &str) -> Option<String> {
+    if !is_header_name(s) {
+        return Some(format!("`{s}` is not a valid header name"));
+    }
+    NOT_IDENTITY.iter().any(|n| n.eq_ignore_ascii_case(s)).then(|| {
+        format!("`{s}` frames the request or its connection, or carries cookies; forwarden never sets it: choose another name")
+    })
+}
+
 /// `90s`, `30m`, `12h`, `7d`, `1h30m`.
 pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let mut total: u64 = 0;

@@ -58,6 +58,21 @@ fn every_problem_at_once() {
         ");
 }
 
+/// Attack: an identity header named after a framing or connection header (`Content-Length`,
+/// `Host`, `Transfer-Encoding`) would let a claim's value change how the upstream reads the
+/// request it is set on (request smuggling); such names are refused, in any case.
+#[test]
+fn identity_header_named_content_length_or_host_is_refused() {
+    let e = errors(
+        "listen: 127.0.0.1:4180\ncookie:\n  secrets: ['0123456789abcdef0123456789abcdef']\npolicy_files: [p.yaml]\nheaders:\n  user: Content-Length\n  email: host\n  claims:\n    name: Transfer-Encoding\n",
+    );
+    insta::assert_snapshot!(e, @r"
+    f.yaml:6:9: `Content-Length` frames the request or its connection, or carries cookies; forwarden never sets it: choose another name
+    f.yaml:7:10: `host` frames the request or its connection, or carries cookies; forwarden never sets it: choose another name
+    f.yaml:9:11: `Transfer-Encoding` frames the request or its connection, or carries cookies; forwarden never sets it: choose another name
+    ");
+}
+
 /// Regression (newcomer path): a structural problem (an unknown key, a value of the wrong type)
 /// hid every check of the values: three mistakes took three runs of `check`.
 #[test]

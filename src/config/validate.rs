@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawCookie, RawHeaders, RawLimits};
 use super::{
-    Audit, Config, CookieConfig, HeaderNames, Inputs, Limits, MIN_SECRET_LEN, Tls, clean, is_header_name,
-    parse_duration,
+    Audit, Config, CookieConfig, HeaderNames, Inputs, Limits, MIN_SECRET_LEN, Tls, clean,
+    header_name_problem, parse_duration,
 };
 use crate::oidc::redirect::AllowedDomain;
 use crate::secret::Secret;
@@ -491,10 +491,9 @@ fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
     let d = HeaderNames::default();
     let check = |key: &str, value: Option<String>, default: String| {
         optional(node, key, value, default, |n, name| {
-            if is_header_name(&name) {
-                Ok(name)
-            } else {
-                fail(n, format!("`{name}` is not a valid header name"))
+            match header_name_problem(&name) {
+                None => Ok(name),
+                Some(p) => fail(n, p),
             }
         })
     };
@@ -509,11 +508,8 @@ fn headers(node: &Node, raw: RawHeaders) -> Checked<HeaderNames> {
         Some(cn) => {
             let mut problems = Vec::new();
             for (claim, name) in &raw.claims {
-                if !is_header_name(name) {
-                    problems.push(Problem::new(
-                        field(cn, claim).pos,
-                        format!("`{name}` is not a valid header name"),
-                    ));
+                if let Some(p) = header_name_problem(name) {
+                    problems.push(Problem::new(field(cn, claim).pos, p));
                 }
             }
             if problems.is_empty() {

@@ -18,7 +18,7 @@ use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
 use super::edge::{Contract, Denial};
 use super::session_cache::{Opened, signed_identity};
-use super::sessions::ForCheck;
+use super::sessions::{ForCheck, Sessions};
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -138,13 +138,16 @@ pub(super) async fn resolve(
             };
             drop(policy);
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
-            Some(bearer::verify(st, b, t, &accepts).await)
+            // Boxed, as the store's read below: what may wait is kept out of this future,
+            // which every check moves whole (most checks wait for nothing).
+            Some(Box::pin(bearer::verify(st, b, t, &accepts)).await)
         }
         _ => None,
     };
-    let stored = match &token {
-        None => st.sessions.for_check(st, |n| seen.cookie(n)).await,
-        Some(_) => ForCheck::Skipped,
+    let stored = match (&token, &st.sessions) {
+        (Some(_), _) => ForCheck::Skipped,
+        (None, Sessions::Cookies) => ForCheck::Cookie,
+        (None, Sessions::Store(_)) => Box::pin(st.sessions.for_check(st, |n| seen.cookie(n))).await,
     };
     decide(
         st,
@@ -290,15 +293,11 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     let rule = d.reason.rule().map(|r| &r.origin);
     match d.verdict {
         Verdict::Allow => {
-            let mut headers = HeaderMap::new();
-            match &verified {
-                Some(v) => st
-                    .headers
-                    .write(Some(&st.headers.values(&v.identity)), &mut headers),
-                None => st
-                    .headers
-                    .write(session.map(|o| o.values.as_slice()), &mut headers),
-            }
+            let mut headers = match (&verified, session) {
+                (Some(v), _) => st.headers.map(Some(&v.identity)),
+                (None, Some(o)) => o.headers.clone(),
+                (None, None) => st.headers.map(None),
+            };
             if let (Some(jwt), Some(name), Some(o)) = (&st.config.identity_jwt, &st.headers.jwt, session) {
                 if let Some(v) = signed_identity(st, jwt, o, req) {
                     headers.insert(name.clone(), v);

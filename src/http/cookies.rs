@@ -14,10 +14,22 @@ use crate::session::{self, MAX_CHUNKS, Session};
 /// The value of the first cookie called `name` in these `Cookie` header values.
 pub fn find_cookie<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
     headers.into_iter().find_map(|h| {
-        h.split(';').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k.trim() == name).then(|| v.trim())
-        })
+        let mut rest = h;
+        loop {
+            let (kv, next) = match memchr::memchr(b';', rest.as_bytes()) {
+                Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
+                None => (rest, ""),
+            };
+            if let Some((k, v)) = kv.split_once('=') {
+                if k.trim() == name {
+                    return Some(v.trim());
+                }
+            }
+            if next.is_empty() {
+                return None;
+            }
+            rest = next;
+        }
     })
 }
 
@@ -159,6 +171,43 @@ pub fn set_raw_session(c: &CookieConfig, values: &[(String, String)], r: &mut Re
         };
         if let Some(v) = v {
             r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_cookie;
+
+    /// The plain reading of a `Cookie` header: pairs split at `;`, the name and value at the
+    /// first `=`, both trimmed.
+    fn reference<'a>(headers: &[&'a str], name: &str) -> Option<&'a str> {
+        headers.iter().find_map(|h| {
+            h.split(';').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == name).then(|| v.trim())
+            })
+        })
+    }
+
+    #[test]
+    fn the_first_cookie_of_the_name_across_lines() {
+        let lines = ["a=1; _f=x", " _f = y ;_f=z", "b"];
+        assert_eq!(find_cookie(lines.iter().copied(), "_f"), Some("x"));
+        assert_eq!(find_cookie(lines[1..].iter().copied(), "_f"), Some("y"));
+        assert_eq!(find_cookie(["a=1;;b=2;"].into_iter(), "b"), Some("2"));
+        assert_eq!(find_cookie(["a=1; b"].into_iter(), "b"), None);
+    }
+
+    proptest::proptest! {
+        /// The scan with `memchr` reads every header as the plain reading does.
+        #[test]
+        fn reads_as_the_plain_split(
+            lines in proptest::collection::vec("[ab=; _]{0,12}", 0..3),
+            name in "[ab_]{1,2}",
+        ) {
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(find_cookie(refs.iter().copied(), &name), reference(&refs, &name));
         }
     }
 }

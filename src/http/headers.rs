@@ -1,5 +1,6 @@
 //! The identity headers forwarden sets for the upstream, with names parsed once.
 
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeaderNames;
@@ -77,18 +78,27 @@ impl IdentityHeaders {
         .chain(self.claims.iter().map(|(_, h)| h))
     }
 
-    /// Every header, always present, empty when there is no value (Caddy 2.6 would otherwise
-    /// forward a literal placeholder).
-    pub(crate) fn write(&self, values: Option<&[HeaderValue]>, out: &mut HeaderMap) {
-        out.reserve(self.claims.len() + 6);
-        for (i, name) in self.names().enumerate() {
-            // A fresh copy: cloning the cached value would share its reference count between
-            // worker threads, which costs more than copying a few bytes.
-            let v = values
-                .and_then(|v| v.get(i))
-                .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
-                .unwrap_or(HeaderValue::from_static(""));
-            out.insert(name.clone(), v);
+    /// An allowed request's answer headers: every identity header, always present, empty when
+    /// there is no value (Caddy 2.6 would otherwise forward a literal placeholder), with `id`'s
+    /// values or all empty; and `Content-Length: 0`, so that a cached map is answered as it is
+    /// (no header added to it, nothing grown). A contract that sets headers on the upstream's
+    /// request takes only the identity names from it ([`IdentityHeaders::names`]).
+    pub(crate) fn map(&self, id: Option<&Identity>) -> HeaderMap {
+        // Room for the identity JWT's header too, without growing.
+        let mut out = HeaderMap::with_capacity(self.claims.len() + 8);
+        out.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        match id {
+            Some(id) => {
+                for (name, v) in self.names().zip(self.values(id)) {
+                    out.insert(name.clone(), v);
+                }
+            }
+            None => {
+                for name in self.names() {
+                    out.insert(name.clone(), HeaderValue::from_static(""));
+                }
+            }
         }
+        out
     }
 }

@@ -1,8 +1,8 @@
 //! Opened sessions: the cookie opened once per worker thread and kept with what every later
 //! request of that session needs (its identity header values, its signed identity JWTs).
 
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,8 +19,9 @@ use crate::store::Ticket;
 pub struct Opened {
     /// The session.
     pub session: Arc<session::Session>,
-    /// Identity header values, computed once per session.
-    pub(crate) values: Vec<HeaderValue>,
+    /// The identity headers, computed once per session: each allowed request answers with a
+    /// clone (no value copied, checked or hashed again).
+    pub(crate) headers: HeaderMap,
     /// The whole sealed value: a cache hit must match it exactly.
     sealed: String,
     /// Which server state opened it (keys differ between instances).
@@ -55,7 +56,7 @@ pub(crate) fn signed_identity(
         .iter()
         .find(|(a, iat, _)| a == aud && now < iat.saturating_add(lifetime / 2) && now >= *iat)
     {
-        return HeaderValue::from_bytes(v.as_bytes()).ok();
+        return Some(v.clone());
     }
     let iss = match &st.config.public_url {
         Some(p) => p.as_str().trim_end_matches('/').to_string(),
@@ -123,11 +124,11 @@ pub(crate) fn open_session<'a>(
     }
     match session::open_value(&value, &cookie.keys, &cookie.name, now) {
         Ok(s) => {
-            let values = st.headers.values(&s.identity);
+            let headers = st.headers.map(Some(&s.identity));
             let key: Box<str> = key.into();
             let o = Rc::new(Opened {
                 session: Arc::new(s),
-                values,
+                headers,
                 sealed: value.into_owned(),
                 instance: st.instance,
                 jwts: RefCell::new(Vec::new()),
@@ -156,8 +157,8 @@ thread_local! {
     /// decryption; a cookie value always opens to the same ticket), and the opened session of
     /// each ticket with its header values, reused while the store cache holds the very same
     /// loaded session (a refresh or a revocation replaces or removes it there).
-    static TICKETS: RefCell<HashMap<Box<str>, Ticket>> = RefCell::new(HashMap::new());
-    static STORED: RefCell<HashMap<[u8; 16], Rc<Opened>>> = RefCell::new(HashMap::new());
+    static TICKETS: RefCell<HashMap<Box<str>, Ticket>> = RefCell::new(HashMap::default());
+    static STORED: RefCell<HashMap<[u8; 16], Rc<Opened>>> = RefCell::new(HashMap::default());
 }
 
 /// The ticket of the request's cookie (session store).
@@ -191,7 +192,7 @@ pub(crate) fn opened_stored(st: &AppState, id: [u8; 16], s: Arc<session::Session
         return hit;
     }
     let o = Rc::new(Opened {
-        values: st.headers.values(&s.identity),
+        headers: st.headers.map(Some(&s.identity)),
         session: s,
         sealed: String::new(),
         instance: st.instance,

@@ -7,7 +7,7 @@
 //! beats one that is not; among equals, the one written first wins. A prefix matches whole path
 //! segments: `/admin` covers `/admin` and `/admin/x`, never `/administrator`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use regex::Regex;
 

@@ -165,3 +165,17 @@ fn spoofed_forwarded_for_over_several_lines_takes_the_rightmost_untrusted_hop() 
     ]);
     assert_eq!(sub_of(&l).unwrap().client_ip, None);
 }
+
+proptest::proptest! {
+    /// The one-pass shortcut of `normalize_path` answers only where the careful way, rule by
+    /// rule, leaves the path as it is: a path the shortcut lets through unchanged is never one
+    /// the careful way would refuse or rewrite (a dot segment, `//`, `%2e`, `;`, `\`, a control).
+    #[test]
+    fn the_plain_path_shortcut_agrees_with_the_careful_way(
+        p in "/[a-z./%2eE;#\\\\\\x00\\x7f\u{e9}-]{0,12}"
+    ) {
+        let fast = normalize_path(&p);
+        let careful = normalize_careful(&p);
+        proptest::prop_assert_eq!(format!("{fast:?}"), format!("{careful:?}"));
+    }
+}

@@ -152,12 +152,9 @@ pub(super) fn identity_jwt(
         "header",
         raw.header,
         "X-Forwarden-Jwt".to_string(),
-        |n, h| {
-            if is_header_name(&h) {
-                Ok(h)
-            } else {
-                fail(n, format!("`{h}` is not a valid header name"))
-            }
+        |n, h| match header_name_problem(&h) {
+            None => Ok(h),
+            Some(p) => fail(n, p),
         },
     );
     let lifetime = optional(node, "lifetime", raw.lifetime, Duration::from_secs(60), |n, s| {
