@@ -285,7 +285,7 @@ pub async fn run(
     if let Some(store) = state.sessions.store() {
         tokio::spawn(store.clone().follow(rx.clone()));
     }
-    for p in &state.providers {
+    for p in state.providers.iter() {
         // Existing sessions keep working while a provider is unreachable; sign-in waits.
         tokio::spawn(p.clone().discover_until_ready(rx.clone()));
     }

@@ -305,7 +305,7 @@ async fn verify_once(
 
 /// Fetch every issuer's keys again (each at most once per refetch interval).
 async fn refetch(st: &AppState, b: &Bearer) {
-    for p in &st.providers {
+    for p in st.providers.iter() {
         p.refetch_jwks().await;
     }
     for (_, source) in &b.extra {

@@ -4,12 +4,49 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
+use crate::jwt::Signer;
+use crate::metrics::Metrics;
+use crate::oidc::transport::Provider;
+use crate::store::redis::RedisStore;
+
+/// What `/readyz` reads: the identity providers and the session store.
+#[derive(Clone)]
+pub struct Readiness {
+    providers: Arc<[Arc<Provider>]>,
+    store: Option<Arc<RedisStore>>,
+}
+
+impl FromRef<Arc<AppState>> for Readiness {
+    fn from_ref(st: &Arc<AppState>) -> Self {
+        Readiness {
+            providers: st.providers.clone(),
+            store: st.sessions.store().cloned(),
+        }
+    }
+}
+
+/// What `/.well-known/jwks.json` reads: the identity JWT's signing key, when configured.
+#[derive(Clone)]
+pub struct Jwks(Option<Arc<Signer>>);
+
+impl FromRef<Arc<AppState>> for Jwks {
+    fn from_ref(st: &Arc<AppState>) -> Self {
+        Jwks(st.config.identity_jwt.as_ref().map(|j| j.signer.clone()))
+    }
+}
+
+/// `/metrics` reads the metrics alone.
+impl FromRef<Arc<AppState>> for Metrics {
+    fn from_ref(st: &Arc<AppState>) -> Self {
+        st.metrics.clone()
+    }
+}
 
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> &'static str {
@@ -18,7 +55,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 once policies are loaded and the provider is discovered (or none is
 /// configured); otherwise 503 and why.
-pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+pub async fn readyz(State(st): State<Readiness>) -> Response {
     match st.providers.iter().find(|p| p.ready().is_none()) {
         Some(p) => {
             let why = p
@@ -35,7 +72,7 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         // Without Redis, sessions cached here still pass for their cache time and sign-in says
         // the store is unavailable: degraded, not out of service (taking every replica out of
         // the load balancer would stop the cached sessions too).
-        _ => match st.sessions.store() {
+        _ => match &st.store {
             Some(s) if !s.is_up() => {
                 // The store's own words: "the session store is unavailable: <why>", or that it
                 // refuses forwarden's credentials.
@@ -52,14 +89,14 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 /// `GET /.well-known/jwks.json`: the public key upstreams verify the identity JWT with (404
 /// when `identity_jwt` is not configured).
-pub async fn jwks(State(st): State<Arc<AppState>>) -> Response {
-    match &st.config.identity_jwt {
-        Some(j) => (
+pub async fn jwks(State(Jwks(signer)): State<Jwks>) -> Response {
+    match signer {
+        Some(signer) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
                 (header::CACHE_CONTROL, "public, max-age=300"),
             ],
-            j.signer.jwks().to_string(),
+            signer.jwks().to_string(),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "identity_jwt is not configured\n").into_response(),
@@ -71,13 +108,13 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics(State(metrics): State<Metrics>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
 }

@@ -65,7 +65,7 @@ pub struct AppState {
     instance: u64,
     /// The identity providers (`oidc:`, or `providers:` in their order); empty when none is
     /// configured.
-    pub providers: Vec<Arc<Provider>>,
+    pub providers: Arc<[Arc<Provider>]>,
     /// What is counted for Prometheus.
     pub metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
@@ -120,7 +120,7 @@ impl AppState {
             .providers
             .iter()
             .map(|o| Provider::new(o.clone(), metrics.clone()).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Arc<[_]>, _>>()
             .map_err(StateError::Provider)?;
         let policy_stamp = crate::policy::load::fingerprint(&config.policy_files);
         let timeout = config
@@ -267,7 +267,7 @@ impl AppState {
                 }
             }
         };
-        for p in &self.providers {
+        for p in self.providers.iter() {
             note(p.refresh_keys().await, "identity provider");
         }
         if let Some(b) = &self.bearer {
