@@ -14,22 +14,21 @@ use proptest::prelude::*;
 use crate::envoy::peer;
 use crate::util::*;
 
-const POLICY: &str = "\
+/// The proxy tests' routes (on https) and more, under `routes:`.
+fn policy() -> String {
+    format!("{POLICY_HEAD}{}{POLICY_TAIL}", app_policy_https("  "))
+}
+
+const POLICY_HEAD: &str = "\
 policies:
   admins:
     - allow:
         or:
           - groups: {has: admins}
 routes:
-  - from: https://app.test
-    allowed_domains: [example.com]
-  - from: https://app.test
-    prefix: /admin
-    allowed_groups: [admins]
-  - from: https://app.test
-    prefix: /public
-    allow_public_unauthenticated_access: true
-  - from: https://app.test
+";
+
+const POLICY_TAIL: &str = "  - from: https://app.test
     prefix: /api
     methods: [GET]
     allow_any_authenticated_user: true
@@ -141,14 +140,9 @@ async fn verdicts(
         r
     };
     let mut out = Vec::new();
-    let nginx = ask("/oauth2/auth").send().await.unwrap().status().as_u16();
+    let nginx = ask("/oauth2/auth").sent().await.status().as_u16();
     out.push(("nginx", from_status(nginx)));
-    let fa = ask("/oauth2/forward-auth")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let fa = ask("/oauth2/forward-auth").sent().await.status().as_u16();
     out.push(("forward-auth", from_status(fa)));
     // Envoy gRPC: the typed description, the listener's port, the route's context extensions.
     let mut headers: HashMap<String, String> = [("accept", accept)]
@@ -202,7 +196,7 @@ async fn verdicts(
         if let Some(cookie) = &cookie {
             r = r.header("cookie", cookie);
         }
-        let code = r.send().await.unwrap().status().as_u16();
+        let code = r.sent().await.status().as_u16();
         out.push(("envoy-http", from_status(code)));
     }
     out
@@ -253,7 +247,7 @@ fn explain(fw: &Fw, c: &Case) -> Option<&'static str> {
 fn every_contract_reaches_the_same_verdict_for_the_same_request() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fw = rt.block_on(Fw::start_with(
-        POLICY,
+        &policy(),
         "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
     ));
     let grpc = rt

@@ -63,7 +63,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
             .header("accept", "application/json")
     };
     // The caller passes its route; the upstream is told which application calls.
-    let r = get("/jobs/1", &caller).send().await.unwrap();
+    let r = get("/jobs/1", &caller).sent().await;
     assert_eq!(r.status(), 200, "{}", logs());
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["headers"]["x-auth-request-client-id"], CALLER, "{body}");
@@ -77,19 +77,19 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     assert_eq!(email.unwrap_or(""), "", "an application has no email: {body}");
     // The same application with a token in Entra's v1 shape: the caller is its `appid`.
     let v1 = app_token(&idp.issuer, CALLER, CALLER_SECRET, API_V1).await;
-    let r = get("/jobs/1", &v1).send().await.unwrap();
+    let r = get("/jobs/1", &v1).sent().await;
     assert_eq!(r.status(), 200, "{}", logs());
     // Another application: 403, with RFC 6750's insufficient_scope.
-    let r = get("/jobs/1", &other).send().await.unwrap();
+    let r = get("/jobs/1", &other).sent().await;
     assert_eq!(r.status(), 403, "{}", logs());
     assert!(challenge(&r).contains("insufficient_scope"), "{:?}", r.headers());
     // An application token never matches an email-domain rule.
-    let r = get("/", &caller).send().await.unwrap();
+    let r = get("/", &caller).sent().await;
     assert_eq!(r.status(), 403);
     // Tampered, foreign-audience and expired tokens: 401 with WWW-Authenticate, no redirect.
     let foreign = app_token(&idp.issuer, CALLER, CALLER_SECRET, "api://someone-else").await;
     for (what, token) in [("tampered", tampered(&caller)), ("foreign audience", foreign)] {
-        let r = get("/jobs/1", &token).send().await.unwrap();
+        let r = get("/jobs/1", &token).sent().await;
         assert_eq!(r.status(), 401, "{what}: {}", logs());
         assert_eq!(
             r.headers().get_all("www-authenticate").iter().count(),
@@ -106,32 +106,22 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
     let r = http
         .get(url("/jobs/1"))
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 401);
     assert!(challenge(&r).starts_with("Bearer"));
     // A token in the query string is refused, under any spelling of its name.
     for name in ["access_token", "access%5Ftoken", "ACCESS_TOKEN"] {
-        let r = http
-            .get(url(&format!("/jobs/1?{name}={caller}")))
-            .send()
-            .await
-            .unwrap();
+        let r = http.get(url(&format!("/jobs/1?{name}={caller}"))).sent().await;
         assert_eq!(r.status(), 401, "{name}");
         assert!(challenge(&r).contains("invalid_request"), "{name}");
     }
     // A browser without a session still goes to sign in.
-    let r = http
-        .get(url("/"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(url("/")).header("accept", "text/html").sent().await;
     assert_eq!(r.status(), 302);
     // Two hours later the cached caller token has expired.
     fw.clock.fetch_add(7200, std::sync::atomic::Ordering::SeqCst);
-    let r = get("/jobs/1", &caller).send().await.unwrap();
+    let r = get("/jobs/1", &caller).sent().await;
     assert_eq!(r.status(), 401, "expired");
     assert!(challenge(&r).contains("expired"));
     fw.clock.fetch_sub(7200, std::sync::atomic::Ordering::SeqCst);
@@ -173,12 +163,8 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
             ("code_verifier", verifier.as_str()),
             ("resource", API),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     let access = tokens["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("{tokens}"));
@@ -289,35 +275,21 @@ async fn api_client_tokens_through_traefik() {
 async fn withdrawn_signing_key_stops_being_trusted_at_the_periodic_refresh() {
     let Some((idp, fw, _)) = setup().await else { return };
     let token = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
-    let r = forward_auth(&fw, "/jobs/1", &token).send().await.unwrap();
+    let r = forward_auth(&fw, "/jobs/1", &token).sent().await;
     assert_eq!(r.status(), 200, "signed with the current key");
     // The provider replaces its keys: the one that signed `token` is withdrawn.
     let rotate = format!(
         "{}/__test/rotate",
         idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
     );
-    assert_eq!(client(&[]).get(&rotate).send().await.unwrap().status(), 204);
+    assert_eq!(client(&[]).get(&rotate).sent().await.status(), 204);
     // Still cached and still trusted until the refresh.
-    assert_eq!(
-        forward_auth(&fw, "/jobs/1", &token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(forward_auth(&fw, "/jobs/1", &token).sent().await.status(), 200);
     let next = fw.state.refresh_keys().await;
     assert!(next >= std::time::Duration::from_secs(300), "{next:?}");
-    let r = forward_auth(&fw, "/jobs/1", &token).send().await.unwrap();
+    let r = forward_auth(&fw, "/jobs/1", &token).sent().await;
     assert_eq!(r.status(), 401, "a token signed with a withdrawn key passed");
     // A token signed with the new key passes.
     let fresh = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
-    assert_eq!(
-        forward_auth(&fw, "/jobs/1", &fresh)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(forward_auth(&fw, "/jobs/1", &fresh).sent().await.status(), 200);
 }

@@ -99,80 +99,48 @@ fn check_lists_every_problem_with_file_line_column() {
 
 #[test]
 fn explain_first_line_is_one_word() {
-    let cfg = "examples/forwarden.yaml";
-    let (code, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
+    let explain = |url: &str, more: &[&str]| {
+        let mut args = vec!["explain", "--config", "examples/forwarden.yaml", "--url", url];
+        args.extend(more);
+        let (code, out, _) = forwarden(&args);
+        (code, out)
+    };
+    let (code, out) = explain(
         "https://app1.external.domain/",
-        "--email",
-        "user1@azuread.domain",
-    ]);
+        &["--email", "user1@azuread.domain"],
+    );
     assert_eq!(code, 0);
     insta::assert_snapshot!(out, @r"
     allow
     route: policies/homelab.yaml:3 (https://app1.external.domain)
     rule: allow if user is user1@azuread.domain (policies/homelab.yaml:5:3)
     ");
-    let (_, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
+    let (_, out) = explain(
         "https://grafana.example.com/admin/x",
-        "--email",
-        "a@example.com",
-    ]);
+        &["--email", "a@example.com"],
+    );
     insta::assert_snapshot!(out, @r"
     forbidden
     route: policies/platform.yaml:27 (https://grafana.example.com prefix /admin/)
     rule: no allow rule of the route matches this user
     ");
-    let (_, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
+    let (_, out) = explain(
         "https://grafana.example.com/admin/x",
-        "--group",
-        "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
-    ]);
+        &["--group", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"],
+    );
     assert_eq!(out.lines().next(), Some("allow"));
-    let (_, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
-        "https://wiki.example.com/",
-        "--anonymous",
-    ]);
+    let (_, out) = explain("https://wiki.example.com/", &["--anonymous"]);
     assert_eq!(out.lines().next(), Some("login"));
-    let (_, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
-        "https://nowhere.example.org/",
-        "--email",
-        "a@example.com",
-    ]);
+    let (_, out) = explain("https://nowhere.example.org/", &["--email", "a@example.com"]);
     insta::assert_snapshot!(out, @r"
     forbidden
     route: none
     rule: no route covers this URL; requests no route covers are denied
     ");
-    let (_, out, _) = forwarden(&[
-        "explain",
-        "--config",
-        cfg,
-        "--url",
+    let (_, out) = explain(
         "https://demo.example.com/x",
-        "--method",
-        "DELETE",
-        "--email",
-        "alice@partner.org",
-    ]);
+        &["--method", "DELETE", "--email", "alice@partner.org"],
+    );
     assert_eq!(out.lines().next(), Some("forbidden"));
     assert!(out.contains("deny if method is DELETE"), "{out}");
 }

@@ -189,12 +189,7 @@ async fn demo_starts_shows_the_whole_story_and_stops_on_ctrl_c() {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
         .unwrap();
-    assert!(
-        listed.status.success(),
-        "sessions list --config .demo/forwarden.yaml: {}{}",
-        String::from_utf8_lossy(&listed.stdout),
-        String::from_utf8_lossy(&listed.stderr)
-    );
+    assert_ran(&listed, "sessions list --config .demo/forwarden.yaml");
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains("@contoso.com"),
         "the demo's sessions are listed: {}",

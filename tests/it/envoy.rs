@@ -16,18 +16,12 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 
 use crate::util::*;
 
-const POLICY: &str = "\
-- from: https://app.test
-  allowed_domains: [example.com]
-- from: https://app.test
-  prefix: /admin
-  allowed_groups: [admins]
-- from: https://app.test
-  prefix: /public
-  allow_public_unauthenticated_access: true
-- from: https://app.test:8443
-  allow_public_unauthenticated_access: true
-";
+/// The proxy tests' policy on https, and a route for one port only.
+fn policy() -> String {
+    app_policy_https("") + PORT_ROUTE
+}
+
+const PORT_ROUTE: &str = "- from: https://app.test:8443\n  allow_public_unauthenticated_access: true\n";
 
 /// A peer of Envoy's `AttributeContext` (the client as `source`, the listener as `destination`).
 pub(crate) fn peer(ip: &str, port: u32) -> Option<Peer> {
@@ -117,7 +111,7 @@ async fn grpc(fw: &Fw) -> AuthorizationClient<tonic::transport::Channel> {
 
 async fn start(extra: &str) -> Fw {
     Fw::start_with(
-        POLICY,
+        &policy(),
         &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
     )
     .await
@@ -369,7 +363,7 @@ async fn host_confusion_through_envoy_grpc_client_description_headers_and_ports(
 #[tokio::test]
 async fn untrusted_caller_through_envoy_grpc_is_refused() {
     let fw = Fw::start_with(
-        POLICY,
+        &policy(),
         "trusted_proxies: [10.9.9.9/32]\next_authz_listen: 127.0.0.1:0\n",
     )
     .await;
@@ -409,10 +403,7 @@ async fn oversized_check_request_is_refused_by_the_grpc_bound() {
 async fn envoy_http_mode_contract() {
     // The HTTP mode never learns the listener's port, so a host with a port-specific route is
     // refused there (which route applies cannot be established): see the end of this test.
-    let portless = POLICY.replace(
-        "- from: https://app.test:8443\n  allow_public_unauthenticated_access: true\n",
-        "",
-    );
+    let portless = app_policy_https("");
     let fw = Fw::start_with(
         &portless,
         "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
@@ -427,9 +418,8 @@ async fn envoy_http_mode_contract() {
         .header("host", "app.test")
         .header("x-forwarded-proto", "https")
         .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],
@@ -442,9 +432,8 @@ async fn envoy_http_mode_contract() {
         .header("cookie", &alice)
         .header("x-auth-request-user", "mallory")
         .header("x-forwarden-jwt", "forged")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-request-user"], "alice-oid");
     assert_eq!(
@@ -458,17 +447,12 @@ async fn envoy_http_mode_contract() {
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-uri", "/public/")
         .header("cookie", &bob)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 403);
     // With the port-specific route for app.test, the port is unknown here: refused.
     let fw = start("").await;
-    let r = http_mode(&fw, "/docs")
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = http_mode(&fw, "/docs").header("accept", "text/html").sent().await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("which port"));
 }
@@ -496,12 +480,8 @@ async fn bearer_token_through_envoy_grpc() {
             ("client_secret", "caller-secret-0123456789abcdef"),
             ("resource", "api://forwarden-apps"),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
     let mut c = grpc(&fw).await;
     let r = ask(
@@ -548,7 +528,7 @@ async fn refresh_redirect_through_envoy_grpc() {
     let extra =
         oidc_config(&idp.issuer, "openid", &home_tenant()).replace("trusted_proxies: [127.0.0.1/32]\n", "");
     let fw = Fw::start_full(
-        POLICY,
+        &policy(),
         "  refresh: 1m\n",
         &format!("trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n{extra}"),
     )
@@ -832,9 +812,8 @@ async fn forged_claim_header_outside_the_prefixes_is_removed_through_envoy() {
     // The HTTP mode names it in x-envoy-auth-headers-to-remove.
     let r = http_mode(&fw, "/public/x")
         .header("x-user-department", "finance")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     let remove = r.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap();
     assert!(remove.split(',').any(|n| n == "x-user-department"), "{remove}");
@@ -896,11 +875,7 @@ async fn two_host_headers_in_envoy_http_mode_are_refused_not_judged_by_the_first
 async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
     let (fw, _c) = start_round_two("").await;
     for path in ["/", "/?q=1"] {
-        let r = http_mode(&fw, path)
-            .header("accept", "text/html")
-            .send()
-            .await
-            .unwrap();
+        let r = http_mode(&fw, path).header("accept", "text/html").sent().await;
         assert_eq!(r.status(), 302, "{path}");
         let location = r.headers()["location"].to_str().unwrap();
         let rd = if path == "/" {

@@ -252,7 +252,7 @@ async fn hostile_provider_oversized_answers_are_refused_without_being_buffered()
     let http = client(&[]);
     let mut why = String::new();
     for _ in 0..100 {
-        let r = http.get(fw.url("/readyz")).send().await.unwrap();
+        let r = http.get(fw.url("/readyz")).sent().await;
         why = r.text().await.unwrap();
         if why.contains("larger than") {
             break;
@@ -281,15 +281,12 @@ fn futures_stream<I: Iterator + Send + Unpin + 'static>(
 
 /// forwarden as a process with these files, under `prlimit --nofile=<nofile>` when given.
 async fn fw_process_limited(port: u16, config: &str, nofile: Option<u64>) -> Proc {
-    let dir = tempfile::TempDir::new().unwrap();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-    std::fs::write(
-        dir.path().join("forwarden.yaml"),
-        format!(
-            "listen: 127.0.0.1:{port}\ncookie:\n  secrets: ['{SECRET}']\n  secure: false\npolicy_files: [policy.yaml]\ntrusted_proxies: [127.0.0.1/32]\n{config}"
-        ),
-    )
-    .unwrap();
+    let dir = fw_files(
+        port,
+        POLICY,
+        "",
+        &format!("trusted_proxies: [127.0.0.1/32]\n{config}"),
+    );
     let mut cmd = match nofile {
         Some(n) => {
             let mut c = std::process::Command::new(require("prlimit").expect("prlimit (util-linux)"));

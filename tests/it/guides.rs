@@ -82,18 +82,16 @@ async fn nginx_site_example_runs_as_written() {
     let r = c
         .get(url("/files?x=1"))
         .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 302, "{}", nginx.logs());
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.contains("/oauth2/start?rd="), "{loc}");
     let r = c
         .get(url("/files"))
         .header("cookie", fw.cookie(&alice()))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["headers"]["x-auth-request-email"], "alice@example.com");
@@ -101,18 +99,16 @@ async fn nginx_site_example_runs_as_written() {
     let r = c
         .get(url("/admin/"))
         .header("cookie", fw.cookie(&alice()))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 403);
     let mut member = alice();
     member.groups = vec!["0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()];
     let r = c
         .get(url("/admin/"))
         .header("cookie", fw.cookie(&member))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     // Hosts the example does not serve are closed (444), never handed to the protected site.
     for host in [
@@ -220,16 +216,14 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
         .get(format!(
             "http://code.example.com:{http_port}/.well-known/acme-challenge/token123"
         ))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200, "{}", nginx.logs());
     assert_eq!(r.text().await.unwrap(), "token123.key");
     let r = c
         .get(format!("http://code.example.com:{http_port}/files"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 301);
     assert_eq!(
         r.headers()["location"],
@@ -239,16 +233,14 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
     let r = c
         .get(format!("https://code.example.com:{https_port}/files"))
         .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 302, "{}", nginx.logs());
     let r = c
         .get(format!("https://code.example.com:{https_port}/files"))
         .header("cookie", fw.cookie(&alice()))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -382,11 +374,7 @@ async fn ingress_nginx_example_works_as_the_controller_renders_it() {
     ];
     let c = client(&hosts);
     // Not signed in: to the one sign-in host, with the whole URL to come back to.
-    let r = c
-        .get(format!("http://wiki.example.com:{port}/docs"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("http://wiki.example.com:{port}/docs")).sent().await;
     assert_eq!(r.status(), 302, "{}", nginx.logs());
     assert_eq!(
         r.headers()["location"],
@@ -397,9 +385,8 @@ async fn ingress_nginx_example_works_as_the_controller_renders_it() {
         .get(format!(
             "http://auth.example.com:{port}/oauth2/start?rd=http://wiki.example.com/docs"
         ))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(
         r.status(),
         503,

@@ -40,21 +40,13 @@ async fn provider_id_token_verifies_with_its_jwks() {
             ("client_secret", IDP_SECRET),
             ("code_verifier", pending.verifier.as_str()),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("{tokens}"));
     let jwks: forwarden::oidc::idtoken::KeySet = http
         .get(discovery["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     let issuer = IssuerRule::from_discovery(discovery["issuer"].as_str().unwrap());
     let tenants = vec![IDP_TENANT.to_string()];
     let expect = |nonce| Expect {

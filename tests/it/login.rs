@@ -43,11 +43,7 @@ async fn central_mode_one_callback_for_every_app() {
         "{path:#?}"
     );
     // The session (cookie domain .example.test) opens the other app without signing in again.
-    let r = http
-        .get(format!("http://wiki.example.test:{port}/"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("http://wiki.example.test:{port}/")).sent().await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["headers"]["x-auth-request-email"], "alice@contoso.com");
@@ -114,24 +110,19 @@ async fn protected_url_to_provider_and_back_through_nginx() {
     assert_eq!(h["x-auth-request-groups"], "000003e9-aaaa-4bbb-8ccc-0000000003e9");
     assert_eq!(h["x-auth-request-roles"], "Reader,Admin");
     // Her group opens /admin.
-    let r = http
-        .get(format!("http://app.test:{port}/admin/"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("http://app.test:{port}/admin/")).sent().await;
     assert_eq!(r.status(), 200);
 
     // Who am I.
     let r = http
         .get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     let me: serde_json::Value = r.json().await.unwrap();
     assert_eq!(me["email"], "alice@contoso.com");
     assert_eq!(me["tenant"], IDP_TENANT);
-    let r = http.get(fw.url("/readyz")).send().await.unwrap();
+    let r = http.get(fw.url("/readyz")).sent().await;
     assert_eq!(r.status(), 200);
 
     // Sign-out: an open redirect in rd falls back to this host's root, the session cookies are
@@ -139,9 +130,8 @@ async fn protected_url_to_provider_and_back_through_nginx() {
     // the registered post_logout_redirect_uri.
     let r = http
         .get(format!("http://app.test:{port}/oauth2/sign_out?rd=//evil.com/"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let expected = format!(
@@ -157,15 +147,11 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .count();
     assert!(cleared >= 2);
     assert_eq!(
-        http.get(&loc).send().await.unwrap().status(),
+        http.get(&loc).sent().await.status(),
         200,
         "the provider accepts the logout request"
     );
-    let r = http
-        .get(format!("http://app.test:{port}/docs"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("http://app.test:{port}/docs")).sent().await;
     assert_eq!(r.status(), 302, "signed out");
 
     // Bob, in another browser: signed in, but /admin is not for him.
@@ -191,9 +177,8 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .get(format!(
             "http://app.test:{port}/oauth2/callback?code=x&state=forged"
         ))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 400);
     let page = r.text().await.unwrap();
     assert!(
@@ -206,9 +191,8 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .get(format!(
             "http://app.test:{port}/oauth2/callback?error=access_denied&error_description=User%20cancelled"
         ))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("User cancelled"));
 }
@@ -218,9 +202,8 @@ async fn start_rejects_open_redirects_and_answers_503_without_provider() {
     let fw = Fw::start(APP_POLICY).await;
     let r = client(&[])
         .get(fw.url("/oauth2/start?rd=https://evil.com/"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("no identity provider"));
 }
@@ -234,15 +217,14 @@ async fn unreachable_provider_keeps_sessions_and_says_why() {
     let fw = Fw::start_with(APP_POLICY, &extra).await;
     let http = client(&[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = http.get(fw.url("/readyz")).send().await.unwrap();
+    let r = http.get(fw.url("/readyz")).sent().await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("identity provider"));
     let r = http
         .get(fw.url("/oauth2/start"))
         .header("host", "app.test")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 503);
     assert!(
         r.text()
@@ -257,9 +239,8 @@ async fn unreachable_provider_keeps_sessions_and_says_why() {
         .header("x-forwarded-host", "app.test")
         .header("x-forwarded-uri", "/x")
         .header("cookie", fw.cookie(&alice()))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -325,11 +306,7 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
     )
     .await;
     assert_eq!(r.status(), 403);
-    let r = http
-        .get(format!("http://app.test:{bad}/docs"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("http://app.test:{bad}/docs")).sent().await;
     assert_eq!(r.status(), 200);
 }
 
@@ -385,9 +362,8 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     let me = |http: reqwest::Client| async move {
         let r = http
             .get(format!("http://app.test:{port}/oauth2/userinfo"))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         r.json::<serde_json::Value>().await.unwrap()
     };
     let first = me(http.clone()).await["issued_at"].as_u64().unwrap();
@@ -395,12 +371,7 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     // Time passes for forwarden (its clock is the test's to move).
     fw.clock.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
     // An API call passes on the still-valid session, without a redirect.
-    let r = http
-        .get(&url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(&url).header("accept", "application/json").sent().await;
     assert_eq!(r.status(), 200);
     // A page load goes through /oauth2/refresh (the provider, by refresh token) and back.
     let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
@@ -421,7 +392,7 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
         "{}/__test/disable?user=alice",
         idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
     );
-    assert_eq!(client(&[]).get(&disable).send().await.unwrap().status(), 204);
+    assert_eq!(client(&[]).get(&disable).sent().await.status(), 204);
     fw.clock.fetch_add(2, std::sync::atomic::Ordering::SeqCst);
     let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
     assert_eq!(r.status(), 403, "{path:#?}");
@@ -429,9 +400,8 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     assert!(r.text().await.unwrap().contains("disabled"));
     let r = http
         .get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 401, "the session is gone");
 }
 
@@ -458,7 +428,7 @@ async fn provider_trouble_during_refresh_keeps_the_session() {
         .unwrap()
         .to_string();
     let fail = format!("{control}/__test/fail-token?status=503&count=1");
-    assert_eq!(client(&[]).get(&fail).send().await.unwrap().status(), 204);
+    assert_eq!(client(&[]).get(&fail).sent().await.status(), 204);
     fw.clock.fetch_add(101, std::sync::atomic::Ordering::SeqCst);
     // The refresh meets a 503: the page still loads on the kept session, through
     // /oauth2/refresh once and back, never to sign-in.
@@ -477,9 +447,8 @@ async fn provider_trouble_during_refresh_keeps_the_session() {
     assert!(path[1].contains("/oauth2/refresh?rd="), "{path:#?}");
     let me = http
         .get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json::<serde_json::Value>()
         .await
         .unwrap();
@@ -518,7 +487,7 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
         "{}/__test/rotate",
         idp.issuer.split(&format!("/{IDP_TENANT}")).next().unwrap()
     );
-    assert_eq!(client(&[]).get(&rotate).send().await.unwrap().status(), 204);
+    assert_eq!(client(&[]).get(&rotate).sent().await.status(), 204);
     let up = echo_upstream().await;
     let Some(_nginx) = nginx_on(port, fw.addr, up, "").await else {
         return;
@@ -646,7 +615,7 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
         callbacks.push(to_callback(&http, t, &idp.issuer, "alice").await);
     }
     for i in [2, 0, 1] {
-        let r = http.get(&callbacks[i]).send().await.unwrap();
+        let r = http.get(&callbacks[i]).sent().await;
         assert_eq!(r.status(), 302, "tab {i}");
         assert_eq!(r.headers()["location"].to_str().unwrap(), tabs[i]);
     }
@@ -654,9 +623,8 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     let cookies = fw.state.config.cookie.name.clone() + "_login";
     let r = http
         .get(format!("http://app.test:{port}/oauth2/start?rd=/x"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let set: Vec<_> = r
         .headers()
         .get_all("set-cookie")
@@ -679,7 +647,7 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     )
     .await;
     fw.clock.fetch_add(601, std::sync::atomic::Ordering::SeqCst);
-    let r = slow.get(&late).send().await.unwrap();
+    let r = slow.get(&late).sent().await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("took too long"));
 }

@@ -27,7 +27,7 @@ async fn walk(http: &reqwest::Client, start: &str, issuer: &str, user: &str) -> 
     };
     for _ in 0..15 {
         w.urls.push(url.clone());
-        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let r = http.get(&url).header("accept", "text/html").sent().await;
         for c in r.headers().get_all("set-cookie") {
             let c = c.to_str().unwrap();
             let value = c.split(';').next().unwrap().split_once('=').unwrap().1;
@@ -78,13 +78,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
         return;
     };
     let metrics_port = free_port();
-    let policy = "\
-- from: http://app.test
-  allowed_domains: [contoso.com]
-- from: http://app.test
-  prefix: /admin
-  allowed_groups: [000003ea-aaaa-4bbb-8ccc-0000000003ea]
-";
+    let policy = CONTOSO_POLICY;
     let config = format!(
         "{}metrics_listen: 127.0.0.1:{metrics_port}\naudit: all\nidentity_jwt: {{}}\n",
         oidc_config(
@@ -159,12 +153,8 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
             "{}/__test/tokens",
             idp.issuer.split("/72f9").next().unwrap()
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_answer()
+        .await;
     let mut tokens = Vec::new();
     strings(&issued, &mut tokens);
     // Token values, not the short fields beside them ("Bearer", scopes).
@@ -265,9 +255,8 @@ async fn forward_auth(http: &reqwest::Client, port: u16, path: &str, cookie: &st
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-for", "203.0.113.7")
         .header("cookie", cookie)
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -285,9 +274,8 @@ async fn by_default_the_audit_log_has_every_refusal_and_no_plain_allow() {
     // missing, which is refused and audited too.
     let r = http
         .get(format!("http://127.0.0.1:{}/oauth2/auth", fw.port))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 403);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let audit = audit_lines(&json_logs(&fw));
@@ -331,7 +319,7 @@ async fn metrics_count_decisions_reloads_and_provider_errors_on_their_own_listen
     std::fs::write(&policy, "- from: http://app.test\n  allowed_userz: [x]\n").unwrap();
     let metrics = format!("http://{}/metrics", fw.metrics.unwrap());
     let scrape = || async {
-        let r = http.get(&metrics).send().await.unwrap();
+        let r = http.get(&metrics).sent().await;
         assert!(
             r.headers()["content-type"]
                 .to_str()
@@ -420,7 +408,7 @@ async fn metrics_count_decisions_reloads_and_provider_errors_on_their_own_listen
         assert!(text.lines().any(|l| l == zero), "{zero} missing:\n{text}");
     }
     // Never on the auth port, which proxies may expose.
-    let r = http.get(fw.url("/metrics")).send().await.unwrap();
+    let r = http.get(fw.url("/metrics")).sent().await;
     assert_eq!(r.status(), 404);
 }
 
@@ -436,14 +424,7 @@ async fn signed_identity_jwt_verifies_with_the_published_jwks_and_is_reused() {
     let r = forward_auth(&http, fw.addr.port(), "/docs", &cookie).await;
     assert_eq!(r.status(), 200);
     let token = r.headers()["x-identity"].to_str().unwrap().to_string();
-    let jwks: jsonwebtoken::jwk::JwkSet = http
-        .get(fw.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = http.get(fw.url("/.well-known/jwks.json")).json_answer().await;
     let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
     let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
@@ -473,11 +454,7 @@ async fn signed_identity_jwt_verifies_with_the_published_jwks_and_is_reused() {
 
     // Not configured: no JWKS.
     let plain = Fw::start(APP_POLICY).await;
-    let r = http
-        .get(plain.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(plain.url("/.well-known/jwks.json")).sent().await;
     assert_eq!(r.status(), 404);
     let r = forward_auth(&http, plain.addr.port(), "/docs", &cookie).await;
     assert!(r.headers().get("x-forwarden-jwt").is_none());
@@ -499,10 +476,7 @@ async fn sigterm_lets_a_sign_in_in_flight_finish_and_refuses_new_connections() {
     // The provider's token endpoint now answers 1.5 s late: the callback is in flight when
     // SIGTERM arrives.
     let base = idp.issuer.split("/72f9").next().unwrap().to_string();
-    http.get(format!("{base}/__test/slow-token?ms=1500"))
-        .send()
-        .await
-        .unwrap();
+    http.get(format!("{base}/__test/slow-token?ms=1500")).sent().await;
     let in_flight = tokio::spawn({
         let http = http.clone();
         async move { http.get(&callback).send().await }

@@ -109,7 +109,7 @@ async fn upstream_headers(
     if let Some(c) = cookie {
         r = r.header("cookie", c);
     }
-    let r = r.send().await.unwrap();
+    let r = r.sent().await;
     let status = r.status().as_u16();
     let body = r.json::<serde_json::Value>().await.unwrap_or_default();
     (status, body["headers"].clone())
@@ -383,9 +383,8 @@ async fn cors_preflight_through_haproxy_reaches_forwarden_with_its_method() {
         )
         .header("origin", "http://other.test")
         .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200, "{}", p.logs());
 }
 

@@ -50,9 +50,8 @@ async fn status(fw: &Fw, cookie: &str) -> u16 {
         .header("x-forwarded-host", "app.test")
         .header("x-forwarded-uri", "/")
         .header("cookie", cookie)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -72,9 +71,8 @@ async fn until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) ->
 async fn readyz(fw: &Fw) -> String {
     client(&[])
         .get(fw.url("/readyz"))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()
@@ -108,9 +106,8 @@ async fn signed_in(s: &Setup, user: &str) -> (reqwest::Client, String) {
 /// `/oauth2/userinfo` through nginx.
 async fn userinfo(http: &reqwest::Client, port: u16) -> serde_json::Value {
     http.get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap()
@@ -225,12 +222,7 @@ async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within
     // A third-party page cannot do it: a cross-site GET only shows the page that asks, and a
     // cross-site POST is refused; both sessions still work.
     let url = format!("http://app.test:{}/oauth2/sign_out?everywhere=1", s.port);
-    let r = http
-        .get(&url)
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(&url).header("sec-fetch-site", "cross-site").sent().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     assert!(r.text().await.unwrap().contains("<form method=\"post\""));
@@ -238,10 +230,10 @@ async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within
         ("sec-fetch-site", "cross-site"),
         ("origin", "https://evil.example"),
     ] {
-        let r = http.post(&url).header(name, value).send().await.unwrap();
+        let r = http.post(&url).header(name, value).sent().await;
         assert_eq!(r.status(), 403, "{name}: {value}");
     }
-    let r = http.post(&url).send().await.unwrap();
+    let r = http.post(&url).sent().await;
     assert_eq!(r.status(), 403, "neither Sec-Fetch-Site nor Origin");
     for fw in &s.fws {
         assert_eq!(status(fw, &cookie).await, 200);
@@ -251,9 +243,8 @@ async fn two_replicas_share_sessions_and_sign_out_everywhere_reaches_both_within
     let r = http
         .post(&url)
         .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 302);
     let took = until(
         "revocation on every replica",
@@ -322,9 +313,8 @@ async fn back_channel_logout_token_replay_and_forgery_are_refused() {
     let r = client(&[])
         .post(s.fws[0].url("/oauth2/backchannel-logout"))
         .body(vec![b'a'; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 413, "the body is bounded");
 }
 
@@ -342,9 +332,8 @@ async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_br
         .get(s.fws[0].url(&format!(
             "/oauth2/frontchannel-logout?iss=https%3A%2F%2Fevil.example%2F&sid={sid}"
         )))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
     // The attack: anyone who knows the sid (it is in every relying party's ID token of that
@@ -352,7 +341,7 @@ async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_br
     let iss =
         percent_encoding::utf8_percent_encode(&s.idp.issuer, percent_encoding::NON_ALPHANUMERIC).to_string();
     let url = format!("/oauth2/frontchannel-logout?iss={iss}&sid={sid}");
-    let r = client(&[]).get(s.fws[0].url(&url)).send().await.unwrap();
+    let r = client(&[]).get(s.fws[0].url(&url)).sent().await;
     assert_eq!(r.status(), 200);
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
     // Another user's session with the victim's sid: nothing ends either.
@@ -360,9 +349,8 @@ async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_br
     let r = client(&[])
         .get(s.fws[0].url(&url))
         .header("cookie", &bob_cookie)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
     assert_eq!(status(&s.fws[0], &bob_cookie).await, 200);
@@ -370,9 +358,8 @@ async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_br
     let r = client(&[])
         .get(s.fws[0].url(&url))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(status(&s.fws[0], &cookie).await, 401);
 }
@@ -475,26 +462,6 @@ async fn damaged_session_record_neither_blocks_revocation_nor_passes_the_auth_ch
     assert!(out.ends_with("0 sessions\n") && err.is_empty(), "{out}{err}");
 }
 
-/// A Redis that keeps its data across a restart (append-only file, fsync always).
-fn persistent_redis(dir: &std::path::Path, port: u16) -> std::process::Command {
-    let mut cmd = std::process::Command::new(require("redis-server").unwrap());
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ])
-    .arg("--dir")
-    .arg(dir);
-    cmd
-}
-
 #[tokio::test]
 async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign_in_recovers() {
     if require("redis-server").is_none() {
@@ -508,7 +475,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
     let redis_port = free_port();
     let redis = spawn(
         "redis-server",
-        persistent_redis(data.path(), redis_port),
+        redis_command(data.path(), redis_port, true),
         tempfile::TempDir::new().unwrap(),
         redis_port,
     )
@@ -542,7 +509,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
     // Redis is back, with its data: the session works on every replica, sign-in too.
     let redis = spawn(
         "redis-server",
-        persistent_redis(data.path(), redis_port),
+        redis_command(data.path(), redis_port, true),
         tempfile::TempDir::new().unwrap(),
         redis_port,
     )
@@ -749,7 +716,7 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
         &format!("trusted_proxies: [127.0.0.1/32]\nmetrics_listen: 127.0.0.1:0\n{extra}"),
     )
     .await;
-    let get = |url: String| async move { client(&[]).get(url).send().await.unwrap().text().await.unwrap() };
+    let get = |url: String| async move { client(&[]).get(url).sent().await.text().await.unwrap() };
     let ready = || get(fw.url("/readyz"));
     let metrics = || get(format!("http://{}/metrics", fw.metrics.unwrap()));
     // The store's error is given.
@@ -768,7 +735,7 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
     let data = tempfile::TempDir::new().unwrap();
     let _redis = spawn(
         "redis-server",
-        persistent_redis(data.path(), redis_port),
+        redis_command(data.path(), redis_port, true),
         tempfile::TempDir::new().unwrap(),
         redis_port,
     )
@@ -840,9 +807,8 @@ async fn sign_out_while_redis_is_stalled_revokes_the_ticket_once_it_is_back() {
     // The user is told that the server's session is not ended yet; the cookie goes.
     let r = http
         .get(format!("http://app.test:{}/oauth2/sign_out", s.port))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(r.status(), 503);
     assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let page = r.text().await.unwrap();

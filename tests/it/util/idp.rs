@@ -86,7 +86,7 @@ pub fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
 pub async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
     let mut url = url.to_string();
     for _ in 0..10 {
-        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let r = http.get(&url).header("accept", "text/html").sent().await;
         let loc = r.headers()["location"].to_str().unwrap().to_string();
         let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
         if next.contains("/oauth2/callback?") {
@@ -103,7 +103,7 @@ pub async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: 
 /// Sign `user` in without a browser (login_hint) and return the callback's query.
 pub async fn sign_in(http: &reqwest::Client, mut url: String) -> url::Url {
     for _ in 0..10 {
-        let r = http.get(&url).send().await.unwrap();
+        let r = http.get(&url).sent().await;
         let loc = r
             .headers()
             .get("location")
@@ -144,7 +144,7 @@ pub async fn browse(
     let mut seen = Vec::new();
     for _ in 0..15 {
         seen.push(url.clone());
-        let r = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        let r = http.get(&url).header("accept", "text/html").sent().await;
         if !r.status().is_redirection() {
             return (r, seen);
         }
@@ -168,9 +168,8 @@ pub async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str)
             ("client_secret", secret),
             ("resource", resource),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let r: serde_json::Value = r.json().await.unwrap();
     r["access_token"]
         .as_str()
@@ -183,9 +182,8 @@ pub async fn app_token(issuer: &str, client: &str, secret: &str, resource: &str)
 pub async fn sign_out_at_provider(http: &reqwest::Client, issuer: &str) -> reqwest::StatusCode {
     let end = http
         .get(format!("{issuer}/session/end"))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -197,18 +195,7 @@ pub async fn sign_out_at_provider(http: &reqwest::Client, issuer: &str) -> reqwe
         .to_string();
     http.post(format!("{issuer}/session/end/confirm"))
         .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
-}
-
-/// GET `url` and read the answer as text.
-pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// GET `url` and read the answer as JSON.
-pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
 }

@@ -30,6 +30,37 @@ pub const APP_POLICY: &str = "\
   allow_public_unauthenticated_access: true
 ";
 
+/// The test identity provider's tenant on `app.test`: its users sign in, and `/admin` is for
+/// the group …03ea (Bob's; Alice is in …03e9).
+pub const CONTOSO_POLICY: &str = "\
+- from: http://app.test
+  allowed_domains: [contoso.com]
+- from: http://app.test
+  prefix: /admin
+  allowed_groups: [000003ea-aaaa-4bbb-8ccc-0000000003ea]
+";
+
+/// A listener on `at` when it is configured, and the address it got.
+async fn bind_if(at: Option<SocketAddr>) -> (Option<tokio::net::TcpListener>, Option<SocketAddr>) {
+    match at {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a).await.unwrap();
+            let got = l.local_addr().unwrap();
+            (Some(l), Some(got))
+        }
+        None => (None, None),
+    }
+}
+
+/// [`APP_POLICY`] on https, each line indented by `indent` (to sit under `routes:`).
+pub fn app_policy_https(indent: &str) -> String {
+    APP_POLICY
+        .replace("http://", "https://")
+        .lines()
+        .map(|l| format!("{indent}{l}\n"))
+        .collect()
+}
+
 pub const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The repository root (for the shipped nginx/Caddy/HAProxy files).
@@ -91,22 +122,8 @@ impl Fw {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (metrics_listener, metrics) = match state.config.metrics_listen {
-            Some(m) => {
-                let l = tokio::net::TcpListener::bind(m).await.unwrap();
-                let a = l.local_addr().unwrap();
-                (Some(l), Some(a))
-            }
-            None => (None, None),
-        };
-        let (ext_authz_listener, ext_authz) = match state.config.ext_authz_listen {
-            Some(g) => {
-                let l = tokio::net::TcpListener::bind(g).await.unwrap();
-                let a = l.local_addr().unwrap();
-                (Some(l), Some(a))
-            }
-            None => (None, None),
-        };
+        let (metrics_listener, metrics) = bind_if(state.config.metrics_listen).await;
+        let (ext_authz_listener, ext_authz) = bind_if(state.config.ext_authz_listen).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         tokio::spawn(async move {
@@ -138,8 +155,8 @@ impl Fw {
     /// attempts had not, that is said on stderr (two such runs were seen, cause not found).
     pub async fn discovered(&self) {
         assert!(!self.state.providers.is_empty(), "an oidc section");
-        for provider in self.state.providers.clone() {
-            self.discovered_one(&provider).await;
+        for provider in self.state.providers.iter() {
+            self.discovered_one(provider).await;
         }
     }
 
@@ -276,10 +293,12 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+mod http;
 mod idp;
 mod procs;
 mod proxies;
 mod redis;
+pub use http::*;
 pub use idp::*;
 pub use procs::*;
 pub use proxies::*;

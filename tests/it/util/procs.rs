@@ -115,6 +115,17 @@ pub async fn fw_process(policy: &str, cookie: &str, config: &str) -> Proc {
 
 /// [`fw_process`] on a port chosen beforehand (when the identity provider must know it).
 pub async fn fw_process_on(port: u16, policy: &str, cookie: &str, config: &str) -> Proc {
+    let dir = fw_files(port, policy, cookie, config);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forwarden"));
+    cmd.args(["--log-format", "json", "serve", "--config"])
+        .arg(dir.path().join("forwarden.yaml"))
+        .env("FORWARDEN_LOG", "debug");
+    spawn("forwarden", cmd, dir, port).await
+}
+
+/// A folder with `policy.yaml` and a `forwarden.yaml` listening on `port`, with extra `cookie:`
+/// lines (indented two spaces) and these config lines.
+pub fn fw_files(port: u16, policy: &str, cookie: &str, config: &str) -> TempDir {
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     std::fs::write(
@@ -124,11 +135,18 @@ pub async fn fw_process_on(port: u16, policy: &str, cookie: &str, config: &str) 
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forwarden"));
-    cmd.args(["--log-format", "json", "serve", "--config"])
-        .arg(dir.path().join("forwarden.yaml"))
-        .env("FORWARDEN_LOG", "debug");
-    spawn("forwarden", cmd, dir, port).await
+    dir
+}
+
+/// Assert that a command this test ran succeeded (`what` it was, and its output otherwise).
+#[track_caller]
+pub fn assert_ran(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The JSON log lines of a process's stderr.
@@ -154,12 +172,19 @@ pub async fn journey(env: Vec<(&'static str, String)>) -> serde_json::Value {
     node_json("tests/e2e/journeys.mjs", env).await
 }
 
-/// Run a Node.js script of the repository (with `ARTIFACTS` set to tests/artifacts) and read
-/// the JSON line it prints last.
-pub async fn node_json(script: &'static str, env: Vec<(&'static str, String)>) -> serde_json::Value {
+/// Assert that the browser saw `text` in what a journey reports under `key`.
+#[track_caller]
+pub fn saw(seen: &serde_json::Value, key: &str, text: &str) {
+    let got = seen[key].as_str().unwrap_or_else(|| panic!("no {key}: {seen}"));
+    assert!(got.contains(text), "{key} lacks {text:?}: {seen}");
+}
+
+/// Run a Node.js script of the repository, with `ARTIFACTS` set to tests/artifacts (made if
+/// missing).
+pub async fn node_run(script: &'static str, env: Vec<(&'static str, String)>) -> std::process::Output {
     let artifacts = repo().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(repo().join(script))
             .envs(env)
@@ -168,7 +193,13 @@ pub async fn node_json(script: &'static str, env: Vec<(&'static str, String)>) -
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Run a Node.js script of the repository (see [`node_run`]) and read the JSON line it prints
+/// last.
+pub async fn node_json(script: &'static str, env: Vec<(&'static str, String)>) -> serde_json::Value {
+    let out = node_run(script, env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
         .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))

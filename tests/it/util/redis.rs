@@ -9,24 +9,30 @@ use super::*;
 /// A Redis server (Debian's redis-server) on a free loopback port, with nothing saved to disk;
 /// `extra` are more `--option value` arguments (a replica's `--replicaof`).
 pub async fn redis_server(extra: &[&str]) -> Option<Proc> {
-    let bin = require("redis-server")?;
+    require("redis-server")?;
     let dir = TempDir::new().unwrap();
     let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .arg("--dir")
-    .arg(dir.path())
-    .args(extra);
+    let mut cmd = redis_command(dir.path(), port, false);
+    cmd.args(extra);
     Some(spawn("redis-server", cmd, dir, port).await)
+}
+
+/// The command of a Redis server on loopback `port` with its files in `dir`: nothing saved,
+/// or with `persist` an append-only file written with fsync on every write (its data survives
+/// a restart).
+pub fn redis_command(dir: &std::path::Path, port: u16, persist: bool) -> Command {
+    let mut cmd = Command::new(require("redis-server").unwrap());
+    let aof: &[&str] = if persist {
+        &["yes", "--appendfsync", "always"]
+    } else {
+        &["no"]
+    };
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .arg("--appendonly")
+        .args(aof)
+        .arg("--dir")
+        .arg(dir);
+    cmd
 }
 
 /// A Redis Sentinel watching the master `mymaster` at `master` (quorum 1, failover after one
