@@ -69,11 +69,20 @@ async fn subrequest(
     record: bool,
 ) -> Response {
     let started = st.config.metrics_listen.map(|_| Instant::now());
-    let seen = Seen::new(headers);
-    let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
-    resolve(st, peer, described, &seen, record, started)
-        .await
-        .into_response(contract)
+    // Answered at once when nothing has to wait (a cookie session, no token): then this future
+    // holds no more than its arguments, which matters, as every check's future is moved whole.
+    // A subject that waits continues in a box of its own, with what was read.
+    let waiting = {
+        let seen = Seen::new(headers);
+        let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
+        match resolve_now(st, peer, described, &seen, record, started) {
+            Now::Answered(answer) => return answer.into_response(contract),
+            Now::Waits(ask) => {
+                Box::pin(async move { resolve_waiting(st, peer, ask, &seen, record, started).await })
+            }
+        }
+    };
+    waiting.await.into_response(contract)
 }
 
 /// The pipeline's one result, before any contract renders it.
@@ -110,6 +119,30 @@ pub(super) async fn resolve(
     record: bool,
     started: Option<Instant>,
 ) -> Answer {
+    match resolve_now(st, peer, described, seen, record, started) {
+        Now::Answered(answer) => answer,
+        Now::Waits(ask) => Box::pin(resolve_waiting(st, peer, ask, seen, record, started)).await,
+    }
+}
+
+/// What [`resolve_now`] reached.
+pub(super) enum Now<'a> {
+    /// The answer, nothing having had to wait.
+    Answered(Answer),
+    /// The trusted, described request, whose subject must be waited for.
+    Waits(Ask<'a>),
+}
+
+/// [`resolve`] without waiting: the answer, or the trusted, described request back when its
+/// subject must be waited for (a bearer token to verify, a session in the store).
+pub(super) fn resolve_now<'a>(
+    st: &AppState,
+    peer: SocketAddr,
+    described: Result<Ask<'a>, Early<'a>>,
+    seen: &Seen<'_>,
+    record: bool,
+    started: Option<Instant>,
+) -> Now<'a> {
     let ask = match described {
         Ok(ask) => ask,
         Err(refused) => {
@@ -122,9 +155,32 @@ pub(super) async fn resolve(
                     peer,
                 );
             }
-            return Answer::Deny(refused.denial(seen.wants_html()));
+            return Now::Answered(Answer::Deny(refused.denial(seen.wants_html())));
         }
     };
+    let token_to_verify = st.bearer.is_some() && ask.token.is_some();
+    if token_to_verify || st.sessions.store().is_some() {
+        return Now::Waits(ask);
+    }
+    let read = Read {
+        token: None,
+        stored: ForCheck::Cookie,
+        started,
+        record,
+    };
+    Now::Answered(decide(st, peer, &ask, seen, read))
+}
+
+/// The subject that must be waited for: the bearer token verified, or the session read from
+/// the store; then the decision.
+async fn resolve_waiting(
+    st: &AppState,
+    peer: SocketAddr,
+    ask: Ask<'_>,
+    seen: &Seen<'_>,
+    record: bool,
+    started: Option<Instant>,
+) -> Answer {
     let token = match (&st.bearer, ask.token) {
         (Some(b), Some(t)) => {
             // The route's identity_providers narrow the issuers before any signature check.
@@ -138,16 +194,14 @@ pub(super) async fn resolve(
             };
             drop(policy);
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
-            // Boxed, as the store's read below: what may wait is kept out of this future,
-            // which every check moves whole (most checks wait for nothing).
-            Some(Box::pin(bearer::verify(st, b, t, &accepts)).await)
+            Some(bearer::verify(st, b, t, &accepts).await)
         }
         _ => None,
     };
     let stored = match (&token, &st.sessions) {
         (Some(_), _) => ForCheck::Skipped,
         (None, Sessions::Cookies) => ForCheck::Cookie,
-        (None, Sessions::Store(_)) => Box::pin(st.sessions.for_check(st, |n| seen.cookie(n))).await,
+        (None, Sessions::Store(_)) => st.sessions.for_check(st, |n| seen.cookie(n)).await,
     };
     decide(
         st,
