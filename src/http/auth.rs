@@ -278,7 +278,6 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         record,
     } = read;
     let Ask { req, narrow, .. } = ask;
-    let bearer_on = st.bearer.is_some();
     let subject = match Subject::of(st, seen, token, stored) {
         Subject::Failed(e) => {
             if record {
@@ -303,18 +302,19 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         Subject::Anonymous | Subject::Failed(_) => (None, None),
     };
     let user = subject.identity();
-    let audit = |verdict, route, detail: &dyn std::fmt::Display, code, rule| {
-        if record {
-            let line = AuditLine {
-                verdict,
-                code,
-                route,
-                rule,
-                detail,
-            };
-            line.record(st, started, Some(req), user, peer);
-        }
-    };
+    let audit =
+        |verdict: Verdict, route: &str, detail: &dyn std::fmt::Display, code: &str, rule: Option<&Origin>| {
+            if record {
+                let line = AuditLine {
+                    verdict,
+                    code,
+                    route,
+                    rule,
+                    detail,
+                };
+                line.record(st, started, Some(req), user, peer);
+            }
+        };
     if let Some(o) = session {
         // A page load with a session due for refresh goes through /oauth2/refresh, a plain
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
@@ -343,10 +343,9 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     }
     let policy = st.policy.load();
     let d = policy.decide(req, user, narrow);
-    let route = d.route.map(|r| r.label.as_str()).unwrap_or("-");
-    let rule = d.reason.rule().map(|r| &r.origin);
     match d.verdict {
         Verdict::Allow => {
+            let (route, rule) = d.place();
             let mut headers = match (&verified, session) {
                 (Some(v), _) => st.headers.map(Some(&v.identity)),
                 (None, Some(o)) => o.headers.clone(),
@@ -360,79 +359,102 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
             Answer::Allow(headers)
         }
-        Verdict::Login | Verdict::Refresh => {
-            // What the sign-in asks the provider for: what this user lacks, or for an
-            // anonymous request everything the route's rules ask (one sign-in instead of two).
-            let step_up = match &d.reason {
-                Reason::StepUp(s) => Some(s.clone()),
-                _ => d.route.map(|r| StepUp::of(r, None)).filter(|s| !s.is_empty()),
-            };
-            if let (Reason::StepUp(s), Some(u)) = (&d.reason, user) {
-                // This session's sign-in already asked for exactly this, a moment ago, and the
-                // provider did not grant it: refused, not sent round again (no redirect loop).
-                let asked = u.claims.get(STEP_UP_ASKED).is_some_and(|a| *a == s.to_param());
-                let at = u.claims.get(STEP_UP_AT).and_then(|t| t.parse::<u64>().ok());
-                if asked && at.is_some_and(|t| (st.clock)().saturating_sub(t) < STEP_UP_RETRY) {
-                    audit(Verdict::Forbidden, route, &d.reason, "step_up_not_granted", rule);
-                    return Answer::Deny(Denial::Forbidden {
-                        user: Some(Box::new(u.clone())),
-                        url: req.url(),
-                        reason: format!(
-                            "This page needs a stronger sign-in ({s}), and the identity provider did not confirm it when you signed in again. Sign out and in again once your account can do it."
-                        ),
-                        html: req.wants_html,
-                        insufficient_scope: false,
-                    });
-                }
-            }
-            audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
-            // An API client is asked for a bearer token, never sent to a sign-in page.
-            if bearer_on && (verified.is_some() || !req.wants_html) {
-                return Answer::Deny(match (&d.reason, verified) {
-                    // RFC 9470: a token whose sign-in was not strong enough.
-                    (Reason::StepUp(s), Some(_)) => Denial::Bearer {
-                        error: Some("insufficient_user_authentication"),
-                        description: format!("a stronger sign-in is needed: {s}"),
-                    },
-                    _ => Denial::Bearer {
-                        error: None,
-                        description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
-                    },
-                });
-            }
-            // A step-up signs in again with the session's own provider (no chooser), when the
-            // route accepts it.
-            let own = match (&d.reason, user, d.route) {
-                (Reason::StepUp(_), Some(u), Some(r))
-                    if !u.idp().is_empty() && r.sign_in.accepts_issuer(u.idp()) =>
-                {
-                    Some(crate::policy::SignInWith {
-                        providers: vec![u.idp().to_string()],
-                        ..r.sign_in.clone()
-                    })
-                }
-                _ => None,
-            };
-            let with = own.as_ref().or(d.route.map(|r| &r.sign_in));
-            let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref(), with);
-            Answer::Deny(Denial::Login {
-                login,
-                absolute,
-                navigate: req.wants_html,
-            })
-        }
-        Verdict::Forbidden => {
-            audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
-            Answer::Deny(Denial::Forbidden {
-                user: user.cloned().map(Box::new),
+        Verdict::Login | Verdict::Refresh => sign_in_answer(st, req, user, verified.is_some(), &d, &audit),
+        Verdict::Forbidden => forbidden_answer(req, user, verified.is_some(), &d, &audit),
+    }
+}
+
+/// How [`decide`] writes a decision's audit line: verdict, route, detail, code, rule.
+type AuditFn<'a> = dyn Fn(Verdict, &str, &dyn std::fmt::Display, &str, Option<&Origin>) + 'a;
+
+/// The answer when the policies say "sign in first" (or "sign in again, asking for more").
+fn sign_in_answer(
+    st: &AppState,
+    req: &crate::request::Request<'_>,
+    user: Option<&Identity>,
+    verified: bool,
+    d: &crate::policy::Decision<'_>,
+    audit: &AuditFn<'_>,
+) -> Answer {
+    let (route, rule) = d.place();
+    let bearer_on = st.bearer.is_some();
+    // What the sign-in asks the provider for: what this user lacks, or for an
+    // anonymous request everything the route's rules ask (one sign-in instead of two).
+    let step_up = match &d.reason {
+        Reason::StepUp(s) => Some(s.clone()),
+        _ => d.route.map(|r| StepUp::of(r, None)).filter(|s| !s.is_empty()),
+    };
+    if let (Reason::StepUp(s), Some(u)) = (&d.reason, user) {
+        // This session's sign-in already asked for exactly this, a moment ago, and the
+        // provider did not grant it: refused, not sent round again (no redirect loop).
+        let asked = u.claims.get(STEP_UP_ASKED).is_some_and(|a| *a == s.to_param());
+        let at = u.claims.get(STEP_UP_AT).and_then(|t| t.parse::<u64>().ok());
+        if asked && at.is_some_and(|t| (st.clock)().saturating_sub(t) < STEP_UP_RETRY) {
+            audit(Verdict::Forbidden, route, &d.reason, "step_up_not_granted", rule);
+            return Answer::Deny(Denial::Forbidden {
+                user: Some(Box::new(u.clone())),
                 url: req.url(),
-                reason: d.reason.explanation().into(),
+                reason: format!(
+                    "This page needs a stronger sign-in ({s}), and the identity provider did not confirm it when you signed in again. Sign out and in again once your account can do it."
+                ),
                 html: req.wants_html,
-                // RFC 6750 3.1: a valid token that does not allow this.
-                insufficient_scope: verified.is_some(),
-            })
+                insufficient_scope: false,
+            });
         }
     }
+    audit(Verdict::Login, route, &d.reason, d.reason.code(), rule);
+    // An API client is asked for a bearer token, never sent to a sign-in page.
+    if bearer_on && (verified || !req.wants_html) {
+        return Answer::Deny(match (&d.reason, verified) {
+            // RFC 9470: a token whose sign-in was not strong enough.
+            (Reason::StepUp(s), true) => Denial::Bearer {
+                error: Some("insufficient_user_authentication"),
+                description: format!("a stronger sign-in is needed: {s}"),
+            },
+            _ => Denial::Bearer {
+                error: None,
+                description: "sign in, or send a bearer token (Authorization: Bearer …)".into(),
+            },
+        });
+    }
+    // A step-up signs in again with the session's own provider (no chooser), when the
+    // route accepts it.
+    let own = match (&d.reason, user, d.route) {
+        (Reason::StepUp(_), Some(u), Some(r)) if !u.idp().is_empty() && r.sign_in.accepts_issuer(u.idp()) => {
+            Some(crate::policy::SignInWith {
+                providers: vec![u.idp().to_string()],
+                ..r.sign_in.clone()
+            })
+        }
+        _ => None,
+    };
+    let with = own.as_ref().or(d.route.map(|r| &r.sign_in));
+    let (login, absolute) = sign_in_urls(st, req, "/oauth2/start", step_up.as_ref(), with);
+    Answer::Deny(Denial::Login {
+        login,
+        absolute,
+        navigate: req.wants_html,
+    })
+}
+
+/// The answer when the policies refuse.
+fn forbidden_answer(
+    req: &crate::request::Request<'_>,
+    user: Option<&Identity>,
+    verified: bool,
+    d: &crate::policy::Decision<'_>,
+    audit: &AuditFn<'_>,
+) -> Answer {
+    let (route, rule) = d.place();
+    audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
+    Answer::Deny(Denial::Forbidden {
+        user: user.cloned().map(Box::new),
+        url: req.url(),
+        reason: d.reason.explanation().into(),
+        html: req.wants_html,
+        // RFC 6750 3.1: a valid token that does not allow this.
+        insufficient_scope: verified,
+    })
 }
 
 /// One decision, for the audit log and the metrics.

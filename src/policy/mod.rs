@@ -350,6 +350,15 @@ pub struct Decision<'a> {
     pub reason: Reason<'a>,
 }
 
+impl Decision<'_> {
+    /// Where it was decided, for the audit log: the route's label (`-` without one) and the
+    /// deciding rule's place in its file, if a rule decided.
+    pub fn place(&self) -> (&str, Option<&crate::diag::Origin>) {
+        let route = self.route.map_or("-", |r| r.label.as_str());
+        (route, self.reason.rule().map(|r| &r.origin))
+    }
+}
+
 impl PolicySet {
     /// Every route, in file order.
     pub fn routes(&self) -> &[Route] {
