@@ -3,16 +3,10 @@
 
 use crate::util::*;
 
-const POLICY: &str = "\
-- from: https://app.example.com
-  allowed_domains: [example.com]
-- from: https://app.example.com
-  prefix: /admin
-  allowed_groups: [admins]
-- from: https://app.example.com
-  prefix: /public
-  allow_public_unauthenticated_access: true
-";
+/// The proxy tests' policy, on https://app.example.com.
+fn policy() -> String {
+    app_policy_https("").replace("app.test", "app.example.com")
+}
 
 /// What Traefik's forwardAuth sends: Host is the auth server, the original request is in
 /// X-Forwarded-*, and the client's own headers (cookies, Accept, anything forged) come along.
@@ -31,7 +25,7 @@ fn traefik(http: &reqwest::Client, fw: &Fw, query: &str, uri: &str) -> reqwest::
 async fn caddy_style_subrequest_with_original_host_and_query() {
     // Caddy keeps the original Host on the subrequest; the shipped Caddyfile's
     // `uri /oauth2/forward-auth?` clears the client's query from it.
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(&policy()).await;
     let http = client(&[("app.example.com", fw.addr.port())]);
     let ask = |query: &str| {
         http.get(format!(
@@ -61,7 +55,7 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
 
 #[tokio::test]
 async fn ingress_nginx_auth_url_contract() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(&policy()).await;
     let http = client(&[]);
     // What ingress-nginx's auth subrequest carries.
     let ingress = |uri: &str| {
@@ -90,7 +84,7 @@ async fn ingress_nginx_auth_url_contract() {
 
 #[tokio::test]
 async fn auth_endpoint_only_ever_answers_200_401_403() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(&policy()).await;
     let http = client(&[]);
     let cases: Vec<reqwest::RequestBuilder> = vec![
         http.get(fw.url("/oauth2/auth")),
@@ -117,7 +111,7 @@ async fn auth_endpoint_only_ever_answers_200_401_403() {
 
 #[tokio::test]
 async fn sign_out_clears_every_session_cookie() {
-    let fw = Fw::start(POLICY).await;
+    let fw = Fw::start(&policy()).await;
     let r = client(&[]).get(fw.url("/oauth2/sign_out")).sent().await;
     assert_eq!(r.status(), 302);
     let cookies: Vec<String> = r
@@ -143,7 +137,7 @@ async fn sign_out_clears_every_session_cookie() {
 #[tokio::test]
 async fn refresh_due_while_the_provider_is_unreachable_is_no_redirect_loop() {
     let extra = "trusted_proxies: [127.0.0.1/32]\noidc:\n  issuer: http://127.0.0.1:9/x/v2.0\n  client_id: x\n  client_secret: not-used-secret\n";
-    let fw = Fw::start_full(POLICY, "  refresh: 1h\n", extra).await;
+    let fw = Fw::start_full(&policy(), "  refresh: 1h\n", extra).await;
     let keys = forwarden::session::Keys::new(&[SECRET]);
     let s = forwarden::session::Session {
         identity: alice(),

@@ -45,14 +45,7 @@ const LIMITS: &str = "limits:\n  header_read_timeout: 1s\n  max_connections: 8\n
 #[tokio::test]
 async fn slowloris_and_idle_connections_are_closed_after_the_header_read_timeout() {
     let port = free_port();
-    let fw = fw_process_on(
-        port,
-        POLICY,
-        "",
-        &format!("trusted_proxies: [127.0.0.1/32]\n{LIMITS}"),
-    )
-    .await;
-    assert_eq!(check(port).await, Some(200), "{}", fw.logs());
+    let _fw = checked_fw(port, LIMITS).await;
     // Slowloris: a request head that never ends.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     slow.write_all(b"GET /oauth2/auth HTTP/1.1\r\nHost: fw\r\nX-A: ")
@@ -87,14 +80,7 @@ async fn slowloris_and_idle_connections_are_closed_after_the_header_read_timeout
 #[tokio::test]
 async fn a_connection_flood_leaves_files_bounded_and_reloads_working() {
     let port = free_port();
-    let fw = fw_process_on(
-        port,
-        POLICY,
-        "",
-        &format!("trusted_proxies: [127.0.0.1/32]\nreload_interval: 1s\n{LIMITS}"),
-    )
-    .await;
-    assert_eq!(check(port).await, Some(200), "{}", fw.logs());
+    let fw = checked_fw(port, &format!("reload_interval: 1s\n{LIMITS}")).await;
     let fds = || {
         std::fs::read_dir(format!("/proc/{}/fd", fw.child.id()))
             .map(|d| d.count())
@@ -141,14 +127,11 @@ async fn a_connection_flood_leaves_files_bounded_and_reloads_working() {
 #[tokio::test]
 async fn sigterm_with_a_half_sent_request_open_exits_by_the_shutdown_deadline() {
     let port = free_port();
-    let mut fw = fw_process_on(
+    let mut fw = checked_fw(
         port,
-        POLICY,
-        "",
-        "trusted_proxies: [127.0.0.1/32]\nlimits:\n  header_read_timeout: 60s\n  shutdown_timeout: 1s\n",
+        "limits:\n  header_read_timeout: 60s\n  shutdown_timeout: 1s\n",
     )
     .await;
-    assert_eq!(check(port).await, Some(200));
     let mut half = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     half.write_all(b"POST /oauth2/sign_out HTTP/1.1\r\nHost: fw\r\nContent-Length: 100\r\n\r\nabc")
         .await
@@ -178,14 +161,7 @@ async fn sigterm_with_a_half_sent_request_open_exits_by_the_shutdown_deadline() 
 #[tokio::test]
 async fn a_policy_file_truncated_to_zero_bytes_keeps_the_last_good_policy() {
     let port = free_port();
-    let fw = fw_process_on(
-        port,
-        POLICY,
-        "",
-        "trusted_proxies: [127.0.0.1/32]\nreload_interval: 1s\n",
-    )
-    .await;
-    assert_eq!(check(port).await, Some(200));
+    let fw = checked_fw(port, "reload_interval: 1s\n").await;
     // A writer mid-save: the file is empty for a while.
     std::fs::write(fw.dir.path().join("policy.yaml"), "").unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -277,6 +253,20 @@ fn futures_stream<I: Iterator + Send + Unpin + 'static>(
         }
     }
     S(it)
+}
+
+/// forwarden as a process on `port` trusting loopback, with these config lines; its first
+/// check answered 200.
+async fn checked_fw(port: u16, config: &str) -> Proc {
+    let fw = fw_process_on(
+        port,
+        POLICY,
+        "",
+        &format!("trusted_proxies: [127.0.0.1/32]\n{config}"),
+    )
+    .await;
+    assert_eq!(check(port).await, Some(200), "{}", fw.logs());
+    fw
 }
 
 /// forwarden as a process with these files, under `prlimit --nofile=<nofile>` when given.

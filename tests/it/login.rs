@@ -269,22 +269,19 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
             idp.issuer
         )
     };
-    let up = echo_upstream().await;
+    let dave_opens_admin = async |fw: &Fw, port: u16| {
+        let nginx = fw.behind_nginx(port).await?;
+        let http = browser(port, &["app.test"]);
+        let url = format!("http://app.test:{port}/admin/");
+        let (r, path) = browse(&http, &url, &idp.issuer, "dave").await;
+        Some((nginx, http, r, path))
+    };
 
     // Graph answers: all 250 groups, and the 250th opens /admin.
     let fw = Fw::start_with(policy, &config(&format!("{idp_origin}/graph"))).await;
-    fw.discovered().await;
-    let Some(_nginx) = nginx_on(good, fw.addr, up, "").await else {
+    let Some((_nginx, _, r, path)) = dave_opens_admin(&fw, good).await else {
         return;
     };
-    let http = browser(good, &["app.test"]);
-    let (r, path) = browse(
-        &http,
-        &format!("http://app.test:{good}/admin/"),
-        &idp.issuer,
-        "dave",
-    )
-    .await;
     assert_eq!(r.status(), 200, "{path:#?}\n{}", idp.proc.logs());
     let body: serde_json::Value = r.json().await.unwrap();
     let groups = body["headers"]["x-auth-request-groups"].as_str().unwrap();
@@ -293,18 +290,9 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
     // Graph unreachable: Dave signs in, his domain rule still allows, his group rule denies.
     let closed = free_port();
     let fw2 = Fw::start_with(policy, &config(&format!("http://127.0.0.1:{closed}/graph"))).await;
-    fw2.discovered().await;
-    let Some(_nginx2) = nginx_on(bad, fw2.addr, up, "").await else {
+    let Some((_nginx2, http, r, _)) = dave_opens_admin(&fw2, bad).await else {
         return;
     };
-    let http = browser(bad, &["app.test"]);
-    let (r, _) = browse(
-        &http,
-        &format!("http://app.test:{bad}/admin/"),
-        &idp.issuer,
-        "dave",
-    )
-    .await;
     assert_eq!(r.status(), 403);
     let r = http.get(format!("http://app.test:{bad}/docs")).sent().await;
     assert_eq!(r.status(), 200);

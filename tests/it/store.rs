@@ -473,13 +473,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
     };
     let data = tempfile::TempDir::new().unwrap();
     let redis_port = free_port();
-    let redis = spawn(
-        "redis-server",
-        redis_command(data.path(), redis_port, true),
-        tempfile::TempDir::new().unwrap(),
-        redis_port,
-    )
-    .await;
+    let redis = redis_keeping(data.path(), redis_port).await;
     let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant())
         + &store_config(&format!("url: redis://127.0.0.1:{redis_port}/0"));
     let fw = Fw::start_with(POLICY, &extra).await;
@@ -507,13 +501,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("session store is unavailable"));
     // Redis is back, with its data: the session works on every replica, sign-in too.
-    let redis = spawn(
-        "redis-server",
-        redis_command(data.path(), redis_port, true),
-        tempfile::TempDir::new().unwrap(),
-        redis_port,
-    )
-    .await;
+    let redis = redis_keeping(data.path(), redis_port).await;
     until("recovery", Duration::from_secs(5), async || {
         status(&cold, &cookie).await == 200
     })
@@ -733,13 +721,7 @@ async fn starts_without_redis_says_so_and_connects_when_it_appears() {
     let cookie = format!("_forwarden={}", ticket.seal(&keys, "_forwarden", entropy.bytes()));
     assert_eq!(status(&fw, &cookie).await, 401, "not signed in, never a 500");
     let data = tempfile::TempDir::new().unwrap();
-    let _redis = spawn(
-        "redis-server",
-        redis_command(data.path(), redis_port, true),
-        tempfile::TempDir::new().unwrap(),
-        redis_port,
-    )
-    .await;
+    let _redis = redis_keeping(data.path(), redis_port).await;
     until("the store is up", Duration::from_secs(5), async || {
         ready().await == "ready\n"
     })

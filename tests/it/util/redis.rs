@@ -17,6 +17,12 @@ pub async fn redis_server(extra: &[&str]) -> Option<Proc> {
     Some(spawn("redis-server", cmd, dir, port).await)
 }
 
+/// A Redis server on `port` whose data in `dir` survives a restart (see [`redis_command`]).
+pub async fn redis_keeping(dir: &std::path::Path, port: u16) -> Proc {
+    let cmd = redis_command(dir, port, true);
+    spawn("redis-server", cmd, TempDir::new().unwrap(), port).await
+}
+
 /// The command of a Redis server on loopback `port` with its files in `dir`: nothing saved,
 /// or with `persist` an append-only file written with fsync on every write (its data survives
 /// a restart).
