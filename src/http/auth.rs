@@ -68,18 +68,19 @@ async fn subrequest(
     contract: Contract,
     record: bool,
 ) -> Response {
-    let started = st.config.metrics_listen.map(|_| Instant::now());
+    let tally = Tally {
+        record,
+        started: st.config.metrics_listen.map(|_| Instant::now()),
+    };
     // Answered at once when nothing has to wait (a cookie session, no token): then this future
     // holds no more than its arguments, which matters, as every check's future is moved whole.
     // A subject that waits continues in a box of its own, with what was read.
     let waiting = {
         let seen = Seen::new(headers);
         let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
-        match resolve_now(st, peer, described, &seen, record, started) {
+        match resolve_now(st, peer, described, &seen, tally) {
             Now::Answered(answer) => return answer.into_response(contract),
-            Now::Waits(ask) => {
-                Box::pin(async move { resolve_waiting(st, peer, ask, &seen, record, started).await })
-            }
+            Now::Waits(ask) => Box::pin(async move { resolve_waiting(st, peer, ask, &seen, tally).await }),
         }
     };
     waiting.await.into_response(contract)
@@ -108,20 +109,36 @@ impl Answer {
     }
 }
 
+/// How a check is kept: `record` writes its audit line and counts the decision; `started` is
+/// when the check began (with metrics on).
+#[derive(Clone, Copy)]
+pub(super) struct Tally {
+    pub(super) record: bool,
+    pub(super) started: Option<Instant>,
+}
+
+impl Tally {
+    /// Recorded (the check's one audit line and count), begun at `started`.
+    pub(super) fn recorded(started: Option<Instant>) -> Self {
+        Tally {
+            record: true,
+            started,
+        }
+    }
+}
+
 /// The pipeline after the description: the subject (the only step that may wait, and only for
-/// a trusted, described request), the decision and the answer. `record`: write the audit line
-/// and count the decision; `started`: when the check began (with metrics on).
+/// a trusted, described request), the decision and the answer.
 pub(super) async fn resolve(
     st: &AppState,
     peer: SocketAddr,
     described: Result<Ask<'_>, Early<'_>>,
     seen: &Seen<'_>,
-    record: bool,
-    started: Option<Instant>,
+    tally: Tally,
 ) -> Answer {
-    match resolve_now(st, peer, described, seen, record, started) {
+    match resolve_now(st, peer, described, seen, tally) {
         Now::Answered(answer) => answer,
-        Now::Waits(ask) => Box::pin(resolve_waiting(st, peer, ask, seen, record, started)).await,
+        Now::Waits(ask) => Box::pin(resolve_waiting(st, peer, ask, seen, tally)).await,
     }
 }
 
@@ -140,16 +157,15 @@ pub(super) fn resolve_now<'a>(
     peer: SocketAddr,
     described: Result<Ask<'a>, Early<'a>>,
     seen: &Seen<'_>,
-    record: bool,
-    started: Option<Instant>,
+    tally: Tally,
 ) -> Now<'a> {
     let ask = match described {
         Ok(ask) => ask,
         Err(refused) => {
-            if record {
+            if tally.record {
                 AuditLine::early(refused.verdict(), refused.code(), &refused).record(
                     st,
-                    started,
+                    tally.started,
                     refused.request(),
                     None,
                     peer,
@@ -165,8 +181,7 @@ pub(super) fn resolve_now<'a>(
     let read = Read {
         token: None,
         stored: ForCheck::Cookie,
-        started,
-        record,
+        tally,
     };
     Now::Answered(decide(st, peer, &ask, seen, read))
 }
@@ -178,8 +193,7 @@ async fn resolve_waiting(
     peer: SocketAddr,
     ask: Ask<'_>,
     seen: &Seen<'_>,
-    record: bool,
-    started: Option<Instant>,
+    tally: Tally,
 ) -> Answer {
     let token = match (&st.bearer, ask.token) {
         (Some(b), Some(t)) => {
@@ -203,18 +217,7 @@ async fn resolve_waiting(
         (None, Sessions::Cookies) => ForCheck::Cookie,
         (None, Sessions::Store(_)) => st.sessions.for_check(st, |n| seen.cookie(n)).await,
     };
-    decide(
-        st,
-        peer,
-        &ask,
-        seen,
-        Read {
-            token,
-            stored,
-            started,
-            record,
-        },
-    )
+    decide(st, peer, &ask, seen, Read { token, stored, tally })
 }
 
 /// Who the request is, resolved after trust: nobody, a session (the cookie's, or the one the
@@ -263,10 +266,8 @@ struct Read {
     token: Option<Result<Arc<Verified>, BearerError>>,
     /// The session as read (nothing to read for a cookie session or with a token).
     stored: ForCheck,
-    /// When the check began (with metrics on).
-    started: Option<Instant>,
-    /// Write the audit line and count the decision.
-    record: bool,
+    /// How the decision is kept.
+    tally: Tally,
 }
 
 /// Decide one described request on what was read, and answer it.
@@ -274,8 +275,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     let Read {
         token,
         stored,
-        started,
-        record,
+        tally: Tally { record, started },
     } = read;
     let Ask { req, narrow, .. } = ask;
     let subject = match Subject::of(st, seen, token, stored) {
@@ -359,23 +359,44 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
             Answer::Allow(headers)
         }
-        Verdict::Login | Verdict::Refresh => sign_in_answer(st, req, user, verified.is_some(), &d, &audit),
-        Verdict::Forbidden => forbidden_answer(req, user, verified.is_some(), &d, &audit),
+        verdict => {
+            let judged = Judged {
+                req,
+                user,
+                verified: verified.is_some(),
+                d: &d,
+                audit: &audit,
+            };
+            match verdict {
+                Verdict::Forbidden => forbidden_answer(&judged),
+                _ => sign_in_answer(st, &judged),
+            }
+        }
     }
 }
 
 /// How [`decide`] writes a decision's audit line: verdict, route, detail, code, rule.
 type AuditFn<'a> = dyn Fn(Verdict, &str, &dyn std::fmt::Display, &str, Option<&Origin>) + 'a;
 
-/// The answer when the policies say "sign in first" (or "sign in again, asking for more").
-fn sign_in_answer(
-    st: &AppState,
-    req: &crate::request::Request<'_>,
-    user: Option<&Identity>,
+/// A refusal or "sign in first", with what its answer is made from.
+struct Judged<'a> {
+    req: &'a crate::request::Request<'a>,
+    user: Option<&'a Identity>,
+    /// The subject is a verified bearer token.
     verified: bool,
-    d: &crate::policy::Decision<'_>,
-    audit: &AuditFn<'_>,
-) -> Answer {
+    d: &'a crate::policy::Decision<'a>,
+    audit: &'a AuditFn<'a>,
+}
+
+/// The answer when the policies say "sign in first" (or "sign in again, asking for more").
+fn sign_in_answer(st: &AppState, j: &Judged<'_>) -> Answer {
+    let Judged {
+        req,
+        user,
+        verified,
+        d,
+        audit,
+    } = *j;
     let (route, rule) = d.place();
     let bearer_on = st.bearer.is_some();
     // What the sign-in asks the provider for: what this user lacks, or for an
@@ -438,22 +459,16 @@ fn sign_in_answer(
 }
 
 /// The answer when the policies refuse.
-fn forbidden_answer(
-    req: &crate::request::Request<'_>,
-    user: Option<&Identity>,
-    verified: bool,
-    d: &crate::policy::Decision<'_>,
-    audit: &AuditFn<'_>,
-) -> Answer {
-    let (route, rule) = d.place();
-    audit(Verdict::Forbidden, route, &d.reason, d.reason.code(), rule);
+fn forbidden_answer(j: &Judged<'_>) -> Answer {
+    let (route, rule) = j.d.place();
+    (j.audit)(Verdict::Forbidden, route, &j.d.reason, j.d.reason.code(), rule);
     Answer::Deny(Denial::Forbidden {
-        user: user.cloned().map(Box::new),
-        url: req.url(),
-        reason: d.reason.explanation().into(),
-        html: req.wants_html,
+        user: j.user.cloned().map(Box::new),
+        url: j.req.url(),
+        reason: j.d.reason.explanation().into(),
+        html: j.req.wants_html,
         // RFC 6750 3.1: a valid token that does not allow this.
-        insufficient_scope: verified,
+        insufficient_scope: j.verified,
     })
 }
 

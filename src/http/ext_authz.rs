@@ -37,7 +37,7 @@ use envoy_types::pb::google::rpc;
 
 use super::AppState;
 use super::ask::{Seen, describe_parts, undescribable};
-use super::auth::{Answer, resolve};
+use super::auth::{Answer, Tally, resolve};
 use super::edge::{Contract, Denial};
 use crate::request::Parts;
 
@@ -157,7 +157,7 @@ impl Authorization for ExtAuthz {
         };
         let seen = Seen::from_pairs(client.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
         let described = describe_parts(st, caller, &parts, &attributes.context_extensions, &seen);
-        let answer = resolve(st, caller, described, &seen, true, started).await;
+        let answer = resolve(st, caller, described, &seen, Tally::recorded(started)).await;
         Ok(tonic::Response::new(check_response(
             st,
             answer,
@@ -324,7 +324,7 @@ pub async fn http_mode(
     );
     let none: [(&str, &str); 0] = [];
     let described = describe_parts(&st, peer, &parts, none, &seen);
-    let answer = resolve(&st, peer, described, &seen, true, started).await;
+    let answer = resolve(&st, peer, described, &seen, Tally::recorded(started)).await;
     let allowed = matches!(answer, Answer::Allow(_));
     let mut r = answer.into_response(Contract::ForwardAuth);
     if allowed {
