@@ -18,7 +18,7 @@ use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
 use super::edge::{Contract, Denial};
 use super::session_cache::{Opened, signed_identity};
-use super::sessions::{ForCheck, Sessions};
+use super::sessions::ForCheck;
 use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -212,10 +212,9 @@ async fn resolve_waiting(
         }
         _ => None,
     };
-    let stored = match (&token, &st.sessions) {
-        (Some(_), _) => ForCheck::Skipped,
-        (None, Sessions::Cookies) => ForCheck::Cookie,
-        (None, Sessions::Store(_)) => st.sessions.for_check(st, |n| seen.cookie(n)).await,
+    let stored = match &token {
+        None => st.sessions.for_check(st, |n| seen.cookie(n)).await,
+        Some(_) => ForCheck::Skipped,
     };
     decide(st, peer, &ask, seen, Read { token, stored, tally })
 }

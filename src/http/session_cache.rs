@@ -1,5 +1,5 @@
 //! Opened sessions: the cookie opened once per worker thread and kept with what every later
-//! request of that session needs (its identity header values, its signed identity JWTs).
+//! request of that session needs (its answer headers, its signed identity JWTs).
 
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
