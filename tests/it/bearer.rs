@@ -117,7 +117,7 @@ async fn story(idp: &Idp, fw: &Fw, port: u16, logs: &dyn Fn() -> String) {
         assert!(challenge(&r).contains("invalid_request"), "{name}");
     }
     // A browser without a session still goes to sign in.
-    let r = http.get(url("/")).header("accept", "text/html").sent().await;
+    let r = http.get(url("/")).page().sent().await;
     assert_eq!(r.status(), 302);
     // Two hours later the cached caller token has expired.
     fw.clock.fetch_add(7200, std::sync::atomic::Ordering::SeqCst);
@@ -185,9 +185,7 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
 fn forward_auth(fw: &Fw, path: &str, token: &str) -> reqwest::RequestBuilder {
     client(&[])
         .get(fw.url("/oauth2/forward-auth"))
-        .header("x-forwarded-proto", "http")
-        .header("x-forwarded-host", "app.test")
-        .header("x-forwarded-uri", path.to_string())
+        .forwarded("http", "app.test", path.to_string())
         .header("x-forwarded-method", "GET")
         .header("authorization", format!("Bearer {token}"))
 }

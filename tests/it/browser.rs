@@ -7,7 +7,7 @@ use crate::util::*;
 async fn sign_in_with_chromium_and_screenshots() {
     let Some(_) = require("chromium") else { return };
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     // Alice is in group …03e9; /admin is for …03ea (Bob's).
@@ -17,12 +17,12 @@ async fn sign_in_with_chromium_and_screenshots() {
     let Some(nginx) = fw.behind_nginx(port).await else {
         return;
     };
-    let start = format!("http://app.test:{port}/docs?tab=1&b=2");
+    let start = app_at(port, "/docs?tab=1&b=2");
     let out = node_run(
         "tests/e2e/browser.mjs",
         vec![
             ("START_URL", start.clone()),
-            ("FORBIDDEN_URL", format!("http://app.test:{port}/admin/")),
+            ("FORBIDDEN_URL", app_at(port, "/admin/")),
             ("USER", "alice".into()),
             ("HOST_RULES", "MAP app.test 127.0.0.1".into()),
         ],

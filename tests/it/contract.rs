@@ -13,9 +13,7 @@ fn policy() -> String {
 fn traefik(http: &reqwest::Client, fw: &Fw, query: &str, uri: &str) -> reqwest::RequestBuilder {
     http.get(fw.url(&format!("/oauth2/forward-auth{query}")))
         .header("x-forwarded-method", "GET")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app.example.com")
-        .header("x-forwarded-uri", uri)
+        .forwarded("https", "app.example.com", uri)
         .header("x-forwarded-for", "203.0.113.7")
         .header("x-real-ip", "203.0.113.7")
         .header("user-agent", "Mozilla/5.0")
@@ -36,7 +34,7 @@ async fn caddy_style_subrequest_with_original_host_and_query() {
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-uri", "/docs?a=1&b=2")
-        .header("accept", "text/html")
+        .page()
     };
     let r = ask("").sent().await;
     assert_eq!(r.status(), 302);
@@ -154,7 +152,7 @@ async fn refresh_due_while_the_provider_is_unreachable_is_no_redirect_loop() {
     // Nothing can be refreshed while the provider is unknown: the still-valid session passes.
     let r = traefik(&http, &fw, "", "/docs?a=1")
         .header("cookie", &cookie)
-        .header("accept", "text/html")
+        .page()
         .sent()
         .await;
     assert_eq!(r.status(), 200);

@@ -417,7 +417,7 @@ async fn envoy_http_mode_contract() {
         .get(url("/docs?a=1"))
         .header("host", "app.test")
         .header("x-forwarded-proto", "https")
-        .header("accept", "text/html")
+        .page()
         .sent()
         .await;
     assert_eq!(r.status(), 302);
@@ -452,7 +452,7 @@ async fn envoy_http_mode_contract() {
     assert_eq!(r.status(), 403);
     // With the port-specific route for app.test, the port is unknown here: refused.
     let fw = start("").await;
-    let r = http_mode(&fw, "/docs").header("accept", "text/html").sent().await;
+    let r = http_mode(&fw, "/docs").page().sent().await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("which port"));
 }
@@ -875,7 +875,7 @@ async fn two_host_headers_in_envoy_http_mode_are_refused_not_judged_by_the_first
 async fn app_root_page_in_envoy_http_mode_is_answered_not_404() {
     let (fw, _c) = start_round_two("").await;
     for path in ["/", "/?q=1"] {
-        let r = http_mode(&fw, path).header("accept", "text/html").sent().await;
+        let r = http_mode(&fw, path).page().sent().await;
         assert_eq!(r.status(), 302, "{path}");
         let location = r.headers()["location"].to_str().unwrap();
         let rd = if path == "/" {

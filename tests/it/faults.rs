@@ -399,12 +399,7 @@ async fn grpc_preface_flood_from_an_untrusted_peer_under_1024_files_starves_no_d
         (1024 - 128) / 3,
         "{capacity}"
     );
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&client(&[]), &format!("http://127.0.0.1:{metrics}/metrics")).await;
     for reason in ["idle_shed", "untrusted_over_share"] {
         let series = format!("forwarden_connections_closed_total{{reason=\"{reason}\"}}");
         assert!(metric(&text, &series) > 0.0, "{series}\n{text}");
@@ -454,12 +449,7 @@ async fn idle_and_slowloris_flood_from_untrusted_peers_never_locks_out_the_trust
     let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
     eprintln!("{} probes during the flood, p99 {p99:?}", times.len());
     // The slowloris connections were closed at the header timeout, whoever sent them.
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&client(&[]), &format!("http://127.0.0.1:{metrics}/metrics")).await;
     assert!(
         metric(
             &text,

@@ -79,11 +79,7 @@ async fn nginx_site_example_runs_as_written() {
     };
     let c = client(&[("code.example.com", port)]);
     let url = |p: &str| format!("http://code.example.com:{port}{p}");
-    let r = c
-        .get(url("/files?x=1"))
-        .header("accept", "text/html")
-        .sent()
-        .await;
+    let r = c.get(url("/files?x=1")).page().sent().await;
     assert_eq!(r.status(), 302, "{}", nginx.logs());
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.contains("/oauth2/start?rd="), "{loc}");
@@ -232,7 +228,7 @@ async fn nginx_letsencrypt_example_serves_challenges_redirects_and_protects_http
     // Over https: sign in first, then through with the session.
     let r = c
         .get(format!("https://code.example.com:{https_port}/files"))
-        .header("accept", "text/html")
+        .page()
         .sent()
         .await;
     assert_eq!(r.status(), 302, "{}", nginx.logs());

@@ -174,11 +174,7 @@ async fn sign_out_with_a_session_store_ends_the_session_on_every_domain() {
     // Sign out on app.example.com: the ticket both domains hold is revoked.
     let out = http.get(url("app.example.com", "/oauth2/sign_out")).sent().await;
     assert!(out.status().is_redirection(), "{}", out.status());
-    let r = http
-        .get(url("wiki.example.org", "/"))
-        .header("accept", "text/html")
-        .sent()
-        .await;
+    let r = http.get(url("wiki.example.org", "/")).page().sent().await;
     assert_eq!(r.status(), 302, "signed out on the other domain too");
     let to = r.headers()["location"].to_str().unwrap();
     assert!(to.contains("/oauth2/handoff?rd="), "{to}");
@@ -215,11 +211,7 @@ async fn front_channel_logout_on_another_domain_deletes_that_domains_cookies() {
         );
         assert!(!c.contains("example.com"), "{c}");
     }
-    let r = http
-        .get(url("wiki.example.org", "/"))
-        .header("accept", "text/html")
-        .sent()
-        .await;
+    let r = http.get(url("wiki.example.org", "/")).page().sent().await;
     assert_eq!(r.status(), 302, "signed out on the other domain");
 }
 

@@ -52,7 +52,7 @@ async fn central_mode_one_callback_for_every_app() {
 #[tokio::test]
 async fn protected_url_to_provider_and_back_through_nginx() {
     let port = free_port();
-    let callback = format!("http://app.test:{port}/oauth2/callback");
+    let callback = app_at(port, "/oauth2/callback");
     let Some(idp) = idp(&[callback]).await else { return };
     let policy = "\
 - from: http://app.test
@@ -95,7 +95,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .unwrap();
 
     // Alice: the protected URL, the provider, and back at the URL she asked for.
-    let start = format!("http://app.test:{port}/docs/page?a=1&b=two");
+    let start = app_at(port, "/docs/page?a=1&b=two");
     let (r, path) = browse(&http, &start, &idp.issuer, "alice").await;
     assert_eq!(r.status(), 200, "{path:#?}\n{}{}", nginx.logs(), idp.proc.logs());
     assert_eq!(
@@ -110,14 +110,11 @@ async fn protected_url_to_provider_and_back_through_nginx() {
     assert_eq!(h["x-auth-request-groups"], "000003e9-aaaa-4bbb-8ccc-0000000003e9");
     assert_eq!(h["x-auth-request-roles"], "Reader,Admin");
     // Her group opens /admin.
-    let r = http.get(format!("http://app.test:{port}/admin/")).sent().await;
+    let r = http.get(app_at(port, "/admin/")).sent().await;
     assert_eq!(r.status(), 200);
 
     // Who am I.
-    let r = http
-        .get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .sent()
-        .await;
+    let r = http.get(app_at(port, "/oauth2/userinfo")).sent().await;
     assert_eq!(r.status(), 200);
     let me: serde_json::Value = r.json().await.unwrap();
     assert_eq!(me["email"], "alice@contoso.com");
@@ -129,7 +126,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
     // cleared, and the browser continues to the provider's end-session endpoint, which accepts
     // the registered post_logout_redirect_uri.
     let r = http
-        .get(format!("http://app.test:{port}/oauth2/sign_out?rd=//evil.com/"))
+        .get(app_at(port, "/oauth2/sign_out?rd=//evil.com/"))
         .sent()
         .await;
     assert_eq!(r.status(), 302);
@@ -151,7 +148,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         200,
         "the provider accepts the logout request"
     );
-    let r = http.get(format!("http://app.test:{port}/docs")).sent().await;
+    let r = http.get(app_at(port, "/docs")).sent().await;
     assert_eq!(r.status(), 302, "signed out");
 
     // Bob, in another browser: signed in, but /admin is not for him.
@@ -162,13 +159,7 @@ async fn protected_url_to_provider_and_back_through_nginx() {
         .no_proxy()
         .build()
         .unwrap();
-    let (r, _) = browse(
-        &bob,
-        &format!("http://app.test:{port}/admin/"),
-        &idp.issuer,
-        "bob",
-    )
-    .await;
+    let (r, _) = browse(&bob, &app_at(port, "/admin/"), &idp.issuer, "bob").await;
     assert_eq!(r.status(), 403);
 
     // A callback this browser did not start: a clear page, no session.
@@ -235,9 +226,7 @@ async fn unreachable_provider_keeps_sessions_and_says_why() {
     // An existing session still passes.
     let r = http
         .get(fw.url("/oauth2/auth"))
-        .header("x-forwarded-proto", "http")
-        .header("x-forwarded-host", "app.test")
-        .header("x-forwarded-uri", "/x")
+        .forwarded("http", "app.test", "/x")
         .header("cookie", fw.cookie(&alice()))
         .sent()
         .await;
@@ -272,7 +261,7 @@ async fn group_overage_fetches_every_group_from_graph_and_fails_closed() {
     let dave_opens_admin = async |fw: &Fw, port: u16| {
         let nginx = fw.behind_nginx(port).await?;
         let http = browser(port, &["app.test"]);
-        let url = format!("http://app.test:{port}/admin/");
+        let url = app_at(port, "/admin/");
         let (r, path) = browse(&http, &url, &idp.issuer, "dave").await;
         Some((nginx, http, r, path))
     };
@@ -311,7 +300,7 @@ struct RefreshSetup {
 
 async fn signed_in_with_refresh(refresh: &str, path: &str) -> Option<RefreshSetup> {
     let port = free_port();
-    let idp = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await?;
+    let idp = idp(&[app_at(port, "/oauth2/callback")]).await?;
     let extra = oidc_config(
         &idp.issuer,
         "openid, profile, email, offline_access",
@@ -348,10 +337,7 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
         return;
     };
     let me = |http: reqwest::Client| async move {
-        let r = http
-            .get(format!("http://app.test:{port}/oauth2/userinfo"))
-            .sent()
-            .await;
+        let r = http.get(app_at(port, "/oauth2/userinfo")).sent().await;
         r.json::<serde_json::Value>().await.unwrap()
     };
     let first = me(http.clone()).await["issued_at"].as_u64().unwrap();
@@ -365,7 +351,7 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     let (r, path) = browse(&http, &url, &idp.issuer, "alice").await;
     assert_eq!(r.status(), 200, "{path:#?}");
     assert!(
-        path[1].starts_with(&format!("http://app.test:{port}/oauth2/refresh?rd=")),
+        path[1].starts_with(&app_at(port, "/oauth2/refresh?rd=")),
         "{path:#?}"
     );
     assert_eq!(path.len(), 3, "no interactive sign-in: {path:#?}");
@@ -386,10 +372,7 @@ async fn refresh_rereads_the_session_and_a_disabled_account_loses_access() {
     assert_eq!(r.status(), 403, "{path:#?}");
     assert!(path.iter().any(|p| p.contains("/oauth2/start?rd=")), "{path:#?}");
     assert!(r.text().await.unwrap().contains("disabled"));
-    let r = http
-        .get(format!("http://app.test:{port}/oauth2/userinfo"))
-        .sent()
-        .await;
+    let r = http.get(app_at(port, "/oauth2/userinfo")).sent().await;
     assert_eq!(r.status(), 401, "the session is gone");
 }
 
@@ -434,7 +417,7 @@ async fn provider_trouble_during_refresh_keeps_the_session() {
     assert_eq!(r.status(), 200, "{path:#?}");
     assert!(path[1].contains("/oauth2/refresh?rd="), "{path:#?}");
     let me = http
-        .get(format!("http://app.test:{port}/oauth2/userinfo"))
+        .get(app_at(port, "/oauth2/userinfo"))
         .sent()
         .await
         .json::<serde_json::Value>()
@@ -449,7 +432,7 @@ async fn provider_trouble_during_refresh_keeps_the_session() {
 #[tokio::test]
 async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let extra = oidc_config(&idp.issuer, "openid, email", "");
@@ -481,7 +464,7 @@ async fn key_rotation_at_the_provider_is_followed_by_one_refetch() {
         return;
     };
     let http = browser(port, &["app.test"]);
-    let (r, path) = browse(&http, &format!("http://app.test:{port}/x"), &idp.issuer, "carol").await;
+    let (r, path) = browse(&http, &app_at(port, "/x"), &idp.issuer, "carol").await;
     assert_eq!(r.status(), 200, "{path:#?}");
     let new_kids: Vec<String> = provider
         .ready()
@@ -581,7 +564,7 @@ async fn organizations_authority_second_tenant_and_noauth() {
 #[tokio::test]
 async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let extra = oidc_config(&idp.issuer, "openid, email", "");
@@ -609,10 +592,7 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
     }
     // One login cookie for all of them, never one per attempt.
     let cookies = fw.state.config.cookie.name.clone() + "_login";
-    let r = http
-        .get(format!("http://app.test:{port}/oauth2/start?rd=/x"))
-        .sent()
-        .await;
+    let r = http.get(app_at(port, "/oauth2/start?rd=/x")).sent().await;
     let set: Vec<_> = r
         .headers()
         .get_all("set-cookie")
@@ -627,13 +607,7 @@ async fn several_tabs_sign_in_at_once_and_an_expired_login_is_explained() {
 
     // A login that took longer than ten minutes (another browser, not signed in yet).
     let slow = browser(port, &["app.test"]);
-    let late = to_callback(
-        &slow,
-        &format!("http://app.test:{port}/late"),
-        &idp.issuer,
-        "alice",
-    )
-    .await;
+    let late = to_callback(&slow, &app_at(port, "/late"), &idp.issuer, "alice").await;
     fw.clock.fetch_add(601, std::sync::atomic::Ordering::SeqCst);
     let r = slow.get(&late).sent().await;
     assert_eq!(r.status(), 400);

@@ -86,11 +86,7 @@ async fn forbidden_is_403() {
 #[tokio::test]
 async fn forbidden_page_says_who_you_are_through_nginx() {
     let Some(s) = setup().await else { return };
-    let r = s
-        .get("/admin/users", Some(&bob()))
-        .header("accept", "text/html")
-        .sent()
-        .await;
+    let r = s.get("/admin/users", Some(&bob())).page().sent().await;
     forbidden_page(r, "bob@example.com").await;
 }
 

@@ -27,7 +27,7 @@ async fn walk(http: &reqwest::Client, start: &str, issuer: &str, user: &str) -> 
     };
     for _ in 0..15 {
         w.urls.push(url.clone());
-        let r = http.get(&url).header("accept", "text/html").sent().await;
+        let r = http.get(&url).page().sent().await;
         for c in r.headers().get_all("set-cookie") {
             let c = c.to_str().unwrap();
             let value = c.split(';').next().unwrap().split_once('=').unwrap().1;
@@ -74,7 +74,7 @@ fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let metrics_port = free_port();
@@ -100,7 +100,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
     let http = browser(port, &["app.test"]);
 
     // Sign in, a forbidden page, a refresh at the provider, sign out.
-    let start = format!("http://app.test:{port}/docs?x=1");
+    let start = app_at(port, "/docs?x=1");
     let signed_in = walk(&http, &start, &idp.issuer, "alice").await;
     assert_eq!(signed_in.status, 200, "{:#?}\n{}", signed_in.urls, nginx.logs());
     let upstream: serde_json::Value = serde_json::from_str(&signed_in.body).unwrap();
@@ -108,13 +108,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
         .as_str()
         .unwrap()
         .to_string();
-    let forbidden = walk(
-        &http,
-        &format!("http://app.test:{port}/admin/"),
-        &idp.issuer,
-        "alice",
-    )
-    .await;
+    let forbidden = walk(&http, &app_at(port, "/admin/"), &idp.issuer, "alice").await;
     assert_eq!(forbidden.status, 403);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let refreshed = walk(&http, &start, &idp.issuer, "alice").await;
@@ -124,13 +118,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
         "{:#?}",
         refreshed.urls
     );
-    let out = walk(
-        &http,
-        &format!("http://app.test:{port}/oauth2/sign_out"),
-        &idp.issuer,
-        "alice",
-    )
-    .await;
+    let out = walk(&http, &app_at(port, "/oauth2/sign_out"), &idp.issuer, "alice").await;
     assert_eq!(out.status, 200, "{:#?}", out.urls);
 
     // What must never be logged.
@@ -249,9 +237,7 @@ async fn full_sign_in_refresh_and_sign_out_leave_no_secret_in_the_logs() {
 
 async fn forward_auth(http: &reqwest::Client, port: u16, path: &str, cookie: &str) -> reqwest::Response {
     http.get(format!("http://127.0.0.1:{port}/oauth2/forward-auth"))
-        .header("x-forwarded-proto", "http")
-        .header("x-forwarded-host", "app.test")
-        .header("x-forwarded-uri", path)
+        .forwarded("http", "app.test", path)
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-for", "203.0.113.7")
         .header("cookie", cookie)

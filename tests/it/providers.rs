@@ -69,7 +69,7 @@ async fn site(policy: &str, entra_azure: bool) -> Option<Site> {
 
 async fn site_with(policy: &str, entra_azure: bool, more: &str) -> Option<Site> {
     let port = free_port();
-    let callback = [format!("http://app.test:{port}/oauth2/callback")];
+    let callback = [app_at(port, "/oauth2/callback")];
     let entra = idp_with(
         &callback,
         &[
@@ -409,7 +409,7 @@ async fn sign_out_and_back_channel_logout_go_to_and_come_from_the_sessions_own_p
         return;
     };
     let port = free_port();
-    let callback = [format!("http://app.test:{port}/oauth2/callback")];
+    let callback = [app_at(port, "/oauth2/callback")];
     let backchannel = format!("http://127.0.0.1:{port}/oauth2/backchannel-logout");
     let Some(entra) = idp(&callback).await else { return };
     let Some(partners) = idp_with(&callback, &[("BACKCHANNEL_LOGOUT_URI", backchannel.as_str())]).await
@@ -629,9 +629,7 @@ async fn a_session_of_a_provider_no_longer_configured_counts_as_none() {
         }
         client(&[])
             .get(fw.url("/oauth2/auth"))
-            .header("x-forwarded-proto", "http")
-            .header("x-forwarded-host", "app.test")
-            .header("x-forwarded-uri", "/")
+            .forwarded("http", "app.test", "/")
             .header("cookie", fw.cookie(&id))
             .sent()
             .await

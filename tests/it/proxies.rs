@@ -7,11 +7,7 @@ async fn story(p: &Proc, fw: &Fw) {
     let http = client(&[("app.test", p.port)]);
     let url = |path: &str| format!("http://app.test:{}{path}", p.port);
     // A browser without a session goes to sign in, with the whole URL.
-    let r = http
-        .get(url("/docs?a=1&b=2"))
-        .header("accept", "text/html")
-        .sent()
-        .await;
+    let r = http.get(url("/docs?a=1&b=2")).page().sent().await;
     assert_eq!(r.status(), 302, "{}", p.logs());
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(
@@ -43,7 +39,7 @@ async fn story(p: &Proc, fw: &Fw) {
     let r = http
         .get(url("/admin/"))
         .header("cookie", fw.cookie(&bob()))
-        .header("accept", "text/html")
+        .page()
         .sent()
         .await;
     let page = forbidden_page(r, "bob@example.com").await;

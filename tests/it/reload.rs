@@ -45,9 +45,7 @@ async fn server(interval: &str) -> Server {
 async fn status(http: &reqwest::Client, port: u16, cookie: &str) -> Result<u16, reqwest::Error> {
     let r = http
         .get(format!("http://127.0.0.1:{port}/oauth2/auth"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app.example.com")
-        .header("x-forwarded-uri", "/")
+        .forwarded("https", "app.example.com", "/")
         .header("cookie", cookie)
         .send()
         .await?;

@@ -25,15 +25,16 @@ async fn fw() -> (Fw, reqwest::Client) {
 
 /// Status of `/oauth2/auth` for an original request, with an optional Cookie header.
 async fn status(fw: &Fw, http: &reqwest::Client, host: &str, uri: &str, cookie: Option<&str>) -> u16 {
-    let mut r = http
-        .get(fw.url("/oauth2/auth"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", host)
-        .header("x-forwarded-uri", uri);
+    let mut r = http.get(fw.url("/oauth2/auth")).forwarded("https", host, uri);
     if let Some(c) = cookie {
         r = r.header("cookie", c);
     }
     r.sent().await.status().as_u16()
+}
+
+/// [`status`] on `app.example.com`.
+async fn app_status(fw: &Fw, http: &reqwest::Client, uri: &str, cookie: Option<&str>) -> u16 {
+    status(fw, http, "app.example.com", uri, cookie).await
 }
 
 #[tokio::test]
@@ -41,22 +42,16 @@ async fn forwarded_headers_from_untrusted_peer_are_ignored() {
     let fw = Fw::start_with(POLICY, "trusted_proxies: [192.0.2.1/32]\n").await;
     let http = client(&[]);
     // Even a public route: without a trusted proxy the original URL is unknown, so: deny.
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/public/x", None).await,
-        403
-    );
+    assert_eq!(app_status(&fw, &http, "/public/x", None).await, 403);
     let c = fw.cookie(&alice());
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 403);
+    assert_eq!(app_status(&fw, &http, "/x", Some(&c)).await, 403);
 }
 
 #[tokio::test]
 async fn path_normalizing_into_another_route() {
     let (fw, http) = fw().await;
     let bob = fw.cookie(&bob());
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/public/x", None).await,
-        200
-    );
+    assert_eq!(app_status(&fw, &http, "/public/x", None).await, 200);
     for p in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -71,29 +66,20 @@ async fn path_normalizing_into_another_route() {
         "/public/..%5Cadmin",
         "/public/%2e%2e%2fadmin",
     ] {
-        let anon = status(&fw, &http, "app.example.com", p, None).await;
+        let anon = app_status(&fw, &http, p, None).await;
         assert_ne!(anon, 200, "anonymous {p}");
-        let s = status(&fw, &http, "app.example.com", p, Some(&bob)).await;
+        let s = app_status(&fw, &http, p, Some(&bob)).await;
         assert_eq!(s, 403, "bob {p}");
     }
     // `/admin` never grants `/administrator`, and `/public` never grants `/publicity`.
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/publicity", None).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/publicity", None).await, 401);
 }
 
 #[tokio::test]
 async fn fragment_in_x_forwarded_uri() {
     let (fw, http) = fw().await;
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/public#/../admin", None).await,
-        403
-    );
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/public/x#frag", None).await,
-        403
-    );
+    assert_eq!(app_status(&fw, &http, "/public#/../admin", None).await, 403);
+    assert_eq!(app_status(&fw, &http, "/public/x#frag", None).await, 403);
 }
 
 #[tokio::test]
@@ -132,9 +118,7 @@ async fn spoofed_x_original_url_on_forward_auth() {
     let (fw, http) = fw().await;
     let r = http
         .get(fw.url("/oauth2/forward-auth"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app.example.com")
-        .header("x-forwarded-uri", "/admin/")
+        .forwarded("https", "app.example.com", "/admin/")
         .header("x-original-url", "https://app.example.com/public/")
         .sent()
         .await;
@@ -148,9 +132,7 @@ async fn spoofed_x_forwarded_for_cannot_pick_the_client_address() {
     // The trusted proxy appended the real address last; the first entry is the client's word.
     let r = http
         .get(fw.url("/oauth2/auth"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app.example.com")
-        .header("x-forwarded-uri", "/")
+        .forwarded("https", "app.example.com", "/")
         .header("x-forwarded-for", "10.1.1.1, 198.51.100.9")
         .sent()
         .await;
@@ -181,19 +163,13 @@ fn join(p: &[(String, String)]) -> String {
 async fn cookie_tampering() {
     let (fw, http) = fw().await;
     let good = fw.cookie(&alice());
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&good)).await,
-        200
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&good)).await, 200);
     let mut p = pairs(&good);
     let v = &mut p[0].1;
     let mid = v.len() / 2;
     let flipped = if &v[mid..mid + 1] == "A" { "B" } else { "A" };
     v.replace_range(mid..mid + 1, flipped);
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&p))).await, 401);
     // Not even base64.
     assert_eq!(
         status(
@@ -214,15 +190,9 @@ async fn cookie_truncation() {
     let mut p = pairs(&fw.cookie(&alice()));
     let n = p[0].1.len();
     p[0].1.truncate(n - 5);
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&p))).await, 401);
     p[0].1.truncate(10);
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&p))).await, 401);
     // A chunked session with its last chunk missing.
     let p = pairs(&fw.cookie(&many_groups(300)));
     assert!(p.len() >= 2);
@@ -244,27 +214,18 @@ async fn cookie_swapped_chunks() {
     let (fw, http) = fw().await;
     let p = pairs(&fw.cookie(&many_groups(500)));
     assert!(p.len() >= 3, "{} chunks", p.len());
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&p))).await,
-        200
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&p))).await, 200);
     // Swap the values of chunks 1 and 2.
     let mut s = p.clone();
     let (a, b) = (s[1].1.clone(), s[2].1.clone());
     s[1].1 = b;
     s[2].1 = a;
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&s))).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&s))).await, 401);
     // A chunk from another session of the same user.
     let other = pairs(&fw.cookie(&many_groups(500)));
     let mut mixed = p.clone();
     mixed[1] = other[1].clone();
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&join(&mixed))).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&join(&mixed))).await, 401);
 }
 
 #[tokio::test]
@@ -272,15 +233,12 @@ async fn cookie_expiry() {
     let (fw, http) = fw().await;
     let keys = Keys::new(&[SECRET]);
     let expired = cookie_with(&keys, &alice(), now() - 7200, now() - 3600);
-    assert_eq!(
-        status(&fw, &http, "app.example.com", "/x", Some(&expired)).await,
-        401
-    );
+    assert_eq!(app_status(&fw, &http, "/x", Some(&expired)).await, 401);
     // A valid session stops working when the clock passes its expiry.
     let c = fw.cookie(&alice());
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 200);
+    assert_eq!(app_status(&fw, &http, "/x", Some(&c)).await, 200);
     fw.clock.fetch_add(3601, std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 401);
+    assert_eq!(app_status(&fw, &http, "/x", Some(&c)).await, 401);
 }
 
 #[tokio::test]
@@ -288,7 +246,7 @@ async fn cookie_wrong_key() {
     let (fw, http) = fw().await;
     let other = Keys::new(&["another-secret-that-is-long-enough-0123456789"]);
     let c = cookie_with(&other, &alice(), now(), now() + 3600);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 401);
+    assert_eq!(app_status(&fw, &http, "/x", Some(&c)).await, 401);
 }
 
 #[tokio::test]
@@ -304,5 +262,5 @@ async fn cookie_from_another_cookie_name_is_foreign() {
     };
     let sealed = forwarden::session::seal(&s, &keys, "_other", [7; 12]);
     let c = format!("_forwarden={}", sealed[0].1);
-    assert_eq!(status(&fw, &http, "app.example.com", "/x", Some(&c)).await, 401);
+    assert_eq!(app_status(&fw, &http, "/x", Some(&c)).await, 401);
 }

@@ -43,7 +43,7 @@ struct Site {
 
 async fn site() -> Option<Site> {
     let port = free_port();
-    let idp = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await?;
+    let idp = idp(&[app_at(port, "/oauth2/callback")]).await?;
     let fw = Fw::start_with(POLICY, &oidc_config(&idp.issuer, "openid, email", &home_tenant())).await;
     let nginx = fw.behind_nginx(port).await?;
     Some(Site {
@@ -136,13 +136,7 @@ async fn step_up_the_provider_does_not_grant_ends_in_403_not_a_redirect_loop() {
     let Some(site) = site().await else { return };
     let (port, idp) = (site.port, &site.idp);
     let http = browser(port, &["app.test"]);
-    let (r, path) = browse(
-        &http,
-        &format!("http://app.test:{port}/code/x"),
-        &idp.issuer,
-        "carol",
-    )
-    .await;
+    let (r, path) = browse(&http, &app_at(port, "/code/x"), &idp.issuer, "carol").await;
     assert_eq!(r.status(), 403, "{path:#?}");
     assert_eq!(
         authorize(&path, &idp.issuer).len(),
@@ -152,7 +146,7 @@ async fn step_up_the_provider_does_not_grant_ends_in_403_not_a_redirect_loop() {
     let page = r.text().await.unwrap();
     assert!(page.contains("stronger sign-in"), "{page}");
     // The route that does not ask still lets her in.
-    let (r, path) = browse(&http, &format!("http://app.test:{port}/"), &idp.issuer, "carol").await;
+    let (r, path) = browse(&http, &app_at(port, "/"), &idp.issuer, "carol").await;
     assert_eq!(r.status(), 200, "{path:#?}");
 }
 
@@ -245,8 +239,8 @@ async fn step_up_to_mfa_in_chromium() {
     let (port, idp) = (site.port, &site.idp);
     let seen = journey(vec![
         ("JOURNEY", "step_up".into()),
-        ("FIRST_URL", format!("http://app.test:{port}/")),
-        ("SECOND_URL", format!("http://app.test:{port}/code/x")),
+        ("FIRST_URL", app_at(port, "/")),
+        ("SECOND_URL", app_at(port, "/code/x")),
         ("USER", "alice".into()),
         ("ISSUER", idp.issuer.clone()),
         ("HOST_RULES", "MAP app.test 127.0.0.1".into()),
@@ -261,9 +255,5 @@ async fn step_up_to_mfa_in_chromium() {
         "{seen}"
     );
     saw(&seen, "second_text", "alice@contoso.com");
-    assert_eq!(
-        seen["first_again_url"],
-        format!("http://app.test:{port}/"),
-        "{seen}"
-    );
+    assert_eq!(seen["first_again_url"], app_at(port, "/"), "{seen}");
 }

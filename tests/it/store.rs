@@ -36,7 +36,7 @@ fn jar_browser(port: u16) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
 }
 
 fn cookie_header(jar: &reqwest::cookie::Jar, port: u16) -> String {
-    let url: url::Url = format!("http://app.test:{port}/").parse().unwrap();
+    let url: url::Url = app_at(port, "/").parse().unwrap();
     jar.cookies(&url)
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
@@ -46,9 +46,7 @@ fn cookie_header(jar: &reqwest::cookie::Jar, port: u16) -> String {
 async fn status(fw: &Fw, cookie: &str) -> u16 {
     client(&[])
         .get(fw.url("/oauth2/auth"))
-        .header("x-forwarded-proto", "http")
-        .header("x-forwarded-host", "app.test")
-        .header("x-forwarded-uri", "/")
+        .forwarded("http", "app.test", "/")
         .header("cookie", cookie)
         .sent()
         .await
@@ -105,7 +103,7 @@ async fn signed_in(s: &Setup, user: &str) -> (reqwest::Client, String) {
 
 /// `/oauth2/userinfo` through nginx.
 async fn userinfo(http: &reqwest::Client, port: u16) -> serde_json::Value {
-    http.get(format!("http://app.test:{port}/oauth2/userinfo"))
+    http.get(app_at(port, "/oauth2/userinfo"))
         .sent()
         .await
         .json()
@@ -168,7 +166,7 @@ async fn setup_with(replicas: usize, redis_args: &[&str]) -> Option<Setup> {
     let port = free_port();
     let backchannel = format!("http://127.0.0.1:{port}/oauth2/backchannel-logout");
     let idp = idp_with(
-        &[format!("http://app.test:{port}/oauth2/callback")],
+        &[app_at(port, "/oauth2/callback")],
         &[("BACKCHANNEL_LOGOUT_URI", backchannel.as_str())],
     )
     .await?;
@@ -346,21 +344,15 @@ async fn front_channel_logout_by_sid_ends_the_session_only_from_the_users_own_br
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
     // Another user's session with the victim's sid: nothing ends either.
     let (_bob, bob_cookie) = signed_in(&s, "bob").await;
-    let r = client(&[])
-        .get(s.fws[0].url(&url))
-        .header("cookie", &bob_cookie)
-        .sent()
-        .await;
-    assert_eq!(r.status(), 200);
+    let front = async |cookie: &str| {
+        let r = client(&[]).get(s.fws[0].url(&url)).header("cookie", cookie);
+        r.sent().await.status()
+    };
+    assert_eq!(front(&bob_cookie).await, 200);
     assert_eq!(status(&s.fws[0], &cookie).await, 200);
     assert_eq!(status(&s.fws[0], &bob_cookie).await, 200);
     // From the user's own browser (its cookie): the sessions of that sid end.
-    let r = client(&[])
-        .get(s.fws[0].url(&url))
-        .header("cookie", &cookie)
-        .sent()
-        .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(front(&cookie).await, 200);
     assert_eq!(status(&s.fws[0], &cookie).await, 401);
 }
 
@@ -468,7 +460,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
         return;
     }
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let data = tempfile::TempDir::new().unwrap();
@@ -482,7 +474,7 @@ async fn redis_stopped_then_back_cached_sessions_pass_nothing_else_does_and_sign
         return;
     };
     let (http, jar) = jar_browser(port);
-    let start = format!("http://app.test:{port}/docs");
+    let start = app_at(port, "/docs");
     let (r, _) = browse(&http, &start, &idp.issuer, "alice").await;
     assert_eq!(r.status(), 200);
     let cookie = cookie_header(&jar, port);
@@ -527,7 +519,7 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
         return;
     };
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let sentinel_cfg = format!(
@@ -545,18 +537,12 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
     // Wait until the replicas are in sync, so WAIT sees them.
     until("replication", Duration::from_secs(10), async || {
         let (http, _) = jar_browser(port);
-        let (r, _) = browse(&http, &format!("http://app.test:{port}/"), &idp.issuer, "carol").await;
+        let (r, _) = browse(&http, &app_at(port, "/"), &idp.issuer, "carol").await;
         r.status() == 200 || r.status() == 403
     })
     .await;
     let (http, jar) = jar_browser(port);
-    let (r, _) = browse(
-        &http,
-        &format!("http://app.test:{port}/docs"),
-        &idp.issuer,
-        "alice",
-    )
-    .await;
+    let (r, _) = browse(&http, &app_at(port, "/docs"), &idp.issuer, "alice").await;
     assert_eq!(r.status(), 200, "sign-in acknowledged by a replica");
     let cookie = cookie_header(&jar, port);
     // Load on the reading replica while the master dies.
@@ -574,9 +560,7 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
                 sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let r = http
                     .get(&reader_url)
-                    .header("x-forwarded-proto", "http")
-                    .header("x-forwarded-host", "app.test")
-                    .header("x-forwarded-uri", "/")
+                    .forwarded("http", "app.test", "/")
                     .header("cookie", &cookie)
                     .send()
                     .await;
@@ -593,7 +577,7 @@ async fn sentinel_failover_under_load_loses_no_acknowledged_session() {
     // After the failover, the acknowledged session is on the new master, and sign-in works.
     let took = until("failover", Duration::from_secs(30), async || {
         let (h, _) = jar_browser(port);
-        let (r, _) = browse(&h, &format!("http://app.test:{port}/docs"), &idp.issuer, "alice").await;
+        let (r, _) = browse(&h, &app_at(port, "/docs"), &idp.issuer, "alice").await;
         r.status() == 200
     })
     .await;
@@ -823,7 +807,7 @@ async fn empty_redis_password_is_warned_about_and_sign_in_says_it_is_out_of_serv
         return;
     };
     let port = free_port();
-    let Some(idp) = idp(&[format!("http://app.test:{port}/oauth2/callback")]).await else {
+    let Some(idp) = idp(&[app_at(port, "/oauth2/callback")]).await else {
         return;
     };
     let extra = oidc_config(&idp.issuer, "openid, profile, email", &home_tenant())
@@ -852,13 +836,7 @@ async fn empty_redis_password_is_warned_about_and_sign_in_says_it_is_out_of_serv
         return;
     };
     let (http, _) = jar_browser(port);
-    let (r, _) = browse(
-        &http,
-        &format!("http://app.test:{port}/docs"),
-        &idp.issuer,
-        "alice",
-    )
-    .await;
+    let (r, _) = browse(&http, &app_at(port, "/docs"), &idp.issuer, "alice").await;
     assert_eq!(r.status(), 503);
     let page = r.text().await.unwrap();
     assert!(

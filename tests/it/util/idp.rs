@@ -86,7 +86,7 @@ pub fn browser(port: u16, hosts: &[&str]) -> reqwest::Client {
 pub async fn to_callback(http: &reqwest::Client, url: &str, issuer: &str, user: &str) -> String {
     let mut url = url.to_string();
     for _ in 0..10 {
-        let r = http.get(&url).header("accept", "text/html").sent().await;
+        let r = http.get(&url).page().sent().await;
         let loc = r.headers()["location"].to_str().unwrap().to_string();
         let mut next = url::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
         if next.contains("/oauth2/callback?") {
@@ -144,7 +144,7 @@ pub async fn browse(
     let mut seen = Vec::new();
     for _ in 0..15 {
         seen.push(url.clone());
-        let r = http.get(&url).header("accept", "text/html").sent().await;
+        let r = http.get(&url).page().sent().await;
         if !r.status().is_redirection() {
             return (r, seen);
         }
