@@ -63,6 +63,21 @@ struct Site {
     _nginx: Proc,
 }
 
+impl Site {
+    /// A new browser (no session) opening `path` on app.test and signing in at `idp` as `user`:
+    /// the browser, the last answer and the URLs on the way.
+    async fn fresh_sign_in(
+        &self,
+        path: &str,
+        idp: &Idp,
+        user: &str,
+    ) -> (reqwest::Client, reqwest::Response, Vec<String>) {
+        let http = browser(self.port, &["app.test"]);
+        let (r, urls) = browse(&http, &app_at(self.port, path), &idp.issuer, user).await;
+        (http, r, urls)
+    }
+}
+
 async fn site(policy: &str, entra_azure: bool) -> Option<Site> {
     site_with(policy, entra_azure, "").await
 }
@@ -197,29 +212,19 @@ async fn the_same_sub_from_two_providers_is_two_users() {
     let Some(s) = site(policy, false).await else {
         return;
     };
-    let http = browser(s.port, &["app.test"]);
     let app = |p: &str| format!("http://app.test:{}{p}", s.port);
-    let (r, path) = browse(
-        &http,
-        &app("/oauth2/start?rd=%2F&idp=entra"),
-        &s.entra.issuer,
-        "alice",
-    )
-    .await;
+    let (http, r, path) = s
+        .fresh_sign_in("/oauth2/start?rd=%2F&idp=entra", &s.entra, "alice")
+        .await;
     assert_eq!(r.status(), 403, "entra's alice is not partners#alice: {path:#?}");
     let info = get_json(&http, &app("/oauth2/userinfo")).await;
     assert_eq!(info["user"], "entra#alice", "{info}");
     assert_eq!(info["idp"], "entra", "{info}");
     assert!(info["claims"].get("forwarden:idp").is_none(), "{info}");
 
-    let http = browser(s.port, &["app.test"]);
-    let (r, path) = browse(
-        &http,
-        &app("/oauth2/start?rd=%2F&idp=partners"),
-        &s.partners.issuer,
-        "alice",
-    )
-    .await;
+    let (_, r, path) = s
+        .fresh_sign_in("/oauth2/start?rd=%2F&idp=partners", &s.partners, "alice")
+        .await;
     assert_eq!(r.status(), 200, "{path:#?}");
     assert_eq!(user_of(r).await, "partners#alice");
 }
@@ -250,28 +255,26 @@ async fn a_route_with_its_own_app_registration_signs_in_through_it_and_the_provi
     assert_eq!(r.status(), 200, "{path:#?}");
 
     // bob is not assigned: the provider refuses him (Entra's AADSTS50105), and forwarden says so.
-    let http = browser(s.port, &["app.test"]);
-    let (r, path) = browse(
-        &http,
-        &app("/oauth2/start?rd=%2Fpayroll%2F&idp=entra&client=payroll-app"),
-        &s.entra.issuer,
-        "bob",
-    )
-    .await;
+    let (_, r, path) = s
+        .fresh_sign_in(
+            "/oauth2/start?rd=%2Fpayroll%2F&idp=entra&client=payroll-app",
+            &s.entra,
+            "bob",
+        )
+        .await;
     assert_eq!(r.status(), 403, "{path:#?}");
     let body = r.text().await.unwrap();
     assert!(body.contains("AADSTS50105"), "{body}");
 
     // A client no route names, and a route whose secret's variable is unset: refused before the
     // provider is asked.
-    let http = browser(s.port, &["app.test"]);
-    let (r, path) = browse(
-        &http,
-        &app("/oauth2/start?rd=%2F&idp=entra&client=made-up-app"),
-        &s.entra.issuer,
-        "alice",
-    )
-    .await;
+    let (http, r, path) = s
+        .fresh_sign_in(
+            "/oauth2/start?rd=%2F&idp=entra&client=made-up-app",
+            &s.entra,
+            "alice",
+        )
+        .await;
     assert_eq!(r.status(), 400, "{path:#?}");
     assert!(path.iter().all(|u| !u.starts_with(&s.entra.issuer)), "{path:#?}");
     let (r, path) = browse(&http, &app("/unset-secret/"), &s.entra.issuer, "alice").await;
