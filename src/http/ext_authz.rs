@@ -20,6 +20,7 @@
 //! Bounds: a gRPC message is at most [`MAX_MESSAGE`] bytes; a call has
 //! [`CALL_TIMEOUT`]; each HTTP/2 connection carries at most [`MAX_STREAMS`] calls at once.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +56,17 @@ const CLIENT_HEADERS: [&str; 4] = [
     "access-control-request-method",
 ];
 
-/// Whether a client header could be read as one forwarden sets.
+/// Whether a client header could be read as one forwarden sets: its name starts with
+/// `x-auth-request-` or `x-forwarden-` in any letter case, with `_` read as `-`.
 fn looks_like_identity(name: &str) -> bool {
-    let n = name.to_ascii_lowercase().replace('_', "-");
-    n.starts_with("x-auth-request-") || n.starts_with("x-forwarden-")
+    let starts = |prefix: &str| {
+        name.len() >= prefix.len()
+            && name.bytes().zip(prefix.bytes()).all(|(n, p)| {
+                let n = if n == b'_' { b'-' } else { n.to_ascii_lowercase() };
+                n == p
+            })
+    };
+    starts("x-auth-request-") || starts("x-forwarden-")
 }
 
 /// The gRPC service.
@@ -122,19 +130,20 @@ impl Authorization for ExtAuthz {
         // Every entry as Envoy sent it: with `encode_raw_headers: true` a list whose repeated
         // entries stay apart (a second `cookie`, a second `authorization`) and whose values are
         // bytes (a non-UTF-8 `authorization` stays unreadable, and is refused as such).
-        let mut client: Vec<(String, Vec<u8>)> = http
+        // Borrowed: HTTP/2 names are lower case already, and only another one is copied.
+        let mut client: Vec<(Cow<'_, str>, &[u8])> = http
             .headers
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes()))
+            .map(|(k, v)| (lower(k), v.as_bytes()))
             .collect();
         if client.is_empty() {
             for h in http.header_map.iter().flat_map(|m| &m.headers) {
                 let value = if h.raw_value.is_empty() {
-                    h.value.clone().into_bytes()
+                    h.value.as_bytes()
                 } else {
-                    h.raw_value.clone()
+                    h.raw_value.as_slice()
                 };
-                client.push((h.key.to_ascii_lowercase(), value));
+                client.push((lower(&h.key), value));
             }
         }
         let listener_port = socket(attributes.destination.as_ref()).and_then(|s| match s.port_specifier {
@@ -155,14 +164,22 @@ impl Authorization for ExtAuthz {
             path: http.path.as_bytes(),
             client_ip,
         };
-        let seen = Seen::from_pairs(client.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let seen = Seen::from_pairs(client.iter().map(|(k, v)| (k.as_ref(), *v)));
         let described = describe_parts(st, caller, &parts, &attributes.context_extensions, &seen);
         let answer = resolve(st, caller, described, &seen, Tally::recorded(started)).await;
         Ok(tonic::Response::new(check_response(
             st,
             answer,
-            client.iter().map(|(k, _)| k.as_str()),
+            client.iter().map(|(k, _)| k.as_ref()),
         )))
+    }
+}
+
+/// A header name in lower case, borrowed when it is already (HTTP/2 names are).
+fn lower(name: &str) -> Cow<'_, str> {
+    match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(name.to_ascii_lowercase()),
+        false => Cow::Borrowed(name),
     }
 }
 
@@ -249,22 +266,34 @@ fn check_response<'c>(
 /// the headers to remove: every header forwarden may set but did not (a claim header such as
 /// `X-User-Given` included), and every client header that looks like one forwarden sets. The
 /// gateway, not the client, decides what the upstream sees.
-fn identity_headers<'c>(
-    st: &AppState,
-    answer: &HeaderMap,
+fn identity_headers<'a, 'c>(
+    st: &'a AppState,
+    answer: &'a HeaderMap,
     client_headers: impl Iterator<Item = &'c str>,
-) -> (Vec<(String, String)>, Vec<String>) {
+) -> (Vec<(&'a str, &'a str)>, Vec<String>) {
     let mut set = Vec::new();
     let mut remove = Vec::new();
-    for name in st.headers.names().chain(st.headers.jwt.as_ref()) {
-        match answer
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-        {
-            Some(v) => set.push((name.as_str().to_string(), v.to_string())),
+    // One walk over the answer (a hashed lookup per name costs more than comparing a handful
+    // of names): only identity names are taken from it, never `Content-Length`.
+    let identity = || st.headers.names().chain(st.headers.jwt.as_ref());
+    let mut given = 0;
+    for (name, value) in answer {
+        if !identity().any(|n| n == name) {
+            continue;
+        }
+        given += 1;
+        match value.to_str().ok().filter(|v| !v.is_empty()) {
+            Some(v) => set.push((name.as_str(), v)),
             None => remove.push(name.as_str().to_string()),
         }
+    }
+    // A name the answer does not carry at all (the identity JWT's without a session).
+    if given < identity().count() {
+        remove.extend(
+            identity()
+                .filter(|n| !answer.contains_key(*n))
+                .map(|n| n.as_str().to_string()),
+        );
     }
     remove.extend(
         client_headers
@@ -336,4 +365,33 @@ pub async fn http_mode(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_identity;
+
+    #[test]
+    fn a_client_header_spelled_like_an_identity_header_is_found_in_any_case_and_with_underscores() {
+        for name in [
+            "x-auth-request-user",
+            "X-Auth-Request-Email",
+            "x_auth_request_groups",
+            "X_FORWARDEN_ROUTE",
+            "x-forwarden-",
+            "x-Forwarden_x",
+        ] {
+            assert!(looks_like_identity(name), "{name}");
+        }
+        for name in [
+            "x-auth-request",
+            "x-auth",
+            "",
+            "x-forwarde",
+            "cookie",
+            "xx-auth-request-user",
+        ] {
+            assert!(!looks_like_identity(name), "{name}");
+        }
+    }
 }
