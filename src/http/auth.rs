@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
 use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::bearer;
-use super::edge::{Contract, Denial};
+use super::edge::{Allowed, Answer, Contract, Denial};
 use super::session_cache::{Opened, signed_identity};
 use super::sessions::ForCheck;
 use crate::config::Audit;
@@ -84,29 +84,6 @@ async fn subrequest(
         }
     };
     waiting.await.into_response(contract)
-}
-
-/// The pipeline's one result, before any contract renders it.
-pub(super) enum Answer {
-    /// Let it pass, with the identity headers to set (every header forwarden may set, empty
-    /// when it has no value).
-    Allow(HeaderMap),
-    /// Sign in first, a bearer challenge, or refused.
-    Deny(Denial),
-}
-
-impl Answer {
-    /// The answer as an HTTP response under `contract` (nginx, forward-auth, Envoy's HTTP mode).
-    pub(super) fn into_response(self, contract: Contract) -> Response {
-        match self {
-            Answer::Allow(headers) => {
-                let mut r = StatusCode::OK.into_response();
-                *r.headers_mut() = headers;
-                r
-            }
-            Answer::Deny(d) => d.into_response(contract),
-        }
-    }
 }
 
 /// How a check is kept: `record` writes its audit line and counts the decision; `started` is
@@ -345,18 +322,19 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     match d.verdict {
         Verdict::Allow => {
             let (route, rule) = d.place();
-            let mut headers = match (&verified, session) {
-                (Some(v), _) => st.headers.map(Some(&v.identity)),
-                (None, Some(o)) => o.headers.clone(),
-                (None, None) => st.headers.map(None),
+            let headers = match (&verified, session) {
+                (Some(v), _) => Arc::new(st.headers.map(Some(&v.identity))),
+                (None, Some(o)) => Arc::clone(&o.headers),
+                (None, None) => Arc::new(st.headers.map(None)),
             };
-            if let (Some(jwt), Some(name), Some(o)) = (&st.config.identity_jwt, &st.headers.jwt, session) {
-                if let Some(v) = signed_identity(st, jwt, o, req) {
-                    headers.insert(name.clone(), v);
+            let jwt = match (&st.config.identity_jwt, &st.headers.jwt, session) {
+                (Some(jwt), Some(name), Some(o)) => {
+                    signed_identity(st, jwt, o, req).map(|v| (name.clone(), v))
                 }
-            }
+                _ => None,
+            };
             audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
-            Answer::Allow(headers)
+            Answer::Allow(Allowed { headers, jwt })
         }
         verdict => {
             let judged = Judged {

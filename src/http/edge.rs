@@ -3,10 +3,60 @@
 //! [`RouteError`] for the sign-in endpoints (400 bad request, 403 refused, 502 provider trouble,
 //! 503 unavailable), and the pages both show.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::identity::Identity;
+
+/// The pipeline's one result, before any contract renders it.
+pub(super) enum Answer {
+    /// Let it pass, with the identity headers to set.
+    Allow(Allowed),
+    /// Sign in first, a bearer challenge, or refused.
+    Deny(Denial),
+}
+
+impl Answer {
+    /// The answer as an HTTP response under `contract` (nginx, forward-auth, Envoy's HTTP mode).
+    pub(super) fn into_response(self, contract: Contract) -> Response {
+        match self {
+            Answer::Allow(allowed) => {
+                let mut r = StatusCode::OK.into_response();
+                *r.headers_mut() = allowed.into_map();
+                r
+            }
+            Answer::Deny(d) => d.into_response(contract),
+        }
+    }
+}
+
+/// An allowed request's identity headers: every header forwarden may set (empty when it has no
+/// value) and `Content-Length: 0`, as the session cache keeps them (shared, not copied, until
+/// an HTTP answer needs its own map); and the signed identity JWT's header, made per request.
+pub(super) struct Allowed {
+    /// The session's headers ([`super::headers::IdentityHeaders::map`]).
+    pub(super) headers: Arc<HeaderMap>,
+    /// The identity JWT's header, with `identity_jwt`.
+    pub(super) jwt: Option<(HeaderName, HeaderValue)>,
+}
+
+impl Allowed {
+    /// As the headers of an HTTP answer (copied only when the map is shared).
+    pub(super) fn into_map(self) -> HeaderMap {
+        let mut map = Arc::unwrap_or_clone(self.headers);
+        if let Some((name, value)) = self.jwt {
+            map.insert(name, value);
+        }
+        map
+    }
+
+    /// Every header, without copying: an Envoy `CheckResponse` takes the identity ones.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.headers.iter().chain(self.jwt.as_ref().map(|(n, v)| (n, v)))
+    }
+}
 
 /// Which proxy contract the response follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use envoy_types::ext_authz::v3::pb::{
     Address, Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
@@ -38,8 +38,8 @@ use envoy_types::pb::google::rpc;
 
 use super::AppState;
 use super::ask::{Seen, describe_parts, undescribable};
-use super::auth::{Answer, Tally, resolve};
-use super::edge::{Contract, Denial};
+use super::auth::{Tally, resolve};
+use super::edge::{Answer, Contract, Denial};
 use crate::request::Parts;
 
 /// The largest gRPC message read.
@@ -212,7 +212,7 @@ fn check_response<'c>(
     };
     let denial = match answer {
         Answer::Allow(set) => {
-            let (set, remove) = identity_headers(st, &set, client_headers);
+            let (set, remove) = identity_headers(st, set.iter(), client_headers);
             let ok = OkHttpResponse {
                 headers: set
                     .iter()
@@ -268,7 +268,7 @@ fn check_response<'c>(
 /// gateway, not the client, decides what the upstream sees.
 fn identity_headers<'a, 'c>(
     st: &'a AppState,
-    answer: &'a HeaderMap,
+    answer: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
     client_headers: impl Iterator<Item = &'c str>,
 ) -> (Vec<(&'a str, &'a str)>, Vec<String>) {
     let mut set = Vec::new();
@@ -289,11 +289,12 @@ fn identity_headers<'a, 'c>(
     }
     // A name the answer does not carry at all (the identity JWT's without a session).
     if given < identity().count() {
-        remove.extend(
-            identity()
-                .filter(|n| !answer.contains_key(*n))
-                .map(|n| n.as_str().to_string()),
-        );
+        let absent: Vec<String> = identity()
+            .map(HeaderName::as_str)
+            .filter(|n| !set.iter().any(|(s, _)| s == n) && !remove.iter().any(|r| r == n))
+            .map(str::to_string)
+            .collect();
+        remove.extend(absent);
     }
     remove.extend(
         client_headers
@@ -357,7 +358,7 @@ pub async fn http_mode(
     let allowed = matches!(answer, Answer::Allow(_));
     let mut r = answer.into_response(Contract::ForwardAuth);
     if allowed {
-        let (_, remove) = identity_headers(&st, r.headers(), headers.keys().map(HeaderName::as_str));
+        let (_, remove) = identity_headers(&st, r.headers().iter(), headers.keys().map(HeaderName::as_str));
         if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
             if !remove.is_empty() {
                 r.headers_mut().insert("x-envoy-auth-headers-to-remove", v);

@@ -21,7 +21,7 @@ pub struct Opened {
     pub session: Arc<session::Session>,
     /// The identity headers, computed once per session: each allowed request answers with a
     /// clone (no value copied, checked or hashed again).
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Arc<HeaderMap>,
     /// The whole sealed value: a cache hit must match it exactly.
     sealed: String,
     /// Which server state opened it (keys differ between instances).
@@ -124,7 +124,7 @@ pub(crate) fn open_session<'a>(
     }
     match session::open_value(&value, &cookie.keys, &cookie.name, now) {
         Ok(s) => {
-            let headers = st.headers.map(Some(&s.identity));
+            let headers = Arc::new(st.headers.map(Some(&s.identity)));
             let key: Box<str> = key.into();
             let o = Rc::new(Opened {
                 session: Arc::new(s),
@@ -192,7 +192,7 @@ pub(crate) fn opened_stored(st: &AppState, id: [u8; 16], s: Arc<session::Session
         return hit;
     }
     let o = Rc::new(Opened {
-        headers: st.headers.map(Some(&s.identity)),
+        headers: Arc::new(st.headers.map(Some(&s.identity))),
         session: s,
         sealed: String::new(),
         instance: st.instance,
