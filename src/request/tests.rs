@@ -178,4 +178,40 @@ proptest::proptest! {
         let careful = normalize_careful(&p);
         proptest::prop_assert_eq!(format!("{fast:?}"), format!("{careful:?}"));
     }
+
+    /// The one-scan `parse_host` reads every authority as the earlier way did, rule by rule
+    /// (`@` refused, the port after the last `:`, then the name's letters and dots).
+    #[test]
+    fn the_one_scan_host_parse_agrees_with_the_rule_by_rule_way(
+        a in "[a-zA-Z0-9._@:\\[\\] -]{0,16}"
+    ) {
+        proptest::prop_assert_eq!(format!("{:?}", parse_host(&a)), format!("{:?}", host_rule_by_rule(&a)));
+    }
+}
+
+/// `parse_host` as it was before the one-scan version: the reference the property test holds
+/// it to.
+fn host_rule_by_rule(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
+    if authority.contains('@') {
+        return Err(RequestError::BadHost);
+    }
+    if authority.starts_with('[') {
+        return parse_ip_literal(authority);
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?)),
+        None => (authority, None),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('.')
+        && !host.contains("..")
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+    if !labels_ok {
+        return Err(RequestError::BadHost);
+    }
+    Ok((Cow::Owned(host.to_ascii_lowercase()), port))
 }
