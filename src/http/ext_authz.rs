@@ -276,25 +276,20 @@ fn identity_headers<'a, 'c>(
     // One walk over the answer (a hashed lookup per name costs more than comparing a handful
     // of names): only identity names are taken from it, never `Content-Length`.
     let identity = || st.headers.names().chain(st.headers.jwt.as_ref());
-    let mut given = 0;
     for (name, value) in answer {
         if !identity().any(|n| n == name) {
             continue;
         }
-        given += 1;
         match value.to_str().ok().filter(|v| !v.is_empty()) {
             Some(v) => set.push((name.as_str(), v)),
             None => remove.push(name.as_str().to_string()),
         }
     }
     // A name the answer does not carry at all (the identity JWT's without a session).
-    if given < identity().count() {
-        let absent: Vec<String> = identity()
-            .map(HeaderName::as_str)
-            .filter(|n| !set.iter().any(|(s, _)| s == n) && !remove.iter().any(|r| r == n))
-            .map(str::to_string)
-            .collect();
-        remove.extend(absent);
+    for name in identity().map(HeaderName::as_str) {
+        if !set.iter().any(|(s, _)| *s == name) && !remove.iter().any(|r| r == name) {
+            remove.push(name.to_string());
+        }
     }
     remove.extend(
         client_headers

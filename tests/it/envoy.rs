@@ -936,3 +936,31 @@ async fn stalled_tls_handshakes_on_the_grpc_listener_are_closed_at_the_header_ti
         );
     }
 }
+
+/// With `identity_jwt`, an allowed `Check` with a session sets the signed JWT's header; one
+/// without a session (a public page) sets none and removes the client's copy: the name the
+/// answer does not carry at all is still on the list to remove, so a forged one never passes.
+#[tokio::test]
+async fn forged_identity_jwt_through_envoy_grpc_is_removed_when_forwarden_signs_none() {
+    let fw = start("identity_jwt:\n  header: X-Identity\n  lifetime: 2m\n").await;
+    let mut c = grpc(&fw).await;
+    let alice = fw.cookie(&alice());
+    let with_session = [("cookie", alice.as_str()), ("x-identity", "forged")];
+    match ask(&mut c, "GET", "app.test", "/docs", &with_session, &[]).await {
+        Answer::Ok { set, remove } => {
+            let jwt = &set["x-identity"];
+            assert_ne!(jwt, "forged");
+            assert_eq!(jwt.split('.').count(), 3, "{jwt}");
+            assert!(!remove.iter().any(|r| r == "x-identity"), "{remove:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    }
+    let anonymous = [("x-identity", "forged")];
+    match ask(&mut c, "GET", "app.test", "/public/x", &anonymous, &[]).await {
+        Answer::Ok { set, remove } => {
+            assert!(!set.contains_key("x-identity"), "{set:?}");
+            assert!(remove.iter().any(|r| r == "x-identity"), "{remove:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    }
+}
