@@ -44,19 +44,23 @@ use crate::metrics::Metrics;
 use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-/// Everything a request handler needs.
+/// Everything a request handler needs. The operating endpoints take only their part
+/// (`health::Readiness`, `health::Jwks`, `Metrics`, as axum substates); the pipeline and the
+/// sign-in, refresh, hand-off and sign-out handlers read the policies, providers, sessions,
+/// clock and configuration together and take the whole. Only what the integration tests build
+/// on (`config`, `providers`, `sessions`) is public outside the crate.
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
     /// The current policies; swapped whole on reload, read without locks.
-    pub policy: ArcSwap<PolicySet>,
+    pub(crate) policy: ArcSwap<PolicySet>,
     /// The policy files' fingerprint when the state was made (just after they were loaded):
     /// where the reload watcher starts.
-    pub policy_stamp: u64,
+    pub(crate) policy_stamp: u64,
     /// The clock.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     /// Randomness for state, nonce, PKCE verifiers and seals.
-    pub entropy: Entropy,
+    pub(crate) entropy: Entropy,
     /// Identity header names, parsed once.
     headers: headers::IdentityHeaders,
     /// The claims copied into identities for `headers.claims`.
@@ -67,7 +71,7 @@ pub struct AppState {
     /// configured.
     pub providers: Arc<[Arc<Provider>]>,
     /// What is counted for Prometheus.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
     bearer: Option<bearer::Bearer>,
     /// Where sessions live: the cookies, or the session store (`session_store:`).
