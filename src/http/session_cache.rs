@@ -19,8 +19,8 @@ use crate::store::Ticket;
 pub struct Opened {
     /// The session.
     pub session: Arc<session::Session>,
-    /// The identity headers, computed once per session: each allowed request answers with a
-    /// clone (no value copied, checked or hashed again).
+    /// The identity headers, computed once per session and shared: Envoy's answer reads them,
+    /// an HTTP answer copies the map (no value copied, checked or hashed again).
     pub(crate) headers: Arc<HeaderMap>,
     /// The whole sealed value: a cache hit must match it exactly.
     sealed: String,
