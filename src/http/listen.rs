@@ -207,6 +207,47 @@ pub(crate) async fn serve(
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
+/// An HTTP/2 connection's I/O, telling h2 it has no vectored writes. h2 then copies a DATA
+/// payload under 1 KiB into its write buffer (with vectored writes, anything over 256 bytes is
+/// written from its own buffer, and nothing more is buffered until that write). An allowed
+/// `Check` carries its identity headers (~600 bytes): this way its response and its trailers
+/// leave in one write instead of two, as the no-op server's small answer does.
+struct Unvectored<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Unvectored<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Unvectored<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Serve one connection: the TLS handshake (bounded), then HTTP/1 or HTTP/2, until it ends,
 /// idles out, is shed, or the shutdown deadline.
 async fn connection(
@@ -301,7 +342,7 @@ async fn connection(
                     .timer(TokioTimer::new())
                     .max_concurrent_streams(MAX_STREAMS)
                     .max_header_list_size(64 * 1024);
-                let conn = builder.serve_connection(TokioIo::new(io), svc);
+                let conn = builder.serve_connection(TokioIo::new(Unvectored(io)), svc);
                 // HTTP/2 has no request head to time: a connection with no call in flight for
                 // the header timeout is closed (an idle one, or one that sent only the preface).
                 tokio::select! {
@@ -344,5 +385,37 @@ async fn shed(activity: &Activity) {
         if activity.inflight.load(Ordering::Relaxed) == 0 {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unvectored;
+    use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// h2 copies a small DATA payload into its write buffer only over I/O without vectored
+    /// writes; over TCP's vectored writes an allowed `Check` left in two writes (its answer,
+    /// then its trailers), each a syscall and a segment, against one for the no-op server.
+    #[tokio::test]
+    async fn grpc_io_has_no_vectored_writes_so_an_answer_and_its_trailers_leave_in_one_write() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"ping").await.unwrap();
+            let mut back = [0u8; 4];
+            s.read_exact(&mut back).await.unwrap();
+            back
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        assert!(tcp.is_write_vectored(), "TCP writes are vectored");
+        let mut io = Unvectored(tcp);
+        assert!(!io.is_write_vectored());
+        let mut got = [0u8; 4];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        io.write_all(b"pong").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(&client.await.unwrap(), b"pong");
     }
 }
