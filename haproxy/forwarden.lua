@@ -75,6 +75,15 @@ core.register_action("forwarden-auth", { "http-req" }, function(txn)
         txn.http:req_set_header(name, v)
       end
     end
+    -- The client's cookies without forwarden's session cookie (a credential for every app
+    -- behind this forwarden): forwarden answers each allowed check with them. None left (or
+    -- no answer), the app gets no Cookie header rather than the session.
+    local cookie = header(res.headers, "Cookie")
+    if cookie ~= nil and cookie ~= "" then
+      txn.http:req_set_header("Cookie", cookie)
+    else
+      txn.http:req_del_header("Cookie")
+    end
   elseif res.status == 302 then
     txn:set_var("txn.forwarden_location", header(res.headers, "Location") or "/")
   else

@@ -79,11 +79,19 @@ async fn subrequest(
         let seen = Seen::new(headers);
         let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
         match resolve_now(st, peer, described, &seen, tally) {
-            Now::Answered(answer) => return answer.into_response(contract),
+            Now::Answered(answer) => return http_answer(st, answer, headers, contract),
             Now::Waits(ask) => Box::pin(async move { resolve_waiting(st, peer, ask, &seen, tally).await }),
         }
     };
-    waiting.await.into_response(contract)
+    http_answer(st, waiting.await, headers, contract)
+}
+
+/// An answer as the proxy's HTTP response; an allowed one also carries the `Cookie` header the
+/// upstream gets (the client's without forwarden's session).
+fn http_answer(st: &AppState, answer: Answer, request: &HeaderMap, contract: Contract) -> Response {
+    answer
+        .with_upstream_cookie(request, &st.config.cookie.name)
+        .into_response(contract)
 }
 
 /// How a check is kept: `record` writes its audit line and counts the decision; `started` is
@@ -334,7 +342,11 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                 _ => None,
             };
             audit(Verdict::Allow, route, &d.reason, d.reason.code(), rule);
-            Answer::Allow(Allowed { headers, jwt })
+            Answer::Allow(Allowed {
+                headers,
+                jwt,
+                cookie: None,
+            })
         }
         verdict => {
             let judged = Judged {

@@ -33,6 +33,57 @@ pub fn find_cookie<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Op
     })
 }
 
+/// Whether a cookie name is one of forwarden's session cookies: `name`, or a chunk `name_<n>`.
+fn is_session_cookie(cookie: &[u8], name: &str) -> bool {
+    cookie == name.as_bytes()
+        || cookie
+            .strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"_"))
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// The request's cookies as the upstream should get them: every `Cookie` line's pairs joined by
+/// `; `, without forwarden's session cookies (`name`, and `name_0`, `name_1`, … when chunked).
+/// A session cookie is a credential for every host this forwarden protects, wherever a copy is
+/// presented (a cookie's domain limits where browsers send it, not where it is accepted), so no
+/// app behind it may see it. Also says whether one was removed.
+pub(crate) fn without_session<'a>(lines: impl IntoIterator<Item = &'a [u8]>, name: &str) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut removed = false;
+    for line in lines {
+        for pair in line.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+            if pair.is_empty() {
+                continue;
+            }
+            let cookie = pair.split(|&b| b == b'=').next().unwrap_or(pair).trim_ascii();
+            if is_session_cookie(cookie, name) {
+                removed = true;
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
+    (kept, removed)
+}
+
+/// The `Cookie` header an allowed HTTP answer gives the proxy to send the upstream instead of
+/// the client's: [`without_session`], empty when nothing else is left. Every answer carries it,
+/// so that a proxy replacing the header never forwards the client's.
+pub(crate) fn upstream_cookie(headers: &HeaderMap, name: &str) -> HeaderValue {
+    let lines = headers.get_all(header::COOKIE);
+    let (kept, removed) = without_session(lines.iter().map(HeaderValue::as_bytes), name);
+    let mut it = lines.iter();
+    if let (false, Some(one), None) = (removed, it.next(), it.next()) {
+        return one.clone();
+    }
+    // Pairs of valid header values joined by `; ` are a valid value; should one not be, the
+    // upstream gets no cookie rather than forwarden's.
+    HeaderValue::from_bytes(&kept).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 /// The value of the first cookie called `name` in a request.
 pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     find_cookie(
@@ -177,7 +228,40 @@ pub fn set_raw_session(c: &CookieConfig, values: &[(String, String)], r: &mut Re
 
 #[cfg(test)]
 mod tests {
-    use super::find_cookie;
+    use super::{find_cookie, upstream_cookie, without_session};
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn upstream(lines: &[&str]) -> String {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(header::COOKIE, HeaderValue::from_str(l).unwrap());
+        }
+        upstream_cookie(&h, "_forwarden").to_str().unwrap().to_string()
+    }
+
+    /// An app behind forwarden never receives the session cookie (a credential for every app
+    /// this forwarden protects), whole or chunked, in any `Cookie` line; its own cookies arrive.
+    #[test]
+    fn session_cookie_is_kept_from_the_upstream_and_the_apps_own_cookies_pass() {
+        assert_eq!(upstream(&["_forwarden=sealed"]), "");
+        assert_eq!(
+            upstream(&["theme=dark; _forwarden=sealed; lang=en"]),
+            "theme=dark; lang=en"
+        );
+        assert_eq!(upstream(&["_forwarden_0=2.abc; a=1", "_forwarden_1=def"]), "a=1");
+        assert_eq!(upstream(&[" _forwarden = x ;b=2;;"]), "b=2");
+        // Look-alikes are the app's: another prefix, a suffix that is not a chunk number.
+        assert_eq!(
+            upstream(&["x_forwarden=1; _forwarden_x=2; _forwarden_=3; _forwardenx=4"]),
+            "x_forwarden=1; _forwarden_x=2; _forwarden_=3; _forwardenx=4"
+        );
+        // Untouched when there is nothing to remove, joined when there are several lines.
+        assert_eq!(upstream(&["a=1;b=2"]), "a=1;b=2");
+        assert_eq!(upstream(&["a=1", "b=2"]), "a=1; b=2");
+        assert_eq!(upstream(&[]), "");
+        let (_, removed) = without_session([b"a=1; b".as_slice()], "_forwarden");
+        assert!(!removed);
+    }
 
     /// The plain reading of a `Cookie` header: pairs split at `;`, the name and value at the
     /// first `=`, both trimmed.

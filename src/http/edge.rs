@@ -30,6 +30,18 @@ impl Answer {
             Answer::Deny(d) => d.into_response(contract),
         }
     }
+
+    /// An allowed answer with the `Cookie` header the upstream gets instead of the client's
+    /// (the request's cookies without forwarden's session: [`super::cookies::upstream_cookie`]).
+    pub(super) fn with_upstream_cookie(self, request: &HeaderMap, cookie_name: &str) -> Self {
+        match self {
+            Answer::Allow(mut a) => {
+                a.cookie = Some(super::cookies::upstream_cookie(request, cookie_name));
+                Answer::Allow(a)
+            }
+            deny => deny,
+        }
+    }
 }
 
 /// An allowed request's identity headers: every header forwarden may set (empty when it has no
@@ -40,6 +52,9 @@ pub(super) struct Allowed {
     pub(super) headers: Arc<HeaderMap>,
     /// The identity JWT's header, with `identity_jwt`.
     pub(super) jwt: Option<(HeaderName, HeaderValue)>,
+    /// The `Cookie` header for the upstream (HTTP answers; Envoy's gRPC answer removes or
+    /// replaces the header itself).
+    pub(super) cookie: Option<HeaderValue>,
 }
 
 impl Allowed {
@@ -48,6 +63,9 @@ impl Allowed {
         let mut map = Arc::unwrap_or_clone(self.headers);
         if let Some((name, value)) = self.jwt {
             map.insert(name, value);
+        }
+        if let Some(cookie) = self.cookie {
+            map.insert(axum::http::header::COOKIE, cookie);
         }
         map
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use envoy_types::ext_authz::v3::pb::{
     Address, Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
@@ -39,6 +39,7 @@ use envoy_types::pb::google::rpc;
 use super::AppState;
 use super::ask::{Seen, describe_parts, undescribable};
 use super::auth::{Tally, resolve};
+use super::cookies::without_session;
 use super::edge::{Answer, Contract, Denial};
 use crate::request::Parts;
 
@@ -167,10 +168,20 @@ impl Authorization for ExtAuthz {
         let seen = Seen::from_pairs(client.iter().map(|(k, v)| (k.as_ref(), *v)));
         let described = describe_parts(st, caller, &parts, &attributes.context_extensions, &seen);
         let answer = resolve(st, caller, described, &seen, Tally::recorded(started)).await;
+        // The client's cookies without forwarden's session, when one was there to remove.
+        let cookie = match answer {
+            Answer::Allow(_) => {
+                let lines = client.iter().filter(|(k, _)| k == "cookie").map(|(_, v)| *v);
+                let (kept, removed) = without_session(lines, &st.config.cookie.name);
+                removed.then_some(kept)
+            }
+            Answer::Deny(_) => None,
+        };
         Ok(tonic::Response::new(check_response(
             st,
             answer,
             client.iter().map(|(k, _)| k.as_ref()),
+            cookie,
         )))
     }
 }
@@ -200,6 +211,7 @@ fn check_response<'c>(
     st: &AppState,
     answer: Answer,
     client_headers: impl Iterator<Item = &'c str>,
+    cookie: Option<Vec<u8>>,
 ) -> CheckResponse {
     let header = |k: &str, v: &str, action: HeaderAppendAction| HeaderValueOption {
         header: Some(PbHeaderValue {
@@ -212,12 +224,35 @@ fn check_response<'c>(
     };
     let denial = match answer {
         Answer::Allow(set) => {
-            let (set, remove) = identity_headers(st, set.iter(), client_headers);
+            let (set, mut remove) = identity_headers(st, set.iter(), client_headers);
+            let mut headers: Vec<HeaderValueOption> = set
+                .iter()
+                .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                .collect();
+            // forwarden's session cookie never reaches the upstream: the client's `cookie`
+            // without it replaces the header, or the header goes when nothing else is left.
+            match cookie {
+                Some(kept) if kept.is_empty() => remove.push("cookie".to_string()),
+                Some(kept) => headers.push(HeaderValueOption {
+                    header: Some(match String::from_utf8(kept) {
+                        Ok(value) => PbHeaderValue {
+                            key: "cookie".to_string(),
+                            value,
+                            ..Default::default()
+                        },
+                        Err(e) => PbHeaderValue {
+                            key: "cookie".to_string(),
+                            raw_value: e.into_bytes(),
+                            ..Default::default()
+                        },
+                    }),
+                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                    ..Default::default()
+                }),
+                None => {}
+            }
             let ok = OkHttpResponse {
-                headers: set
-                    .iter()
-                    .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
-                    .collect(),
+                headers,
                 headers_to_remove: remove,
                 ..Default::default()
             };
@@ -353,7 +388,21 @@ pub async fn http_mode(
     let allowed = matches!(answer, Answer::Allow(_));
     let mut r = answer.into_response(Contract::ForwardAuth);
     if allowed {
-        let (_, remove) = identity_headers(&st, r.headers().iter(), headers.keys().map(HeaderName::as_str));
+        let (_, mut remove) =
+            identity_headers(&st, r.headers().iter(), headers.keys().map(HeaderName::as_str));
+        // forwarden's session cookie never reaches the upstream: the client's other cookies
+        // replace the header (`cookie` in `allowed_upstream_headers`), or it is removed.
+        let lines = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes);
+        match without_session(lines, &st.config.cookie.name) {
+            (kept, true) if kept.is_empty() => remove.push("cookie".to_string()),
+            (kept, true) => match HeaderValue::from_bytes(&kept) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::COOKIE, v);
+                }
+                Err(_) => remove.push("cookie".to_string()),
+            },
+            (_, false) => {}
+        }
         if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
             if !remove.is_empty() {
                 r.headers_mut().insert("x-envoy-auth-headers-to-remove", v);

@@ -224,13 +224,14 @@ async fn envoy_grpc_check_contract() {
                 "{set:?}"
             );
             // Every header forwarden may set but did not (the client id: a session has none),
-            // and every client copy of one.
+            // every client copy of one, and the cookie (forwarden's session was the only one).
             assert_eq!(
                 remove,
                 [
                     "x-auth-request-client-id",
                     "x-forwarden-jwt",
-                    "x_auth_request_email"
+                    "x_auth_request_email",
+                    "cookie"
                 ],
                 "{set:?}"
             );
@@ -443,9 +444,11 @@ async fn envoy_http_mode_contract() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-request-user"], "alice-oid");
+    // The identity headers the answer does not set, and the cookie (forwarden's session was
+    // the only one).
     assert_eq!(
         r.headers()["x-envoy-auth-headers-to-remove"],
-        "x-auth-request-client-id,x-forwarden-jwt"
+        "x-auth-request-client-id,x-forwarden-jwt,cookie"
     );
     // The client's description headers are not believed here either.
     let r = http
@@ -963,4 +966,73 @@ async fn forged_identity_jwt_through_envoy_grpc_is_removed_when_forwarden_signs_
         }
         Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
     }
+}
+
+/// An app behind Envoy that saw a user's session cookie could replay it at every other app this
+/// forwarden protects. Allowed, `Check` replaces the client's `cookie` with the app's own
+/// cookies, or removes it when forwarden's was the only one; without forwarden's cookie the
+/// header is left alone. Envoy's HTTP mode does the same.
+#[tokio::test]
+async fn session_cookie_never_reaches_the_upstream_through_envoy() {
+    let fw = start("").await;
+    let mut c = grpc(&fw).await;
+    let session = fw.cookie(&alice());
+    let mixed = format!("theme=dark; {session}");
+    match ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/docs",
+        &[("cookie", mixed.as_str())],
+        &[],
+    )
+    .await
+    {
+        Answer::Ok { set, remove } => {
+            assert_eq!(set["cookie"], "theme=dark");
+            assert!(!remove.iter().any(|r| r == "cookie"), "{remove:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    }
+    match ask(
+        &mut c,
+        "GET",
+        "app.test",
+        "/docs",
+        &[("cookie", session.as_str())],
+        &[],
+    )
+    .await
+    {
+        Answer::Ok { set, remove } => {
+            assert!(!set.contains_key("cookie"), "{set:?}");
+            assert!(remove.iter().any(|r| r == "cookie"), "{remove:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    }
+    match ask(&mut c, "GET", "app.test", "/public/x", &[("cookie", "a=1")], &[]).await {
+        Answer::Ok { set, remove } => {
+            assert!(!set.contains_key("cookie"), "{set:?}");
+            assert!(!remove.iter().any(|r| r == "cookie"), "{remove:?}");
+        }
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    }
+    // HTTP mode (which never learns the listener's port: a policy without port routes).
+    let fw = Fw::start_with(
+        &app_policy_https(""),
+        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
+    )
+    .await;
+    let session = fw.cookie(&alice());
+    let r = http_mode(&fw, "/docs")
+        .header("cookie", format!("theme=dark; {session}"))
+        .sent()
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cookie"], "theme=dark");
+    let r = http_mode(&fw, "/docs").header("cookie", &session).sent().await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("cookie").is_none());
+    let remove = r.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap();
+    assert!(remove.split(',').any(|h| h == "cookie"), "{remove}");
 }

@@ -76,6 +76,30 @@ async fn valid_session_reaches_upstream_with_identity_headers() {
     assert_eq!(body["uri"], "/x");
 }
 
+/// An app that saw a user's session cookie could replay it at every other app this forwarden
+/// protects: through the shipped include, the app gets the client's cookies without it, on a
+/// protected page and on a public one.
+#[tokio::test]
+async fn session_cookie_never_reaches_the_upstream_only_the_apps_own_cookies() {
+    let Some(s) = setup().await else { return };
+    let session = s.fw.cookie(&alice());
+    for (path, sent, expected) in [
+        (
+            "/x",
+            format!("theme=dark; {session}; lang=en"),
+            Some("theme=dark; lang=en"),
+        ),
+        ("/x", session.clone(), None),
+        ("/public/x", format!("{session}; a=1"), Some("a=1")),
+        ("/public/x", "a=1; b=2".to_string(), Some("a=1; b=2")),
+    ] {
+        let r = s.http.get(s.url(path)).header("cookie", sent).sent().await;
+        assert_eq!(r.status(), 200, "{}", s.nginx.logs());
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["headers"]["cookie"].as_str(), expected, "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn forbidden_is_403() {
     let Some(s) = setup().await else { return };

@@ -35,6 +35,24 @@ async fn story(p: &Proc, fw: &Fw) {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["headers"]["x-auth-request-user"], "alice-oid", "{body}");
     assert_eq!(body["headers"]["x-auth-request-groups"], "admins,staff");
+    // forwarden's session cookie never reaches the app (it could replay it at every other app
+    // behind this forwarden); the app's own cookies do.
+    for (sent, expected) in [
+        (
+            format!("theme=dark; {}; lang=en", fw.cookie(&alice())),
+            "theme=dark; lang=en",
+        ),
+        (fw.cookie(&alice()), ""),
+    ] {
+        let r = http.get(url("/x")).header("cookie", sent).sent().await;
+        assert_eq!(r.status(), 200, "{}", p.logs());
+        let body: serde_json::Value = r.json().await.unwrap();
+        let cookie = body["headers"]
+            .get("cookie")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        assert_eq!(cookie, expected, "{body}");
+    }
     // Forbidden: 403 with forwarden's page.
     let r = http
         .get(url("/admin/"))
