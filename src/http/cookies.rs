@@ -42,31 +42,54 @@ fn is_session_cookie(cookie: &[u8], name: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
+/// The cookie pairs of `Cookie` lines, trimmed, empty ones skipped, each with its name
+/// (`memchr` finds the separators: the values, most of the bytes, are never looked at).
+fn cookie_pairs<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    lines.into_iter().flat_map(|line| {
+        let mut rest = Some(line);
+        std::iter::from_fn(move || {
+            loop {
+                let r = rest?;
+                let (pair, next) = match memchr::memchr(b';', r) {
+                    Some(i) => (r.get(..i)?, r.get(i + 1..)),
+                    None => (r, None),
+                };
+                rest = next;
+                let pair = pair.trim_ascii();
+                if pair.is_empty() {
+                    continue;
+                }
+                let name = match memchr::memchr(b'=', pair) {
+                    Some(i) => pair.get(..i)?.trim_ascii(),
+                    None => pair,
+                };
+                return Some((name, pair));
+            }
+        })
+    })
+}
+
 /// The request's cookies as the upstream should get them: every `Cookie` line's pairs joined by
 /// `; `, without forwarden's session cookies (`name`, and `name_0`, `name_1`, … when chunked).
 /// A session cookie is a credential for every host this forwarden protects, wherever a copy is
 /// presented (a cookie's domain limits where browsers send it, not where it is accepted), so no
-/// app behind it may see it. Also says whether one was removed.
-pub(crate) fn without_session<'a>(lines: impl IntoIterator<Item = &'a [u8]>, name: &str) -> (Vec<u8>, bool) {
-    let mut kept = Vec::new();
-    let mut removed = false;
-    for line in lines {
-        for pair in line.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
-            if pair.is_empty() {
-                continue;
-            }
-            let cookie = pair.split(|&b| b == b'=').next().unwrap_or(pair).trim_ascii();
-            if is_session_cookie(cookie, name) {
-                removed = true;
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.extend_from_slice(b"; ");
-            }
-            kept.extend_from_slice(pair);
-        }
+/// app behind it may see it. `None` when there is none to remove.
+/// (`lines` gives the lines afresh: they are read twice when there is one to remove.)
+pub(crate) fn without_session<'a, I>(lines: impl Fn() -> I, name: &str) -> Option<Vec<u8>>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    if !cookie_pairs(lines()).any(|(n, _)| is_session_cookie(n, name)) {
+        return None;
     }
-    (kept, removed)
+    let mut kept = Vec::new();
+    for (_, pair) in cookie_pairs(lines()).filter(|(n, _)| !is_session_cookie(n, name)) {
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    Some(kept)
 }
 
 /// The `Cookie` header an allowed HTTP answer gives the proxy to send the upstream instead of
@@ -74,10 +97,19 @@ pub(crate) fn without_session<'a>(lines: impl IntoIterator<Item = &'a [u8]>, nam
 /// so that a proxy replacing the header never forwards the client's.
 pub(crate) fn upstream_cookie(headers: &HeaderMap, name: &str) -> HeaderValue {
     let lines = headers.get_all(header::COOKIE);
-    let (kept, removed) = without_session(lines.iter().map(HeaderValue::as_bytes), name);
-    let mut it = lines.iter();
-    if let (false, Some(one), None) = (removed, it.next(), it.next()) {
-        return one.clone();
+    let kept = match without_session(|| lines.iter().map(HeaderValue::as_bytes), name) {
+        Some(kept) => kept,
+        None => {
+            let mut it = lines.iter();
+            if let (Some(one), None) = (it.next(), it.next()) {
+                return one.clone();
+            }
+            let all: Vec<&[u8]> = lines.iter().map(HeaderValue::as_bytes).collect();
+            all.join(&b"; "[..])
+        }
+    };
+    if kept.is_empty() {
+        return HeaderValue::from_static("");
     }
     // Pairs of valid header values joined by `; ` are a valid value; should one not be, the
     // upstream gets no cookie rather than forwarden's.
@@ -259,8 +291,17 @@ mod tests {
         assert_eq!(upstream(&["a=1;b=2"]), "a=1;b=2");
         assert_eq!(upstream(&["a=1", "b=2"]), "a=1; b=2");
         assert_eq!(upstream(&[]), "");
-        let (_, removed) = without_session([b"a=1; b".as_slice()], "_forwarden");
-        assert!(!removed);
+        assert_eq!(
+            without_session(|| [b"a=1; b".as_slice()].into_iter(), "_forwarden"),
+            None
+        );
+        assert_eq!(
+            without_session(
+                || [b"_forwarden_1=x;b;; c=3 ".as_slice()].into_iter(),
+                "_forwarden"
+            ),
+            Some(b"b; c=3".to_vec())
+        );
     }
 
     /// The plain reading of a `Cookie` header: pairs split at `;`, the name and value at the

@@ -171,9 +171,8 @@ impl Authorization for ExtAuthz {
         // The client's cookies without forwarden's session, when one was there to remove.
         let cookie = match answer {
             Answer::Allow(_) => {
-                let lines = client.iter().filter(|(k, _)| k == "cookie").map(|(_, v)| *v);
-                let (kept, removed) = without_session(lines, &st.config.cookie.name);
-                removed.then_some(kept)
+                let lines = || client.iter().filter(|(k, _)| k == "cookie").map(|(_, v)| *v);
+                without_session(lines, &st.config.cookie.name)
             }
             Answer::Deny(_) => None,
         };
@@ -392,16 +391,16 @@ pub async fn http_mode(
             identity_headers(&st, r.headers().iter(), headers.keys().map(HeaderName::as_str));
         // forwarden's session cookie never reaches the upstream: the client's other cookies
         // replace the header (`cookie` in `allowed_upstream_headers`), or it is removed.
-        let lines = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes);
+        let lines = || headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes);
         match without_session(lines, &st.config.cookie.name) {
-            (kept, true) if kept.is_empty() => remove.push("cookie".to_string()),
-            (kept, true) => match HeaderValue::from_bytes(&kept) {
+            Some(kept) if kept.is_empty() => remove.push("cookie".to_string()),
+            Some(kept) => match HeaderValue::from_bytes(&kept) {
                 Ok(v) => {
                     r.headers_mut().insert(header::COOKIE, v);
                 }
                 Err(_) => remove.push("cookie".to_string()),
             },
-            (_, false) => {}
+            None => {}
         }
         if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
             if !remove.is_empty() {
