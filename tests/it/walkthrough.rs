@@ -364,3 +364,39 @@ fn guide_fragments_load_onto_the_install_configuration() {
             .unwrap_or_else(|e| panic!("examples/guides/api-policy.yaml: {e:?}"));
     }
 }
+
+/// Bug (CI, 2026-12-07): `pkill -x forwarden; forwarden serve …` in a guide returned before
+/// the old server had let go of its port, and the new one failed with "Address already in use"
+/// (`walkthrough_api_clients`, one CI run). A guide that stops forwarden and starts it in the same command
+/// waits, in between, until no forwarden is left (and does so without failing when the old one
+/// is already gone: the walkthroughs run each command with `set -e`).
+#[test]
+fn restart_in_a_guide_waits_for_the_old_server_to_free_its_port() {
+    let wait = "while pgrep -x forwarden >/dev/null; do sleep 0.1; done;";
+    let mut restarts = 0;
+    for entry in std::fs::read_dir(repo().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let Some(command) = line.trim().strip_prefix("$ ") else {
+                continue;
+            };
+            let (Some(stop), Some(start)) = (command.find("pkill"), command.find("forwarden serve")) else {
+                continue;
+            };
+            restarts += 1;
+            let between = &command[stop..start];
+            assert!(
+                between.contains(wait),
+                "{}: a restart that does not wait for the old server: {command}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        restarts >= 2,
+        "the sessions and API-client guides restart forwarden"
+    );
+}
