@@ -217,12 +217,10 @@ async fn unreachable_provider_keeps_sessions_and_says_why() {
         .sent()
         .await;
     assert_eq!(r.status(), 503);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("cannot reach the identity provider")
-    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("cannot reach the identity provider"), "{page}");
+    // Why, not only that: the cause under reqwest's "error sending request".
+    assert!(page.contains("Connection refused"), "{page}");
     // An existing session still passes.
     let r = http
         .get(fw.url("/oauth2/auth"))

@@ -155,11 +155,7 @@ pub(super) async fn fetch_keys(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<(JwkSet, Duration), TransportError> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| TransportError::Network(e.to_string()))?;
+    let r = http.get(url).send().await.map_err(super::network)?;
     let next = refresh_after(
         r.headers()
             .get(reqwest::header::CACHE_CONTROL)

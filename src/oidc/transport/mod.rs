@@ -341,7 +341,24 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, TransportError> {
         .timeout(timeout)
         .user_agent(concat!("forwarden/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| TransportError::Network(e.to_string()))
+        .map_err(network)
+}
+
+/// A request that got no answer, with every cause reqwest gives (its own message stops at
+/// "error sending request": whether the connection was refused, timed out or failed TLS is in
+/// the sources, and that is what an operator reading `/readyz` or the log needs).
+pub(super) fn network(e: reqwest::Error) -> TransportError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    TransportError::Network(message)
 }
 
 /// The largest answer read from the provider (token, keys, discovery, Graph): a few hundred
@@ -350,10 +367,7 @@ pub(crate) const MAX_ANSWER: usize = 512 * 1024;
 
 /// Send a request and read a JSON answer of at most [`MAX_ANSWER`] bytes.
 async fn send<T: for<'de> Deserialize<'de>>(req: reqwest::RequestBuilder) -> Result<T, TransportError> {
-    let r = req
-        .send()
-        .await
-        .map_err(|e| TransportError::Network(e.to_string()))?;
+    let r = req.send().await.map_err(network)?;
     let status = r.status();
     let body = read_bounded(r, MAX_ANSWER).await?;
     if !status.is_success() {
@@ -377,11 +391,7 @@ pub(super) async fn read_bounded(mut r: reqwest::Response, limit: usize) -> Resu
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = r
-        .chunk()
-        .await
-        .map_err(|e| TransportError::Network(e.to_string()))?
-    {
+    while let Some(chunk) = r.chunk().await.map_err(network)? {
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

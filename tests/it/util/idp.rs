@@ -66,7 +66,56 @@ pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<
     cmd.envs(env.iter().copied());
     let proc = spawn("idp", cmd, dir, port).await;
     let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+    STARTED
+        .lock()
+        .unwrap()
+        .push((issuer.clone(), proc.dir.path().to_path_buf(), proc.child.id()));
     Some(Idp { proc, issuer })
+}
+
+/// Every test provider this process started: issuer, log folder, pid.
+static STARTED: std::sync::Mutex<Vec<(String, std::path::PathBuf, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// For a failure message: what became of the test provider at `issuer` (its process, whether its
+/// port answers, the end of its logs).
+pub fn idp_state(issuer: &str) -> String {
+    let started = STARTED.lock().unwrap();
+    let Some((_, dir, pid)) = started.iter().find(|(i, ..)| i == issuer) else {
+        return format!("{issuer} is not a test provider of this process");
+    };
+    let process = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => format!(
+            "process {pid} state {}",
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+        ),
+        Err(_) => format!("process {pid} is gone"),
+    };
+    let port = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or_default();
+    let connect = match std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    ) {
+        Ok(_) => "its port accepts connections".to_string(),
+        Err(e) => format!("its port: {e}"),
+    };
+    let mut logs = String::new();
+    for f in ["stderr.log", "stdout.log"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        logs += &format!(
+            "\n--- idp {f}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    format!("{process}; {connect}{logs}")
 }
 
 /// A browser-like client (cookie jar, no automatic redirects) resolving `hosts` to nginx.

@@ -173,7 +173,10 @@ impl Fw {
                 "WARNING: the server had not discovered the identity provider in 30 s (last error: {last:?}); a discovery from the test succeeded"
             ),
             Err(e) => {
-                panic!("the identity provider was never discovered: {e} (the server's last error: {last:?})")
+                panic!(
+                    "the identity provider was never discovered: {e} (the server's last error: {last:?})\n{}",
+                    idp_state(&provider.config.issuer)
+                )
             }
         }
     }
