@@ -5,6 +5,7 @@
 // START_URL again) and IGNORE_HTTPS_ERRORS=1 (a self-signed certificate).
 // Prints one JSON line with what the browser saw.
 import { chromium } from 'playwright-core';
+import { shot } from './shot.mjs';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const browser = await chromium.launch({
@@ -27,12 +28,12 @@ try {
   await page.waitForURL(start, { timeout: 15000 });
   result.protected_url = page.url();
   result.protected_text = await page.textContent('body');
-  await page.screenshot({ path: `${env('ARTIFACTS')}/protected.png`, fullPage: true });
+  await shot(page, `${env('ARTIFACTS')}/protected.png`);
   if (process.env.FORBIDDEN_URL) {
     const r = await page.goto(process.env.FORBIDDEN_URL);
     result.forbidden_status = r.status();
     result.forbidden_text = await page.textContent('body');
-    await page.screenshot({ path: `${env('ARTIFACTS')}/forbidden.png`, fullPage: true });
+    await shot(page, `${env('ARTIFACTS')}/forbidden.png`);
   }
   if (process.env.SIGN_OUT === '1') {
     await page.goto(new URL('/oauth2/sign_out', start).href);

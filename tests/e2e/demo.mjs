@@ -3,6 +3,7 @@
 // her, verified; /admin is forbidden with forwarden's page; sign-out ends at the provider and a
 // new visit asks to sign in again. Environment: APP_URL, ARTIFACTS. Prints one JSON line.
 import { chromium } from 'playwright-core';
+import { shot } from './shot.mjs';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const app = env('APP_URL');
@@ -19,18 +20,18 @@ try {
   await page.goto(app);
   seen.sign_in_url = page.url();
   seen.sign_in_text = await page.textContent('body');
-  await page.screenshot({ path: `${shots}/demo-1-sign-in.png`, fullPage: true });
+  await shot(page, `${shots}/demo-1-sign-in.png`);
   await page.click('button[value="alice"]');
   await page.waitForURL(app, { timeout: 15000 });
   seen.app_text = await page.textContent('body');
-  await page.screenshot({ path: `${shots}/demo-2-app.png`, fullPage: true });
+  await shot(page, `${shots}/demo-2-app.png`);
   const admin = await page.goto(new URL('/admin/', app).toString());
   seen.admin_status = admin.status();
   seen.admin_text = await page.textContent('body');
-  await page.screenshot({ path: `${shots}/demo-3-forbidden.png`, fullPage: true });
+  await shot(page, `${shots}/demo-3-forbidden.png`);
   await page.goto(new URL('/oauth2/sign_out', app).toString());
   seen.sign_out_url = page.url();
-  await page.screenshot({ path: `${shots}/demo-4-sign-out.png`, fullPage: true });
+  await shot(page, `${shots}/demo-4-sign-out.png`);
   // oidc-provider asks to confirm the sign-out, then sends the browser back to the app, which
   // (signed out) sends it to the sign-in page again.
   const confirm = page.locator('button[name="logout"][value="yes"]');
@@ -55,7 +56,7 @@ try {
     const text = await p.textContent('body');
     const admin = await p.goto(new URL('/admin/', app).toString());
     seen.users[user] = { text, admin_status: admin.status() };
-    await p.screenshot({ path: `${shots}/demo-5-${user}-admin.png`, fullPage: true });
+    await shot(p, `${shots}/demo-5-${user}-admin.png`);
   }
 } finally {
   await browser.close();

@@ -4,6 +4,7 @@
 // Prints one JSON line with what the browser saw.
 import crypto from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { shot } from './shot.mjs';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const browser = await chromium.launch({
@@ -30,7 +31,7 @@ try {
   seen.sign_in_title = await page.title();
   seen.sign_in_heading = await page.textContent('h1');
   seen.users = await page.$$eval('button[name="user"]', (bs) => bs.map((b) => b.innerText.replace(/\s+/g, ' ').trim()));
-  await page.screenshot({ path: `${env('ARTIFACTS')}/idp-sign-in.png`, fullPage: true });
+  await shot(page, `${env('ARTIFACTS')}/idp-sign-in.png`);
   // Keyboard alone: the first Tab reaches the first user, Enter signs in as them.
   await page.keyboard.press('Tab');
   seen.focused = await page.evaluate(() => document.activeElement?.value);
@@ -40,11 +41,11 @@ try {
   const out = await context.newPage();
   await out.goto(`${env('ISSUER')}/session/end`);
   seen.sign_out_heading = await out.textContent('h1');
-  await out.screenshot({ path: `${env('ARTIFACTS')}/idp-sign-out.png`, fullPage: true });
+  await shot(out, `${env('ARTIFACTS')}/idp-sign-out.png`);
   // The question's "yes" has the focus: Enter signs out.
   await Promise.all([out.waitForNavigation(), out.keyboard.press('Enter')]);
   seen.signed_out_heading = await out.textContent('h1');
-  await out.screenshot({ path: `${env('ARTIFACTS')}/idp-signed-out.png`, fullPage: true });
+  await shot(out, `${env('ARTIFACTS')}/idp-signed-out.png`);
 } catch (e) {
   seen.error = String(e).split('\n').slice(0, 6).join(' | ');
 } finally {
