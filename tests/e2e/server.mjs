@@ -104,9 +104,13 @@ function claimsOfPlain(id) {
   };
 }
 
+// The port opens first (the issuer names its number), then the keys are made and the providers
+// set up: a request that arrives meanwhile waits for them instead of finding no handler.
+let serve;
+const handler = new Promise((resolve) => { serve = resolve; });
 function listen(port) {
   return new Promise((resolve) => {
-    const server = http.createServer();
+    const server = http.createServer((req, res) => { handler.then((h) => h(req, res)); });
     server.listen(port, '127.0.0.1', () => resolve(server));
   });
 }
@@ -409,7 +413,7 @@ function recordTokens(res) {
   };
 }
 
-server.on('request', async (req, res) => {
+serve(async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }
     if (req.url === '/__test/tokens') {
