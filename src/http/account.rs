@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::edge::{edge_page, escape, redirect};
 use super::login::{RdQuery, return_target, single_header};
-use super::sessions;
+use super::sessions::{self, SessionsOnly};
 use crate::identity::EMAIL_SOURCE;
 use crate::oidc::signin::LOGIN_HINT;
 use crate::session::GROUPS_REDUCED;
@@ -51,8 +51,8 @@ async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, header
         }
     }
     let mut ended = redirect("/");
-    let cookie = st.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
-    let (session, revoked) = sessions::end(st, &cookie, headers, everywhere, &mut ended).await;
+    let cookie = st.sessions.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
+    let (session, revoked) = sessions::end(&st.sessions, &cookie, headers, everywhere, &mut ended).await;
     // The provider the session came from ends its own session there.
     let end_session_url = session
         .as_ref()
@@ -142,8 +142,8 @@ fn confirm_everywhere(rd: Option<&str>) -> Response {
 }
 
 /// `GET /oauth2/userinfo`: the session's identity as JSON; 401 without a session.
-pub async fn userinfo(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let Ok(Some((s, _))) = sessions::current(&st, &headers).await else {
+pub async fn userinfo(State(SessionsOnly(keeper)): State<SessionsOnly>, headers: HeaderMap) -> Response {
+    let Ok(Some((s, _))) = sessions::current(&keeper, &headers).await else {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::CONTENT_TYPE, "application/json")],

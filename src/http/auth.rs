@@ -198,7 +198,7 @@ async fn resolve_waiting(
         _ => None,
     };
     let stored = match &token {
-        None => st.sessions.for_check(st, |n| seen.cookie(n)).await,
+        None => st.sessions.for_check(|n| seen.cookie(n)).await,
         Some(_) => ForCheck::Skipped,
     };
     decide(st, peer, &ask, seen, Read { token, stored, tally })
@@ -228,7 +228,7 @@ impl Subject {
             // A session of a provider that is no longer configured (removed, or the unnamed
             // `oidc:` one after a move to `providers:`) is no session.
             None => stored
-                .open(st, |n| seen.cookie(n))
+                .open(&st.sessions, |n| seen.cookie(n))
                 .filter(|o| st.providers.is_empty() || st.provider_of(&o.session.identity).is_some())
                 .map_or(Subject::Anonymous, Subject::Session),
         }
@@ -331,11 +331,11 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         Verdict::Allow => {
             let (route, rule) = d.place();
             let headers = match (&verified, session) {
-                (Some(v), _) => Arc::new(st.headers.map(Some(&v.identity))),
+                (Some(v), _) => Arc::new(st.sessions.headers.map(Some(&v.identity))),
                 (None, Some(o)) => Arc::clone(&o.headers),
-                (None, None) => Arc::new(st.headers.map(None)),
+                (None, None) => Arc::new(st.sessions.headers.map(None)),
             };
-            let jwt = match (&st.config.identity_jwt, &st.headers.jwt, session) {
+            let jwt = match (&st.config.identity_jwt, &st.sessions.headers.jwt, session) {
                 (Some(jwt), Some(name), Some(o)) => {
                     signed_identity(st, jwt, o, req).map(|v| (name.clone(), v))
                 }
@@ -568,7 +568,7 @@ fn sign_in_urls(
     // A host under one of cookie.other_domains gets its session by a hand-off from the central
     // sign-in host, which starts on the host itself (it sets the hand-off's pending cookie).
     // A refresh there happens on the host itself too (its cookies are its domain's).
-    if st.handoff_domain(&req.host).is_some() {
+    if st.sessions.handoff_domain(&req.host).is_some() {
         let path = path.replacen("/oauth2/start", "/oauth2/handoff", 1);
         let abs = format!("{}{path}", req.origin());
         return (path, abs);

@@ -309,7 +309,12 @@ fn identity_headers<'a, 'c>(
     let mut remove = Vec::new();
     // One walk over the answer (a hashed lookup per name costs more than comparing a handful
     // of names): only identity names are taken from it, never `Content-Length`.
-    let identity = || st.headers.names().chain(st.headers.jwt.as_ref());
+    let identity = || {
+        st.sessions
+            .headers
+            .names()
+            .chain(st.sessions.headers.jwt.as_ref())
+    };
     for (name, value) in answer {
         if !identity().any(|n| n == name) {
             continue;

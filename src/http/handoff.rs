@@ -114,7 +114,7 @@ fn begin(
     headers: &HeaderMap,
 ) -> Result<Response, RouteError> {
     let (central, origin) = central_and_origin(st, peer, headers)?;
-    if st.handoff_domain(&origin.host).is_none() {
+    if st.sessions.handoff_domain(&origin.host).is_none() {
         return Err(RouteError::Bad(
             "This site is not one the central sign-in hands sessions to (cookie.other_domains).".into(),
         ));
@@ -205,7 +205,7 @@ async fn issue_code(
     let central_port = url::Url::parse(&central).ok().and_then(|u| u.port());
     let port_ok =
         to_port.is_none_or(|p| Some(p) == central_port || st.policy.load().names_host_port(&to_host, p));
-    if st.handoff_domain(&to_host).is_none() || !st.policy.load().names_host(&to_host) || !port_ok {
+    if st.sessions.handoff_domain(&to_host).is_none() || !st.policy.load().names_host(&to_host) || !port_ok {
         tracing::warn!(to = %to, "hand-off to a host no route names refused");
         return Err(refuse());
     }
@@ -217,7 +217,7 @@ async fn issue_code(
         None | Some("") => StepUp::default(),
         Some(p) => StepUp::from_param(p).ok_or_else(refuse)?,
     };
-    let session = sessions::current(st, headers).await.map_err(|e| {
+    let session = sessions::current(&st.sessions, headers).await.map_err(|e| {
         tracing::warn!(error = %e, "hand-off: the session store is unavailable");
         RouteError::Unavailable("The session store is unavailable. Try again in a moment.".into())
     })?;
@@ -284,7 +284,7 @@ async fn accept_code(
     let origin = browser_origin(st, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let here = authority(&origin.url).to_string();
-    if st.handoff_domain(&origin.host).is_none() {
+    if st.sessions.handoff_domain(&origin.host).is_none() {
         return Err(RouteError::Bad(
             "This site does not take sessions handed off.".into(),
         ));
@@ -315,7 +315,7 @@ async fn accept_code(
     }
     let rd = on_host(q.rd.as_deref(), &origin.url);
     let mut r = redirect(&rd);
-    set_raw_session(&st.cookie_for(Some(&origin.host)), &code.cookies, &mut r);
+    set_raw_session(&st.sessions.cookie_for(Some(&origin.host)), &code.cookies, &mut r);
     let host_only = crate::config::CookieConfig {
         domain: None,
         ..c.clone()

@@ -198,7 +198,7 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     }
     // A host under one of cookie.other_domains signs in through the central host's hand-off
     // (its own cookies cannot carry the central sign-in's state).
-    if st.handoff_domain(&origin.host).is_some() && st.config.public_url.is_some() {
+    if st.sessions.handoff_domain(&origin.host).is_some() && st.config.public_url.is_some() {
         let mut to = format!("/oauth2/handoff?rd={}{carried}", enc(&rd));
         if let Some(i) = q.idp.as_deref().filter(|s| !s.is_empty()) {
             to.push_str(&format!("&idp={}", enc(i)));
@@ -437,7 +437,7 @@ async fn finish(
     .map_err(sign_in_failure)?;
     if !pending.step_up.is_empty() {
         // The session in this browser, signed in again more strongly: it keeps what it had.
-        if let Ok(Some((old, _))) = sessions::current(st, headers).await {
+        if let Ok(Some((old, _))) = sessions::current(&st.sessions, headers).await {
             identity.keep_step_up(&old.identity);
         }
         identity
@@ -459,7 +459,7 @@ async fn finish(
     let policy = st.policy.load();
     let subject = session.identity.subject.clone();
     let names = |g: &str| policy.names_group(g);
-    sessions::write(st, &st.cookie_for(Some(&origin.host)), &mut session, None, names, &mut r).await.map_err(|e| match e {
+    sessions::write(&st.sessions, &st.sessions.cookie_for(Some(&origin.host)), &mut session, None, names, &mut r).await.map_err(|e| match e {
         WriteError::TooLarge(_) => {
             tracing::warn!(user = %subject, groups, "the session does not fit in cookies");
             RouteError::Refused(format!(

@@ -154,7 +154,7 @@ pub async fn frontchannel(
     headers: HeaderMap,
 ) -> Response {
     let host = super::login::browser_origin(&st, peer, &headers).map(|o| o.host);
-    let cookie = st.cookie_for(host.as_deref());
+    let cookie = st.sessions.cookie_for(host.as_deref());
     let mut r = (
         StatusCode::OK,
         [
@@ -178,7 +178,7 @@ pub async fn frontchannel(
             // The request must come from the user's browser with its session (the model of
             // Front-Channel Logout 1.0): a `sid` is in every relying party's ID token of that
             // login, so anyone who learned it could otherwise end the victim's sessions.
-            let own = match sessions::current(&st, &headers).await {
+            let own = match sessions::current(&st.sessions, &headers).await {
                 Ok(s) => {
                     s.is_some_and(|(s, _)| s.identity.claims.get(PROVIDER_SID).is_some_and(|v| v == sid))
                 }
@@ -212,7 +212,7 @@ pub async fn frontchannel(
         }
         // Without a sid (or a store), the browser's session ends.
         _ => {
-            let _ = sessions::end(&st, &cookie, &headers, false, &mut r).await;
+            let _ = sessions::end(&st.sessions, &cookie, &headers, false, &mut r).await;
         }
     }
     r

@@ -44,11 +44,13 @@ use crate::metrics::Metrics;
 use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-/// Everything a request handler needs. The operating endpoints take only their part
-/// (`health::Readiness`, `health::Jwks`, `Metrics`, as axum substates); the pipeline and the
-/// sign-in, refresh, hand-off and sign-out handlers read the policies, providers, sessions,
-/// clock and configuration together and take the whole. Only what the integration tests build
-/// on (`config`, `providers`, `sessions`) is public outside the crate.
+/// Everything a request handler needs, in parts. A handler that needs one part takes only it
+/// (axum substates): `/readyz` its `health::Readiness`, the JWKS its `health::Jwks`, `/metrics`
+/// the `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`); and the session
+/// code (`sessions`, `session_cache`) sees only [`sessions::SessionKeeper`], never the rest.
+/// The pipeline and the sign-in, refresh, hand-off and sign-out handlers read the policies,
+/// providers, sessions, clock and configuration together and take the whole. Only what the
+/// integration tests build on (`config`, `providers`, `sessions`) is public outside the crate.
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
@@ -61,12 +63,8 @@ pub struct AppState {
     pub(crate) clock: Clock,
     /// Randomness for state, nonce, PKCE verifiers and seals.
     pub(crate) entropy: Entropy,
-    /// Identity header names, parsed once.
-    headers: headers::IdentityHeaders,
     /// The claims copied into identities for `headers.claims`.
     extra_claims: Vec<String>,
-    /// Distinguishes server instances in the per-thread session cache.
-    instance: u64,
     /// The identity providers (`oidc:`, or `providers:` in their order); empty when none is
     /// configured.
     pub providers: Arc<[Arc<Provider>]>,
@@ -74,8 +72,9 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
     bearer: Option<bearer::Bearer>,
-    /// Where sessions live: the cookies, or the session store (`session_store:`).
-    pub sessions: sessions::Sessions,
+    /// Sessions: where they live (the cookies, or the session store of `session_store:`) and
+    /// what reading, opening, writing and ending one takes.
+    pub sessions: Arc<sessions::SessionKeeper>,
 }
 
 /// Why a sign-in cannot use the app registration it names.
@@ -118,8 +117,6 @@ impl AppState {
         );
         let extra_claims = config.headers.claims.iter().map(|(c, _)| c.clone()).collect();
         let metrics = Metrics::new();
-        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let providers = config
             .providers
             .iter()
@@ -135,21 +132,26 @@ impl AppState {
             Some(b) => Some(bearer::Bearer::new(b, timeout, &metrics).map_err(StateError::Provider)?),
             None => None,
         };
-        let sessions = match &config.session_store {
+        let place = match &config.session_store {
             Some(r) => sessions::Sessions::Store(Arc::new(
                 crate::store::redis::RedisStore::new(r, metrics.clone()).map_err(StateError::Store)?,
             )),
             None => sessions::Sessions::Cookies,
         };
+        let sessions = Arc::new(sessions::SessionKeeper::new(
+            place,
+            config.cookie.clone(),
+            clock.clone(),
+            entropy.clone(),
+            headers,
+        ));
         Ok(Arc::new(AppState {
             config,
             policy: ArcSwap::from_pointee(policy),
             policy_stamp,
             clock,
             entropy,
-            headers,
             extra_claims,
-            instance,
             providers,
             metrics,
             bearer,
@@ -216,35 +218,6 @@ impl AppState {
     /// The provider an identity signed in with (its `idp`), if it is still configured.
     pub fn provider_of(&self, identity: &crate::identity::Identity) -> Option<&Arc<Provider>> {
         self.provider(identity.idp())
-    }
-
-    /// The one of `cookie.other_domains` `host` is under (`.example.org`), if any: its
-    /// session comes from the central sign-in host by a hand-off.
-    pub fn handoff_domain(&self, host: &str) -> Option<String> {
-        let host = host.to_ascii_lowercase();
-        self.config
-            .cookie
-            .other_domains
-            .iter()
-            .find(|d| {
-                let bare = d.trim_start_matches('.');
-                host == bare || host.ends_with(d.as_str())
-            })
-            .cloned()
-    }
-
-    /// The cookie settings for responses to `host`: the configured ones, with the `Domain` of
-    /// its one of `cookie.other_domains` when it is under one (a browser ignores a cookie for
-    /// another registrable domain). Every session cookie a response writes or deletes goes
-    /// through these.
-    pub fn cookie_for(&self, host: Option<&str>) -> std::borrow::Cow<'_, crate::config::CookieConfig> {
-        match host.and_then(|h| self.handoff_domain(h)) {
-            Some(d) => std::borrow::Cow::Owned(crate::config::CookieConfig {
-                domain: Some(d),
-                ..self.config.cookie.clone()
-            }),
-            None => std::borrow::Cow::Borrowed(&self.config.cookie),
-        }
     }
 
     /// Fetch every key set again (the provider's and each bearer issuer's), whatever the tokens

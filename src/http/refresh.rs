@@ -53,10 +53,10 @@ pub async fn refresh(
 async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Response {
     let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
     // The session cookies of this host's domain (another registrable domain's, after a hand-off).
-    let cookie = st.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
+    let cookie = st.sessions.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
     let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
     // A copy: the cached session is per worker thread and must not be held across awaits.
-    let (old, ticket) = match sessions::current(st, headers).await {
+    let (old, ticket) = match sessions::current(&st.sessions, headers).await {
         Ok(Some(s)) => s,
         Ok(None) => return redirect(&sign_in()),
         Err(e) => {
@@ -74,13 +74,13 @@ async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap)
             let mut r = redirect(&rd);
             let policy = st.policy.load();
             let names = |g: &str| policy.names_group(g);
-            match sessions::write(st, &cookie, &mut session, ticket.clone(), names, &mut r).await {
+            match sessions::write(&st.sessions, &cookie, &mut session, ticket.clone(), names, &mut r).await {
                 Ok(()) => {}
                 Err(WriteError::TooLarge(_)) => {
                     tracing::warn!(user = %old.identity.subject, "the refreshed session does not fit in cookies; it ends");
                     st.metrics.session_refresh("ended");
                     let mut r = redirect(&sign_in());
-                    let _ = sessions::end(st, &cookie, headers, false, &mut r).await;
+                    let _ = sessions::end(&st.sessions, &cookie, headers, false, &mut r).await;
                     return r;
                 }
                 Err(WriteError::Store(e)) => {
@@ -98,7 +98,7 @@ async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap)
             tracing::info!(user = %old.identity.subject, reason = %why, "refresh refused; the session ends");
             st.metrics.session_refresh("ended");
             let mut r = redirect(&sign_in());
-            let _ = sessions::end(st, &cookie, headers, false, &mut r).await;
+            let _ = sessions::end(&st.sessions, &cookie, headers, false, &mut r).await;
             r
         }
         Outcome::Postponed(why) => {
@@ -108,7 +108,8 @@ async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap)
             let mut later = session::postpone_refresh(old, every, RETRY, now);
             let mut r = redirect(&rd);
             // The session was written before, so it fits again (its groups are unchanged).
-            if let Err(e) = sessions::write(st, &cookie, &mut later, ticket, |_| true, &mut r).await {
+            if let Err(e) = sessions::write(&st.sessions, &cookie, &mut later, ticket, |_| true, &mut r).await
+            {
                 tracing::warn!(error = %e, "refresh postponed, and the session could not be rewritten");
             }
             r

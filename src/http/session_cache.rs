@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue};
 
 use super::AppState;
 use super::cookies::request_cookie;
+use super::sessions::SessionKeeper;
 use crate::config::IdentityJwt;
 use crate::request::Request;
 use crate::session;
@@ -99,11 +100,11 @@ thread_local! {
 
 /// The request's session, from this thread's cache or by opening the cookie.
 pub(crate) fn open_session<'a>(
-    st: &AppState,
+    k: &SessionKeeper,
     lookup: impl Fn(&str) -> Option<&'a str>,
 ) -> Option<Rc<Opened>> {
-    let cookie = &st.config.cookie;
-    let now = (st.clock)();
+    let cookie = &k.cookie;
+    let now = (k.clock)();
     let value = match session::sealed_value(lookup, &cookie.name) {
         Ok(v) => v,
         Err(session::SessionError::Missing) => return None,
@@ -116,7 +117,7 @@ pub(crate) fn open_session<'a>(
     let hit = OPENED.with_borrow(|m| {
         m.map
             .get(key)
-            .filter(|o| o.instance == st.instance && o.sealed == value)
+            .filter(|o| o.instance == k.instance && o.sealed == value)
             .cloned()
     });
     if let Some(o) = hit {
@@ -124,13 +125,13 @@ pub(crate) fn open_session<'a>(
     }
     match session::open_value(&value, &cookie.keys, &cookie.name, now) {
         Ok(s) => {
-            let headers = Arc::new(st.headers.map(Some(&s.identity)));
+            let headers = Arc::new(k.headers.map(Some(&s.identity)));
             let key: Box<str> = key.into();
             let o = Rc::new(Opened {
                 session: Arc::new(s),
                 headers,
                 sealed: value.into_owned(),
-                instance: st.instance,
+                instance: k.instance,
                 jwts: RefCell::new(Vec::new()),
             });
             OPENED.with_borrow_mut(|c| {
@@ -162,8 +163,8 @@ thread_local! {
 }
 
 /// The ticket of the request's cookie (session store).
-pub(crate) fn ticket<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Ticket> {
-    let c = &st.config.cookie;
+pub(crate) fn ticket<'a>(k: &SessionKeeper, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<Ticket> {
+    let c = &k.cookie;
     let value = session::sealed_value(lookup, &c.name).ok()?;
     if let Some(t) = TICKETS.with_borrow(|m| m.get(value.as_ref()).cloned()) {
         return Some(t);
@@ -179,23 +180,23 @@ pub(crate) fn ticket<'a>(st: &AppState, lookup: impl Fn(&str) -> Option<&'a str>
 }
 
 /// The opened form of a session the store returned, reused per thread while it is the same.
-pub(crate) fn opened_stored(st: &AppState, id: [u8; 16], s: Arc<session::Session>) -> Option<Rc<Opened>> {
-    if !session::is_current(&s, (st.clock)()) {
+pub(crate) fn opened_stored(k: &SessionKeeper, id: [u8; 16], s: Arc<session::Session>) -> Option<Rc<Opened>> {
+    if !session::is_current(&s, (k.clock)()) {
         return None;
     }
     let hit = STORED.with_borrow(|m| {
         m.get(&id)
-            .filter(|o| Arc::ptr_eq(&o.session, &s) && o.instance == st.instance)
+            .filter(|o| Arc::ptr_eq(&o.session, &s) && o.instance == k.instance)
             .cloned()
     });
     if hit.is_some() {
         return hit;
     }
     let o = Rc::new(Opened {
-        headers: Arc::new(st.headers.map(Some(&s.identity))),
+        headers: Arc::new(k.headers.map(Some(&s.identity))),
         session: s,
         sealed: String::new(),
-        instance: st.instance,
+        instance: k.instance,
         jwts: RefCell::new(Vec::new()),
     });
     STORED.with_borrow_mut(|m| {
@@ -208,6 +209,6 @@ pub(crate) fn opened_stored(st: &AppState, id: [u8; 16], s: Arc<session::Session
 }
 
 /// The session of a request that is not an auth subrequest (userinfo, sign-out).
-pub fn session_of(st: &AppState, headers: &HeaderMap) -> Option<Rc<Opened>> {
-    open_session(st, |n: &str| request_cookie(headers, n))
+pub fn session_of(k: &SessionKeeper, headers: &HeaderMap) -> Option<Rc<Opened>> {
+    open_session(k, |n: &str| request_cookie(headers, n))
 }

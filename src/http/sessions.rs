@@ -9,27 +9,74 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::AppState;
 use super::cookies::{end_session, request_cookie, set_session, set_ticket};
+use super::headers::IdentityHeaders;
 use super::session_cache::{self, Opened, open_session, opened_stored, session_of};
+use crate::clock::{Clock, Entropy};
 use crate::config::CookieConfig;
 use crate::session::{self, Session, SessionError};
 use crate::store::Ticket;
 use crate::store::redis::{RedisStore, StoreError};
 
+/// The sessions part of the server's state: where sessions live, and what reading, opening,
+/// writing and ending one takes (the cookie settings, the clock and randomness, the identity
+/// header names each opened session's answer headers are made with, and which server state
+/// opened a session in the per-thread caches). The functions here and in `session_cache` take
+/// only this, and so does a handler that needs nothing else (`/oauth2/userinfo`).
+pub struct SessionKeeper {
+    place: Sessions,
+    /// The session cookie's settings (`cookie:`).
+    pub(crate) cookie: CookieConfig,
+    pub(crate) clock: Clock,
+    pub(crate) entropy: Entropy,
+    /// The identity header names, parsed once.
+    pub(crate) headers: IdentityHeaders,
+    /// Distinguishes server states in the per-thread session caches.
+    pub(crate) instance: u64,
+}
+
 /// Where sessions live, chosen once at start: every read, write and end of a session goes
-/// through here, so no handler checks which it is.
-pub enum Sessions {
+/// through [`SessionKeeper`], so no handler checks which it is.
+pub(crate) enum Sessions {
     /// Sealed into the browser's cookies (the default).
     Cookies,
     /// In the session store, with only a ticket in the cookie (`session_store:`).
     Store(Arc<RedisStore>),
 }
 
-impl Sessions {
+/// The sessions part alone, for a handler that needs nothing else (an axum substate).
+#[derive(Clone)]
+pub struct SessionsOnly(pub Arc<SessionKeeper>);
+
+impl axum::extract::FromRef<Arc<super::AppState>> for SessionsOnly {
+    fn from_ref(st: &Arc<super::AppState>) -> Self {
+        SessionsOnly(st.sessions.clone())
+    }
+}
+
+impl SessionKeeper {
+    /// The keeper of sessions in `place`, for a new server state.
+    pub(crate) fn new(
+        place: Sessions,
+        cookie: CookieConfig,
+        clock: Clock,
+        entropy: Entropy,
+        headers: IdentityHeaders,
+    ) -> Self {
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        SessionKeeper {
+            place,
+            cookie,
+            clock,
+            entropy,
+            headers,
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// The session store, for what only it can do (back-channel logout, `/readyz`, listing).
     pub fn store(&self) -> Option<&Arc<RedisStore>> {
-        match self {
+        match &self.place {
             Sessions::Cookies => None,
             Sessions::Store(s) => Some(s),
         }
@@ -37,14 +84,38 @@ impl Sessions {
 
     /// What the auth check needs read before its (synchronous) decision: nothing for cookie
     /// sessions (opened in the decision, from the per-thread cache), the record for a ticket.
-    pub(crate) async fn for_check<'a>(
-        &self,
-        st: &AppState,
-        cookie: impl Fn(&str) -> Option<&'a str>,
-    ) -> ForCheck {
-        match self {
+    pub(crate) async fn for_check<'a>(&self, cookie: impl Fn(&str) -> Option<&'a str>) -> ForCheck {
+        match &self.place {
             Sessions::Cookies => ForCheck::Cookie,
-            Sessions::Store(store) => ForCheck::Stored(stored(st, store, cookie).await),
+            Sessions::Store(store) => ForCheck::Stored(stored(self, store, cookie).await),
+        }
+    }
+
+    /// The one of `cookie.other_domains` `host` is under (`.example.org`), if any: its
+    /// session comes from the central sign-in host by a hand-off.
+    pub fn handoff_domain(&self, host: &str) -> Option<String> {
+        let host = host.to_ascii_lowercase();
+        self.cookie
+            .other_domains
+            .iter()
+            .find(|d| {
+                let bare = d.trim_start_matches('.');
+                host == bare || host.ends_with(d.as_str())
+            })
+            .cloned()
+    }
+
+    /// The cookie settings for responses to `host`: the configured ones, with the `Domain` of
+    /// its one of `cookie.other_domains` when it is under one (a browser ignores a cookie for
+    /// another registrable domain). Every session cookie a response writes or deletes goes
+    /// through these.
+    pub fn cookie_for(&self, host: Option<&str>) -> std::borrow::Cow<'_, CookieConfig> {
+        match host.and_then(|h| self.handoff_domain(h)) {
+            Some(d) => std::borrow::Cow::Owned(CookieConfig {
+                domain: Some(d),
+                ..self.cookie.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.cookie),
         }
     }
 }
@@ -63,13 +134,13 @@ impl ForCheck {
     /// The session, opened (from the per-thread caches when it was seen before).
     pub(crate) fn open<'a>(
         self,
-        st: &AppState,
+        k: &SessionKeeper,
         cookie: impl Fn(&str) -> Option<&'a str>,
     ) -> Option<Rc<Opened>> {
         match self {
             ForCheck::Skipped => None,
-            ForCheck::Cookie => open_session(st, cookie),
-            ForCheck::Stored(found) => found.and_then(|(id, s)| opened_stored(st, id, s)),
+            ForCheck::Cookie => open_session(k, cookie),
+            ForCheck::Stored(found) => found.and_then(|(id, s)| opened_stored(k, id, s)),
         }
     }
 }
@@ -86,23 +157,23 @@ pub enum WriteError {
 }
 
 /// The request's ticket, with a session store.
-pub(crate) fn ticket_of(st: &AppState, headers: &HeaderMap) -> Option<Ticket> {
-    st.sessions.store()?;
-    session_cache::ticket(st, |n: &str| request_cookie(headers, n))
+pub(crate) fn ticket_of(k: &SessionKeeper, headers: &HeaderMap) -> Option<Ticket> {
+    k.store()?;
+    session_cache::ticket(k, |n: &str| request_cookie(headers, n))
 }
 
 /// With a session store, the request's session for the auth check: from this replica's store
 /// cache, or read from Redis. Redis trouble means "not signed in" for a session this replica
 /// has not cached (cached ones pass for their cache time).
 async fn stored<'a>(
-    st: &AppState,
+    k: &SessionKeeper,
     store: &RedisStore,
     cookie: impl Fn(&str) -> Option<&'a str>,
 ) -> Option<([u8; 16], Arc<Session>)> {
-    let t = session_cache::ticket(st, cookie)?;
+    let t = session_cache::ticket(k, cookie)?;
     let found = match store.cached(&t.id) {
         Some(c) => c,
-        None => match store.load(&t, (st.clock)()).await {
+        None => match store.load(&t, (k.clock)()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "session not loaded");
@@ -115,16 +186,16 @@ async fn stored<'a>(
 
 /// The request's session, and its ticket with a store.
 pub(crate) async fn current(
-    st: &AppState,
+    k: &SessionKeeper,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, Option<Ticket>)>, StoreError> {
-    let Sessions::Store(store) = &st.sessions else {
-        return Ok(session_of(st, headers).map(|o| ((*o.session).clone(), None)));
+    let Sessions::Store(store) = &k.place else {
+        return Ok(session_of(k, headers).map(|o| ((*o.session).clone(), None)));
     };
-    let Some(t) = ticket_of(st, headers) else {
+    let Some(t) = ticket_of(k, headers) else {
         return Ok(None);
     };
-    let now = (st.clock)();
+    let now = (k.clock)();
     let s = store.load(&t, now).await?;
     Ok(s.filter(|s| session::is_current(s, now))
         .map(|s| ((*s).clone(), Some(t))))
@@ -132,22 +203,22 @@ pub(crate) async fn current(
 
 /// Write a session: sealed into the cookies, or into the store (under `ticket`, or a new one)
 /// with the ticket in the cookie; `cookie` is the settings for the host answered
-/// ([`AppState::cookie_for`]).
+/// ([`SessionKeeper::cookie_for`]).
 pub(crate) async fn write(
-    st: &AppState,
+    k: &SessionKeeper,
     cookie: &CookieConfig,
     s: &mut Session,
     ticket: Option<Ticket>,
     needed: impl Fn(&str) -> bool,
     r: &mut Response,
 ) -> Result<(), WriteError> {
-    let Sessions::Store(store) = &st.sessions else {
-        set_session(cookie, &st.entropy, s, needed, r)?;
+    let Sessions::Store(store) = &k.place else {
+        set_session(cookie, &k.entropy, s, needed, r)?;
         return Ok(());
     };
-    let t = ticket.unwrap_or_else(|| Ticket::new(st.entropy.bytes()));
-    store.save(&t, s, (st.clock)(), st.entropy.bytes()).await?;
-    set_ticket(cookie, &t.seal(&cookie.keys, &cookie.name, st.entropy.bytes()), r);
+    let t = ticket.unwrap_or_else(|| Ticket::new(k.entropy.bytes()));
+    store.save(&t, s, (k.clock)(), k.entropy.bytes()).await?;
+    set_ticket(cookie, &t.seal(&cookie.keys, &cookie.name, k.entropy.bytes()), r);
     Ok(())
 }
 
@@ -168,24 +239,24 @@ pub(crate) enum Revoked {
 /// when it cannot be written now). Returns the ended session, if it could be read, and what
 /// happened on the server.
 pub(crate) async fn end(
-    st: &AppState,
+    k: &SessionKeeper,
     cookie: &CookieConfig,
     headers: &HeaderMap,
     everywhere: bool,
     r: &mut Response,
 ) -> (Option<Session>, Revoked) {
     end_session(cookie, r);
-    let ended = match current(st, headers).await {
+    let ended = match current(k, headers).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "sign-out: the session store is unavailable; the cookie is deleted");
             None
         }
     };
-    let Sessions::Store(store) = &st.sessions else {
+    let Sessions::Store(store) = &k.place else {
         return (ended.map(|(s, _)| s), Revoked::Done);
     };
-    let Some(t) = ticket_of(st, headers) else {
+    let Some(t) = ticket_of(k, headers) else {
         return (None, Revoked::Done);
     };
     let session = ended.map(|(s, _)| s);
