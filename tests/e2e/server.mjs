@@ -115,7 +115,11 @@ function listen(port) {
   });
 }
 
+// START_STEPS=1: each step of the start on stderr (the tests set it, to see where a start stopped).
+const step = (what) => { if (process.env.START_STEPS) console.error(`start: ${what}`); };
+step('listening');
 const server = await listen(Number(process.env.PORT || 0));
+step(`listening on ${server.address().port}`);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const prefix = `/${TENANT}/v2.0`;
 const issuer = `${origin}${prefix}`;
@@ -128,6 +132,7 @@ function signingKey() {
 }
 
 let keys = [signingKey()];
+step('signing key made');
 const makeProvider = (tenant = TENANT) => new Provider(`${origin}/${tenant}/v2.0`, {
   jwks: { keys },
   clients: [{
@@ -413,6 +418,7 @@ function recordTokens(res) {
   };
 }
 
+step('providers set up');
 serve(async (req, res) => {
   try {
     if (req.url.startsWith('/graph/')) { await graph(req, res); return; }

@@ -46,31 +46,47 @@ pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<
         eprintln!("SKIPPED: run `npm ci` in tests/e2e (scripts/test does)");
         return None;
     }
-    let dir = TempDir::new().unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(node);
-    cmd.arg(dir_idp.join("server.mjs"))
-        .env("PORT", port.to_string())
-        .env("TENANT", IDP_TENANT)
-        .env("CLIENT_ID", IDP_CLIENT)
-        .env("CLIENT_SECRET", IDP_SECRET)
-        .env("REDIRECT_URIS", redirect_uris.join(","))
-        .env(
-            "POST_LOGOUT_REDIRECT_URIS",
-            redirect_uris
-                .iter()
-                .map(|u| u.replace("/oauth2/callback", "/"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    cmd.envs(env.iter().copied());
-    let proc = spawn("idp", cmd, dir, port).await;
-    let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
-    STARTED
-        .lock()
-        .unwrap()
-        .push((issuer.clone(), proc.dir.path().to_path_buf(), proc.child.id()));
-    Some(Idp { proc, issuer })
+    // Ready once it prints its issuer line (the port opens before its keys and providers are
+    // set up). A start that never gets there is described and tried once more: it was seen
+    // twice in about ten runs of the whole suite, the process asleep with its port open and
+    // nothing on stdout (`idp_state` says what it was waiting in).
+    for attempt in 1..=2 {
+        let dir = TempDir::new().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(&node);
+        cmd.arg(dir_idp.join("server.mjs"))
+            .env("PORT", port.to_string())
+            .env("TENANT", IDP_TENANT)
+            .env("CLIENT_ID", IDP_CLIENT)
+            .env("CLIENT_SECRET", IDP_SECRET)
+            .env("REDIRECT_URIS", redirect_uris.join(","))
+            .env(
+                "POST_LOGOUT_REDIRECT_URIS",
+                redirect_uris
+                    .iter()
+                    .map(|u| u.replace("/oauth2/callback", "/"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        cmd.envs(env.iter().copied()).env("START_STEPS", "1");
+        let proc = spawn("idp", cmd, dir, port).await;
+        let issuer = format!("http://127.0.0.1:{port}/{IDP_TENANT}/v2.0");
+        STARTED
+            .lock()
+            .unwrap()
+            .push((issuer.clone(), proc.dir.path().to_path_buf(), proc.child.id()));
+        let stdout = proc.dir.path().join("stdout.log");
+        for _ in 0..400 {
+            if std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("\"issuer\"")) {
+                return Some(Idp { proc, issuer });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let state = idp_state(&issuer);
+        assert!(attempt < 2, "the test provider did not start twice: {state}");
+        eprintln!("WARNING: the test provider did not finish starting in 20 s; starting another: {state}");
+    }
+    unreachable!()
 }
 
 /// Every test provider this process started: issuer, log folder, pid.
@@ -84,15 +100,30 @@ pub fn idp_state(issuer: &str) -> String {
         return format!("{issuer} is not a test provider of this process");
     };
     let process = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => format!(
-            "process {pid} state {}",
-            stat.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next()
-                .unwrap_or("?")
-        ),
+        Ok(stat) => {
+            // Where each thread waits (kernel function, system call), the main one first.
+            let mut threads = String::new();
+            if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                let mut ids: Vec<u32> = tasks
+                    .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+                    .collect();
+                ids.sort();
+                for t in ids {
+                    let read = |f: &str| {
+                        std::fs::read_to_string(format!("/proc/{pid}/task/{t}/{f}")).unwrap_or_default()
+                    };
+                    let syscall = read("syscall");
+                    threads += &format!(
+                        "\n  thread {t} {}: wchan {}, syscall {}",
+                        read("comm").trim(),
+                        read("wchan").trim(),
+                        syscall.split_whitespace().next().unwrap_or("?")
+                    );
+                }
+            }
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            format!("process {pid} state {}{threads}", state.unwrap_or("?"))
+        }
         Err(_) => format!("process {pid} is gone"),
     };
     let port = url::Url::parse(issuer)
@@ -103,7 +134,16 @@ pub fn idp_state(issuer: &str) -> String {
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(2),
     ) {
-        Ok(_) => "its port accepts connections".to_string(),
+        Ok(_) => {
+            // And whose port it is.
+            let owner = std::process::Command::new("ss")
+                .args(["-ltnpH", &format!("sport = :{port}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            format!("its port accepts connections ({owner})")
+        }
+
         Err(e) => format!("its port: {e}"),
     };
     let mut logs = String::new();
