@@ -84,7 +84,14 @@ pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<
         }
         let state = idp_state(&issuer);
         assert!(attempt < 2, "the test provider did not start twice: {state}");
-        eprintln!("WARNING: the test provider did not finish starting in 20 s; starting another: {state}");
+        let warning = format!("WARNING: the test provider did not finish starting in 20 s; starting another: {state}");
+        eprintln!("{warning}");
+        // Also kept where a passing run shows it (libtest hides a passing test's stderr).
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("idp-restarts.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            use std::io::Write;
+            let _ = writeln!(f, "{warning}");
+        }
     }
     unreachable!()
 }
