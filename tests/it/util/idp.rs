@@ -84,7 +84,8 @@ pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<
         }
         let state = idp_state(&issuer);
         assert!(attempt < 2, "the test provider did not start twice: {state}");
-        let warning = format!("WARNING: the test provider did not finish starting in 20 s; starting another: {state}");
+        let warning =
+            format!("WARNING: the test provider did not finish starting in 20 s; starting another: {state}");
         eprintln!("{warning}");
         // Also kept where a passing run shows it (libtest hides a passing test's stderr).
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("idp-restarts.log");
@@ -128,8 +129,27 @@ pub fn idp_state(issuer: &str) -> String {
                     );
                 }
             }
+            // And the main thread's stack, where gdb is installed.
+            let stack = std::process::Command::new("gdb")
+                .args([
+                    "-p",
+                    &pid.to_string(),
+                    "-batch",
+                    "-ex",
+                    "thread 1",
+                    "-ex",
+                    "bt 30",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let stack: String = stack
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .map(|l| format!("\n    {l}"))
+                .collect();
             let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
-            format!("process {pid} state {}{threads}", state.unwrap_or("?"))
+            format!("process {pid} state {}{threads}{stack}", state.unwrap_or("?"))
         }
         Err(_) => format!("process {pid} is gone"),
     };
