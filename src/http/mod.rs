@@ -47,7 +47,7 @@ use crate::policy::PolicySet;
 /// Everything a request handler needs, in parts. A handler that needs one part takes only it
 /// (axum substates): `/readyz` its `health::Readiness`, the JWKS its `health::Jwks`, `/metrics`
 /// the `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`); and the session
-/// code (`sessions`, `session_cache`) sees only [`sessions::SessionKeeper`], never the rest.
+/// code (`sessions`, `session_cache`) sees only `sessions::SessionKeeper`, never the rest.
 /// The pipeline and the sign-in, refresh, hand-off and sign-out handlers read the policies,
 /// providers, sessions, clock and configuration together and take the whole. Only what the
 /// integration tests build on (`config`, `providers`, `sessions`) is public outside the crate.
