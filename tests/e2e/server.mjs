@@ -125,10 +125,19 @@ const prefix = `/${TENANT}/v2.0`;
 const issuer = `${origin}${prefix}`;
 graphEndpoint = `${origin}/graph/v1.0/me/getMemberObjects`;
 
-// A fresh RSA signing key with its own kid.
+// A fresh RSA signing key with its own kid. Generated as PEM and imported anew before the JWK
+// export: exporting the generated key object itself can deadlock in Node.js 20 (a garbage
+// collection during the export finalizes the key generation job, whose destructor waits for
+// the key's mutex that the export holds; gdb showed `~KeyGenJob` under `ExportJWKRsaKey`, the
+// provider asleep for good with its port open: 10 starts in 23 runs of the test suite).
 function signingKey() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+  const { privateKey } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const jwk = crypto.createPrivateKey(privateKey).export({ format: 'jwk' });
+  return { ...jwk, kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
 }
 
 let keys = [signingKey()];
