@@ -47,9 +47,9 @@ pub async fn idp_with(redirect_uris: &[String], env: &[(&str, &str)]) -> Option<
         return None;
     }
     // Ready once it prints its issuer line (the port opens before its keys and providers are
-    // set up). A start that never gets there is described and tried once more: it was seen
-    // twice in about ten runs of the whole suite, the process asleep with its port open and
-    // nothing on stdout (`idp_state` says what it was waiting in).
+    // set up). A start that never gets there is described (`idp_state`: where it waits) and
+    // tried once more. Such hangs were a Node.js deadlock in the key's JWK export, worked
+    // around in `tests/e2e/server.mjs`; this stays for any other, and reports each one.
     for attempt in 1..=2 {
         let dir = TempDir::new().unwrap();
         let port = free_port();
