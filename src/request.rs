@@ -11,19 +11,16 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod site;
+
+pub use site::Site;
+pub(crate) use site::{parse_host, parse_port};
+
 /// The request the user made, as far as policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
-    /// `http` or `https`.
-    pub scheme: &'static str,
-    /// Lower-case host name without port or trailing dot.
-    pub host: Cow<'a, str>,
-    /// Port, when the forwarded host named one.
-    pub port: Option<u16>,
-    /// Whether the port is the proxy's word (`X-Forwarded-Port`, a pinned host, or a URL given
-    /// whole), not only a port the client wrote in its Host header. Only a stated port can select
-    /// a route whose `from` names a port.
-    pub port_stated: bool,
+    /// The site: scheme, host, port and whether the proxy stated the port.
+    pub site: Site<'a>,
     /// The normalized path used for matching (decoded, no dot segments, single slashes).
     pub path: Cow<'a, str>,
     /// Path and query exactly as the user sent them, for the redirect back after login.
@@ -46,43 +43,26 @@ impl<'a> Request<'a> {
 
     /// `scheme://host[:port]`, the port only when it is not the scheme's default.
     pub fn origin(&self) -> String {
-        match self.port {
-            Some(p) if !is_default_port(self.scheme, p) => format!("{}://{}:{}", self.scheme, self.host, p),
-            _ => format!("{}://{}", self.scheme, self.host),
-        }
-    }
-
-    /// Judge the request as the host a location pins (`host=`, `route=`), whatever it said.
-    /// The pin's port is the proxy's word; without one, no port is (Traefik, for one, derives
-    /// `X-Forwarded-Port` from the client's Host header). The server and `explain` both pin
-    /// through here, so they cannot disagree.
-    pub fn pin(&mut self, (host, port): &(String, Option<u16>)) {
-        self.host = Cow::Owned(host.clone());
-        self.port_stated = port.is_some();
-        if port.is_some() {
-            self.port = *port;
-        }
+        self.site.origin()
     }
 
     /// A request for `url` as `explain` and tests describe one.
     pub fn from_url(url: &'a str, method: &'a str) -> Result<Self, RequestError> {
         let (scheme, rest) = url.split_once("://").ok_or(RequestError::BadUrl)?;
-        let scheme = parse_scheme(scheme)?;
         let (authority, uri) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], Cow::Borrowed(&rest[i..])),
             Some(i) => (&rest[..i], Cow::Owned(format!("/{}", &rest[i..]))),
             None => (rest, Cow::Borrowed("/")),
         };
-        let (host, port) = parse_host(authority)?;
+        let mut site = Site::new(Some(scheme), "https", authority, None)?;
+        // A URL given whole is its own word on the port.
+        site.port_stated = true;
         let path = match &uri {
             Cow::Borrowed(u) => normalize_path(u)?,
             Cow::Owned(u) => Cow::Owned(normalize_path(u)?.into_owned()),
         };
         Ok(Request {
-            scheme,
-            host,
-            port,
-            port_stated: true,
+            site,
             path,
             uri,
             method: parse_method(method)?,
@@ -91,10 +71,6 @@ impl<'a> Request<'a> {
             wants_html: true,
         })
     }
-}
-
-fn is_default_port(scheme: &str, port: u16) -> bool {
-    (scheme == "https" && port == 443) || (scheme == "http" && port == 80)
 }
 
 /// Why the original request could not be established. Every one means "deny".
@@ -178,6 +154,8 @@ pub(crate) struct Subrequest<'a, H: Fn(&'static str) -> Field<'a>> {
     pub forwarded_for: [Option<&'a str>; FORWARDED_FOR_LINES],
     /// Which headers count.
     pub sources: Sources,
+    /// The site's scheme when the proxy does not state one (the configuration's `Config::scheme`).
+    pub scheme: &'static str,
 }
 
 /// Rebuild the original request from a trusted proxy's headers.
@@ -215,35 +193,21 @@ where
         };
         let mut req = Request::from_url(url, "GET")?;
         // ingress-nginx builds this URL from the client's Host header.
-        req.port_stated = false;
+        req.site.port_stated = false;
         (req, method)
     } else if let Some(uri) = h("x-forwarded-uri")? {
-        let scheme = parse_scheme(h("x-forwarded-proto")?.unwrap_or("https"))?;
         let authority = match h("x-forwarded-host")? {
             Some(a) => a,
             None => h("host")?.ok_or(RequestError::Missing)?,
         };
-        if authority.contains(',') {
-            return Err(RequestError::Ambiguous("x-forwarded-host"));
-        }
-        let (host, mut port) = parse_host(authority)?;
-        let port_stated = h("x-forwarded-port")?.is_some();
-        if let Some(p) = h("x-forwarded-port")? {
-            let p: u16 = p.parse().map_err(|_| RequestError::BadHost)?;
-            if port.is_some_and(|q| q != p) {
-                return Err(RequestError::PortMismatch);
-            }
-            port = Some(p);
-        }
+        let stated_port = h("x-forwarded-port")?.map(parse_port).transpose()?;
+        let site = Site::new(h("x-forwarded-proto")?, sub.scheme, authority, stated_port)?;
         if !uri.starts_with('/') {
             return Err(RequestError::BadUrl);
         }
         let path = normalize_path(uri)?;
         let req = Request {
-            scheme,
-            host,
-            port,
-            port_stated,
+            site,
             path,
             uri: Cow::Borrowed(uri),
             method: Cow::Borrowed("GET"),
@@ -271,8 +235,10 @@ where
 pub(crate) struct Parts<'a> {
     /// The method, as routed.
     pub method: &'a [u8],
-    /// `http` or `https`.
-    pub scheme: &'a [u8],
+    /// `http` or `https`, when the caller states it.
+    pub scheme: Option<&'a [u8]>,
+    /// The site's scheme when the caller does not state one (the configuration's `Config::scheme`).
+    pub unstated_scheme: &'static str,
     /// The authority (`:authority`, or the Host the gateway routed on).
     pub authority: &'a [u8],
     /// The port the gateway accepted the connection on, when it says (the proxy's word).
@@ -304,25 +270,15 @@ pub(crate) fn from_parts<'a>(
     if authority.contains(',') {
         return Err(RequestError::Ambiguous("host"));
     }
-    let scheme = text(p.scheme, "scheme")?;
-    if scheme.contains(',') {
-        return Err(RequestError::BadScheme);
-    }
-    let (host, in_authority) = parse_host(authority)?;
-    let port = match (in_authority, p.port) {
-        (Some(a), Some(l)) if a != l => return Err(RequestError::PortMismatch),
-        (a, l) => l.or(a),
-    };
+    let scheme = p.scheme.map(|s| text(s, "scheme")).transpose()?;
+    let site = Site::new(scheme, p.unstated_scheme, authority, p.port)?;
     let uri = text(p.path, "path")?;
     if !uri.starts_with('/') {
         return Err(RequestError::BadUrl);
     }
     let method = text(p.method, "method")?;
     Ok(Request {
-        scheme: parse_scheme(scheme)?,
-        host,
-        port,
-        port_stated: p.port.is_some(),
+        site,
         path: normalize_path(uri)?,
         uri: Cow::Borrowed(uri),
         method: parse_method(method)?,
@@ -400,17 +356,6 @@ fn wants_html(method: &str, accept: Option<&str>) -> bool {
     (method == "GET" || method == "HEAD") && accept.is_some_and(|a| a.contains("text/html"))
 }
 
-fn parse_scheme(s: &str) -> Result<&'static str, RequestError> {
-    let s = s.split(',').next().unwrap_or_default().trim();
-    if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") {
-        Ok("https")
-    } else if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") {
-        Ok("http")
-    } else {
-        Err(RequestError::BadScheme)
-    }
-}
-
 fn parse_method(m: &str) -> Result<Cow<'_, str>, RequestError> {
     if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(RequestError::BadMethod);
@@ -420,60 +365,6 @@ fn parse_method(m: &str) -> Result<Cow<'_, str>, RequestError> {
     } else {
         Cow::Owned(m.to_ascii_uppercase())
     })
-}
-
-/// Split `host[:port]` and normalize the host: lower case, no trailing dot, only characters
-/// that can appear in a DNS name or an IP literal.
-pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
-    if authority.starts_with('[') {
-        return parse_ip_literal(authority);
-    }
-    // One scan of the bytes (this runs on every request): the name up to the first `:`, each
-    // byte a letter, digit, `-`, `_` or a dot that follows no dot; then the port. An `@`, a
-    // second `:` or anything else is refused.
-    let bytes = authority.as_bytes();
-    let end = bytes.iter().position(|&c| c == b':').unwrap_or(bytes.len());
-    let name = &bytes[..end];
-    let name = name.strip_suffix(b".").unwrap_or(name);
-    let mut prev = b'.';
-    let mut valid = !name.is_empty() && name.len() <= 253;
-    let mut upper = false;
-    for &c in name {
-        valid &= c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || (c == b'.' && prev != b'.');
-        upper |= c.is_ascii_uppercase();
-        prev = c;
-    }
-    if !valid {
-        return Err(RequestError::BadHost);
-    }
-    let port = match authority.get(end + 1..) {
-        Some(p) => Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
-        None => None,
-    };
-    let host = &authority[..name.len()];
-    let host = if upper {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    };
-    Ok((host, port))
-}
-
-/// [`parse_host`] of `[IPv6]` or `[IPv6]:port`.
-fn parse_ip_literal(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
-    let rest = authority.strip_prefix('[').ok_or(RequestError::BadHost)?;
-    if rest.contains('@') {
-        return Err(RequestError::BadHost);
-    }
-    let (h, after) = rest.split_once(']').ok_or(RequestError::BadHost)?;
-    let port = match after.strip_prefix(':') {
-        Some(p) => Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?),
-        None if after.is_empty() => None,
-        None => return Err(RequestError::BadHost),
-    };
-    h.parse::<std::net::Ipv6Addr>()
-        .map_err(|_| RequestError::BadHost)?;
-    Ok((Cow::Owned(format!("[{}]", h.to_ascii_lowercase())), port))
 }
 
 /// Normalize the path of a request URI for matching.

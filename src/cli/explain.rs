@@ -144,7 +144,7 @@ pub fn explain(args: ExplainArgs, o: &mut Out<'_>) -> Result<bool, CommandError>
         ))
     })?;
     if let Some(pin) = &narrow.host {
-        req.pin(pin);
+        req.site.pin(pin);
     }
     let d = set.decide(&req, who, &narrow);
     writeln!(o.out, "{}", d.verdict)?;

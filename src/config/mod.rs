@@ -71,6 +71,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The site's scheme when a request does not state one (no `X-Forwarded-Proto`, a browser
+    /// that reached forwarden directly): `https` with `Secure` cookies (browsers send them only
+    /// over https), `http` with `cookie.secure: false`. Every caller takes it from here
+    /// (`request::Site`).
+    pub fn scheme(&self) -> &'static str {
+        if self.cookie.secure { "https" } else { "http" }
+    }
+
     /// The names routes' `identity_providers` may use: the sign-in providers' (`""` for the
     /// one `oidc:` provider), and the bearer issuers' ties (or, untied, their issuer URLs).
     pub fn provider_names(&self) -> (Vec<&str>, Vec<&str>) {

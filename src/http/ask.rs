@@ -222,6 +222,7 @@ pub(super) fn describe_subrequest<'a>(
         header: |n: &str| seen.get(n),
         forwarded_for: seen.forwarded_for,
         sources,
+        scheme: st.config.scheme(),
     };
     let req = rebuild(&sub, &st.config.trusted_proxies)?;
     if !query.is_empty() && req.uri.split_once('?').is_some_and(|(_, q)| q == query) {
@@ -260,7 +261,7 @@ fn finish<'a>(
 ) -> Result<Ask<'a>, Early<'a>> {
     // A location that pins its host is judged as that host, whatever the request says.
     if let Some(pin) = &narrow.host {
-        req.pin(pin);
+        req.site.pin(pin);
     }
     let token = match st.bearer {
         None => None,

@@ -510,7 +510,7 @@ impl<'a> AuditLine<'a> {
             user = or_dash(user.map(|u| u.subject.as_str())),
             email = or_dash(user.and_then(|u| u.email.as_deref())),
             tenant = or_dash(user.map(|u| u.tenant.as_str())),
-            host = or_dash(req.map(|r| r.host.as_ref())),
+            host = or_dash(req.map(|r| r.site.host.as_ref())),
             path = or_dash(req.map(|r| r.path.as_ref())),
             method = or_dash(req.map(|r| r.method.as_ref())),
             client_ip = %req.and_then(|r| r.client_ip).unwrap_or(peer.ip()),
@@ -568,7 +568,7 @@ fn sign_in_urls(
     // A host under one of cookie.other_domains gets its session by a hand-off from the central
     // sign-in host, which starts on the host itself (it sets the hand-off's pending cookie).
     // A refresh there happens on the host itself too (its cookies are its domain's).
-    if st.sessions.handoff_domain(&req.host).is_some() {
+    if st.sessions.handoff_domain(&req.site.host).is_some() {
         let path = path.replacen("/oauth2/start", "/oauth2/handoff", 1);
         let abs = format!("{}{path}", req.origin());
         return (path, abs);

@@ -152,14 +152,10 @@ impl Authorization for ExtAuthz {
             _ => None,
         });
         let client_ip = socket(attributes.source.as_ref()).and_then(|s| s.address.parse().ok());
-        let scheme = if http.scheme.is_empty() {
-            "http"
-        } else {
-            http.scheme.as_str()
-        };
         let parts = Parts {
             method: http.method.as_bytes(),
-            scheme: scheme.as_bytes(),
+            scheme: Some(http.scheme.as_bytes()).filter(|s| !s.is_empty()),
+            unstated_scheme: st.config.scheme(),
             authority: http.host.as_bytes(),
             port: listener_port,
             path: http.path.as_bytes(),
@@ -369,9 +365,8 @@ pub async fn http_mode(
     let parts = Parts {
         method: req.method().as_str().as_bytes(),
         // Envoy's edge sets X-Forwarded-Proto on the request (allow it in `allowed_headers`).
-        scheme: headers
-            .get("x-forwarded-proto")
-            .map_or(&b"http"[..], |v| v.as_bytes()),
+        scheme: headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+        unstated_scheme: st.config.scheme(),
         authority: get("host"),
         port: None,
         path: original.as_bytes(),

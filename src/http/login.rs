@@ -21,7 +21,7 @@ use crate::oidc::redirect::safe_target;
 use crate::oidc::signin::{LEEWAY, SignIn, SignInError};
 use crate::oidc::transport::{Client, Provider, Ready, Tokens};
 use crate::policy::StepUp;
-use crate::request::{is_trusted, parse_host};
+use crate::request::{Site, is_trusted, parse_port};
 use crate::session::Session;
 
 /// Where the browser is: `scheme://host[:port]` and the host alone.
@@ -42,49 +42,25 @@ pub(super) fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Op
 }
 
 /// The request's origin as the browser sent it: from a trusted proxy's forwarded headers
-/// (`X-Forwarded-Proto`, `-Host`, `-Port`), otherwise the Host header. Anything ambiguous (a
-/// header twice, a list, ports that disagree) gives none: no sign-in for it.
+/// (`X-Forwarded-Proto`, `-Host`, `-Port`), otherwise the Host header, decided by the same
+/// rule as the auth subrequests' (`request::Site`). Anything ambiguous (a header twice, a list,
+/// ports that disagree) gives none: no sign-in for it.
 pub(super) fn browser_origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<BrowserOrigin> {
     let one = |n: &str| single_header(headers, n);
-    let default_scheme = if st.config.cookie.secure { "https" } else { "http" };
-    let trusted = is_trusted(peer.ip(), &st.config.trusted_proxies);
-    let (scheme, authority, forwarded_port) = if trusted {
+    let unstated = st.config.scheme();
+    let site = if is_trusted(peer.ip(), &st.config.trusted_proxies) {
         let authority = match one("x-forwarded-host").ok()? {
             Some(a) => a,
             None => one("host").ok()??,
         };
-        (
-            one("x-forwarded-proto").ok()?.unwrap_or(default_scheme),
-            authority,
-            one("x-forwarded-port").ok()?,
-        )
+        let port = one("x-forwarded-port").ok()?.map(parse_port).transpose().ok()?;
+        Site::new(one("x-forwarded-proto").ok()?, unstated, authority, port).ok()?
     } else {
-        (default_scheme, one("host").ok()??, None)
-    };
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
-        "https" => "https",
-        "http" => "http",
-        _ => return None,
-    };
-    if authority.contains(',') {
-        return None;
-    }
-    let (host, mut port) = parse_host(authority).ok()?;
-    if let Some(p) = forwarded_port {
-        let p: u16 = p.parse().ok()?;
-        if port.is_some_and(|q| q != p) {
-            return None;
-        }
-        port = Some(p);
-    }
-    let default = if scheme == "https" { 443 } else { 80 };
-    let url = match port.filter(|p| *p != default) {
-        Some(p) => format!("{scheme}://{host}:{p}"),
-        None => format!("{scheme}://{host}"),
+        Site::new(None, unstated, one("host").ok()??, None).ok()?
     };
     Some(BrowserOrigin {
-        url,
-        host: host.into_owned(),
+        url: site.origin(),
+        host: site.host.into_owned(),
     })
 }
 

@@ -51,7 +51,7 @@ pub(crate) fn signed_identity(
     let now = (st.clock)();
     let lifetime = jwt.lifetime.as_secs();
     // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
-    let aud = req.host.as_ref();
+    let aud = req.site.host.as_ref();
     let mut cache = o.jwts.borrow_mut();
     if let Some((_, _, v)) = cache
         .iter()

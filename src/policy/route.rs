@@ -113,7 +113,7 @@ impl Route {
     pub fn matches(&self, req: &Request) -> bool {
         if let Some(p) = self.port {
             // A port only the client wrote (Host: app:8080) never selects a port's route.
-            if !req.port_stated || req.port.unwrap_or(default_port(req.scheme)) != p {
+            if !req.site.port_stated || req.site.port_or_default() != p {
                 return false;
             }
         }
@@ -122,7 +122,7 @@ impl Route {
 
     /// Whether the route covers the request, leaving its port aside.
     fn matches_but_port(&self, req: &Request) -> bool {
-        if self.scheme != req.scheme {
+        if self.scheme != req.site.scheme {
             return false;
         }
         if let Some(m) = &self.methods {
@@ -183,10 +183,6 @@ impl Route {
         }
         s
     }
-}
-
-fn default_port(scheme: &str) -> u16 {
-    if scheme == "https" { 443 } else { 80 }
 }
 
 /// Whether `prefix` (no trailing slash) covers `path` on a segment boundary.
@@ -253,7 +249,7 @@ impl Index {
             for r in list.iter().map(|i| &routes[*i]) {
                 // The port is not the proxy's word and this route names one: forwarden cannot
                 // tell whether it applies, and never picks the other (perhaps wider) route.
-                if r.port.is_some() && !req.port_stated && r.matches_but_port(req) {
+                if r.port.is_some() && !req.site.port_stated && r.matches_but_port(req) {
                     return Some(Found::PortUnstated(r));
                 }
                 if r.matches(req) {
@@ -262,14 +258,14 @@ impl Index {
             }
             None
         };
-        if let Some(f) = first(self.exact.get(req.host.as_ref())) {
+        if let Some(f) = first(self.exact.get(req.site.host.as_ref())) {
             return f;
         }
         if self.wildcard.is_empty() {
             return Found::None;
         }
         // Longest suffix first: for a.b.example.com try b.example.com, then example.com, …
-        let mut rest: &str = &req.host;
+        let mut rest: &str = &req.site.host;
         while let Some(i) = rest.find('.') {
             rest = &rest[i + 1..];
             if let Some(f) = first(self.wildcard.get(rest)) {

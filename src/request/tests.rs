@@ -48,7 +48,7 @@ fn hosts() {
 #[test]
 fn url_roundtrip() {
     let r = Request::from_url("https://App.example.com/x/../y?a=1&b=2", "get").unwrap();
-    assert_eq!(r.host, "app.example.com");
+    assert_eq!(r.site.host, "app.example.com");
     assert_eq!(r.path, "/y");
     assert_eq!(r.method, "GET");
     assert_eq!(r.url(), "https://app.example.com/x/../y?a=1&b=2");
@@ -74,6 +74,7 @@ fn sub_of<'a>(lines: &'a [(&'static str, Option<&'a str>)]) -> Result<Request<'a
         header,
         forwarded_for,
         sources: Sources::ForwardAuth,
+        scheme: "https",
     };
     rebuild(
         &sub,
@@ -139,7 +140,7 @@ fn host_smuggling_client_chosen_port_is_overruled_by_the_proxy_port() {
         ("x-forwarded-host", Some("app.test")),
         ("x-forwarded-port", Some("443")),
     ]);
-    assert_eq!(sub_of(&l).unwrap().port, Some(443));
+    assert_eq!(sub_of(&l).unwrap().site.port, Some(443));
     let l = with(&[
         ("x-forwarded-host", Some("app.test:8080")),
         ("x-forwarded-port", Some("443")),
@@ -196,7 +197,7 @@ fn host_rule_by_rule(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), Req
         return Err(RequestError::BadHost);
     }
     if authority.starts_with('[') {
-        return parse_ip_literal(authority);
+        return super::site::parse_ip_literal(authority);
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| RequestError::BadHost)?)),
@@ -214,4 +215,94 @@ fn host_rule_by_rule(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), Req
         return Err(RequestError::BadHost);
     }
     Ok((Cow::Owned(host.to_ascii_lowercase()), port))
+}
+
+#[test]
+fn scheme_smuggling_a_forwarded_proto_list_is_refused() {
+    // A proxy that appends to the client's `X-Forwarded-Proto: https` sends `https, http`: the
+    // first value is the client's word. Refused, never read as its first value.
+    for list in ["https, http", "https,http", "http, https"] {
+        let l = [
+            ("x-forwarded-uri", Some("/")),
+            ("x-forwarded-host", Some("app.test")),
+            ("x-forwarded-proto", Some(list)),
+        ];
+        assert_eq!(sub_of(&l).unwrap_err(), RequestError::BadScheme, "{list}");
+    }
+    assert_eq!(
+        Request::from_url("https,http://app.test/", "GET").unwrap_err(),
+        RequestError::BadScheme
+    );
+}
+
+#[test]
+fn an_unstated_scheme_is_the_configured_one_for_every_caller() {
+    // No `X-Forwarded-Proto`: the subrequest's scheme is the one it was given (the site's,
+    // `Config::scheme`), never a fixed guess.
+    let l = [
+        ("x-forwarded-uri", Some("/")),
+        ("x-forwarded-host", Some("app.test")),
+    ];
+    assert_eq!(sub_of(&l).unwrap().site.scheme, "https");
+    let sub = Subrequest {
+        peer: "127.0.0.1".parse().unwrap(),
+        header: |n: &'static str| match n {
+            "x-forwarded-uri" => Field::One("/"),
+            "x-forwarded-host" => Field::One("app.test"),
+            _ => Field::Absent,
+        },
+        forwarded_for: [None; FORWARDED_FOR_LINES],
+        sources: Sources::ForwardAuth,
+        scheme: "http",
+    };
+    let trusted = ["127.0.0.1/32".parse().unwrap()];
+    assert_eq!(rebuild(&sub, &trusted).unwrap().site.scheme, "http");
+    // A typed caller (Envoy) that states no scheme: the same rule.
+    let mut parts = Parts {
+        method: b"GET",
+        scheme: None,
+        unstated_scheme: "http",
+        authority: b"app.test",
+        port: None,
+        path: b"/",
+        client_ip: None,
+    };
+    let peer = "127.0.0.1".parse().unwrap();
+    assert_eq!(from_parts(&parts, peer, &trusted).unwrap().site.scheme, "http");
+    parts.scheme = Some(b"wss");
+    assert_eq!(from_parts(&parts, peer, &trusted).unwrap().site.scheme, "https");
+    parts.scheme = Some(b"https, http");
+    assert!(from_parts(&parts, peer, &trusted).is_err());
+}
+
+#[test]
+fn the_site_rule_is_one_for_ports() {
+    let site = |scheme, authority, stated| Site::new(scheme, "https", authority, stated);
+    // The proxy's port overrules none the client wrote, and must agree with it.
+    assert_eq!(
+        site(Some("https"), "app.test:8443", Some(8443))
+            .unwrap()
+            .port_or_default(),
+        8443
+    );
+    assert_eq!(
+        site(Some("https"), "app.test:8080", Some(443)).unwrap_err(),
+        RequestError::PortMismatch
+    );
+    let s = site(Some("http"), "app.test", None).unwrap();
+    assert_eq!(
+        (s.port_or_default(), s.port_stated, s.origin()),
+        (80, false, "http://app.test".into())
+    );
+    let s = site(None, "App.Test:443", Some(443)).unwrap();
+    assert_eq!((s.port_stated, s.origin()), (true, "https://app.test".into()));
+    let s = site(Some("https"), "app.test:8443", None).unwrap();
+    assert_eq!(
+        (s.port_stated, s.origin()),
+        (false, "https://app.test:8443".into())
+    );
+    assert_eq!(
+        site(Some("https"), "a.test,b.test", None).unwrap_err(),
+        RequestError::Ambiguous("x-forwarded-host")
+    );
 }

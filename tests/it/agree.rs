@@ -279,3 +279,111 @@ fn every_contract_reaches_the_same_verdict_for_the_same_request() {
         panic!("{e}");
     }
 }
+
+/// A proxy that states no scheme (no `X-Forwarded-Proto`): every door reads the site's
+/// configured one (`cookie.secure: false` here, so http), the auth subrequests and Envoy's HTTP
+/// mode and gRPC `Check` alike (sign-in and sign-out read it through the same `Site`). Before, a missing header meant https to
+/// nginx and forward-auth, http to Envoy and `cookie.secure`'s scheme to sign-in and sign-out.
+#[tokio::test]
+async fn an_unstated_scheme_is_read_alike_by_every_contract() {
+    let fw = Fw::start_with(
+        APP_POLICY,
+        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
+    )
+    .await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    let alice = fw.cookie(&alice());
+    let login = "/oauth2/start?rd=http%3A%2F%2Fapp%2Etest%2Fdocs";
+    // nginx: the http route applies (a 401 names no place; the cookie is accepted).
+    let nginx = |cookie: Option<&str>| {
+        let mut r = http
+            .get(fw.url("/oauth2/auth"))
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", "/docs");
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.sent()
+    };
+    assert_eq!(nginx(Some(&alice)).await.status(), 200);
+    assert_eq!(nginx(None).await.status(), 401);
+    // forward-auth and Envoy's HTTP mode send a page load to sign in on http.
+    let r = http
+        .get(fw.url("/oauth2/forward-auth"))
+        .header("x-forwarded-host", "app.test")
+        .header("x-forwarded-uri", "/docs")
+        .page()
+        .sent()
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], format!("http://app.test{login}"));
+    let r = http
+        .get(format!(
+            "http://app.test:{}/oauth2/ext-authz/docs",
+            fw.addr.port()
+        ))
+        .header("host", "app.test")
+        .page()
+        .sent()
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], format!("http://app.test{login}"));
+    // The gRPC check with no scheme: the same.
+    let ext = fw.ext_authz.unwrap();
+    let mut grpc = AuthorizationClient::connect(format!("http://{ext}"))
+        .await
+        .unwrap();
+    let check = CheckRequest {
+        attributes: Some(AttributeContext {
+            source: peer("203.0.113.7", 50000),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    host: "app.test".into(),
+                    path: "/docs".into(),
+                    headers: HashMap::from([("cookie".to_string(), alice.clone())]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let r = grpc.check(check).await.unwrap().into_inner();
+    assert_eq!(r.status.map(|s| s.code), Some(0));
+}
+
+/// A proxy that appends to the client's `X-Forwarded-Proto` sends a list whose first value is
+/// the client's: refused by every door, never read as its first value.
+#[tokio::test]
+async fn scheme_smuggling_a_forwarded_proto_list_is_refused_by_every_contract() {
+    let fw = Fw::start_with(
+        &app_policy_https(""),
+        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
+    )
+    .await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    let alice = fw.cookie(&alice());
+    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        let r = http
+            .get(fw.url(path))
+            .header("x-forwarded-proto", "https, http")
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", "/docs")
+            .header("cookie", &alice)
+            .sent()
+            .await;
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = http
+        .get(format!(
+            "http://app.test:{}/oauth2/ext-authz/docs",
+            fw.addr.port()
+        ))
+        .header("host", "app.test")
+        .header("x-forwarded-proto", "https, http")
+        .header("cookie", &alice)
+        .sent()
+        .await;
+    assert_eq!(r.status(), 403);
+}

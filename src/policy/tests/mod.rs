@@ -457,7 +457,7 @@ fn host_smuggling_a_port_only_the_client_wrote_never_selects_a_ports_route() {
     );
     // The same port, but from the client's Host header only (no X-Forwarded-Port): which
     // route applies cannot be established, so neither is picked.
-    req.port_stated = false;
+    req.site.port_stated = false;
     let d = s.decide(&req, None, &Narrowing::default());
     assert_ne!(d.verdict, Verdict::Allow);
     assert_eq!((d.verdict, d.reason), (Verdict::Forbidden, Reason::PortUnstated));
@@ -473,7 +473,7 @@ fn port_unstated_shadow_route_is_refused_not_judged_by_the_public_any_port_route
   allowed_users: [alice@example.com]
 ");
     let mut req = Request::from_url("https://shadow.example.com:9443/x", "GET").unwrap();
-    req.port_stated = false;
+    req.site.port_stated = false;
     let d = s.decide(&req, None, &Narrowing::default());
     assert_eq!(
         (d.verdict, d.reason.clone()),
@@ -482,7 +482,7 @@ fn port_unstated_shadow_route_is_refused_not_judged_by_the_public_any_port_route
     assert!(d.reason.to_string().contains("did not state the request's port"));
     // No port at all, unstated: still unknown.
     let mut req = Request::from_url("https://shadow.example.com/x", "GET").unwrap();
-    req.port_stated = false;
+    req.site.port_stated = false;
     assert_eq!(
         s.decide(&req, None, &Narrowing::default()).reason,
         Reason::PortUnstated
@@ -503,7 +503,7 @@ fn port_unstated_shadow_route_is_refused_not_judged_by_the_public_any_port_route
   allow_public_unauthenticated_access: true
 ");
     let mut req = Request::from_url("https://plain.example.com:9443/x", "GET").unwrap();
-    req.port_stated = false;
+    req.site.port_stated = false;
     assert_eq!(
         s.decide(&req, None, &Narrowing::default()).verdict,
         Verdict::Allow
