@@ -3,13 +3,12 @@
 use std::net::SocketAddr;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::SignOut;
 use super::edge::{edge_page, escape, redirect};
 use super::login::{RdQuery, return_target, single_header};
 use super::sessions::{self, SessionsOnly};
@@ -24,7 +23,7 @@ use crate::session::GROUPS_REDUCED;
 /// that is this site), so a third-party page cannot sign a user out of every browser; a `GET`
 /// with `everywhere=1` shows the page that asks.
 pub async fn sign_out(
-    State(st): State<Arc<AppState>>,
+    State(st): State<SignOut>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     Query(q): Query<RdQuery>,
@@ -33,8 +32,8 @@ pub async fn sign_out(
     end(&st, peer, method, q, &headers).await
 }
 
-async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, headers: &HeaderMap) -> Response {
-    let (origin, target) = return_target(st, peer, headers, q.rd.as_deref());
+async fn end(st: &SignOut, peer: SocketAddr, method: Method, q: RdQuery, headers: &HeaderMap) -> Response {
+    let (origin, target) = return_target(&st.config, peer, headers, q.rd.as_deref());
     let everywhere = q.everywhere.as_deref() == Some("1");
     if everywhere {
         if method != Method::POST {
@@ -56,7 +55,7 @@ async fn end(st: &AppState, peer: SocketAddr, method: Method, q: RdQuery, header
     // The provider the session came from ends its own session there.
     let end_session_url = session
         .as_ref()
-        .and_then(|s| st.provider_of(&s.identity))
+        .and_then(|s| st.providers.of(&s.identity))
         .or_else(|| st.providers.first().filter(|_| st.providers.len() == 1))
         .filter(|p| p.config.end_session)
         .and_then(|p| {

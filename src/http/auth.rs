@@ -229,7 +229,7 @@ impl Subject {
             // `oidc:` one after a move to `providers:`) is no session.
             None => stored
                 .open(&st.sessions, |n| seen.cookie(n))
-                .filter(|o| st.providers.is_empty() || st.provider_of(&o.session.identity).is_some())
+                .filter(|o| st.providers.is_empty() || st.providers.of(&o.session.identity).is_some())
                 .map_or(Subject::Anonymous, Subject::Session),
         }
     }
@@ -307,7 +307,8 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         if due
             && req.wants_html
             && st
-                .provider_of(&o.session.identity)
+                .providers
+                .of(&o.session.identity)
                 .is_some_and(|p| p.ready().is_some())
         {
             audit(

@@ -5,14 +5,13 @@
 //! its own domain. The provider knows only the central host's redirect URI.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::AppState;
+use super::HandOff;
 use super::cookies::{request_cookie, session_cookie_values, set_cookie, set_raw_session};
 use super::edge::{ErrorPage, RouteError, enc, redirect};
 use super::login::browser_origin;
@@ -99,7 +98,7 @@ fn on_host(rd: Option<&str>, origin_url: &str) -> String {
 /// `GET /oauth2/handoff?rd=…` on a host under one of `cookie.other_domains`: remember a nonce
 /// in a host-only cookie, and ask the central sign-in host for the session.
 pub async fn start(
-    State(st): State<Arc<AppState>>,
+    State(st): State<HandOff>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HandoffQuery>,
     headers: HeaderMap,
@@ -108,7 +107,7 @@ pub async fn start(
 }
 
 fn begin(
-    st: &AppState,
+    st: &HandOff,
     peer: SocketAddr,
     q: &HandoffQuery,
     headers: &HeaderMap,
@@ -154,7 +153,7 @@ fn begin(
 
 /// The central sign-in host (`public_url`, without a trailing `/`) and the request's origin.
 fn central_and_origin(
-    st: &AppState,
+    st: &HandOff,
     peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(String, super::login::BrowserOrigin), RouteError> {
@@ -164,7 +163,7 @@ fn central_and_origin(
         .as_ref()
         .map(|u| u.as_str().trim_end_matches('/').to_string())
         .ok_or_else(|| RouteError::Bad("Single sign-on across domains needs public_url.".into()))?;
-    let origin = browser_origin(st, peer, headers)
+    let origin = browser_origin(&st.config, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     Ok((central, origin))
 }
@@ -173,7 +172,7 @@ fn central_and_origin(
 /// for `to` (a host under `cookie.other_domains` that a route names; never any other), sent
 /// back to `to`; without one, sign in first and come back here.
 pub async fn issue(
-    State(st): State<Arc<AppState>>,
+    State(st): State<HandOff>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HandoffQuery>,
     headers: HeaderMap,
@@ -183,7 +182,7 @@ pub async fn issue(
 }
 
 async fn issue_code(
-    st: &AppState,
+    st: &HandOff,
     peer: SocketAddr,
     q: &HandoffQuery,
     headers: &HeaderMap,
@@ -266,7 +265,7 @@ async fn issue_code(
 /// browser that started the hand-off, within its minute, and once; then the session cookies are
 /// set for this host's domain.
 pub async fn accept(
-    State(st): State<Arc<AppState>>,
+    State(st): State<HandOff>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HandoffQuery>,
     headers: HeaderMap,
@@ -276,12 +275,12 @@ pub async fn accept(
 }
 
 async fn accept_code(
-    st: &AppState,
+    st: &HandOff,
     peer: SocketAddr,
     q: &HandoffQuery,
     headers: &HeaderMap,
 ) -> Result<Response, RouteError> {
-    let origin = browser_origin(st, peer, headers)
+    let origin = browser_origin(&st.config, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let here = authority(&origin.url).to_string();
     if st.sessions.handoff_domain(&origin.host).is_none() {

@@ -12,13 +12,12 @@ use axum::routing::get;
 use super::AppState;
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
-use crate::oidc::transport::Provider;
 use crate::store::redis::RedisStore;
 
 /// What `/readyz` reads: the identity providers and the session store.
 #[derive(Clone)]
 pub struct Readiness {
-    providers: Arc<[Arc<Provider>]>,
+    providers: super::Providers,
     store: Option<Arc<RedisStore>>,
 }
 

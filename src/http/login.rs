@@ -14,6 +14,7 @@ use super::AppState;
 use super::cookies::{pending_logins, store_pending};
 use super::edge::{ErrorPage, RouteError, edge_page, enc, redirect};
 use super::sessions::{self, WriteError};
+use crate::config::Config;
 use crate::identity::Identity;
 use crate::oidc::flow::{self, Authorize, Randomness};
 use crate::oidc::idtoken::{Expect, TokenError};
@@ -45,10 +46,14 @@ pub(super) fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Op
 /// (`X-Forwarded-Proto`, `-Host`, `-Port`), otherwise the Host header, decided by the same
 /// rule as the auth subrequests' (`request::Site`). Anything ambiguous (a header twice, a list,
 /// ports that disagree) gives none: no sign-in for it.
-pub(super) fn browser_origin(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<BrowserOrigin> {
+pub(super) fn browser_origin(
+    config: &Config,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Option<BrowserOrigin> {
     let one = |n: &str| single_header(headers, n);
-    let unstated = st.config.scheme();
-    let site = if is_trusted(peer.ip(), &st.config.trusted_proxies) {
+    let unstated = config.scheme();
+    let site = if is_trusted(peer.ip(), &config.trusted_proxies) {
         let authority = match one("x-forwarded-host").ok()? {
             Some(a) => a,
             None => one("host").ok()??,
@@ -82,7 +87,7 @@ pub(super) fn ready_provider<'s>(
             "This forwarden has no identity provider configured, so nobody can sign in.".into(),
         ));
     }
-    let provider = st.provider(name).ok_or_else(|| {
+    let provider = st.providers.named(name).ok_or_else(|| {
         RouteError::Bad("The sign-in link names an identity provider this site does not have.".into())
     })?;
     let ready = provider.ready().ok_or_else(|| {
@@ -106,7 +111,7 @@ fn candidates<'s>(st: &'s AppState, idp: Option<&str>) -> Result<Vec<&'s Arc<Pro
     };
     list.split(',')
         .map(|n| {
-            st.provider(n).ok_or_else(|| {
+            st.providers.named(n).ok_or_else(|| {
                 RouteError::Bad("The sign-in link names an identity provider this site does not have.".into())
             })
         })
@@ -137,14 +142,14 @@ pub struct RdQuery {
 /// The browser's origin, and where it may be sent afterwards: `rd` when it passes the
 /// allow-list, else `/`.
 pub(super) fn return_target(
-    st: &AppState,
+    config: &Config,
     peer: SocketAddr,
     headers: &HeaderMap,
     rd: Option<&str>,
 ) -> (Option<BrowserOrigin>, String) {
-    let origin = browser_origin(st, peer, headers);
+    let origin = browser_origin(config, peer, headers);
     let host = origin.as_ref().map_or("", |o| o.host.as_str());
-    let target = safe_target(rd.unwrap_or("/"), host, &st.config.allowed_redirect_domains);
+    let target = safe_target(rd.unwrap_or("/"), host, &config.allowed_redirect_domains);
     (origin, target)
 }
 
@@ -160,7 +165,7 @@ pub async fn start(
 
 fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Result<Response, RouteError> {
     let choices = candidates(st, q.idp.as_deref())?;
-    let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
+    let (origin, rd) = return_target(&st.config, peer, headers, q.rd.as_deref());
     let origin =
         origin.ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     // What the link carries on: the step-up and the route's client.
@@ -192,7 +197,7 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
     // None configured: ready_provider says so.
     let name = choices.first().map_or("", |p| p.config.name.as_str());
     let (provider, ready) = ready_provider(st, name)?;
-    let app = st.client(provider, client).map_err(|e| {
+    let app = st.providers.client(provider, client).map_err(|e| {
         tracing::warn!(error = %e, "sign-in refused");
         RouteError::Bad("The sign-in link names an app registration this site does not use.".into())
     })?;
@@ -364,7 +369,7 @@ async fn finish(
     let (pending, rest) = flow::take(pending_list, &state, now).map_err(|e| {
         if matches!(e, flow::FlowError::UnknownState) && none_pending {
             // The browser sent no sign-in cookie at all: most often a Secure cookie on http.
-            let http = browser_origin(st, peer, headers).is_some_and(|o| o.url.starts_with("http:"));
+            let http = browser_origin(&st.config, peer, headers).is_some_and(|o| o.url.starts_with("http:"));
             let cause = if http && st.config.cookie.secure {
                 "This site is served over http while cookie.secure is on, so the browser did not send the sign-in cookie back: serve it over https (or set cookie.secure: false for a local test)."
             } else {
@@ -385,11 +390,11 @@ async fn finish(
             "The answer came from another identity provider than the one the sign-in went to.".into(),
         ));
     }
-    let client = st.client(provider, &pending.client).map_err(|e| {
+    let client = st.providers.client(provider, &pending.client).map_err(|e| {
         tracing::warn!(error = %e, "sign-in refused");
         RouteError::Bad("The sign-in went through an app registration this site no longer uses.".into())
     })?;
-    let origin = browser_origin(st, peer, headers)
+    let origin = browser_origin(&st.config, peer, headers)
         .ok_or_else(|| RouteError::Bad("The request did not say which site it is for.".into()))?;
     let callback = redirect_uri(st, &origin.url);
     let tokens = provider
@@ -400,7 +405,7 @@ async fn finish(
             RouteError::Provider("The sign-in could not be completed with the identity provider.".into())
         })?;
     let mut identity = verify_tokens(
-        st,
+        &st.extra_claims,
         provider,
         &client,
         &ready,
@@ -467,7 +472,7 @@ async fn finish(
 /// it records the provider and the app registration (`client`) it signed in through.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn verify_tokens(
-    st: &AppState,
+    extra_claims: &[String],
     provider: &Provider,
     client: &Client,
     ready: &Ready,
@@ -490,7 +495,7 @@ pub(super) async fn verify_tokens(
         tokens.id_token.as_deref(),
         tokens.access_token.as_deref(),
         expect,
-        &st.extra_claims,
+        extra_claims,
     )?;
     let raw = same_user.map(|u| u.as_provider_names_it(&o.name));
     if let Some(user) = &raw {

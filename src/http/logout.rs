@@ -8,7 +8,6 @@
 //!   without `sid` the browser's own session ends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
@@ -16,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
+use super::SignOut;
 use super::sessions;
 use crate::identity::PROVIDER_SID;
 use crate::oidc::logout::{self, MAX_AGE};
@@ -41,7 +40,7 @@ fn answer(status: StatusCode, error: Option<&str>) -> Response {
 }
 
 /// `POST /oauth2/backchannel-logout` with `logout_token` (form-encoded).
-pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn backchannel(State(st): State<SignOut>, body: Bytes) -> Response {
     let Some(store) = st.sessions.store() else {
         return answer(
             StatusCode::NOT_IMPLEMENTED,
@@ -70,7 +69,7 @@ pub async fn backchannel(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
         };
         return answer(StatusCode::BAD_REQUEST, Some(why));
     };
-    let clients = st.client_ids(provider);
+    let clients = st.providers.client_ids(provider);
     let now = (st.clock)();
     let verified = logout::verify(&token, &ready.keys.keys(), &ready.issuer, &clients, now);
     let verified = match verified {
@@ -148,12 +147,12 @@ pub struct FrontChannel {
 
 /// `GET /oauth2/frontchannel-logout?iss=…&sid=…`.
 pub async fn frontchannel(
-    State(st): State<Arc<AppState>>,
+    State(st): State<SignOut>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<FrontChannel>,
     headers: HeaderMap,
 ) -> Response {
-    let host = super::login::browser_origin(&st, peer, &headers).map(|o| o.host);
+    let host = super::login::browser_origin(&st.config, peer, &headers).map(|o| o.host);
     let cookie = st.sessions.cookie_for(host.as_deref());
     let mut r = (
         StatusCode::OK,

@@ -28,6 +28,7 @@ mod health;
 mod listen;
 mod login;
 mod logout;
+mod parts;
 mod refresh;
 mod session_cache;
 mod sessions;
@@ -44,18 +45,22 @@ use crate::metrics::Metrics;
 use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-/// Everything a request handler needs, in parts. A handler that needs one part takes only it
-/// (axum substates): `/readyz` its `health::Readiness`, the JWKS its `health::Jwks`, `/metrics`
-/// the `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`); and the session
-/// code (`sessions`, `session_cache`) sees only `sessions::SessionKeeper`, never the rest.
-/// The pipeline and the sign-in, refresh, hand-off and sign-out handlers read the policies,
-/// providers, sessions, clock and configuration together and take the whole. Only what the
-/// integration tests build on (`config`, `providers`, `sessions`) is public outside the crate.
+pub use parts::{ClientError, HandOff, Providers, Refreshing, SignOut};
+
+/// Everything a request handler needs, in parts. A handler takes only the parts it reads (axum
+/// substates): `/readyz` its `health::Readiness`, the JWKS its `health::Jwks`, `/metrics` the
+/// `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`), the three sign-out
+/// handlers a [`SignOut`], `/oauth2/refresh` a [`Refreshing`], the three hand-off handlers a
+/// [`HandOff`]; the session code (`sessions`, `session_cache`) sees only
+/// `sessions::SessionKeeper`, never the rest. Only the pipeline (every contract's check) and
+/// sign-in take the whole: each reads eight of its ten fields (neither the policy files'
+/// fingerprint; the pipeline no randomness, sign-in no bearer verifier). Only what the integration tests build on (`config`, `providers`,
+/// `sessions`) is public outside the crate.
 pub struct AppState {
     /// The validated configuration.
-    pub config: Config,
+    pub config: Arc<Config>,
     /// The current policies; swapped whole on reload, read without locks.
-    pub(crate) policy: ArcSwap<PolicySet>,
+    pub(crate) policy: parts::Policies,
     /// The policy files' fingerprint when the state was made (just after they were loaded):
     /// where the reload watcher starts.
     pub(crate) policy_stamp: u64,
@@ -64,10 +69,10 @@ pub struct AppState {
     /// Randomness for state, nonce, PKCE verifiers and seals.
     pub(crate) entropy: Entropy,
     /// The claims copied into identities for `headers.claims`.
-    extra_claims: Vec<String>,
-    /// The identity providers (`oidc:`, or `providers:` in their order); empty when none is
-    /// configured.
-    pub providers: Arc<[Arc<Provider>]>,
+    extra_claims: Arc<[String]>,
+    /// The identity providers (`oidc:`, or `providers:` in their order; empty when none is
+    /// configured) and the app registrations the routes name at them.
+    pub providers: parts::Providers,
     /// What is counted for Prometheus.
     pub(crate) metrics: Metrics,
     /// Bearer tokens (`bearer:`): the accepted audiences, extra issuers and verified tokens.
@@ -75,17 +80,6 @@ pub struct AppState {
     /// Sessions: where they live (the cookies, or the session store of `session_store:`) and
     /// what reading, opening, writing and ending one takes.
     pub sessions: Arc<sessions::SessionKeeper>,
-}
-
-/// Why a sign-in cannot use the app registration it names.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// No route of this provider names the client (`idp_client_id`) any more.
-    #[error("no route names the app registration `{0}` for this identity provider")]
-    Unknown(String),
-    /// Its secret is `${{VAR}}` and the variable is not set.
-    #[error("the app registration `{0}`'s secret is ${{{1}}}, which is not set")]
-    SecretUnset(String, String),
 }
 
 /// A part the configuration names whose client cannot be built.
@@ -145,14 +139,15 @@ impl AppState {
             entropy.clone(),
             headers,
         ));
+        let policy = Arc::new(ArcSwap::from_pointee(policy));
         Ok(Arc::new(AppState {
-            config,
-            policy: ArcSwap::from_pointee(policy),
+            config: Arc::new(config),
+            providers: parts::Providers::new(providers, policy.clone()),
+            policy,
             policy_stamp,
             clock,
             entropy,
             extra_claims,
-            providers,
             metrics,
             bearer,
             sessions,
@@ -161,65 +156,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// The provider named `name` (`""` is the one `oidc:` provider).
-    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
-        self.providers.iter().find(|p| p.config.name == name)
-    }
-
-    /// The client (app registration) `id` at `provider`: `""` is its own; another is a route's
-    /// `idp_client_id` at that provider, with its secret (`${VAR}` read from the environment
-    /// now, so a rotated secret needs no restart).
-    pub fn client(
-        &self,
-        provider: &Provider,
-        id: &str,
-    ) -> Result<crate::oidc::transport::Client, ClientError> {
-        if id.is_empty() {
-            return Ok(provider.own_client());
-        }
-        let name = provider.config.name.as_str();
-        let one = self.providers.len() == 1;
-        let policy = self.policy.load();
-        let found = policy
-            .routes()
-            .iter()
-            .find_map(|r| r.sign_in.client_at(name, one).filter(|c| c.id == id))
-            .map(|c| c.secret.clone());
-        let secret = found.ok_or_else(|| ClientError::Unknown(id.to_string()))?;
-        let written = secret.expose();
-        let secret = match written.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-            Some(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => crate::secret::Secret::new(v),
-                _ => return Err(ClientError::SecretUnset(id.to_string(), var.to_string())),
-            },
-            None => secret,
-        };
-        Ok(crate::oidc::transport::Client {
-            id: id.to_string(),
-            secret,
-        })
-    }
-
-    /// Every client id at `provider`: its own, and the routes' `idp_client_id` at it.
-    pub fn client_ids(&self, provider: &Provider) -> Vec<String> {
-        let name = provider.config.name.as_str();
-        let one = self.providers.len() == 1;
-        let mut ids = vec![provider.config.client_id.clone()];
-        for r in self.policy.load().routes() {
-            if let Some(c) = r.sign_in.client_at(name, one) {
-                if !ids.contains(&c.id) {
-                    ids.push(c.id.clone());
-                }
-            }
-        }
-        ids
-    }
-
-    /// The provider an identity signed in with (its `idp`), if it is still configured.
-    pub fn provider_of(&self, identity: &crate::identity::Identity) -> Option<&Arc<Provider>> {
-        self.provider(identity.idp())
-    }
-
     /// Fetch every key set again (the provider's and each bearer issuer's), whatever the tokens
     /// say: a key an issuer withdrew stops being trusted, and tokens verified with it are
     /// dropped from the verified-token cache. Returns when to run again: the soonest of the

@@ -11,7 +11,6 @@
 //! outage neither signs everyone out nor bounces browsers between two URLs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State};
@@ -19,7 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::AppState;
+use super::Refreshing;
 use super::edge::redirect;
 use super::login::{RdQuery, return_target, verify_tokens};
 use super::sessions::{self, WriteError};
@@ -42,7 +41,7 @@ enum Outcome {
 
 /// `GET /oauth2/refresh?rd=…`
 pub async fn refresh(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Refreshing>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
@@ -50,8 +49,8 @@ pub async fn refresh(
     renew(&st, peer, q, &headers).await
 }
 
-async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Response {
-    let (origin, rd) = return_target(st, peer, headers, q.rd.as_deref());
+async fn renew(st: &Refreshing, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Response {
+    let (origin, rd) = return_target(&st.config, peer, headers, q.rd.as_deref());
     // The session cookies of this host's domain (another registrable domain's, after a hand-off).
     let cookie = st.sessions.cookie_for(origin.as_ref().map(|o| o.host.as_str()));
     let sign_in = || format!("/oauth2/start?rd={}", utf8_percent_encode(&rd, NON_ALPHANUMERIC));
@@ -117,14 +116,14 @@ async fn renew(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap)
     }
 }
 
-async fn attempt(st: &AppState, old: &Session, now: u64) -> Outcome {
+async fn attempt(st: &Refreshing, old: &Session, now: u64) -> Outcome {
     let Some(rt) = old.refresh_token.as_deref() else {
         return Outcome::Postponed("the session has no refresh token".into());
     };
-    let Some(provider) = st.provider_of(&old.identity) else {
+    let Some(provider) = st.providers.of(&old.identity) else {
         return Outcome::Ended("the session's identity provider is no longer configured".into());
     };
-    let client = match st.client(provider, old.identity.idp_client()) {
+    let client = match st.providers.client(provider, old.identity.idp_client()) {
         Ok(c) => c,
         Err(e) => return Outcome::Ended(e.to_string()),
     };
@@ -138,7 +137,7 @@ async fn attempt(st: &AppState, old: &Session, now: u64) -> Outcome {
     };
     let identity = if tokens.id_token.is_some() {
         match verify_tokens(
-            st,
+            &st.extra_claims,
             provider,
             &client,
             &ready,
