@@ -281,9 +281,10 @@ fn every_contract_reaches_the_same_verdict_for_the_same_request() {
 }
 
 /// A proxy that states no scheme (no `X-Forwarded-Proto`): every door reads the site's
-/// configured one (`cookie.secure: false` here, so http), the auth subrequests and Envoy's HTTP
-/// mode and gRPC `Check` alike (sign-in and sign-out read it through the same `Site`). Before, a missing header meant https to
-/// nginx and forward-auth, http to Envoy and `cookie.secure`'s scheme to sign-in and sign-out.
+/// configured one (`cookie.secure: false` here, so http), the auth subrequests, Envoy's HTTP
+/// mode and gRPC `Check` alike (sign-in and sign-out read it through the same `Site`). Before,
+/// a missing scheme meant https to nginx and forward-auth, http to Envoy and `cookie.secure`'s
+/// scheme to sign-in and sign-out.
 #[tokio::test]
 async fn an_unstated_scheme_is_read_alike_by_every_contract() {
     let fw = Fw::start_with(
@@ -308,26 +309,17 @@ async fn an_unstated_scheme_is_read_alike_by_every_contract() {
     assert_eq!(nginx(Some(&alice)).await.status(), 200);
     assert_eq!(nginx(None).await.status(), 401);
     // forward-auth and Envoy's HTTP mode send a page load to sign in on http.
-    let r = http
-        .get(fw.url("/oauth2/forward-auth"))
-        .header("x-forwarded-host", "app.test")
-        .header("x-forwarded-uri", "/docs")
-        .page()
-        .sent()
-        .await;
-    assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], format!("http://app.test{login}"));
-    let r = http
-        .get(format!(
-            "http://app.test:{}/oauth2/ext-authz/docs",
-            fw.addr.port()
-        ))
-        .header("host", "app.test")
-        .page()
-        .sent()
-        .await;
-    assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], format!("http://app.test{login}"));
+    let envoy_http = format!("http://app.test:{}/oauth2/ext-authz/docs", fw.addr.port());
+    for r in [
+        http.get(fw.url("/oauth2/forward-auth"))
+            .header("x-forwarded-host", "app.test")
+            .header("x-forwarded-uri", "/docs"),
+        http.get(envoy_http).header("host", "app.test"),
+    ] {
+        let r = r.page().sent().await;
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()["location"], format!("http://app.test{login}"));
+    }
     // The gRPC check with no scheme: the same.
     let ext = fw.ext_authz.unwrap();
     let mut grpc = AuthorizationClient::connect(format!("http://{ext}"))
