@@ -90,15 +90,12 @@ pub(super) fn ready_provider<'s>(
     let provider = st.providers.named(name).ok_or_else(|| {
         RouteError::Bad("The sign-in link names an identity provider this site does not have.".into())
     })?;
+    // Why is for the operator (forwarden's log, `/readyz`): the provider's address and a network
+    // or TLS error describe the inside of the deployment, and this page is anyone's.
     let ready = provider.ready().ok_or_else(|| {
-        let why = provider
-            .last_error
-            .load_full()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        RouteError::Unavailable(format!(
-            "forwarden cannot reach the identity provider yet ({why}). Try again in a minute."
-        ))
+        RouteError::Unavailable(
+            "forwarden cannot reach the identity provider yet. Try again in a minute; the administrator finds why in forwarden's log.".into(),
+        )
     })?;
     Ok((provider, ready))
 }
