@@ -287,13 +287,7 @@ fn every_contract_reaches_the_same_verdict_for_the_same_request() {
 /// scheme to sign-in and sign-out.
 #[tokio::test]
 async fn an_unstated_scheme_is_read_alike_by_every_contract() {
-    let fw = Fw::start_with(
-        APP_POLICY,
-        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
-    )
-    .await;
-    let http = client(&[("app.test", fw.addr.port())]);
-    let alice = fw.cookie(&alice());
+    let (fw, http, alice) = every_door(APP_POLICY).await;
     let login = "/oauth2/start?rd=http%3A%2F%2Fapp%2Etest%2Fdocs";
     // nginx: the http route applies (a 401 names no place; the cookie is accepted).
     let nginx = |cookie: Option<&str>| {
@@ -349,33 +343,33 @@ async fn an_unstated_scheme_is_read_alike_by_every_contract() {
 /// the client's: refused by every door, never read as its first value.
 #[tokio::test]
 async fn scheme_smuggling_a_forwarded_proto_list_is_refused_by_every_contract() {
-    let fw = Fw::start_with(
-        &app_policy_https(""),
-        "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n",
-    )
-    .await;
-    let http = client(&[("app.test", fw.addr.port())]);
-    let alice = fw.cookie(&alice());
-    for path in ["/oauth2/auth", "/oauth2/forward-auth"] {
-        let r = http
-            .get(fw.url(path))
-            .header("x-forwarded-proto", "https, http")
+    let (fw, http, alice) = every_door(&app_policy_https("")).await;
+    let described = |path: &str| {
+        http.get(fw.url(path))
             .header("x-forwarded-host", "app.test")
             .header("x-forwarded-uri", "/docs")
+    };
+    let envoy_http = format!("http://app.test:{}/oauth2/ext-authz/docs", fw.addr.port());
+    for r in [
+        described("/oauth2/auth"),
+        described("/oauth2/forward-auth"),
+        http.get(envoy_http).header("host", "app.test"),
+    ] {
+        let r = r
+            .header("x-forwarded-proto", "https, http")
             .header("cookie", &alice)
             .sent()
             .await;
-        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(r.status(), 403, "{}", r.url());
     }
-    let r = http
-        .get(format!(
-            "http://app.test:{}/oauth2/ext-authz/docs",
-            fw.addr.port()
-        ))
-        .header("host", "app.test")
-        .header("x-forwarded-proto", "https, http")
-        .header("cookie", &alice)
-        .sent()
-        .await;
-    assert_eq!(r.status(), 403);
+}
+
+/// forwarden with `policy` behind every door (HTTP and Envoy's gRPC listener), a client that
+/// reaches it as `app.test`, and Alice's session cookie.
+async fn every_door(policy: &str) -> (Fw, reqwest::Client, String) {
+    let extra = "trusted_proxies: [127.0.0.1/32]\next_authz_listen: 127.0.0.1:0\n";
+    let fw = Fw::start_with(policy, extra).await;
+    let http = client(&[("app.test", fw.addr.port())]);
+    let alice = fw.cookie(&alice());
+    (fw, http, alice)
 }
