@@ -338,7 +338,8 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             };
             let jwt = match (&st.config.identity_jwt, &st.sessions.headers.jwt, session) {
                 (Some(jwt), Some(name), Some(o)) => {
-                    signed_identity(st, jwt, o, req).map(|v| (name.clone(), v))
+                    signed_identity(&st.sessions, st.config.public_url.as_ref(), jwt, o, req)
+                        .map(|v| (name.clone(), v))
                 }
                 _ => None,
             };

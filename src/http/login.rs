@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::AppState;
+use super::SigningIn;
 use super::cookies::{pending_logins, store_pending};
 use super::edge::{ErrorPage, RouteError, edge_page, enc, redirect};
 use super::sessions::{self, WriteError};
@@ -70,7 +70,7 @@ pub(super) fn browser_origin(
 }
 
 /// Where the provider sends the browser back: the public URL in central mode, else this host.
-fn redirect_uri(st: &AppState, origin: &str) -> String {
+fn redirect_uri(st: &SigningIn, origin: &str) -> String {
     match &st.config.public_url {
         Some(u) => format!("{}/oauth2/callback", u.as_str().trim_end_matches('/')),
         None => format!("{origin}/oauth2/callback"),
@@ -79,7 +79,7 @@ fn redirect_uri(st: &AppState, origin: &str) -> String {
 
 /// The provider named `name`, discovered; or why sign-in cannot start.
 pub(super) fn ready_provider<'s>(
-    st: &'s AppState,
+    st: &'s SigningIn,
     name: &str,
 ) -> Result<(&'s Provider, Arc<Ready>), RouteError> {
     if st.providers.is_empty() {
@@ -102,7 +102,7 @@ pub(super) fn ready_provider<'s>(
 
 /// The providers a sign-in may go to: those the link names (`idp=a,b`, each configured), or
 /// every one; refused when a name is unknown.
-fn candidates<'s>(st: &'s AppState, idp: Option<&str>) -> Result<Vec<&'s Arc<Provider>>, RouteError> {
+fn candidates<'s>(st: &'s SigningIn, idp: Option<&str>) -> Result<Vec<&'s Arc<Provider>>, RouteError> {
     let Some(list) = idp.filter(|l| !l.is_empty()) else {
         return Ok(st.providers.iter().collect());
     };
@@ -152,7 +152,7 @@ pub(super) fn return_target(
 
 /// `GET /oauth2/start?rd=…`
 pub async fn start(
-    State(st): State<Arc<AppState>>,
+    State(st): State<SigningIn>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<RdQuery>,
     headers: HeaderMap,
@@ -160,7 +160,7 @@ pub async fn start(
     begin(&st, peer, q, &headers).map_err(|e| e.for_client(&headers))
 }
 
-fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Result<Response, RouteError> {
+fn begin(st: &SigningIn, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Result<Response, RouteError> {
     let choices = candidates(st, q.idp.as_deref())?;
     let (origin, rd) = return_target(&st.config, peer, headers, q.rd.as_deref());
     let origin =
@@ -248,7 +248,7 @@ fn begin(st: &AppState, peer: SocketAddr, q: RdQuery, headers: &HeaderMap) -> Re
 const LAST_CHOICE_AGE: i64 = 90 * 24 * 3600;
 
 /// The cookie that remembers the provider chosen last (`<cookie.name>_idp`).
-fn last_choice_cookie(st: &AppState) -> String {
+fn last_choice_cookie(st: &SigningIn) -> String {
     format!("{}_idp", st.config.cookie.name)
 }
 
@@ -256,7 +256,7 @@ fn last_choice_cookie(st: &AppState) -> String {
 /// focused), so Enter continues with it. Plain links in a list: every browser, keyboard and
 /// screen reader knows how to use them.
 fn chooser(
-    st: &AppState,
+    st: &SigningIn,
     headers: &HeaderMap,
     choices: &[&Arc<Provider>],
     rd: &str,
@@ -331,7 +331,7 @@ pub struct CallbackQuery {
 
 /// `GET /oauth2/callback?code=…&state=…`
 pub async fn callback(
-    State(st): State<Arc<AppState>>,
+    State(st): State<SigningIn>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<CallbackQuery>,
     headers: HeaderMap,
@@ -343,7 +343,7 @@ pub async fn callback(
 }
 
 async fn finish(
-    st: &AppState,
+    st: &SigningIn,
     peer: SocketAddr,
     q: CallbackQuery,
     headers: &HeaderMap,

@@ -45,17 +45,18 @@ use crate::metrics::Metrics;
 use crate::oidc::transport::Provider;
 use crate::policy::PolicySet;
 
-pub use parts::{ClientError, HandOff, Providers, Refreshing, SignOut};
+pub use parts::{ClientError, HandOff, Providers, Refreshing, SignOut, SigningIn};
 
 /// Everything a request handler needs, in parts. A handler takes only the parts it reads (axum
 /// substates): `/readyz` its `health::Readiness`, the JWKS its `health::Jwks`, `/metrics` the
-/// `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`), the three sign-out
-/// handlers a [`SignOut`], `/oauth2/refresh` a [`Refreshing`], the three hand-off handlers a
-/// [`HandOff`]; the session code (`sessions`, `session_cache`) sees only
-/// `sessions::SessionKeeper`, never the rest. Only the pipeline (every contract's check) and
-/// sign-in take the whole: each reads eight of its ten fields (neither the policy files'
-/// fingerprint; the pipeline no randomness, sign-in no bearer verifier). Only what the integration tests build on (`config`, `providers`,
-/// `sessions`) is public outside the crate.
+/// `Metrics`, `/oauth2/userinfo` the sessions (`sessions::SessionsOnly`), sign-in a
+/// [`SigningIn`], the three sign-out handlers a [`SignOut`], `/oauth2/refresh` a
+/// [`Refreshing`], the three hand-off handlers a [`HandOff`]; the session code (`sessions`,
+/// `session_cache`) sees only `sessions::SessionKeeper`, never the rest. Only the pipeline
+/// (every contract's check) takes the whole: it reads eight of its ten fields (not the
+/// randomness, nor the policy files' fingerprint, which is the reload watcher's). Only what
+/// the integration tests build on (`config`, `providers`, `sessions`) is public outside the
+/// crate.
 pub struct AppState {
     /// The validated configuration.
     pub config: Arc<Config>,

@@ -109,6 +109,38 @@ impl Providers {
     }
 }
 
+/// What sign-in reads (`/oauth2/start`, `/oauth2/callback`): everything the pipeline does but
+/// the bearer verifier. The configuration (the site, the redirect URI, the login cookies),
+/// the policies (step-up, the group names a session keeps), the providers and their clients,
+/// the sessions it opens, the clock, the randomness of state, nonce and PKCE, the sign-in
+/// counters, and the claims an identity keeps.
+#[derive(Clone)]
+pub struct SigningIn {
+    pub(super) config: Arc<Config>,
+    pub(super) policy: Policies,
+    pub(super) providers: Providers,
+    pub(super) sessions: Arc<SessionKeeper>,
+    pub(super) clock: Clock,
+    pub(super) entropy: Entropy,
+    pub(super) metrics: Metrics,
+    pub(super) extra_claims: Arc<[String]>,
+}
+
+impl FromRef<Arc<AppState>> for SigningIn {
+    fn from_ref(st: &Arc<AppState>) -> Self {
+        SigningIn {
+            config: st.config.clone(),
+            policy: st.policy.clone(),
+            providers: st.providers.clone(),
+            sessions: st.sessions.clone(),
+            clock: st.clock.clone(),
+            entropy: st.entropy.clone(),
+            metrics: st.metrics.clone(),
+            extra_claims: st.extra_claims.clone(),
+        }
+    }
+}
+
 /// What the three sign-out handlers read (`/oauth2/sign_out`, the back- and front-channel
 /// logouts): the configuration (which site the browser is on, where it may return), the
 /// providers (whose logout it is, and their clients), the sessions and the clock.

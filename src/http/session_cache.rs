@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use super::AppState;
 use super::cookies::request_cookie;
 use super::sessions::SessionKeeper;
 use crate::config::IdentityJwt;
@@ -43,12 +42,13 @@ fn cache_key(sealed: &str) -> &str {
 /// it has more than half its lifetime left (ES256 signing costs far more than the rest of a
 /// check), signed anew otherwise.
 pub(crate) fn signed_identity(
-    st: &AppState,
+    keeper: &SessionKeeper,
+    public_url: Option<&url::Url>,
     jwt: &IdentityJwt,
     o: &Opened,
     req: &Request<'_>,
 ) -> Option<HeaderValue> {
-    let now = (st.clock)();
+    let now = (keeper.clock)();
     let lifetime = jwt.lifetime.as_secs();
     // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
     let aud = req.site.host.as_ref();
@@ -59,7 +59,7 @@ pub(crate) fn signed_identity(
     {
         return Some(v.clone());
     }
-    let iss = match &st.config.public_url {
+    let iss = match public_url {
         Some(p) => p.as_str().trim_end_matches('/').to_string(),
         None => req.origin(),
     };
