@@ -54,6 +54,9 @@ impl<'a> Request<'a> {
             Some(i) => (&rest[..i], Cow::Owned(format!("/{}", &rest[i..]))),
             None => (rest, Cow::Borrowed("/")),
         };
+        if authority.contains(',') {
+            return Err(RequestError::BadHost);
+        }
         let mut site = Site::new(Some(scheme), "https", authority, None)?;
         // A URL given whole is its own word on the port.
         site.port_stated = true;
