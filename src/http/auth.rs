@@ -72,9 +72,10 @@ async fn subrequest(
         record,
         started: st.config.metrics_listen.map(|_| Instant::now()),
     };
-    // Answered at once when nothing has to wait (a cookie session, no token): then this future
-    // holds no more than its arguments, which matters, as every check's future is moved whole.
-    // A subject that waits continues in a box of its own, with what was read.
+    // Answered at once when nothing has to wait (no token to verify, and a cookie session or a
+    // stored one this replica's cache holds): then this future holds no more than its
+    // arguments, which matters, as every check's future is moved whole. A subject that waits
+    // continues in a box of its own, with what was read.
     let waiting = {
         let seen = Seen::new(headers);
         let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
@@ -136,7 +137,7 @@ pub(super) enum Now<'a> {
 }
 
 /// [`resolve`] without waiting: the answer, or the trusted, described request back when its
-/// subject must be waited for (a bearer token to verify, a session in the store).
+/// subject must be waited for (a bearer token to verify, a session the store must be read for).
 pub(super) fn resolve_now<'a>(
     st: &AppState,
     peer: SocketAddr,
@@ -159,14 +160,31 @@ pub(super) fn resolve_now<'a>(
             return Now::Answered(Answer::Deny(refused.denial(seen.wants_html())));
         }
     };
-    let token_to_verify = st.bearer.is_some() && ask.token.is_some();
-    if token_to_verify || st.sessions.store().is_some() {
-        return Now::Waits(ask);
-    }
-    let read = Read {
-        token: None,
-        stored: ForCheck::Cookie,
-        tally,
+    // Only what must be read waits: a token the verified-token cache does not hold, a ticket
+    // whose record this replica's cache does not hold.
+    let read = match (&st.bearer, ask.token) {
+        (Some(b), Some(t)) => {
+            let with = issuers_of_route(st, &ask);
+            let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
+            let Some(token) = bearer::verified_now(st, b, t, &accepts) else {
+                return Now::Waits(ask);
+            };
+            Read {
+                token: Some(token),
+                stored: ForCheck::Skipped,
+                tally,
+            }
+        }
+        _ => {
+            let Some(stored) = st.sessions.for_check_now(|n| seen.cookie(n)) else {
+                return Now::Waits(ask);
+            };
+            Read {
+                token: None,
+                stored,
+                tally,
+            }
+        }
     };
     Now::Answered(decide(st, peer, &ask, seen, read))
 }
@@ -182,16 +200,7 @@ async fn resolve_waiting(
 ) -> Answer {
     let token = match (&st.bearer, ask.token) {
         (Some(b), Some(t)) => {
-            // The route's identity_providers narrow the issuers before any signature check.
-            // (Looked up only when some route limits it.)
-            let policy = st.policy.load();
-            let with = match policy.limits_sign_in().then(|| policy.find_route(&ask.req)) {
-                Some(crate::policy::route::Found::Route(r)) if !r.sign_in.is_default() => {
-                    Some(r.sign_in.clone())
-                }
-                _ => None,
-            };
-            drop(policy);
+            let with = issuers_of_route(st, &ask);
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
             Some(bearer::verify(st, b, t, &accepts).await)
         }
@@ -202,6 +211,16 @@ async fn resolve_waiting(
         Some(_) => ForCheck::Skipped,
     };
     decide(st, peer, &ask, seen, Read { token, stored, tally })
+}
+
+/// The route's `identity_providers`, which narrow the bearer issuers before any signature
+/// check (looked up only when some route limits them).
+fn issuers_of_route(st: &AppState, ask: &Ask<'_>) -> Option<crate::policy::route::SignInWith> {
+    let policy = st.policy.load();
+    match policy.limits_sign_in().then(|| policy.find_route(&ask.req)) {
+        Some(crate::policy::route::Found::Route(r)) if !r.sign_in.is_default() => Some(r.sign_in.clone()),
+        _ => None,
+    }
 }
 
 /// Who the request is, resolved after trust: nobody, a session (the cookie's, or the one the

@@ -210,20 +210,11 @@ pub async fn verify(
     token: &str,
     accepts: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Arc<Verified>, BearerError> {
-    if token.len() > access::MAX_TOKEN_BYTES {
-        return Err(BearerError::TooLarge);
+    if let Some(known) = verified_now(st, b, token, accepts) {
+        return known;
     }
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = (st.clock)();
-    if let Some(e) = b.cache.get(&key) {
-        if e.verified.exp + LEEWAY > now {
-            if !accepts(e.verified.identity.idp()) {
-                return Err(BearerError::Issuer);
-            }
-            return Ok(e.verified);
-        }
-        b.cache.invalidate(&key);
-    }
     let mut refetched = false;
     loop {
         // A turn for the signature math; not held across a key refetch.
@@ -253,6 +244,30 @@ pub async fn verify(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// [`verify`] without waiting, when it can answer: a token too large to read, or one the
+/// verified-token cache holds (refused when the route does not accept its issuer). `None` when
+/// its signature must be checked.
+pub fn verified_now(
+    st: &AppState,
+    b: &Bearer,
+    token: &str,
+    accepts: &(dyn Fn(&str) -> bool + Sync),
+) -> Option<Result<Arc<Verified>, BearerError>> {
+    if token.len() > access::MAX_TOKEN_BYTES {
+        return Some(Err(BearerError::TooLarge));
+    }
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let e = b.cache.get(&key)?;
+    if e.verified.exp + LEEWAY > (st.clock)() {
+        return Some(match accepts(e.verified.identity.idp()) {
+            true => Ok(e.verified),
+            false => Err(BearerError::Issuer),
+        });
+    }
+    b.cache.invalidate(&key);
+    None
 }
 
 async fn verify_once(

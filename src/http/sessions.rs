@@ -91,6 +91,21 @@ impl SessionKeeper {
         }
     }
 
+    /// [`Self::for_check`] without waiting, when nothing has to be read: cookie sessions, a
+    /// request without a ticket, or a ticket whose record (or its absence) this replica's cache
+    /// holds. `None` when the store must be read.
+    pub(crate) fn for_check_now<'a>(&self, cookie: impl Fn(&str) -> Option<&'a str>) -> Option<ForCheck> {
+        match &self.place {
+            Sessions::Cookies => Some(ForCheck::Cookie),
+            Sessions::Store(store) => match session_cache::ticket(self, cookie) {
+                None => Some(ForCheck::Stored(None)),
+                Some(t) => store
+                    .cached(&t.id)
+                    .map(|found| ForCheck::Stored(found.map(|s| (t.id, s)))),
+            },
+        }
+    }
+
     /// The one of `cookie.other_domains` `host` is under (`.example.org`), if any: its
     /// session comes from the central sign-in host by a hand-off.
     pub fn handoff_domain(&self, host: &str) -> Option<String> {
