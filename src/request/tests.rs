@@ -233,6 +233,11 @@ fn scheme_smuggling_a_forwarded_proto_list_is_refused() {
         Request::from_url("https,http://app.test/", "GET").unwrap_err(),
         RequestError::BadScheme
     );
+    // A list in a URL's host is a bad host, not a forwarded header's ambiguity.
+    assert_eq!(
+        Request::from_url("https://a.test,b.test/", "GET").unwrap_err(),
+        RequestError::BadHost
+    );
 }
 
 #[test]
