@@ -109,108 +109,78 @@ impl Providers {
     }
 }
 
-/// What sign-in reads (`/oauth2/start`, `/oauth2/callback`): everything the pipeline does but
-/// the bearer verifier. The configuration (the site, the redirect URI, the login cookies),
-/// the policies (step-up, the group names a session keeps), the providers and their clients,
-/// the sessions it opens, the clock, the randomness of state, nonce and PKCE, the sign-in
-/// counters, and the claims an identity keeps.
-#[derive(Clone)]
-pub struct SigningIn {
-    pub(super) config: Arc<Config>,
-    pub(super) policy: Policies,
-    pub(super) providers: Providers,
-    pub(super) sessions: Arc<SessionKeeper>,
-    pub(super) clock: Clock,
-    pub(super) entropy: Entropy,
-    pub(super) metrics: Metrics,
-    pub(super) extra_claims: Arc<[String]>,
+/// A part of the state: a struct of some of [`AppState`]'s fields, each a shared handle, and
+/// its `FromRef` (taking the part clones those handles).
+macro_rules! part {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            $(pub(super) $field: $ty),*
+        }
+
+        impl FromRef<Arc<AppState>> for $name {
+            fn from_ref(st: &Arc<AppState>) -> Self {
+                $name { $($field: st.$field.clone()),* }
+            }
+        }
+    };
 }
 
-impl FromRef<Arc<AppState>> for SigningIn {
-    fn from_ref(st: &Arc<AppState>) -> Self {
-        SigningIn {
-            config: st.config.clone(),
-            policy: st.policy.clone(),
-            providers: st.providers.clone(),
-            sessions: st.sessions.clone(),
-            clock: st.clock.clone(),
-            entropy: st.entropy.clone(),
-            metrics: st.metrics.clone(),
-            extra_claims: st.extra_claims.clone(),
-        }
+part! {
+    /// What sign-in reads (`/oauth2/start`, `/oauth2/callback`): everything the pipeline does
+    /// but the bearer verifier. The configuration (the site, the redirect URI, the login
+    /// cookies), the policies (step-up, the group names a session keeps), the providers and
+    /// their clients, the sessions it opens, the clock, the randomness of state, nonce and PKCE,
+    /// the sign-in counters, and the claims an identity keeps.
+    SigningIn {
+        config: Arc<Config>,
+        policy: Policies,
+        providers: Providers,
+        sessions: Arc<SessionKeeper>,
+        clock: Clock,
+        entropy: Entropy,
+        metrics: Metrics,
+        extra_claims: Arc<[String]>,
     }
 }
 
-/// What the three sign-out handlers read (`/oauth2/sign_out`, the back- and front-channel
-/// logouts): the configuration (which site the browser is on, where it may return), the
-/// providers (whose logout it is, and their clients), the sessions and the clock.
-#[derive(Clone)]
-pub struct SignOut {
-    pub(super) config: Arc<Config>,
-    pub(super) providers: Providers,
-    pub(super) sessions: Arc<SessionKeeper>,
-    pub(super) clock: Clock,
-}
-
-impl FromRef<Arc<AppState>> for SignOut {
-    fn from_ref(st: &Arc<AppState>) -> Self {
-        SignOut {
-            config: st.config.clone(),
-            providers: st.providers.clone(),
-            sessions: st.sessions.clone(),
-            clock: st.clock.clone(),
-        }
+part! {
+    /// What the three sign-out handlers read (`/oauth2/sign_out`, the back- and front-channel
+    /// logouts): the configuration (which site the browser is on, where it may return), the
+    /// providers (whose logout it is, and their clients), the sessions and the clock.
+    SignOut {
+        config: Arc<Config>,
+        providers: Providers,
+        sessions: Arc<SessionKeeper>,
+        clock: Clock,
     }
 }
 
-/// What `/oauth2/refresh` reads: the session and its provider (with the route's client), the
-/// claims a refreshed identity keeps, the policies (the group names a session keeps), the clock
-/// and the refresh counters.
-#[derive(Clone)]
-pub struct Refreshing {
-    pub(super) config: Arc<Config>,
-    pub(super) policy: Policies,
-    pub(super) providers: Providers,
-    pub(super) sessions: Arc<SessionKeeper>,
-    pub(super) clock: Clock,
-    pub(super) metrics: Metrics,
-    pub(super) extra_claims: Arc<[String]>,
-}
-
-impl FromRef<Arc<AppState>> for Refreshing {
-    fn from_ref(st: &Arc<AppState>) -> Self {
-        Refreshing {
-            config: st.config.clone(),
-            policy: st.policy.clone(),
-            providers: st.providers.clone(),
-            sessions: st.sessions.clone(),
-            clock: st.clock.clone(),
-            metrics: st.metrics.clone(),
-            extra_claims: st.extra_claims.clone(),
-        }
+part! {
+    /// What `/oauth2/refresh` reads: the session and its provider (with the route's client), the
+    /// claims a refreshed identity keeps, the policies (the group names a session keeps), the
+    /// clock and the refresh counters.
+    Refreshing {
+        config: Arc<Config>,
+        policy: Policies,
+        providers: Providers,
+        sessions: Arc<SessionKeeper>,
+        clock: Clock,
+        metrics: Metrics,
+        extra_claims: Arc<[String]>,
     }
 }
 
-/// What the hand-off between registrable domains reads (`/oauth2/handoff`, `…/issue`,
-/// `…/accept`): no provider is involved, only the sessions, the policies (which hosts may
-/// receive one), the configuration, the clock and the randomness of its codes.
-#[derive(Clone)]
-pub struct HandOff {
-    pub(super) config: Arc<Config>,
-    pub(super) policy: Policies,
-    pub(super) sessions: Arc<SessionKeeper>,
-    pub(super) clock: Clock,
-    pub(super) entropy: Entropy,
-}
-
-impl FromRef<Arc<AppState>> for HandOff {
-    fn from_ref(st: &Arc<AppState>) -> Self {
-        HandOff {
-            config: st.config.clone(),
-            policy: st.policy.clone(),
-            sessions: st.sessions.clone(),
-            clock: st.clock.clone(),
-            entropy: st.entropy.clone(),
-        }
+part! {
+    /// What the hand-off between registrable domains reads (`/oauth2/handoff`, `…/issue`,
+    /// `…/accept`): no provider is involved, only the sessions, the policies (which hosts may
+    /// receive one), the configuration, the clock and the randomness of its codes.
+    HandOff {
+        config: Arc<Config>,
+        policy: Policies,
+        sessions: Arc<SessionKeeper>,
+        clock: Clock,
+        entropy: Entropy,
     }
 }
