@@ -15,11 +15,11 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
 use super::ask::{Ask, Early, Seen, describe_subrequest};
+use super::audit::AuditLine;
 use super::bearer;
 use super::edge::{Allowed, Answer, Contract, Denial};
 use super::session_cache::{Opened, signed_identity};
 use super::sessions::ForCheck;
-use crate::config::Audit;
 use crate::diag::Origin;
 use crate::identity::Identity;
 use crate::identity::{STEP_UP_ASKED, STEP_UP_AT};
@@ -480,82 +480,6 @@ fn forbidden_answer(j: &Judged<'_>) -> Answer {
         // RFC 6750 3.1: a valid token that does not allow this.
         insufficient_scope: j.verified,
     })
-}
-
-/// One decision, for the audit log and the metrics.
-struct AuditLine<'a> {
-    verdict: Verdict,
-    /// A short code for why ([`Reason::code`], or one of the edge's own).
-    code: &'a str,
-    route: &'a str,
-    /// Where the deciding rule is written, if one decided.
-    rule: Option<&'a Origin>,
-    detail: &'a dyn std::fmt::Display,
-}
-
-impl<'a> AuditLine<'a> {
-    /// A decision the edge made before any route was chosen.
-    fn early(verdict: Verdict, code: &'a str, detail: &'a dyn std::fmt::Display) -> Self {
-        AuditLine {
-            verdict,
-            code,
-            route: "-",
-            rule: None,
-            detail,
-        }
-    }
-
-    /// Count the decision (when metrics are on; `started` is then when the check began) and
-    /// write its audit line (every decision but a plain allow, or all with `audit: all`).
-    fn record(
-        &self,
-        st: &AppState,
-        started: Option<Instant>,
-        req: Option<&crate::request::Request<'_>>,
-        user: Option<&Identity>,
-        peer: SocketAddr,
-    ) {
-        if let Some(t) = started {
-            st.metrics
-                .decision(self.verdict, self.route, t.elapsed().as_secs_f64());
-        }
-        if self.verdict == Verdict::Allow && st.config.audit != Audit::All {
-            return;
-        }
-        tracing::info!(
-            target: "forwarden::audit",
-            result = self.verdict.as_str(),
-            reason = self.code,
-            rule = %OrDash(self.rule),
-            route = self.route,
-            user = or_dash(user.map(|u| u.subject.as_str())),
-            email = or_dash(user.and_then(|u| u.email.as_deref())),
-            tenant = or_dash(user.map(|u| u.tenant.as_str())),
-            host = or_dash(req.map(|r| r.site.host.as_ref())),
-            path = or_dash(req.map(|r| r.path.as_ref())),
-            method = or_dash(req.map(|r| r.method.as_ref())),
-            client_ip = %req.and_then(|r| r.client_ip).unwrap_or(peer.ip()),
-            detail = %self.detail,
-            "decision"
-        );
-    }
-}
-
-/// An optional place, printed as `-` when there is none.
-struct OrDash<'a>(Option<&'a Origin>);
-
-impl std::fmt::Display for OrDash<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(o) => o.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// The value, or `-` when there is none (audit fields are always present).
-fn or_dash(s: Option<&str>) -> &str {
-    s.filter(|s| !s.is_empty()).unwrap_or("-")
 }
 
 /// The URL of a sign-in endpoint (`/oauth2/start`, `/oauth2/refresh`) that returns to the

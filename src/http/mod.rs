@@ -11,12 +11,14 @@
 //! - `health`: `/healthz`, `/readyz`, `/.well-known/jwks.json`, and `GET /metrics` on the
 //!   separate `metrics_listen` listener only.
 //!
-//! Shared pieces: `edge` turns refusals and errors into responses (the one mapping),
+//! Shared pieces: `audit` writes each decision's audit line and counts it, `edge` turns
+//! refusals and errors into responses (the one mapping),
 //! `cookies` reads and writes every cookie, `session_cache` keeps opened sessions per worker
 //! thread, `headers` holds the identity header names.
 
 mod account;
 mod ask;
+mod audit;
 mod auth;
 mod bearer;
 mod cookies;
