@@ -30,6 +30,7 @@ use crate::policy::{Reason, StepUp, Verdict};
 /// rather than sent to sign in again (seconds).
 const STEP_UP_RETRY: u64 = 300;
 use crate::session;
+use crate::store::Ticket;
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
 pub async fn nginx(
@@ -81,7 +82,9 @@ async fn subrequest(
         let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
         match resolve_now(st, peer, described, &seen, tally) {
             Now::Answered(answer) => return http_answer(st, answer, headers, contract),
-            Now::Waits(ask) => Box::pin(async move { resolve_waiting(st, peer, ask, &seen, tally).await }),
+            Now::Waits(ask, waiting) => {
+                Box::pin(async move { resolve_waiting(st, peer, ask, waiting, &seen, tally).await })
+            }
         }
     };
     http_answer(st, waiting.await, headers, contract)
@@ -124,7 +127,7 @@ pub(super) async fn resolve(
 ) -> Answer {
     match resolve_now(st, peer, described, seen, tally) {
         Now::Answered(answer) => answer,
-        Now::Waits(ask) => Box::pin(resolve_waiting(st, peer, ask, seen, tally)).await,
+        Now::Waits(ask, waiting) => Box::pin(resolve_waiting(st, peer, ask, waiting, seen, tally)).await,
     }
 }
 
@@ -132,8 +135,17 @@ pub(super) async fn resolve(
 pub(super) enum Now<'a> {
     /// The answer, nothing having had to wait.
     Answered(Answer),
-    /// The trusted, described request, whose subject must be waited for.
-    Waits(Ask<'a>),
+    /// The trusted, described request, and what its subject must be waited for.
+    Waits(Ask<'a>, Box<Waiting>),
+}
+
+/// What a trusted, described request waits for.
+pub(super) enum Waiting {
+    /// The signature check of a bearer token the cache does not hold (with the route's
+    /// issuers).
+    Token(bearer::Uncached, Option<crate::policy::route::SignInWith>),
+    /// The record of a ticket this replica's cache does not hold.
+    Ticket(Ticket),
 }
 
 /// [`resolve`] without waiting: the answer, or the trusted, described request back when its
@@ -166,25 +178,23 @@ pub(super) fn resolve_now<'a>(
         (Some(b), Some(t)) => {
             let with = issuers_of_route(st, &ask);
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
-            let Some(token) = bearer::verified_now(st, b, t, &accepts) else {
-                return Now::Waits(ask);
-            };
-            Read {
-                token: Some(token),
-                stored: ForCheck::Skipped,
-                tally,
+            match bearer::verified_now(st, b, t, &accepts) {
+                Ok(token) => Read {
+                    token: Some(token),
+                    stored: ForCheck::Skipped,
+                    tally,
+                },
+                Err(key) => return Now::Waits(ask, Box::new(Waiting::Token(key, with))),
             }
         }
-        _ => {
-            let Some(stored) = st.sessions.for_check_now(|n| seen.cookie(n)) else {
-                return Now::Waits(ask);
-            };
-            Read {
+        _ => match st.sessions.for_check_now(|n| seen.cookie(n)) {
+            Ok(stored) => Read {
                 token: None,
                 stored,
                 tally,
-            }
-        }
+            },
+            Err(ticket) => return Now::Waits(ask, Box::new(Waiting::Ticket(ticket))),
+        },
     };
     Now::Answered(decide(st, peer, &ask, seen, read))
 }
@@ -195,22 +205,31 @@ async fn resolve_waiting(
     st: &AppState,
     peer: SocketAddr,
     ask: Ask<'_>,
+    waiting: Box<Waiting>,
     seen: &Seen<'_>,
     tally: Tally,
 ) -> Answer {
-    let token = match (&st.bearer, ask.token) {
-        (Some(b), Some(t)) => {
-            let with = issuers_of_route(st, &ask);
+    let read = match *waiting {
+        Waiting::Token(key, with) => {
             let accepts = |n: &str| with.as_ref().is_none_or(|w| w.accepts_issuer(n));
-            Some(bearer::verify(st, b, t, &accepts).await)
+            let token = match (&st.bearer, ask.token) {
+                (Some(b), Some(t)) => bearer::verify(st, b, t, key, &accepts).await,
+                // `resolve_now` waits for a token only with both; never a session instead.
+                _ => Err(BearerError::Malformed),
+            };
+            Read {
+                token: Some(token),
+                stored: ForCheck::Skipped,
+                tally,
+            }
         }
-        _ => None,
+        Waiting::Ticket(ticket) => Read {
+            token: None,
+            stored: st.sessions.read_for_check(ticket).await,
+            tally,
+        },
     };
-    let stored = match &token {
-        None => st.sessions.for_check(|n| seen.cookie(n)).await,
-        Some(_) => ForCheck::Skipped,
-    };
-    decide(st, peer, &ask, seen, Read { token, stored, tally })
+    decide(st, peer, &ask, seen, read)
 }
 
 /// The route's `identity_providers`, which narrow the bearer issuers before any signature

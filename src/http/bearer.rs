@@ -197,9 +197,13 @@ fn is_b64token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-/// Verify a bearer token: from the cache, or by its signature (the only step here that may
-/// wait, for a key fetch). The caller has established that the peer is trusted and the request
-/// described.
+/// The verified-token cache's key of a token it does not hold ([`verified_now`]'s miss): the
+/// token's SHA-256, computed once per check.
+pub struct Uncached([u8; 32]);
+
+/// Verify a bearer token the cache does not hold, by its signature (the only step here that
+/// may wait, for a key fetch), and cache it. The caller has established that the peer is
+/// trusted and the request described, and asked [`verified_now`] first.
 ///
 /// `accepts(name)`: whether the route takes tokens of the issuers tied to provider `name`
 /// (its `identity_providers`). Another issuer's token is refused before its signature is
@@ -208,12 +212,9 @@ pub async fn verify(
     st: &AppState,
     b: &Bearer,
     token: &str,
+    Uncached(key): Uncached,
     accepts: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Arc<Verified>, BearerError> {
-    if let Some(known) = verified_now(st, b, token, accepts) {
-        return known;
-    }
-    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = (st.clock)();
     let mut refetched = false;
     loop {
@@ -246,28 +247,29 @@ pub async fn verify(
     }
 }
 
-/// [`verify`] without waiting, when it can answer: a token too large to read, or one the
-/// verified-token cache holds (refused when the route does not accept its issuer). `None` when
-/// its signature must be checked.
+/// A bearer token's verification without waiting, when it can be answered: a token too large
+/// to read, or one the verified-token cache holds (refused when the route does not accept its
+/// issuer). `Err` when its signature must be checked ([`verify`]).
 pub fn verified_now(
     st: &AppState,
     b: &Bearer,
     token: &str,
     accepts: &(dyn Fn(&str) -> bool + Sync),
-) -> Option<Result<Arc<Verified>, BearerError>> {
+) -> Result<Result<Arc<Verified>, BearerError>, Uncached> {
     if token.len() > access::MAX_TOKEN_BYTES {
-        return Some(Err(BearerError::TooLarge));
+        return Ok(Err(BearerError::TooLarge));
     }
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let e = b.cache.get(&key)?;
-    if e.verified.exp + LEEWAY > (st.clock)() {
-        return Some(match accepts(e.verified.identity.idp()) {
-            true => Ok(e.verified),
-            false => Err(BearerError::Issuer),
-        });
+    if let Some(e) = b.cache.get(&key) {
+        if e.verified.exp + LEEWAY > (st.clock)() {
+            return Ok(match accepts(e.verified.identity.idp()) {
+                true => Ok(e.verified),
+                false => Err(BearerError::Issuer),
+            });
+        }
+        b.cache.invalidate(&key);
     }
-    b.cache.invalidate(&key);
-    None
+    Err(Uncached(key))
 }
 
 async fn verify_once(

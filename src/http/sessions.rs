@@ -82,27 +82,39 @@ impl SessionKeeper {
         }
     }
 
-    /// What the auth check needs read before its (synchronous) decision: nothing for cookie
-    /// sessions (opened in the decision, from the per-thread cache), the record for a ticket.
-    pub(crate) async fn for_check<'a>(&self, cookie: impl Fn(&str) -> Option<&'a str>) -> ForCheck {
+    /// What the auth check needs read before its (synchronous) decision, when nothing has to
+    /// be waited for: nothing for cookie sessions (opened in the decision, from the per-thread
+    /// cache); for a ticket, its record (or its absence) from this replica's cache, or no
+    /// session without a ticket. `Err` with the ticket whose record the store must be read for
+    /// ([`Self::read_for_check`]).
+    pub(crate) fn for_check_now<'a>(
+        &self,
+        cookie: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<ForCheck, Ticket> {
         match &self.place {
-            Sessions::Cookies => ForCheck::Cookie,
-            Sessions::Store(store) => ForCheck::Stored(stored(self, store, cookie).await),
+            Sessions::Cookies => Ok(ForCheck::Cookie),
+            Sessions::Store(store) => match session_cache::ticket(self, cookie) {
+                None => Ok(ForCheck::Stored(None)),
+                Some(t) => match store.cached(&t.id) {
+                    Some(found) => Ok(ForCheck::Stored(found.map(|s| (t.id, s)))),
+                    None => Err(t),
+                },
+            },
         }
     }
 
-    /// [`Self::for_check`] without waiting, when nothing has to be read: cookie sessions, a
-    /// request without a ticket, or a ticket whose record (or its absence) this replica's cache
-    /// holds. `None` when the store must be read.
-    pub(crate) fn for_check_now<'a>(&self, cookie: impl Fn(&str) -> Option<&'a str>) -> Option<ForCheck> {
-        match &self.place {
-            Sessions::Cookies => Some(ForCheck::Cookie),
-            Sessions::Store(store) => match session_cache::ticket(self, cookie) {
-                None => Some(ForCheck::Stored(None)),
-                Some(t) => store
-                    .cached(&t.id)
-                    .map(|found| ForCheck::Stored(found.map(|s| (t.id, s)))),
-            },
+    /// The record of a ticket this replica's cache does not hold, read from the store. Redis
+    /// trouble means "not signed in" for it (cached sessions pass for their cache time).
+    pub(crate) async fn read_for_check(&self, t: Ticket) -> ForCheck {
+        let Sessions::Store(store) = &self.place else {
+            return ForCheck::Stored(None);
+        };
+        match store.load(&t, (self.clock)()).await {
+            Ok(found) => ForCheck::Stored(found.map(|s| (t.id, s))),
+            Err(e) => {
+                tracing::debug!(error = %e, "session not loaded");
+                ForCheck::Stored(None)
+            }
         }
     }
 
@@ -135,7 +147,7 @@ impl SessionKeeper {
     }
 }
 
-/// A session as read for the auth check (see [`Sessions::for_check`]).
+/// A session as read for the auth check (see [`SessionKeeper::for_check_now`]).
 pub(crate) enum ForCheck {
     /// A bearer token speaks for the request: no session is read.
     Skipped,
@@ -175,28 +187,6 @@ pub enum WriteError {
 pub(crate) fn ticket_of(k: &SessionKeeper, headers: &HeaderMap) -> Option<Ticket> {
     k.store()?;
     session_cache::ticket(k, |n: &str| request_cookie(headers, n))
-}
-
-/// With a session store, the request's session for the auth check: from this replica's store
-/// cache, or read from Redis. Redis trouble means "not signed in" for a session this replica
-/// has not cached (cached ones pass for their cache time).
-async fn stored<'a>(
-    k: &SessionKeeper,
-    store: &RedisStore,
-    cookie: impl Fn(&str) -> Option<&'a str>,
-) -> Option<([u8; 16], Arc<Session>)> {
-    let t = session_cache::ticket(k, cookie)?;
-    let found = match store.cached(&t.id) {
-        Some(c) => c,
-        None => match store.load(&t, (k.clock)()).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "session not loaded");
-                None
-            }
-        },
-    };
-    found.map(|s| (t.id, s))
 }
 
 /// The request's session, and its ticket with a store.
