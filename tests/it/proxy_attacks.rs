@@ -11,12 +11,15 @@ use tokio::net::TcpStream;
 
 use crate::util::*;
 
-/// www.test is public, app.test is protected, and a port-specific route on app.test:8080 is
-/// public: each of these is what an attacker would love forwarden to judge instead.
+/// www.test is public, app.test is protected, and a port-specific route on app.test:8080 and
+/// app.test over https (the proxies here serve http) are public: each of these is what an
+/// attacker would love forwarden to judge instead.
 const HOSTS_POLICY: &str = "\
 - from: http://app.test
   allowed_domains: [example.com]
 - from: http://app.test:8080
+  allow_public_unauthenticated_access: true
+- from: https://app.test
   allow_public_unauthenticated_access: true
 - from: http://www.test
   allow_public_unauthenticated_access: true
@@ -88,6 +91,26 @@ async fn open_redirect_by_forged_forwarded_host_is_refused(port: u16, logs: impl
         assert!(
             !location.contains("evil.com"),
             "open redirect to {location}\n{}",
+            logs()
+        );
+    }
+}
+
+/// The attack: the client's own `X-Forwarded-Proto: https` (or a list starting with it) on the
+/// plain-http site, whose https twin is public. Every shipped proxy states the scheme itself,
+/// so forwarden never judges the https route: sign in, or refused.
+async fn scheme_confusion_by_forged_forwarded_proto_is_refused(port: u16, logs: impl Fn() -> String) {
+    for forged in ["https", "https, http", "wss"] {
+        let code = raw(
+            port,
+            &format!(
+                "GET /secret HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: {forged}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(
+            matches!(code, Some(302 | 401 | 403)),
+            "{forged}: {code:?} {}",
             logs()
         );
     }
@@ -194,8 +217,8 @@ async fn forged_through(proxy: Proxy) {
 }
 
 /// `Host: app.test:8080` through a forward-auth proxy listening elsewhere: the public route of
-/// port 8080 is never picked (sign in, or refused).
-async fn client_port_through(proxy: Proxy) {
+/// port 8080 is never picked (sign in, or refused); nor is the https one by a forged scheme.
+async fn client_port_or_scheme_through(proxy: Proxy) {
     let Some((_fw, p)) = behind(proxy, HOSTS_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await else {
         return;
     };
@@ -205,6 +228,7 @@ async fn client_port_through(proxy: Proxy) {
     )
     .await;
     assert!(matches!(code, Some(302 | 401 | 403)), "{code:?} {}", p.logs());
+    scheme_confusion_by_forged_forwarded_proto_is_refused(p.port, || p.logs()).await;
 }
 
 async fn nginx_setup(policy: &str) -> Option<(Fw, Proc, SocketAddr)> {
@@ -235,7 +259,7 @@ async fn host_confusion_absolute_form_request_line_through_nginx() {
 }
 
 #[tokio::test]
-async fn host_confusion_client_chosen_port_through_nginx() {
+async fn host_or_scheme_confusion_client_chosen_port_or_proto_through_nginx() {
     let Some((_fw, p, _)) = nginx_setup(HOSTS_POLICY).await else {
         return;
     };
@@ -246,6 +270,7 @@ async fn host_confusion_client_chosen_port_through_nginx() {
     )
     .await;
     assert!(matches!(code, Some(302 | 401)), "{code:?} {}", p.logs());
+    scheme_confusion_by_forged_forwarded_proto_is_refused(p.port, || p.logs()).await;
 }
 
 #[tokio::test]
@@ -337,8 +362,8 @@ async fn forged_identity_headers_through_caddy() {
 }
 
 #[tokio::test]
-async fn host_confusion_client_chosen_port_through_caddy() {
-    client_port_through(Proxy::Caddy).await;
+async fn host_or_scheme_confusion_client_chosen_port_or_proto_through_caddy() {
+    client_port_or_scheme_through(Proxy::Caddy).await;
 }
 
 #[tokio::test]
@@ -347,7 +372,7 @@ async fn forged_identity_headers_through_haproxy() {
 }
 
 #[tokio::test]
-async fn host_confusion_through_haproxy_other_hosts_lists_and_ports() {
+async fn host_or_scheme_confusion_through_haproxy_other_hosts_lists_ports_and_proto() {
     let Some((_fw, p)) = behind(Proxy::Haproxy, HOSTS_POLICY, "trusted_proxies: [127.0.0.1/32]\n").await
     else {
         return;
@@ -363,6 +388,7 @@ async fn host_confusion_through_haproxy_other_hosts_lists_and_ports() {
     // A client-chosen port disagrees with the port HAProxy listens on: refused.
     let code = raw(p.port, &send("app.test:8080")).await;
     assert!(matches!(code, Some(302 | 401 | 403)), "{code:?} {}", p.logs());
+    scheme_confusion_by_forged_forwarded_proto_is_refused(p.port, || p.logs()).await;
 }
 
 #[tokio::test]
@@ -394,8 +420,8 @@ async fn forged_identity_headers_through_traefik() {
 }
 
 #[tokio::test]
-async fn host_confusion_client_chosen_port_through_traefik() {
-    client_port_through(Proxy::Traefik).await;
+async fn host_or_scheme_confusion_client_chosen_port_or_proto_through_traefik() {
+    client_port_or_scheme_through(Proxy::Traefik).await;
 }
 
 #[tokio::test]
@@ -404,8 +430,8 @@ async fn forged_identity_headers_through_current_caddy() {
 }
 
 #[tokio::test]
-async fn host_confusion_client_chosen_port_through_current_caddy() {
-    client_port_through(Proxy::CaddyCurrent).await;
+async fn host_or_scheme_confusion_client_chosen_port_or_proto_through_current_caddy() {
+    client_port_or_scheme_through(Proxy::CaddyCurrent).await;
 }
 
 #[tokio::test]
