@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::Response;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -31,6 +32,42 @@ use crate::policy::{Reason, StepUp, Verdict};
 const STEP_UP_RETRY: u64 = 300;
 use crate::session;
 use crate::store::Ticket;
+
+/// The check endpoint `method` and `path` ask, if they ask one: `/oauth2/auth` (nginx) or
+/// `/oauth2/forward-auth`, as the router's `any` routes match them (the exact path, any method
+/// but `CONNECT`, which the router keeps). The auth listener answers these directly
+/// ([`direct`]): every request a proxy passes asks one, and the router's matching, boxing and
+/// extractors cost a check about as much as deciding it.
+pub(super) fn check_endpoint(method: &Method, path: &str) -> Option<Contract> {
+    match path {
+        _ if method == Method::CONNECT => None,
+        "/oauth2/auth" => Some(Contract::Nginx),
+        "/oauth2/forward-auth" => Some(Contract::ForwardAuth),
+        _ => None,
+    }
+}
+
+/// A check endpoint's answer without the router, the same as through it ([`nginx`],
+/// [`forward_auth`]): the handler's response, with the `Content-Length` axum adds to a body of
+/// known length, and no body for `HEAD`.
+pub(super) async fn direct<B>(
+    st: &AppState,
+    peer: SocketAddr,
+    req: &axum::http::Request<B>,
+    contract: Contract,
+) -> Response {
+    let mut r = subrequest(st, peer, req.uri(), req.headers(), contract, true).await;
+    if !r.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(n) = r.body().size_hint().exact() {
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    if req.method() == Method::HEAD {
+        *r.body_mut() = axum::body::Body::empty();
+    }
+    r
+}
 
 /// `GET /oauth2/auth`: nginx `auth_request` and ingress-nginx `auth-url`.
 pub async fn nginx(

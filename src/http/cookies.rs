@@ -20,10 +20,14 @@ pub fn find_cookie<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Op
                 Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
                 None => (rest, ""),
             };
-            if let Some((k, v)) = kv.split_once('=') {
-                if k.trim() == name {
-                    return Some(v.trim());
-                }
+            // `name`, spaces, `=`: the pair's name is `name` (a cookie name holds no `=`),
+            // found without searching each pair for its `=`.
+            let value = kv
+                .trim_start()
+                .strip_prefix(name)
+                .and_then(|r| r.trim_start().strip_prefix('='));
+            if let Some(v) = value {
+                return Some(v.trim());
             }
             if next.is_empty() {
                 return None;
@@ -79,10 +83,26 @@ pub(crate) fn without_session<'a, I>(lines: impl Fn() -> I, name: &str) -> Optio
 where
     I: Iterator<Item = &'a [u8]>,
 {
-    if !cookie_pairs(lines()).any(|(n, _)| is_session_cookie(n, name)) {
+    // One pass tells the common cases apart: no session cookie (nothing to remove), or nothing
+    // but session cookies (nothing left).
+    let (mut session, mut other) = (false, false);
+    for (n, _) in cookie_pairs(lines()) {
+        if is_session_cookie(n, name) {
+            session = true;
+        } else {
+            other = true;
+        }
+        if session && other {
+            break;
+        }
+    }
+    if !session {
         return None;
     }
     let mut kept = Vec::new();
+    if !other {
+        return Some(kept);
+    }
     for (_, pair) in cookie_pairs(lines()).filter(|(n, _)| !is_session_cookie(n, name)) {
         if !kept.is_empty() {
             kept.extend_from_slice(b"; ");

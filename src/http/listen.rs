@@ -35,6 +35,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tower_service::Service;
 
+use super::auth::{check_endpoint, direct};
 use super::ext_authz::{CALL_TIMEOUT, GrpcService, MAX_STREAMS};
 use crate::config::Limits;
 use crate::metrics::Metrics;
@@ -43,8 +44,9 @@ use crate::request::is_trusted;
 /// What a listener speaks.
 #[derive(Clone)]
 pub(crate) enum App {
-    /// HTTP/1.1: the auth endpoints, the metrics.
-    Http1(Router),
+    /// HTTP/1.1: the auth endpoints, the metrics. With the state, the check endpoints are
+    /// answered without the router ([`super::auth::direct`]).
+    Http1(Router, Option<Arc<super::AppState>>),
     /// HTTP/2 gRPC: Envoy's ext_authz.
     Grpc(GrpcService),
 }
@@ -287,15 +289,24 @@ async fn connection(
     };
     let served = async {
         match &door.app {
-            App::Http1(router) => {
-                let router = router.clone();
+            App::Http1(router, checks) => {
+                let app = Arc::new((router.clone(), checks.clone()));
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let mut app = router.clone();
+                    let app = app.clone();
                     let track = track.clone();
                     track(1);
                     async move {
-                        let r = app.call(req).await;
+                        let (router, checks) = &*app;
+                        let check = checks
+                            .as_ref()
+                            .and_then(|st| Some((st, check_endpoint(req.method(), req.uri().path())?)));
+                        let r = match check {
+                            Some((st, contract)) => Ok(direct(st, peer, &req, contract).await),
+                            None => {
+                                req.extensions_mut().insert(ConnectInfo(peer));
+                                router.clone().call(req).await
+                            }
+                        };
                         track(-1);
                         r
                     }

@@ -245,7 +245,7 @@ pub async fn serve_metrics(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let door = listen::Door {
-        app: listen::App::Http1(metrics_router(state.clone())),
+        app: listen::App::Http1(metrics_router(state.clone()), None),
         trusted: Vec::new(),
         tls: None,
         limits: state.config.limits,
@@ -295,7 +295,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let door = listen::Door {
-        app: listen::App::Http1(router(state.clone())),
+        app: listen::App::Http1(router(state.clone()), Some(state.clone())),
         trusted: state.config.trusted_proxies.clone(),
         tls: None,
         limits: state.config.limits,

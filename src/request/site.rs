@@ -39,10 +39,15 @@ impl<'a> Site<'a> {
             Some(s) => parse_scheme(s)?,
             None => unstated,
         };
-        if authority.contains(',') {
-            return Err(RequestError::Ambiguous("x-forwarded-host"));
-        }
-        let (host, in_authority) = parse_host(authority)?;
+        // A list (`a.example, b.example`) is ambiguous, not merely a bad host: looked for only
+        // when the authority is refused, as a comma never makes a valid one.
+        let (host, in_authority) = parse_host(authority).map_err(|e| {
+            if authority.contains(',') {
+                RequestError::Ambiguous("x-forwarded-host")
+            } else {
+                e
+            }
+        })?;
         let port = match (in_authority, stated_port) {
             (Some(a), Some(s)) if a != s => return Err(RequestError::PortMismatch),
             (a, s) => s.or(a),
@@ -115,6 +120,28 @@ pub(crate) fn parse_scheme(s: &str) -> Result<&'static str, RequestError> {
     }
 }
 
+/// What each byte may be in a host name ([`parse_host`]): 0 not allowed, [`UPPER`] an upper-case
+/// letter, 1 any other letter, digit, `-`, `_` or `.` (one table lookup per byte).
+const HOST_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_uppercase() {
+            UPPER
+        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            1
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
+
+/// [`HOST_BYTES`]' mark of an upper-case letter.
+const UPPER: u8 = 2;
+
 /// Split `host[:port]` and normalize the host: lower case, no trailing dot, only characters
 /// that can appear in a DNS name or an IP literal.
 pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>), RequestError> {
@@ -132,8 +159,9 @@ pub(crate) fn parse_host(authority: &str) -> Result<(Cow<'_, str>, Option<u16>),
     let mut valid = !name.is_empty() && name.len() <= 253;
     let mut upper = false;
     for &c in name {
-        valid &= c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || (c == b'.' && prev != b'.');
-        upper |= c.is_ascii_uppercase();
+        let class = HOST_BYTES[c as usize];
+        valid &= class != 0 && !(c == b'.' && prev == b'.');
+        upper |= class == UPPER;
         prev = c;
     }
     if !valid {

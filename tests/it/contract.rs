@@ -175,3 +175,88 @@ async fn refresh_due_while_the_provider_is_unreachable_is_no_redirect_loop() {
         .collect();
     assert_eq!(set.len(), 1, "the session is set again, postponed: {set:?}");
 }
+
+/// The listener answers the check endpoints without the router (every request a proxy passes
+/// asks one of them). Each answer must be the router's own: for every method, both endpoints
+/// and each verdict (allow, sign in, refusal, undescribable), the same status, headers (but the
+/// `Date` hyper adds) and body, and no body for `HEAD`.
+#[tokio::test]
+async fn check_endpoints_answered_without_the_router_answer_as_the_router_does() {
+    use tower::ServiceExt;
+    let fw = Fw::start(&policy()).await;
+    let http = client(&[]);
+    let cookie = fw.cookie(&alice());
+    let cases: [(&str, &[(&str, &str)]); 5] = [
+        (
+            "allowed",
+            &[("cookie", &cookie), ("x-forwarded-host", "app.example.com")],
+        ),
+        (
+            "sign in",
+            &[("accept", "text/html"), ("x-forwarded-host", "app.example.com")],
+        ),
+        (
+            "refused",
+            &[("cookie", &cookie), ("x-forwarded-host", "other.example.com")],
+        ),
+        (
+            "sign in, API",
+            &[
+                ("cookie", "_forwarden=%%%; theme=dark"),
+                ("x-forwarded-host", "app.example.com"),
+            ],
+        ),
+        ("undescribable", &[("x-forwarded-host", "bad host")]),
+    ];
+    let mut statuses = std::collections::BTreeSet::new();
+    for endpoint in ["/oauth2/auth", "/oauth2/forward-auth"] {
+        for method in ["GET", "HEAD", "POST", "OPTIONS", "DELETE"] {
+            for (what, headers) in &cases {
+                let base = [("x-forwarded-proto", "https"), ("x-forwarded-uri", "/docs?a=1")];
+                let all = || base.iter().chain(headers.iter());
+                let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                let mut served = http.request(method.clone(), fw.url(endpoint));
+                let mut routed = axum::http::Request::builder()
+                    .method(method.as_str())
+                    .uri(endpoint);
+                for (k, v) in all() {
+                    served = served.header(*k, *v);
+                    routed = routed.header(*k, *v);
+                }
+                let served = served.sent().await;
+                let mut routed = routed.body(axum::body::Body::empty()).unwrap();
+                routed
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        40000,
+                    ))));
+                let routed = forwarden::http::router(fw.state.clone())
+                    .oneshot(routed)
+                    .await
+                    .unwrap();
+                let case = format!("{method} {endpoint}, {what}");
+                assert_eq!(served.status().as_u16(), routed.status().as_u16(), "{case}");
+                statuses.insert(served.status().as_u16());
+                let headers_of = |h: &axum::http::HeaderMap| {
+                    let mut v: Vec<(String, String)> = h
+                        .iter()
+                        .filter(|(k, _)| *k != "date")
+                        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                let routed_headers = headers_of(routed.headers());
+                let routed_body = axum::body::to_bytes(routed.into_body(), 1 << 20).await.unwrap();
+                assert_eq!(headers_of(served.headers()), routed_headers, "{case}");
+                let served_body = served.bytes().await.unwrap();
+                assert_eq!(served_body, routed_body, "{case}");
+                if method == reqwest::Method::HEAD {
+                    assert!(served_body.is_empty(), "{case}");
+                }
+            }
+        }
+    }
+    assert_eq!(statuses.into_iter().collect::<Vec<_>>(), [200, 302, 401, 403]);
+}
