@@ -377,20 +377,26 @@ fn parse_method(m: &str) -> Result<Cow<'_, str>, RequestError> {
 /// backslash (raw or `%5C`), `;` path parameters, a `#` fragment, control characters, invalid
 /// UTF-8 and `..` above the root.
 pub(crate) fn normalize_path(uri: &str) -> Result<Cow<'_, str>, RequestError> {
-    let raw = uri.split_once('?').map_or(uri, |(path, _)| path);
-    if !raw.starts_with('/') {
+    if !uri.starts_with('/') {
         return Err(RequestError::UnsafePath("it does not start with /"));
     }
-    // Already normal (the common case), found in one pass: nothing refused or to decode (`#`,
-    // `\`, `;`, `%`, control characters), no dot segment and no empty segment (`/.`, `//`).
-    // Anything else takes the careful way below, which refuses or normalizes it.
+    // Already normal (the common case), found in one pass that also finds the query: nothing
+    // refused or to decode (`#`, `\`, `;`, `%`, control characters), no dot segment and no
+    // empty segment (`/.`, `//`). Anything else takes the careful way below, which refuses or
+    // normalizes it.
     let mut prev = 0u8;
     let mut plain = true;
-    for &c in raw.as_bytes() {
+    let mut end = uri.len();
+    for (i, &c) in uri.as_bytes().iter().enumerate() {
+        if c == b'?' {
+            end = i;
+            break;
+        }
         let dot_or_empty_segment = prev == b'/' && matches!(c, b'/' | b'.');
         plain &= !(ODD_IN_PATH[c as usize] || dot_or_empty_segment);
         prev = c;
     }
+    let raw = uri.get(..end).unwrap_or(uri);
     if plain {
         return Ok(Cow::Borrowed(raw));
     }

@@ -51,7 +51,7 @@ impl<'a> Seen<'a> {
     /// From an HTTP request's headers. `HeaderValue::to_str` is the same visible-ASCII rule as
     /// [`Seen::from_pairs`]' in one vectorized pass, without a UTF-8 validation after it.
     pub(super) fn new(headers: &'a HeaderMap) -> Self {
-        Self::from_texts(headers.iter().map(|(k, v)| (k.as_str(), v.to_str().ok())))
+        Self::from_texts(headers.iter().map(|(k, v)| (k.as_str(), v)), |v| v.to_str().ok())
     }
 
     /// From (lower-case name, value) pairs: a repeated name stays repeated, and a value that is
@@ -65,11 +65,12 @@ impl<'a> Seen<'a> {
                 .fold(true, |ok, &b| ok & ((b == b'\t') | (b.wrapping_sub(b' ') < 0x5f)));
             visible.then(|| std::str::from_utf8(v).ok()).flatten()
         };
-        Self::from_texts(pairs.map(|(name, value)| (name, text(value))))
+        Self::from_texts(pairs, text)
     }
 
-    /// From (lower-case name, value) pairs, each value `None` when it is not visible ASCII.
-    fn from_texts(pairs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Self {
+    /// From (lower-case name, value) pairs, `text` reading a value (`None` when it is not
+    /// visible ASCII) only when the pipeline reads that header.
+    fn from_texts<V>(pairs: impl Iterator<Item = (&'a str, V)>, text: impl Fn(V) -> Option<&'a str>) -> Self {
         let mut seen = Seen {
             values: [Field::Absent; READ.len()],
             forwarded_for: [None; FORWARDED_FOR_LINES],
@@ -79,7 +80,7 @@ impl<'a> Seen<'a> {
         let (mut n_cookies, mut cookie_bytes) = (0, 0);
         for (name, value) in pairs {
             if name == "cookie" {
-                let Some(v) = value else { continue };
+                let Some(v) = text(value) else { continue };
                 cookie_bytes += v.len();
                 if cookie_bytes > MAX_COOKIE_BYTES {
                     continue;
@@ -92,9 +93,9 @@ impl<'a> Seen<'a> {
             } else if name == "x-forwarded-for" {
                 // Keep the last lines: the right-most hops are the ones proxies added.
                 seen.forwarded_for.rotate_left(1);
-                seen.forwarded_for[FORWARDED_FOR_LINES - 1] = Some(value.unwrap_or("invalid"));
+                seen.forwarded_for[FORWARDED_FOR_LINES - 1] = Some(text(value).unwrap_or("invalid"));
             } else if let Some(i) = READ.iter().position(|r| *r == name) {
-                seen.values[i] = match (seen.values[i], value) {
+                seen.values[i] = match (seen.values[i], text(value)) {
                     (Field::Absent, Some(v)) => Field::One(v),
                     _ => Field::Invalid,
                 };

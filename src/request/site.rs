@@ -110,6 +110,12 @@ pub(crate) fn default_port(scheme: &str) -> u16 {
 /// `X-Forwarded-Proto` of a WebSocket upgrade) as `http` and `https`. Anything else, a list
 /// included, is refused.
 pub(crate) fn parse_scheme(s: &str) -> Result<&'static str, RequestError> {
+    // What every proxy sends, compared first.
+    match s {
+        "https" => return Ok("https"),
+        "http" => return Ok("http"),
+        _ => {}
+    }
     let s = s.trim();
     if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") {
         Ok("https")
