@@ -19,7 +19,7 @@ use super::ask::{Ask, Early, Seen, describe_subrequest};
 use super::audit::AuditLine;
 use super::bearer;
 use super::edge::{Allowed, Answer, Contract, Denial};
-use super::session_cache::{Opened, signed_identity};
+use super::session_cache::{Opened, signed_identity, token_headers};
 use super::sessions::ForCheck;
 use crate::diag::Origin;
 use crate::identity::Identity;
@@ -407,7 +407,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
         Verdict::Allow => {
             let (route, rule) = d.place();
             let headers = match (&verified, session) {
-                (Some(v), _) => Arc::new(st.sessions.headers.map(Some(&v.identity))),
+                (Some(v), _) => token_headers(&st.sessions, v),
                 (None, Some(o)) => Arc::clone(&o.headers),
                 (None, None) => Arc::new(st.sessions.headers.map(None)),
             };
