@@ -41,15 +41,21 @@ use crate::store::Ticket;
 pub(super) fn check_endpoint(method: &Method, path: &str) -> Option<Contract> {
     match path {
         _ if method == Method::CONNECT => None,
-        "/oauth2/auth" => Some(Contract::Nginx),
-        "/oauth2/forward-auth" => Some(Contract::ForwardAuth),
+        NGINX_PATH => Some(Contract::Nginx),
+        FORWARD_AUTH_PATH => Some(Contract::ForwardAuth),
         _ => None,
     }
 }
 
+/// nginx's check endpoint ([`nginx`]).
+pub(super) const NGINX_PATH: &str = "/oauth2/auth";
+/// forward-auth's check endpoint ([`forward_auth`]).
+pub(super) const FORWARD_AUTH_PATH: &str = "/oauth2/forward-auth";
+
 /// A check endpoint's answer without the router, the same as through it ([`nginx`],
-/// [`forward_auth`]): the handler's response, with the `Content-Length` axum adds to a body of
-/// known length, and no body for `HEAD`.
+/// [`forward_auth`]): the handler's response; for `HEAD`, the `Content-Length` of the body it
+/// would have and no body, as axum's routes answer (for other methods hyper writes the length
+/// of a body it knows).
 pub(super) async fn direct<B>(
     st: &AppState,
     peer: SocketAddr,
@@ -57,13 +63,14 @@ pub(super) async fn direct<B>(
     contract: Contract,
 ) -> Response {
     let mut r = subrequest(st, peer, req.uri(), req.headers(), contract, true).await;
-    if !r.headers().contains_key(header::CONTENT_LENGTH) {
-        if let Some(n) = r.body().size_hint().exact() {
+    if req.method() == Method::HEAD {
+        if let (false, Some(n)) = (
+            r.headers().contains_key(header::CONTENT_LENGTH),
+            r.body().size_hint().exact(),
+        ) {
             r.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
-    }
-    if req.method() == Method::HEAD {
         *r.body_mut() = axum::body::Body::empty();
     }
     r

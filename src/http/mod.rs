@@ -204,8 +204,8 @@ impl AppState {
 /// The whole application.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/oauth2/auth", any(auth::nginx))
-        .route("/oauth2/forward-auth", any(auth::forward_auth))
+        .route(auth::NGINX_PATH, any(auth::nginx))
+        .route(auth::FORWARD_AUTH_PATH, any(auth::forward_auth))
         .route("/oauth2/forbidden", any(auth::forbidden_page))
         .route("/oauth2/ext-authz", any(ext_authz::http_mode))
         // An app's root page: `path_prefix` makes `/` into `/oauth2/ext-authz/`.
