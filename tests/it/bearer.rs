@@ -176,6 +176,19 @@ async fn delegated_token_from_sign_in_with_a_resource_indicator() {
     assert_eq!(r.headers()["x-auth-request-client-id"], IDP_CLIENT);
     // A person's token passes the domain rule too.
     assert_eq!(ask("/", access).await.unwrap().status(), 200);
+    // Identity confusion between cached tokens: each token's headers are its own, asked in
+    // turn while both are cached (the headers are kept per verified token and worker thread).
+    let caller = app_token(&idp.issuer, CALLER, CALLER_SECRET, API).await;
+    for _ in 0..3 {
+        let r = ask("/jobs/1", &caller).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-auth-request-client-id"], CALLER);
+        assert_eq!(r.headers()["x-auth-request-email"], "");
+        let r = ask("/files/a", access).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-auth-request-email"], "alice@contoso.com");
+        assert_eq!(r.headers()["x-auth-request-client-id"], IDP_CLIENT);
+    }
     // The ID token of the same sign-in is not an access token.
     let r = ask("/files/a", id_token).await.unwrap();
     assert_eq!(r.status(), 401);
