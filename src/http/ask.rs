@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 
 use super::AppState;
 use super::bearer;
@@ -45,6 +45,8 @@ pub(super) struct Seen<'a> {
     /// The first `Cookie` lines, without allocating; any further ones in `more_cookies`.
     cookies: [Option<&'a str>; 4],
     more_cookies: Vec<&'a str>,
+    /// Every `Cookie` line, the unreadable and those past `MAX_COOKIE_BYTES` too.
+    cookie_lines: usize,
 }
 
 impl<'a> Seen<'a> {
@@ -76,10 +78,12 @@ impl<'a> Seen<'a> {
             forwarded_for: [None; FORWARDED_FOR_LINES],
             cookies: [None; 4],
             more_cookies: Vec::new(),
+            cookie_lines: 0,
         };
         let (mut n_cookies, mut cookie_bytes) = (0, 0);
         for (name, value) in pairs {
             if name == "cookie" {
+                seen.cookie_lines += 1;
                 let Some(v) = text(value) else { continue };
                 cookie_bytes += v.len();
                 if cookie_bytes > MAX_COOKIE_BYTES {
@@ -121,6 +125,22 @@ impl<'a> Seen<'a> {
     pub(super) fn cookie(&self, name: &str) -> Option<&'a str> {
         let all = self.cookies.iter().flatten().chain(&self.more_cookies).copied();
         find_cookie(all, name)
+    }
+
+    /// The upstream's `Cookie` ([`super::cookies::upstream_cookie`]) in the two cases this pass
+    /// tells apart without reading the cookies again: no `Cookie` line (empty), or one line
+    /// holding a single pair, forwarden's session cookie `name` (empty: nothing else is left).
+    /// `None` for any other request.
+    pub(super) fn upstream_cookie(&self, name: &str) -> Option<HeaderValue> {
+        match (self.cookie_lines, self.cookies[0]) {
+            (0, _) => Some(HeaderValue::from_static("")),
+            (1, Some(line)) if memchr::memchr(b';', line.as_bytes()).is_none() => line
+                .trim_ascii()
+                .strip_prefix(name)
+                .filter(|rest| rest.trim_ascii_start().starts_with('='))
+                .map(|_| HeaderValue::from_static("")),
+            _ => None,
+        }
     }
 }
 
@@ -311,7 +331,6 @@ const LOGGED_KEYS: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     /// An HTTP request's headers (`HeaderValue::to_str`) and Envoy's pairs (the visible-ASCII
     /// fold) read every byte a header value can hold alike: a value the one refuses is never
@@ -331,5 +350,53 @@ mod tests {
             assert_eq!(from_map, from_pairs, "byte {b:#04x}");
             assert_eq!(from_map == Field::Invalid, b >= 0x7f, "byte {b:#04x}");
         }
+    }
+
+    /// A session cookie leaked to the upstream, or the client's cookies lost: where the single
+    /// pass answers the upstream's `Cookie` itself, it answers what reading every line again
+    /// does, for the shapes a client can send (spacing, chunks, look-alike names, empty pairs,
+    /// several lines, an unreadable line, more than the pass reads).
+    #[test]
+    fn session_cookie_leak_the_single_pass_upstream_cookie_agrees_with_reading_every_line() {
+        let name = "_forwarden";
+        let big = format!("_forwarden={}", "a".repeat(MAX_COOKIE_BYTES));
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![],
+            vec![b"_forwarden=sealed"],
+            vec![b"  _forwarden = sealed  "],
+            vec![b"_forwarden=sealed;"],
+            vec![b";_forwarden=sealed"],
+            vec![b"_forwarden=sealed; theme=dark"],
+            vec![b"theme=dark; _forwarden=sealed"],
+            vec![b"_forwarden_0=sealed"],
+            vec![b"_forwarden_0=a; _forwarden_1=b"],
+            vec![b"_forwardenx=sealed"],
+            vec![b"x_forwarden=sealed"],
+            vec![b"_forwarden"],
+            vec![b"_forwarden sealed"],
+            vec![b"theme=dark"],
+            vec![b""],
+            vec![b"  "],
+            vec![b"_forwarden=sealed", b"theme=dark"],
+            vec![b"_forwarden=sealed", b"_forwarden=other"],
+            vec![b"_forwarden=\xffsealed"],
+            vec![b"_forwarden=sealed", b"theme=\xff"],
+            vec![big.as_bytes()],
+            vec![big.as_bytes(), b"_forwarden=sealed"],
+        ];
+        let mut quick = 0;
+        for lines in &cases {
+            let mut headers = HeaderMap::new();
+            for l in lines {
+                headers.append("cookie", HeaderValue::from_bytes(l).expect("a header value"));
+            }
+            let full = super::super::cookies::upstream_cookie(&headers, name);
+            if let Some(fast) = Seen::new(&headers).upstream_cookie(name) {
+                assert_eq!(fast, full, "{lines:?}");
+                quick += 1;
+            }
+        }
+        // No cookie, and the session alone (two spellings): the cases most checks meet.
+        assert_eq!(quick, 3);
     }
 }

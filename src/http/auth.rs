@@ -125,20 +125,32 @@ async fn subrequest(
         let seen = Seen::new(headers);
         let described = describe_subrequest(st, peer, uri.query().unwrap_or(""), &seen, contract);
         match resolve_now(st, peer, described, &seen, tally) {
-            Now::Answered(answer) => return http_answer(st, answer, headers, contract),
-            Now::Waits(ask, waiting) => {
-                Box::pin(async move { resolve_waiting(st, peer, ask, waiting, &seen, tally).await })
-            }
+            Now::Answered(answer) => return http_answer(st, answer, &seen, headers, contract),
+            Now::Waits(ask, waiting) => Box::pin(async move {
+                let answer = resolve_waiting(st, peer, ask, waiting, &seen, tally).await;
+                http_answer(st, answer, &seen, headers, contract)
+            }),
         }
     };
-    http_answer(st, waiting.await, headers, contract)
+    waiting.await
 }
 
 /// An answer as the proxy's HTTP response; an allowed one also carries the `Cookie` header the
 /// upstream gets (the client's without forwarden's session).
-fn http_answer(st: &AppState, answer: Answer, request: &HeaderMap, contract: Contract) -> Response {
+fn http_answer(
+    st: &AppState,
+    answer: Answer,
+    seen: &Seen<'_>,
+    request: &HeaderMap,
+    contract: Contract,
+) -> Response {
+    let name = &st.config.cookie.name;
+    let known = match answer {
+        Answer::Allow(_) => seen.upstream_cookie(name),
+        Answer::Deny(_) => None,
+    };
     answer
-        .with_upstream_cookie(request, &st.config.cookie.name)
+        .with_upstream_cookie(known, request, name)
         .into_response(contract)
 }
 

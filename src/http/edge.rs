@@ -32,11 +32,18 @@ impl Answer {
     }
 
     /// An allowed answer with the `Cookie` header the upstream gets instead of the client's
-    /// (the request's cookies without forwarden's session: [`super::cookies::upstream_cookie`]).
-    pub(super) fn with_upstream_cookie(self, request: &HeaderMap, cookie_name: &str) -> Self {
+    /// (the request's cookies without forwarden's session: [`super::cookies::upstream_cookie`]),
+    /// `known` when the single pass over the request's headers could already tell it.
+    pub(super) fn with_upstream_cookie(
+        self,
+        known: Option<HeaderValue>,
+        request: &HeaderMap,
+        cookie_name: &str,
+    ) -> Self {
         match self {
             Answer::Allow(mut a) => {
-                a.cookie = Some(super::cookies::upstream_cookie(request, cookie_name));
+                a.cookie =
+                    Some(known.unwrap_or_else(|| super::cookies::upstream_cookie(request, cookie_name)));
                 Answer::Allow(a)
             }
             deny => deny,
@@ -52,8 +59,8 @@ pub(super) struct Allowed {
     pub(super) headers: Arc<HeaderMap>,
     /// The identity JWT's header, with `identity_jwt`.
     pub(super) jwt: Option<(HeaderName, HeaderValue)>,
-    /// The `Cookie` header for the upstream (HTTP answers; Envoy's gRPC answer removes or
-    /// replaces the header itself).
+    /// The `Cookie` header for the upstream (HTTP answers); `None`: the answer carries no
+    /// `Cookie` (Envoy's answers remove or replace the header themselves).
     pub(super) cookie: Option<HeaderValue>,
 }
 
@@ -64,8 +71,15 @@ impl Allowed {
         if let Some((name, value)) = self.jwt {
             map.insert(name, value);
         }
-        if let Some(cookie) = self.cookie {
-            map.insert(axum::http::header::COOKIE, cookie);
+        // The map holds an empty `Cookie` ([`super::headers::IdentityHeaders::map`]).
+        match self.cookie {
+            Some(cookie) if cookie.is_empty() => {}
+            Some(cookie) => {
+                map.insert(axum::http::header::COOKIE, cookie);
+            }
+            None => {
+                map.remove(axum::http::header::COOKIE);
+            }
         }
         map
     }

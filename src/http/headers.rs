@@ -1,6 +1,6 @@
 //! The identity headers forwarden sets for the upstream, with names parsed once.
 
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeaderNames;
@@ -80,13 +80,15 @@ impl IdentityHeaders {
 
     /// An allowed request's answer headers: every identity header, always present, empty when
     /// there is no value (Caddy 2.6 would otherwise forward a literal placeholder), with `id`'s
-    /// values or all empty; and `Content-Length: 0`, so that a cached map is answered as it is
-    /// (no header added to it, nothing grown). A contract that sets headers on the upstream's
+    /// values or all empty; `Content-Length: 0` and an empty `Cookie`, so that a cached map is
+    /// answered as it is (no header added to it, nothing grown). A contract that sets headers on the upstream's
     /// request takes only the identity names from it ([`IdentityHeaders::names`]).
     pub(crate) fn map(&self, id: Option<&Identity>) -> HeaderMap {
         // Room for the identity JWT's header too, without growing.
-        let mut out = HeaderMap::with_capacity(self.claims.len() + 8);
-        out.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let mut out = HeaderMap::with_capacity(self.claims.len() + 9);
+        // The `Cookie` an HTTP answer carries when the request's cookies were forwarden's
+        // session alone, or none ([`super::edge::Allowed::into_map`]).
+        out.insert(COOKIE, HeaderValue::from_static(""));
         match id {
             Some(id) => {
                 for (name, v) in self.names().zip(self.values(id)) {
