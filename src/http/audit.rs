@@ -85,3 +85,21 @@ impl std::fmt::Display for OrDash<'_> {
 fn or_dash(s: Option<&str>) -> &str {
     s.filter(|s| !s.is_empty()).unwrap_or("-")
 }
+
+/// How a check is kept: `record` writes its audit line and counts the decision; `started` is
+/// when the check began (with metrics on).
+#[derive(Clone, Copy)]
+pub(super) struct Tally {
+    pub(super) record: bool,
+    pub(super) started: Option<Instant>,
+}
+
+impl Tally {
+    /// Recorded (the check's one audit line and count), begun at `started`.
+    pub(super) fn recorded(started: Option<Instant>) -> Self {
+        Tally {
+            record: true,
+            started,
+        }
+    }
+}

@@ -16,7 +16,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::AppState;
 use super::ask::{Ask, Early, Seen, describe_subrequest};
-use super::audit::AuditLine;
+use super::audit::{AuditLine, Tally};
 use super::bearer;
 use super::edge::{Allowed, Answer, Contract, Denial};
 use super::session_cache::{Opened, signed_identity, token_headers};
@@ -141,35 +141,12 @@ fn http_answer(
     st: &AppState,
     answer: Answer,
     seen: &Seen<'_>,
-    request: &HeaderMap,
+    req: &HeaderMap,
     contract: Contract,
 ) -> Response {
-    let name = &st.config.cookie.name;
-    let known = match answer {
-        Answer::Allow(_) => seen.upstream_cookie(name),
-        Answer::Deny(_) => None,
-    };
     answer
-        .with_upstream_cookie(known, request, name)
+        .with_upstream_cookie(seen, req, &st.config.cookie.name)
         .into_response(contract)
-}
-
-/// How a check is kept: `record` writes its audit line and counts the decision; `started` is
-/// when the check began (with metrics on).
-#[derive(Clone, Copy)]
-pub(super) struct Tally {
-    pub(super) record: bool,
-    pub(super) started: Option<Instant>,
-}
-
-impl Tally {
-    /// Recorded (the check's one audit line and count), begun at `started`.
-    pub(super) fn recorded(started: Option<Instant>) -> Self {
-        Tally {
-            record: true,
-            started,
-        }
-    }
 }
 
 /// The pipeline after the description: the subject (the only step that may wait, and only for

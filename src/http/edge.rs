@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::ask::Seen;
 use crate::identity::Identity;
 
 /// The pipeline's one result, before any contract renders it.
@@ -33,17 +34,19 @@ impl Answer {
 
     /// An allowed answer with the `Cookie` header the upstream gets instead of the client's
     /// (the request's cookies without forwarden's session: [`super::cookies::upstream_cookie`]),
-    /// `known` when the single pass over the request's headers could already tell it.
+    /// told by the single pass over the request's headers where it can ([`Seen::upstream_cookie`]).
     pub(super) fn with_upstream_cookie(
         self,
-        known: Option<HeaderValue>,
+        seen: &Seen<'_>,
         request: &HeaderMap,
         cookie_name: &str,
     ) -> Self {
         match self {
             Answer::Allow(mut a) => {
-                a.cookie =
-                    Some(known.unwrap_or_else(|| super::cookies::upstream_cookie(request, cookie_name)));
+                a.cookie = Some(
+                    seen.upstream_cookie(cookie_name)
+                        .unwrap_or_else(|| super::cookies::upstream_cookie(request, cookie_name)),
+                );
                 Answer::Allow(a)
             }
             deny => deny,

@@ -38,7 +38,8 @@ use envoy_types::pb::google::rpc;
 
 use super::AppState;
 use super::ask::{Seen, describe_parts, undescribable};
-use super::auth::{Tally, resolve};
+use super::audit::Tally;
+use super::auth::resolve;
 use super::cookies::without_session;
 use super::edge::{Answer, Contract, Denial};
 use crate::request::Parts;
