@@ -189,12 +189,18 @@ fn is_tchar(b: u8) -> bool {
 
 /// RFC 6750's `b64token` (RFC 7235's `token68`): `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
 /// "+" / "/" ) *"="`.
+/// Every byte is judged, without an early exit and by arithmetic only, so that the check runs
+/// over whole vectors (a token is read on every bearer check, and is 1–2 KB).
 fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    !body.is_empty() && body.bytes().fold(true, |ok, b| ok & is_b64token_byte(b))
+}
+
+/// A byte of a `b64token` before its padding.
+fn is_b64token_byte(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter | digit | (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/')
 }
 
 /// The verified-token cache's key of a token it does not hold ([`verified_now`]'s miss): the
@@ -384,5 +390,30 @@ mod tests {
         );
         assert_eq!(presented(Field::One("Negotiate")), Presented::None);
         assert_eq!(presented(Field::Absent), Presented::None);
+    }
+
+    /// A token the upstream reads apart from the one forwarden verified: every byte is judged
+    /// as RFC 6750 defines a `b64token`, in any place of the token, before the padding and in it.
+    #[test]
+    fn token_smuggling_every_byte_is_judged_as_rfc_6750_b64token() {
+        let rfc = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        for b in 0..=255u8 {
+            assert_eq!(is_b64token_byte(b), rfc(b), "byte {b:#04x}");
+            let Ok(one) = std::str::from_utf8(std::slice::from_ref(&b)) else {
+                continue;
+            };
+            for (token, valid) in [
+                (one.to_string(), rfc(b)),
+                (format!("abc{one}def"), rfc(b)),
+                // Last, `=` is padding.
+                (format!("{}{one}", "a".repeat(100)), rfc(b) || b == b'='),
+                (format!("abc{one}=="), rfc(b) || b == b'='),
+                (format!("abc=={one}"), b == b'='),
+            ] {
+                assert_eq!(is_b64token(&token), valid, "{token:?}");
+            }
+        }
+        assert!(!is_b64token("=="));
+        assert!(is_b64token(&"a".repeat(4000)));
     }
 }
