@@ -3,10 +3,16 @@
 //! Verified tokens are cached, keyed by the SHA-256 of the token: at most
 //! [`CACHE_BYTES`] in all (each entry counts its identity's size and at least
 //! [`MIN_ENTRY_BYTES`], so at most 65,536 entries), each kept until the token's `exp` and at
-//! most [`MAX_TTL`]. A refused token is not cached.
+//! most [`MAX_TTL`]. A refused token is not cached. Each worker thread keeps the tokens it
+//! answered from that cache in front of it ([`NEAR`]: by the whole token, under the same time
+//! limits, forgotten with it).
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use sha2::{Digest, Sha256};
 
@@ -31,6 +37,9 @@ pub struct Bearer {
     audiences: Vec<String>,
     extra: Vec<(TrustedIssuer, KeySource)>,
     cache: moka::sync::Cache<[u8; 32], Entry>,
+    /// Moved on each time `cache` is emptied ([`Bearer::forget_verified`]): what a worker
+    /// thread keeps in front of it ([`NEAR`]) counts only while this is unchanged.
+    generation: AtomicU64,
     /// Cold verifications (signature math) running at once: half the cores, so that a flood of
     /// tokens that must be verified (valid-looking forgeries) leaves the other half to the
     /// requests with a session or a cached token. The rest wait their turn, in order.
@@ -77,6 +86,8 @@ impl Bearer {
 struct Entry {
     verified: Arc<Verified>,
     ttl: Duration,
+    /// When the cache stops keeping it (Unix seconds): `ttl` from its verification.
+    until: u64,
     weight: u32,
 }
 
@@ -120,6 +131,7 @@ impl Bearer {
             audiences: config.audiences.clone(),
             extra,
             cache,
+            generation: AtomicU64::new(0),
             cold: tokio::sync::Semaphore::new((cores / 2).max(1)),
             pace: std::sync::Mutex::new(Pace {
                 tokens: COLD_BURST,
@@ -135,9 +147,12 @@ impl Bearer {
         self.extra.iter().map(|(_, s)| s)
     }
 
-    /// Drop every verified token (a signing key was withdrawn).
+    /// Drop every verified token (a signing key was withdrawn): the shared cache first, then
+    /// what the worker threads keep in front of it (a check that read the generation before
+    /// this keeps what it finds under the old one, which no later check uses).
     pub(super) fn forget_verified(&self) {
         self.cache.invalidate_all();
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -243,6 +258,7 @@ pub async fn verify(
                     Entry {
                         verified: verified.clone(),
                         ttl,
+                        until: now + ttl.as_secs(),
                         weight,
                     },
                 );
@@ -265,17 +281,65 @@ pub fn verified_now(
     if token.len() > access::MAX_TOKEN_BYTES {
         return Ok(Err(BearerError::TooLarge));
     }
+    let judged = |v: Arc<Verified>| match accepts(v.identity.idp()) {
+        true => Ok(v),
+        false => Err(BearerError::Issuer),
+    };
+    let now = (st.clock)();
+    let generation = b.generation.load(Ordering::SeqCst);
+    if let Some(v) = NEAR.with_borrow(|n| n.get(token, generation, now)) {
+        return Ok(judged(v));
+    }
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     if let Some(e) = b.cache.get(&key) {
-        if e.verified.exp + LEEWAY > (st.clock)() {
-            return Ok(match accepts(e.verified.identity.idp()) {
-                true => Ok(e.verified),
-                false => Err(BearerError::Issuer),
-            });
+        if e.verified.exp + LEEWAY > now {
+            NEAR.with_borrow_mut(|n| n.keep(token, generation, e.until, &e.verified));
+            return Ok(judged(e.verified));
         }
         b.cache.invalidate(&key);
     }
     Err(Uncached(key))
+}
+
+thread_local! {
+    /// This worker thread's verified tokens, in front of the shared cache: a client presents
+    /// its token on every request, and the shared cache's key (the SHA-256 of 1–2 KB) costs a
+    /// check more than the rest of its work. Keyed by the whole token and compared whole, so a
+    /// fast hash is safe (and only verified tokens are kept).
+    static NEAR: RefCell<Near> = RefCell::new(Near::default());
+}
+
+/// Bounds of each worker thread's [`NEAR`]; it is emptied when either is reached.
+const NEAR_ENTRIES: usize = 1024;
+const NEAR_BYTES: usize = 1024 * 1024;
+
+/// [`NEAR`]: token → (the shared cache's generation, until when, the verification).
+#[derive(Default)]
+struct Near {
+    tokens: FxHashMap<Box<str>, (u64, u64, Arc<Verified>)>,
+    bytes: usize,
+}
+
+impl Near {
+    /// The verification of `token`, kept under `generation` and still within its time.
+    fn get(&self, token: &str, generation: u64, now: u64) -> Option<Arc<Verified>> {
+        self.tokens
+            .get(token)
+            .filter(|(g, until, _)| *g == generation && *until > now)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// Keep what the shared cache held under `generation` (read before it was looked up).
+    fn keep(&mut self, token: &str, generation: u64, until: u64, v: &Arc<Verified>) {
+        if self.tokens.len() >= NEAR_ENTRIES || self.bytes + token.len() > NEAR_BYTES {
+            self.tokens.clear();
+            self.bytes = 0;
+        }
+        let old = self.tokens.insert(token.into(), (generation, until, v.clone()));
+        if old.is_none() {
+            self.bytes += token.len();
+        }
+    }
 }
 
 async fn verify_once(
@@ -415,5 +479,38 @@ mod tests {
         }
         assert!(!is_b64token("=="));
         assert!(is_b64token(&"a".repeat(4000)));
+    }
+
+    /// A worker thread's kept token outliving what the shared cache allows: past its time, or
+    /// after the shared cache was emptied (a withdrawn signing key), it is not answered; a
+    /// token is answered only by the whole of itself; the bounds empty it.
+    #[test]
+    fn withdrawn_or_expired_token_is_not_answered_from_a_worker_threads_copy() {
+        let v = Arc::new(Verified {
+            identity: crate::identity::Identity::default(),
+            exp: 2_000,
+        });
+        let mut near = Near::default();
+        near.keep("a.b.c", 7, 1_000, &v);
+        assert!(near.get("a.b.c", 7, 999).is_some());
+        assert!(near.get("a.b.c", 7, 1_000).is_none(), "past its time");
+        assert!(
+            near.get("a.b.c", 8, 999).is_none(),
+            "after the shared cache was emptied"
+        );
+        assert!(near.get("a.b.", 7, 999).is_none());
+        assert!(near.get("a.b.cd", 7, 999).is_none());
+        for i in 0..NEAR_ENTRIES {
+            near.keep(&format!("t{i}"), 7, 1_000, &v);
+        }
+        assert!(
+            near.get("a.b.c", 7, 999).is_none(),
+            "emptied at {NEAR_ENTRIES} tokens"
+        );
+        let big = "x".repeat(NEAR_BYTES / 2 + 1);
+        near.keep(&big, 7, 1_000, &v);
+        near.keep(&format!("{big}y"), 7, 1_000, &v);
+        assert!(near.get(&big, 7, 999).is_none(), "emptied at {NEAR_BYTES} bytes");
+        assert!(near.bytes <= NEAR_BYTES);
     }
 }
