@@ -280,7 +280,9 @@ fn issuers_of_route(st: &AppState, ask: &Ask<'_>) -> Option<crate::policy::route
 /// failed (and why). A bearer token speaks for the request: cookies are not read then.
 enum Subject {
     Anonymous,
-    Session(Rc<Opened>),
+    /// A session, with the time (Unix seconds) it was found current at: the one reading of the
+    /// clock its check makes.
+    Session(Rc<Opened>, u64),
     Bearer(Arc<Verified>),
     Failed(BearerError),
 }
@@ -298,17 +300,20 @@ impl Subject {
             Some(Err(e)) => Subject::Failed(e),
             // A session of a provider that is no longer configured (removed, or the unnamed
             // `oidc:` one after a move to `providers:`) is no session.
-            None => stored
-                .open(&st.sessions, |n| seen.cookie(n))
-                .filter(|o| st.providers.is_empty() || st.providers.of(&o.session.identity).is_some())
-                .map_or(Subject::Anonymous, Subject::Session),
+            None => {
+                let now = (st.clock)();
+                stored
+                    .open(&st.sessions, |n| seen.cookie(n), now)
+                    .filter(|o| st.providers.is_empty() || st.providers.of(&o.session.identity).is_some())
+                    .map_or(Subject::Anonymous, |o| Subject::Session(o, now))
+            }
         }
     }
 
     /// The identity the policies judge, if any.
     fn identity(&self) -> Option<&Identity> {
         match self {
-            Subject::Session(o) => Some(&o.session.identity),
+            Subject::Session(o, _) => Some(&o.session.identity),
             Subject::Bearer(v) => Some(&v.identity),
             Subject::Anonymous | Subject::Failed(_) => None,
         }
@@ -353,7 +358,7 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
     };
     let (verified, session) = match &subject {
         Subject::Bearer(v) => (Some(v), None),
-        Subject::Session(o) => (None, Some(o)),
+        Subject::Session(o, now) => (None, Some((o, *now))),
         Subject::Anonymous | Subject::Failed(_) => (None, None),
     };
     let user = subject.identity();
@@ -370,11 +375,11 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
                 line.record(st, started, Some(req), user, peer);
             }
         };
-    if let Some(o) = session {
+    if let Some((o, now)) = session {
         // A page load with a session due for refresh goes through /oauth2/refresh, a plain
         // request that can set every cookie (a subrequest's Set-Cookie would not reach the
         // browser whole). Other requests pass on the still-valid session meanwhile.
-        let due = session::refresh_due(&o.session, st.config.cookie.refresh, (st.clock)());
+        let due = session::refresh_due(&o.session, st.config.cookie.refresh, now);
         if due
             && req.wants_html
             && st
@@ -404,12 +409,12 @@ fn decide(st: &AppState, peer: SocketAddr, ask: &Ask<'_>, seen: &Seen<'_>, read:
             let (route, rule) = d.place();
             let headers = match (&verified, session) {
                 (Some(v), _) => token_headers(&st.sessions, v),
-                (None, Some(o)) => Arc::clone(&o.headers),
+                (None, Some((o, _))) => Arc::clone(&o.headers),
                 (None, None) => Arc::new(st.sessions.headers.map(None)),
             };
             let jwt = match (&st.config.identity_jwt, &st.sessions.headers.jwt, session) {
-                (Some(jwt), Some(name), Some(o)) => {
-                    signed_identity(&st.sessions, st.config.public_url.as_ref(), jwt, o, req)
+                (Some(jwt), Some(name), Some((o, now))) => {
+                    signed_identity(st.config.public_url.as_ref(), jwt, o, req, now)
                         .map(|v| (name.clone(), v))
                 }
                 _ => None,

@@ -43,13 +43,12 @@ fn cache_key(sealed: &str) -> &str {
 /// it has more than half its lifetime left (ES256 signing costs far more than the rest of a
 /// check), signed anew otherwise.
 pub(crate) fn signed_identity(
-    keeper: &SessionKeeper,
     public_url: Option<&url::Url>,
     jwt: &IdentityJwt,
     o: &Opened,
     req: &Request<'_>,
+    now: u64,
 ) -> Option<HeaderValue> {
-    let now = (keeper.clock)();
     let lifetime = jwt.lifetime.as_secs();
     // The host without a port: what the upstream sees as its Host behind nginx's `$host`.
     let aud = req.site.host.as_ref();
@@ -104,8 +103,16 @@ pub(crate) fn open_session<'a>(
     k: &SessionKeeper,
     lookup: impl Fn(&str) -> Option<&'a str>,
 ) -> Option<Rc<Opened>> {
+    open_session_at(k, lookup, (k.clock)())
+}
+
+/// [`open_session`] at `now` (the check reads the clock once for all it does).
+pub(crate) fn open_session_at<'a>(
+    k: &SessionKeeper,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+    now: u64,
+) -> Option<Rc<Opened>> {
     let cookie = &k.cookie;
-    let now = (k.clock)();
     let value = match session::sealed_value(lookup, &cookie.name) {
         Ok(v) => v,
         Err(session::SessionError::Missing) => return None,
@@ -181,8 +188,13 @@ pub(crate) fn ticket<'a>(k: &SessionKeeper, lookup: impl Fn(&str) -> Option<&'a 
 }
 
 /// The opened form of a session the store returned, reused per thread while it is the same.
-pub(crate) fn opened_stored(k: &SessionKeeper, id: [u8; 16], s: Arc<session::Session>) -> Option<Rc<Opened>> {
-    if !session::is_current(&s, (k.clock)()) {
+pub(crate) fn opened_stored(
+    k: &SessionKeeper,
+    id: [u8; 16],
+    s: Arc<session::Session>,
+    now: u64,
+) -> Option<Rc<Opened>> {
+    if !session::is_current(&s, now) {
         return None;
     }
     let hit = STORED.with_borrow(|m| {

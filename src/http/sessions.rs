@@ -11,7 +11,7 @@ use axum::response::Response;
 
 use super::cookies::{end_session, request_cookie, set_session, set_ticket};
 use super::headers::IdentityHeaders;
-use super::session_cache::{self, Opened, open_session, opened_stored, session_of};
+use super::session_cache::{self, Opened, open_session_at, opened_stored, session_of};
 use crate::clock::{Clock, Entropy};
 use crate::config::CookieConfig;
 use crate::session::{self, Session, SessionError};
@@ -158,16 +158,18 @@ pub(crate) enum ForCheck {
 }
 
 impl ForCheck {
-    /// The session, opened (from the per-thread caches when it was seen before).
+    /// The session, opened (from the per-thread caches when it was seen before), if it is
+    /// current at `now`.
     pub(crate) fn open<'a>(
         self,
         k: &SessionKeeper,
         cookie: impl Fn(&str) -> Option<&'a str>,
+        now: u64,
     ) -> Option<Rc<Opened>> {
         match self {
             ForCheck::Skipped => None,
-            ForCheck::Cookie => open_session(k, cookie),
-            ForCheck::Stored(found) => found.and_then(|(id, s)| opened_stored(k, id, s)),
+            ForCheck::Cookie => open_session_at(k, cookie, now),
+            ForCheck::Stored(found) => found.and_then(|(id, s)| opened_stored(k, id, s, now)),
         }
     }
 }
