@@ -55,7 +55,7 @@ impl Answer {
 }
 
 /// An allowed request's identity headers: every header forwarden may set (empty when it has no
-/// value) and `Content-Length: 0`, as the session cache keeps them (shared, not copied, until
+/// value) and an empty `Cookie`, as the session cache keeps them (shared, not copied, until
 /// an HTTP answer needs its own map); and the signed identity JWT's header, made per request.
 pub(super) struct Allowed {
     /// The session's headers ([`super::headers::IdentityHeaders::map`]).

@@ -29,9 +29,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use envoy_types::ext_authz::v3::pb::{
-    Address, Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
-    HeaderAppendAction, HeaderValue as PbHeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
-    OkHttpResponse,
+    Address, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue as PbHeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::google::rpc;
@@ -41,8 +40,12 @@ use super::ask::{Seen, describe_parts, undescribable};
 use super::audit::Tally;
 use super::auth::resolve;
 use super::cookies::without_session;
-use super::edge::{Answer, Contract, Denial};
+use super::edge::{Allowed, Answer, Contract, Denial};
 use crate::request::Parts;
+
+mod service;
+
+use service::{Reply, encoded_allow};
 
 /// The largest gRPC message read.
 pub const MAX_MESSAGE: usize = 256 * 1024;
@@ -77,13 +80,11 @@ pub struct ExtAuthz {
 }
 
 /// The gRPC service as the listener serves it.
-pub(crate) type GrpcService = AuthorizationServer<ExtAuthz>;
+pub(crate) type GrpcService = service::Server;
 
-/// The service for a state, with its message bounds.
+/// The service for a state, with its message bounds ([`MAX_MESSAGE`] each way).
 pub(crate) fn grpc_service(state: Arc<AppState>) -> GrpcService {
-    AuthorizationServer::new(ExtAuthz { state })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
+    service::Server::new(ExtAuthz { state })
 }
 
 /// The TLS acceptor of `ext_authz_tls` (HTTP/2 only, by ALPN).
@@ -112,12 +113,12 @@ pub(crate) fn tls_acceptor(tls: &crate::config::Tls) -> Result<tokio_rustls::Tls
 #[error("ext_authz_tls: {0}")]
 pub struct TlsError(String);
 
-#[tonic::async_trait]
-impl Authorization for ExtAuthz {
+impl ExtAuthz {
+    /// `envoy.service.auth.v3.Authorization/Check`.
     async fn check(
         &self,
         request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+    ) -> Result<tonic::Response<Reply>, tonic::Status> {
         let st = &self.state;
         let started = st.config.metrics_listen.map(|_| std::time::Instant::now());
         let caller = request
@@ -200,16 +201,9 @@ fn socket(
     }
 }
 
-/// The pipeline's answer as Envoy's `CheckResponse`: allowed, the headers to set and to remove;
-/// denied, forwarden's response as the one Envoy sends the client, with
-/// `UNAUTHENTICATED` (sign in first, a bearer challenge) or `PERMISSION_DENIED` (refused).
-fn check_response<'c>(
-    st: &AppState,
-    answer: Answer,
-    client_headers: impl Iterator<Item = &'c str>,
-    cookie: Option<Vec<u8>>,
-) -> CheckResponse {
-    let header = |k: &str, v: &str, action: HeaderAppendAction| HeaderValueOption {
+/// One header for Envoy to set.
+fn header(k: &str, v: &str, action: HeaderAppendAction) -> HeaderValueOption {
+    HeaderValueOption {
         header: Some(PbHeaderValue {
             key: k.to_string(),
             value: v.to_string(),
@@ -217,52 +211,99 @@ fn check_response<'c>(
         }),
         append_action: action as i32,
         ..Default::default()
-    };
+    }
+}
+
+/// The pipeline's answer as Envoy's `CheckResponse`: allowed, the headers to set and to remove;
+/// denied, forwarden's response as the one Envoy sends the client, with
+/// `UNAUTHENTICATED` (sign in first, a bearer challenge) or `PERMISSION_DENIED` (refused).
+///
+/// An allowed answer made from a shared identity map (a session's, a verified token's), with no
+/// identity JWT, no client header that looks like an identity header and a `cookie` that is
+/// left alone or removed, is the same message every time: it is sent as the bytes this thread
+/// encoded the first time ([`encoded_allow`]).
+fn check_response<'c>(
+    st: &AppState,
+    answer: Answer,
+    client_headers: impl Iterator<Item = &'c str> + Clone,
+    cookie: Option<Vec<u8>>,
+) -> Reply {
     let denial = match answer {
         Answer::Allow(set) => {
-            let (set, mut remove) = identity_headers(st, set.iter(), client_headers);
-            let mut headers: Vec<HeaderValueOption> = set
-                .iter()
-                .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
-                .collect();
-            // forwarden's session cookie never reaches the upstream: the client's `cookie`
-            // without it replaces the header, or the header goes when nothing else is left.
-            match cookie {
-                Some(kept) if kept.is_empty() => remove.push("cookie".to_string()),
-                Some(kept) => headers.push(HeaderValueOption {
-                    header: Some(match String::from_utf8(kept) {
-                        Ok(value) => PbHeaderValue {
-                            key: "cookie".to_string(),
-                            value,
-                            ..Default::default()
-                        },
-                        Err(e) => PbHeaderValue {
-                            key: "cookie".to_string(),
-                            raw_value: e.into_bytes(),
-                            ..Default::default()
-                        },
-                    }),
-                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-                    ..Default::default()
-                }),
-                None => {}
-            }
-            let ok = OkHttpResponse {
-                headers,
-                headers_to_remove: remove,
-                ..Default::default()
+            let removes_cookie = match &cookie {
+                None => Some(false),
+                Some(kept) if kept.is_empty() => Some(true),
+                Some(_) => None,
             };
-            return CheckResponse {
-                status: Some(rpc::Status {
-                    code: 0,
-                    ..Default::default()
-                }),
-                http_response: Some(HttpResponse::OkResponse(ok)),
-                ..Default::default()
+            let same_every_time = set.jwt.is_none()
+                && Arc::strong_count(&set.headers) > 1
+                && !client_headers.clone().any(looks_like_identity);
+            return match removes_cookie {
+                Some(removes) if same_every_time => {
+                    encoded_allow(st.sessions.instance, &set.headers, removes, || {
+                        allowed(st, &set, client_headers, cookie)
+                    })
+                }
+                _ => Reply::Message(Box::new(allowed(st, &set, client_headers, cookie))),
             };
         }
         Answer::Deny(d) => d,
     };
+    Reply::Message(Box::new(denied(denial)))
+}
+
+/// An allowed answer: the identity headers to set, the others and the client's look-alikes to
+/// remove, and the client's `cookie` without forwarden's session.
+fn allowed<'c>(
+    st: &AppState,
+    set: &Allowed,
+    client_headers: impl Iterator<Item = &'c str>,
+    cookie: Option<Vec<u8>>,
+) -> CheckResponse {
+    let (set, mut remove) = identity_headers(st, set.iter(), client_headers);
+    let mut headers: Vec<HeaderValueOption> = set
+        .iter()
+        .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .collect();
+    // forwarden's session cookie never reaches the upstream: the client's `cookie`
+    // without it replaces the header, or the header goes when nothing else is left.
+    match cookie {
+        Some(kept) if kept.is_empty() => remove.push("cookie".to_string()),
+        Some(kept) => headers.push(HeaderValueOption {
+            header: Some(match String::from_utf8(kept) {
+                Ok(value) => PbHeaderValue {
+                    key: "cookie".to_string(),
+                    value,
+                    ..Default::default()
+                },
+                Err(e) => PbHeaderValue {
+                    key: "cookie".to_string(),
+                    raw_value: e.into_bytes(),
+                    ..Default::default()
+                },
+            }),
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        }),
+        None => {}
+    }
+    let ok = OkHttpResponse {
+        headers,
+        headers_to_remove: remove,
+        ..Default::default()
+    };
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: 0,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(ok)),
+        ..Default::default()
+    }
+}
+
+/// A refusal, as the response Envoy sends the client.
+fn denied(denial: Denial) -> CheckResponse {
     // google.rpc.Code: UNAUTHENTICATED (16) for "sign in first", PERMISSION_DENIED (7) otherwise.
     let code = if denial.unauthenticated() { 16 } else { 7 };
     let r = denial.render(Contract::ForwardAuth);
