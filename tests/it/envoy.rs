@@ -406,6 +406,35 @@ async fn oversized_check_request_is_refused_by_the_grpc_bound() {
     assert_eq!(r.unwrap_err().code(), tonic::Code::OutOfRange);
 }
 
+/// The gRPC service is written out rather than generated: a method it does not serve (another
+/// name, another API version) is answered UNIMPLEMENTED, as tonic's generated server answers,
+/// never judged as a `Check`.
+#[tokio::test]
+async fn unknown_grpc_method_is_unimplemented_not_answered_as_check() {
+    let fw = start("").await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", fw.ext_authz.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for path in [
+        "/envoy.service.auth.v3.Authorization/Checks",
+        "/envoy.service.auth.v2.Authorization/Check",
+        "/envoy.service.auth.v3.Authorization/Check/",
+    ] {
+        let mut g = tonic::client::Grpc::new(channel.clone());
+        g.ready().await.unwrap();
+        let r = g
+            .unary::<CheckRequest, CheckResponse, _>(
+                tonic::Request::new(envoy_check("GET", "app.test", "/x", &[], &[])),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        assert_eq!(r.unwrap_err().code(), tonic::Code::Unimplemented, "{path}");
+    }
+}
+
 /// Envoy's HTTP ext_authz: `path_prefix: /oauth2/ext-authz`, the original method and Host.
 #[tokio::test]
 async fn envoy_http_mode_contract() {
