@@ -997,6 +997,50 @@ async fn forged_identity_jwt_through_envoy_grpc_is_removed_when_forwarden_signs_
     }
 }
 
+/// The attack: a client header spelled like one forwarden sets, sent with a session whose
+/// allowed answer each worker thread keeps encoded. The kept bytes are for the clean request
+/// only; a request carrying a look-alike (any case, `_` for `-`) gets its own answer, which
+/// removes it, and the next clean request gets the kept answer again, with nothing of the last
+/// one's.
+#[tokio::test]
+async fn identity_header_spoofing_after_a_kept_envoy_answer_is_still_removed() {
+    let fw = start("").await;
+    let mut c = grpc(&fw).await;
+    let alice = fw.cookie(&alice());
+    let clean = [("cookie", alice.as_str())];
+    let forged = [
+        ("cookie", alice.as_str()),
+        ("x-auth-request-admin", "yes"),
+        ("X_Forwarden_Role", "admin"),
+    ];
+    let answers = |a: Answer| match a {
+        Answer::Ok { set, remove } => (set, remove),
+        Answer::Denied { status, body, .. } => panic!("refused {status}: {body}"),
+    };
+    // The clean request several times over (both worker threads keep its answer).
+    let mut kept = Vec::new();
+    for _ in 0..8 {
+        kept.push(answers(
+            ask(&mut c, "GET", "app.test", "/docs", &clean, &[]).await,
+        ));
+    }
+    for _ in 0..8 {
+        let (set, remove) = answers(ask(&mut c, "GET", "app.test", "/docs", &forged, &[]).await);
+        assert!(remove.iter().any(|r| r == "x-auth-request-admin"), "{remove:?}");
+        assert!(remove.iter().any(|r| r == "x_forwarden_role"), "{remove:?}");
+        assert_eq!(set, kept[0].0);
+    }
+    for _ in 0..8 {
+        let (set, remove) = answers(ask(&mut c, "GET", "app.test", "/docs", &clean, &[]).await);
+        assert_eq!((&set, &remove), (&kept[0].0, &kept[0].1));
+        assert!(
+            !remove.iter().any(|r| r.contains("admin") || r.contains("role")),
+            "{remove:?}"
+        );
+    }
+    assert!(kept.iter().all(|k| *k == kept[0]));
+}
+
 /// An app behind Envoy that saw a user's session cookie could replay it at every other app this
 /// forwarden protects. Allowed, `Check` replaces the client's `cookie` with the app's own
 /// cookies, or removes it when forwarden's was the only one; without forwarden's cookie the
