@@ -235,6 +235,8 @@ fn check_response<'c>(
                 Some(kept) if kept.is_empty() => Some(true),
                 Some(_) => None,
             };
+            // A map held by a session's or a token's cache too (a public page's map is made for
+            // its answer alone: its address would key nothing again).
             let same_every_time = set.jwt.is_none()
                 && Arc::strong_count(&set.headers) > 1
                 && !client_headers.clone().any(looks_like_identity);
