@@ -80,12 +80,13 @@ impl IdentityHeaders {
 
     /// An allowed request's answer headers: every identity header, always present, empty when
     /// there is no value (Caddy 2.6 would otherwise forward a literal placeholder), with `id`'s
-    /// values or all empty; `Content-Length: 0` and an empty `Cookie`, so that a cached map is
-    /// answered as it is (no header added to it, nothing grown). A contract that sets headers on the upstream's
+    /// values or all empty; and an empty `Cookie`, so that a cached map is answered as it is
+    /// (no header added to it, nothing grown). A contract that sets headers on the upstream's
     /// request takes only the identity names from it ([`IdentityHeaders::names`]).
     pub(crate) fn map(&self, id: Option<&Identity>) -> HeaderMap {
-        // Room for the identity JWT's header too, without growing.
-        let mut out = HeaderMap::with_capacity(self.claims.len() + 9);
+        // The six identity headers, the claims', `Cookie`, and room for the identity JWT's
+        // header too, without growing.
+        let mut out = HeaderMap::with_capacity(self.claims.len() + 8);
         // The `Cookie` an HTTP answer carries when the request's cookies were forwarden's
         // session alone, or none ([`super::edge::Allowed::into_map`]).
         out.insert(COOKIE, HeaderValue::from_static(""));

@@ -30,6 +30,7 @@ mod health;
 mod listen;
 mod login;
 mod logout;
+mod memo;
 mod parts;
 mod refresh;
 mod session_cache;

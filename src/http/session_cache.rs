@@ -4,11 +4,12 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::cookies::request_cookie;
+use super::memo::{self, Memo};
 use super::sessions::SessionKeeper;
 use crate::config::IdentityJwt;
 use crate::oidc::access::Verified;
@@ -222,39 +223,16 @@ pub(crate) fn opened_stored(
 }
 
 thread_local! {
-    /// The identity headers of each verified bearer token this thread answered, by the address
-    /// of the verified-token cache's entry. The `Weak` keeps that address from being reused
-    /// while it is a key here, so an equal address is the same verification.
-    static TOKENS: RefCell<HashMap<usize, TokenHeaders>> = RefCell::new(HashMap::default());
+    /// The identity headers of each verified bearer token this thread answered, by its entry in
+    /// the verified-token cache.
+    static TOKENS: RefCell<Memo<Verified, (), Arc<HeaderMap>>> = RefCell::new(Memo::default());
 }
-
-/// A verification (kept from reuse, not alive) and its identity headers.
-type TokenHeaders = (Weak<Verified>, Arc<HeaderMap>);
 
 /// A verified bearer token's identity headers, made once per token and thread (a token is
 /// checked on every request of its client, like a session cookie).
 pub(crate) fn token_headers(k: &SessionKeeper, v: &Arc<Verified>) -> Arc<HeaderMap> {
-    let key = Arc::as_ptr(v) as usize;
-    let hit = TOKENS.with_borrow(|m| {
-        m.get(&key)
-            .filter(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(v)))
-            .map(|(_, h)| h.clone())
-    });
-    if let Some(h) = hit {
-        return h;
-    }
-    let headers = Arc::new(k.headers.map(Some(&v.identity)));
-    TOKENS.with_borrow_mut(|m| {
-        if m.len() >= TOKEN_ENTRIES {
-            m.clear();
-        }
-        m.insert(key, (Arc::downgrade(v), headers.clone()));
-    });
-    headers
+    memo::get_or_make(&TOKENS, v, (), || Arc::new(k.headers.map(Some(&v.identity))))
 }
-
-/// Bound of each worker thread's [`TOKENS`]; it is emptied when reached.
-const TOKEN_ENTRIES: usize = 1024;
 
 /// The session of a request that is not an auth subrequest (userinfo, sign-out).
 pub fn session_of(k: &SessionKeeper, headers: &HeaderMap) -> Option<Rc<Opened>> {
